@@ -1,0 +1,65 @@
+//! Every registered kernel x pass x mode against the f64 reference on an arbitrary (bounded)
+//! geometry: bit-exact on integer data for exact algorithms, within the accuracy contract on
+//! real data. Under AddressSanitizer this also catches any out-of-bounds access.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use convnet_kernels::testing::{self, ConvProblem, DataKind};
+use convnet_kernels::{Conv2d, ConvParams, Pass, registry};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Case {
+    n: u8,
+    groups: u8,
+    c_in_g: u8,
+    c_out_g: u8,
+    h: u8,
+    w: u8,
+    kh: u8,
+    kw: u8,
+    stride: [u8; 2],
+    dilation: [u8; 2],
+    padding: [u8; 4],
+    transposed: bool,
+    output_padding: [u8; 2],
+    integer: bool,
+    bias: bool,
+    seed: u64,
+}
+
+fn params(c: &Case) -> ConvParams {
+    let r = |v: u8, lo: u8, hi: u8| (lo + v % (hi - lo + 1)) as usize;
+    let groups = r(c.groups, 1, 6);
+    ConvParams {
+        n: r(c.n, 0, 2),
+        c_in: r(c.c_in_g, 1, 6) * groups,
+        h: r(c.h, 1, 24),
+        w: r(c.w, 1, 24),
+        c_out: r(c.c_out_g, 1, 40) * groups,
+        kh: r(c.kh, 1, 7),
+        kw: r(c.kw, 1, 7),
+        stride: c.stride.map(|s| r(s, 1, 4)),
+        padding: c.padding.map(|p| r(p, 0, 7)),
+        dilation: c.dilation.map(|d| r(d, 1, 4)),
+        groups,
+        transposed: c.transposed,
+        output_padding: if c.transposed { c.output_padding.map(|o| r(o, 0, 3)) } else { [0, 0] },
+    }
+}
+
+fuzz_target!(|case: Case| {
+    let Ok(conv) = Conv2d::new(params(&case)) else { return };
+    if conv.geom().macs() > 4 * testing::MAC_BUDGET {
+        return;
+    }
+    let kind = if case.integer { DataKind::Integer } else { DataKind::Real };
+    let problem = ConvProblem::new(conv, kind, case.seed, case.bias);
+    for kernel in registry::available() {
+        for pass in Pass::ALL {
+            if let Err(failure) = testing::check(kernel.as_ref(), &problem, pass) {
+                panic!("{failure}");
+            }
+        }
+    }
+});

@@ -1,0 +1,403 @@
+//! The public entry points: [`Conv2d`] (a validated geometry) and its three passes, in
+//! normal and transposed mode, on any [`Algorithm`] or an explicit kernel.
+
+use crate::error::ConvError;
+use crate::params::{ConvGeom, ConvParams, Padding};
+use crate::registry::{self, ConvKernel};
+
+/// Winograd output tile sizes, F(m x m, 3x3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WinogradTile {
+    /// F(2x2, 3x3): 4x4 input tiles, points {0, +-1, inf}.
+    F2,
+    /// F(4x4, 3x3): 6x6 input tiles, points {0, +-1, +-2, inf}.
+    F4,
+    /// F(6x6, 3x3): 8x8 input tiles, points {0, +-1, +-2, +-1/2, inf}.
+    F6,
+}
+
+/// Which algorithm runs a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// The naive f64-accumulating loops: the oracle.
+    Reference,
+    /// Hand-vectorised direct convolution.
+    Direct,
+    /// im2col + GEMM (on `matrixmultiply`).
+    Im2col,
+    /// Winograd with the given tile.
+    Winograd(WinogradTile),
+    /// The fastest supported algorithm for the geometry.
+    Auto,
+}
+
+impl Algorithm {
+    /// `reference`, `direct`, `im2col`, `winograd_f2`, `winograd_f4`, `winograd_f6`, `auto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Reference => "reference",
+            Algorithm::Direct => "direct",
+            Algorithm::Im2col => "im2col",
+            Algorithm::Winograd(WinogradTile::F2) => "winograd_f2",
+            Algorithm::Winograd(WinogradTile::F4) => "winograd_f4",
+            Algorithm::Winograd(WinogradTile::F6) => "winograd_f6",
+            Algorithm::Auto => "auto",
+        }
+    }
+
+    /// Parses a name from [`Algorithm::name`]; `winograd` alone means F(4x4, 3x3).
+    pub fn parse(s: &str) -> Option<Algorithm> {
+        let s = s.trim().to_ascii_lowercase();
+        if s == "winograd" {
+            return Some(Algorithm::Winograd(WinogradTile::F4));
+        }
+        Algorithm::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// Every algorithm, `Auto` last.
+    pub const ALL: [Algorithm; 7] = [
+        Algorithm::Reference,
+        Algorithm::Direct,
+        Algorithm::Im2col,
+        Algorithm::Winograd(WinogradTile::F2),
+        Algorithm::Winograd(WinogradTile::F4),
+        Algorithm::Winograd(WinogradTile::F6),
+        Algorithm::Auto,
+    ];
+}
+
+/// One of the three passes of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Pass {
+    /// `y = conv(x, w) + b`.
+    Forward,
+    /// `grad_x` from `grad_y`.
+    BackwardData,
+    /// `grad_w` (and `grad_b`) from `x` and `grad_y`.
+    BackwardWeight,
+}
+
+impl Pass {
+    /// `fwd`, `bwd_data`, `bwd_weight` (the names `convnet bench --pass` takes).
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Forward => "fwd",
+            Pass::BackwardData => "bwd_data",
+            Pass::BackwardWeight => "bwd_weight",
+        }
+    }
+    /// Parses a name from [`Pass::name`].
+    pub fn parse(s: &str) -> Option<Pass> {
+        Pass::ALL.into_iter().find(|p| p.name() == s.trim())
+    }
+    /// All three passes.
+    pub const ALL: [Pass; 3] = [Pass::Forward, Pass::BackwardData, Pass::BackwardWeight];
+}
+
+/// Builds a [`Conv2d`]; see [`Conv2d::builder`].
+#[derive(Clone, Debug)]
+pub struct Conv2dBuilder {
+    params: ConvParams,
+    padding: Padding,
+}
+
+impl Conv2dBuilder {
+    /// `[sh, sw]`.
+    pub fn stride(mut self, stride: [usize; 2]) -> Self {
+        self.params.stride = stride;
+        self
+    }
+    /// Padding: `Padding::Explicit([t, b, l, r])`, `Padding::Symmetric([ph, pw])` or `Padding::Same`.
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+    /// `[dh, dw]`.
+    pub fn dilation(mut self, dilation: [usize; 2]) -> Self {
+        self.params.dilation = dilation;
+        self
+    }
+    /// Groups (`groups == c_in` is depthwise).
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.params.groups = groups;
+        self
+    }
+    /// Transposed mode with `[oph, opw]` output padding.
+    pub fn transposed(mut self, output_padding: [usize; 2]) -> Self {
+        self.params.transposed = true;
+        self.params.output_padding = output_padding;
+        self
+    }
+    /// Validates every size.
+    pub fn build(mut self) -> Result<Conv2d, ConvError> {
+        let p = &mut self.params;
+        p.padding = match self.padding {
+            Padding::Explicit(pad) => pad,
+            Padding::Symmetric([ph, pw]) => [ph, ph, pw, pw],
+            Padding::Same if p.transposed => {
+                return Err(ConvError::Unsupported {
+                    kernel: "Padding::Same",
+                    reason: "transposed mode",
+                });
+            }
+            Padding::Same => {
+                ConvParams::same_padding(p.h, p.w, [p.kh, p.kw], p.stride, p.dilation)?
+            }
+        };
+        Conv2d::new(self.params)
+    }
+}
+
+/// A validated convolution geometry, ready to run any pass with any algorithm.
+///
+/// Buffers are dense NCHW f32: `x [n, c_in, h, w]`, `y [n, c_out, oh, ow]`, weight
+/// `[c_out, c_in/g, kh, kw]` (transposed: `[c_in, c_out/g, kh, kw]`), bias `[c_out]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2d {
+    params: ConvParams,
+    geom: ConvGeom,
+}
+
+impl Conv2d {
+    /// Starts a builder with PyTorch's defaults (stride 1, no padding, dilation 1, one group).
+    pub fn builder(
+        n: usize,
+        c_in: usize,
+        h: usize,
+        w: usize,
+        c_out: usize,
+        kernel: [usize; 2],
+    ) -> Conv2dBuilder {
+        Conv2dBuilder {
+            params: ConvParams::new(n, c_in, h, w, c_out, kernel),
+            padding: Padding::Explicit([0; 4]),
+        }
+    }
+
+    /// Validates `params`.
+    pub fn new(params: ConvParams) -> Result<Conv2d, ConvError> {
+        Ok(Conv2d {
+            geom: params.validate()?,
+            params,
+        })
+    }
+
+    /// The parameters as given (with `Padding::Same` resolved).
+    pub fn params(&self) -> &ConvParams {
+        &self.params
+    }
+    /// The canonical forward-conv geometry the kernels run on.
+    pub fn geom(&self) -> &ConvGeom {
+        &self.geom
+    }
+    /// Whether this is a transposed convolution.
+    pub fn is_transposed(&self) -> bool {
+        self.params.transposed
+    }
+    /// `[n, c_in, h, w]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        let p = &self.params;
+        [p.n, p.c_in, p.h, p.w]
+    }
+    /// `[n, c_out, oh, ow]` of the public forward pass.
+    pub fn output_shape(&self) -> [usize; 4] {
+        let g = &self.geom;
+        if self.params.transposed {
+            [g.n, g.c_in, g.h, g.w]
+        } else {
+            [g.n, g.c_out, g.oh, g.ow]
+        }
+    }
+    /// Weight shape (see [`ConvParams::weight_shape`]).
+    pub fn weight_shape(&self) -> [usize; 4] {
+        self.params.weight_shape()
+    }
+    /// Elements of `x`.
+    pub fn input_len(&self) -> usize {
+        if self.params.transposed {
+            self.geom.y_len
+        } else {
+            self.geom.x_len
+        }
+    }
+    /// Elements of `y`.
+    pub fn output_len(&self) -> usize {
+        if self.params.transposed {
+            self.geom.x_len
+        } else {
+            self.geom.y_len
+        }
+    }
+    /// Elements of the weight.
+    pub fn weight_len(&self) -> usize {
+        self.geom.w_len
+    }
+    /// Elements of the bias (`c_out`).
+    pub fn bias_len(&self) -> usize {
+        self.params.c_out
+    }
+    /// FLOPs of each pass: `2*n*c_out*oh*ow*(c_in/g)*kh*kw`, counted through the equivalent
+    /// forward conv in transposed mode.
+    pub fn flops(&self) -> u64 {
+        self.geom.flops
+    }
+
+    /// The pass a kernel runs on the canonical geometry to serve public `pass`.
+    pub fn canonical_pass(&self, pass: Pass) -> Pass {
+        match (self.params.transposed, pass) {
+            (false, p) => p,
+            (true, Pass::Forward) => Pass::BackwardData,
+            (true, Pass::BackwardData) => Pass::Forward,
+            (true, Pass::BackwardWeight) => Pass::BackwardWeight,
+        }
+    }
+
+    /// The kernel `algo` resolves to for public `pass` on this geometry.
+    pub fn kernel(
+        &self,
+        algo: Algorithm,
+        pass: Pass,
+    ) -> Result<&'static dyn ConvKernel, ConvError> {
+        registry::select(algo, &self.geom, self.canonical_pass(pass))
+    }
+
+    fn check_kernel(&self, kernel: &dyn ConvKernel, pass: Pass) -> Result<(), ConvError> {
+        kernel
+            .supports(&self.geom, self.canonical_pass(pass))
+            .map_err(|reason| ConvError::Unsupported {
+                kernel: kernel.name(),
+                reason,
+            })
+    }
+
+    /// `y = conv(x, weight) + bias` (or the transposed conv).
+    pub fn forward(
+        &self,
+        algo: Algorithm,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), ConvError> {
+        self.forward_with(self.kernel(algo, Pass::Forward)?, x, weight, bias, y)
+    }
+
+    /// [`Conv2d::forward`] on an explicit kernel.
+    pub fn forward_with(
+        &self,
+        kernel: &dyn ConvKernel,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), ConvError> {
+        check_len("x", x.len(), self.input_len())?;
+        check_len("weight", weight.len(), self.weight_len())?;
+        if let Some(b) = bias {
+            check_len("bias", b.len(), self.bias_len())?;
+        }
+        check_len("y", y.len(), self.output_len())?;
+        self.check_kernel(kernel, Pass::Forward)?;
+        if self.params.transposed {
+            kernel.backward_data(&self.geom, x, weight, bias, y);
+        } else {
+            kernel.forward(&self.geom, x, weight, bias, y);
+        }
+        Ok(())
+    }
+
+    /// `grad_x` from `grad_y` (the gradient of [`Conv2d::forward`] with respect to `x`).
+    pub fn backward_data(
+        &self,
+        algo: Algorithm,
+        grad_y: &[f32],
+        weight: &[f32],
+        grad_x: &mut [f32],
+    ) -> Result<(), ConvError> {
+        self.backward_data_with(
+            self.kernel(algo, Pass::BackwardData)?,
+            grad_y,
+            weight,
+            grad_x,
+        )
+    }
+
+    /// [`Conv2d::backward_data`] on an explicit kernel.
+    pub fn backward_data_with(
+        &self,
+        kernel: &dyn ConvKernel,
+        grad_y: &[f32],
+        weight: &[f32],
+        grad_x: &mut [f32],
+    ) -> Result<(), ConvError> {
+        check_len("grad_y", grad_y.len(), self.output_len())?;
+        check_len("weight", weight.len(), self.weight_len())?;
+        check_len("grad_x", grad_x.len(), self.input_len())?;
+        self.check_kernel(kernel, Pass::BackwardData)?;
+        if self.params.transposed {
+            kernel.forward(&self.geom, grad_y, weight, None, grad_x);
+        } else {
+            kernel.backward_data(&self.geom, grad_y, weight, None, grad_x);
+        }
+        Ok(())
+    }
+
+    /// `grad_weight` (and `grad_bias` when given) from `x` and `grad_y`.
+    pub fn backward_weight(
+        &self,
+        algo: Algorithm,
+        x: &[f32],
+        grad_y: &[f32],
+        grad_weight: &mut [f32],
+        grad_bias: Option<&mut [f32]>,
+    ) -> Result<(), ConvError> {
+        self.backward_weight_with(
+            self.kernel(algo, Pass::BackwardWeight)?,
+            x,
+            grad_y,
+            grad_weight,
+            grad_bias,
+        )
+    }
+
+    /// [`Conv2d::backward_weight`] on an explicit kernel.
+    pub fn backward_weight_with(
+        &self,
+        kernel: &dyn ConvKernel,
+        x: &[f32],
+        grad_y: &[f32],
+        grad_weight: &mut [f32],
+        grad_bias: Option<&mut [f32]>,
+    ) -> Result<(), ConvError> {
+        check_len("x", x.len(), self.input_len())?;
+        check_len("grad_y", grad_y.len(), self.output_len())?;
+        check_len("grad_weight", grad_weight.len(), self.weight_len())?;
+        if let Some(gb) = grad_bias.as_deref() {
+            check_len("grad_bias", gb.len(), self.bias_len())?;
+        }
+        self.check_kernel(kernel, Pass::BackwardWeight)?;
+        let g = &self.geom;
+        if self.params.transposed {
+            kernel.backward_weight(g, grad_y, x, grad_weight);
+        } else {
+            kernel.backward_weight(g, x, grad_y, grad_weight);
+        }
+        if let Some(gb) = grad_bias {
+            let [n, c, oh, ow] = self.output_shape();
+            kernel.bias_grad(grad_y, n, c, oh * ow, gb);
+        }
+        Ok(())
+    }
+}
+
+fn check_len(buffer: &'static str, got: usize, expected: usize) -> Result<(), ConvError> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(ConvError::BufferLength {
+            buffer,
+            expected,
+            got,
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! The kernel contract ([`ConvKernel`]) and the one list of kernels ([`KERNELS`]) that
+//! tests, benches, `convnet check` and the fuzz targets iterate.
+
+use std::sync::OnceLock;
+
+use crate::params::ConvGeom;
+use crate::{Algorithm, ConvError, Isa, Pass};
+
+/// A convolution implementation for one algorithm on one ISA, over the canonical
+/// forward-conv geometry (see [`crate::params`]).
+///
+/// Every pass overwrites its whole output and never reads it first (the output may hold
+/// NaN on entry). A kernel is only called with a geometry for which [`ConvKernel::supports`]
+/// returned `Ok` and with slices whose lengths match the geometry (the public API checks
+/// both; kernels re-check lengths with `ConvGeom::assert_*`).
+///
+/// # Safety
+/// For implementors: a value of the implementing type may exist only if every instruction its passes use
+/// exists on this CPU (construction is the proof, as in rten's `Kernel::new`), and no pass
+/// may read or write outside the slices it is given for any geometry it `supports`.
+pub unsafe trait ConvKernel: Send + Sync {
+    /// Equals the Rust identifier of the kernel, e.g. `direct_f32_any_4x16_avx512`.
+    fn name(&self) -> &'static str;
+    /// The algorithm this kernel implements (never `Auto`).
+    fn algorithm(&self) -> Algorithm;
+    /// The instruction set it needs.
+    fn isa(&self) -> Isa;
+    /// `Ok` when this kernel implements `pass` for `g`, else what it cannot do.
+    fn supports(&self, g: &ConvGeom, pass: Pass) -> Result<(), &'static str>;
+    /// `y := conv(x, weight) + bias` (bias indexed by output channel).
+    fn forward(&self, g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]);
+    /// `grad_x := conv_transpose(grad_y, weight) + bias` (bias indexed by input channel; it is
+    /// only present when this pass serves a transposed conv's forward).
+    fn backward_data(
+        &self,
+        g: &ConvGeom,
+        grad_y: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        grad_x: &mut [f32],
+    );
+    /// `grad_weight := sum over batch and pixels of x * grad_y`.
+    fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]);
+    /// `grad_bias[ch] := sum over batch and pixels of grad_y[.., ch, ..]`, `grad_y` being
+    /// `[n, c, spatial]`. The default is the shared f32 reduction in [`crate::bias`].
+    fn bias_grad(&self, grad_y: &[f32], n: usize, c: usize, spatial: usize, grad_bias: &mut [f32]) {
+        crate::bias::bias_grad(grad_y, n, c, spatial, grad_bias);
+    }
+}
+
+/// One registered kernel: its name and how to make it (`None` when this CPU, or the
+/// `CONVNET_MAX_ISA` cap, does not allow it).
+pub struct KernelEntry {
+    /// The kernel's name (equal to `ConvKernel::name`).
+    pub name: &'static str,
+    /// The ISA it needs, for "skipped: NAME needs ISA" messages.
+    pub isa: Isa,
+    /// Constructs the kernel if its ISA is available.
+    pub make: fn() -> Option<Box<dyn ConvKernel>>,
+}
+
+fn make_reference() -> Option<Box<dyn ConvKernel>> {
+    Some(Box::new(crate::reference::ReferenceF32))
+}
+
+/// Every kernel, the reference first. Adding a kernel here gives it its tests, benches,
+/// `convnet check` coverage and fuzz coverage.
+pub static KERNELS: &[KernelEntry] = &[KernelEntry {
+    name: "reference_f32",
+    isa: Isa::Scalar,
+    make: make_reference,
+}];
+
+/// The kernels this process may run (built once).
+pub fn available() -> &'static [Box<dyn ConvKernel>] {
+    static AVAILABLE: OnceLock<Vec<Box<dyn ConvKernel>>> = OnceLock::new();
+    AVAILABLE.get_or_init(|| KERNELS.iter().filter_map(|e| (e.make)()).collect())
+}
+
+/// The registered kernels this process may not run, with the ISA each needs.
+pub fn skipped() -> Vec<(&'static str, Isa)> {
+    KERNELS
+        .iter()
+        .filter(|e| !available().iter().any(|k| k.name() == e.name))
+        .map(|e| (e.name, e.isa))
+        .collect()
+}
+
+/// The kernel that runs `algo` for `pass` on `g`: the best-ISA available kernel of that
+/// algorithm that supports it. `Auto` takes the fastest supported algorithm.
+pub fn select(
+    algo: Algorithm,
+    g: &ConvGeom,
+    pass: Pass,
+) -> Result<&'static dyn ConvKernel, ConvError> {
+    if algo == Algorithm::Auto {
+        return select_auto(g, pass);
+    }
+    let mut reason = "this algorithm on this CPU";
+    let mut best: Option<&'static dyn ConvKernel> = None;
+    for k in available().iter().filter(|k| k.algorithm() == algo) {
+        match k.supports(g, pass) {
+            Ok(()) if best.is_none_or(|b| k.isa() > b.isa()) => best = Some(k.as_ref()),
+            Ok(()) => {}
+            Err(why) => reason = why,
+        }
+    }
+    best.ok_or(ConvError::Unsupported {
+        kernel: algo.name(),
+        reason,
+    })
+}
+
+/// `Auto`: the preferred order of algorithms, first supported wins.
+fn select_auto(g: &ConvGeom, pass: Pass) -> Result<&'static dyn ConvKernel, ConvError> {
+    for algo in [Algorithm::Direct, Algorithm::Im2col, Algorithm::Reference] {
+        if let Ok(k) = select(algo, g, pass) {
+            return Ok(k);
+        }
+    }
+    Err(ConvError::Unsupported {
+        kernel: "auto",
+        reason: "any available kernel for this geometry",
+    })
+}
+
+/// Looks a kernel up by name among the available ones.
+pub fn by_name(name: &str) -> Option<&'static dyn ConvKernel> {
+    available()
+        .iter()
+        .find(|k| k.name() == name)
+        .map(|k| k.as_ref())
+}

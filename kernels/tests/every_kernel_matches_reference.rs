@@ -1,0 +1,168 @@
+//! Every available kernel, on every pass and mode, against the f64 reference: random
+//! geometries (real data within the accuracy contract, integer data bit for bit) and the
+//! named boundary cases. Kernels come from the one registry list; nothing here names one.
+
+use convnet_kernels::testing::{self, ConvProblem, DataKind};
+use convnet_kernels::{Conv2d, ConvParams, Pass, registry};
+use proptest::prelude::*;
+
+fn check_all(p: &ConvProblem) -> Result<(), String> {
+    for kernel in registry::available() {
+        for pass in Pass::ALL {
+            testing::check(kernel.as_ref(), p, pass).map_err(|f| f.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn required_isa_is_available() {
+    let isa = testing::require_isa();
+    eprintln!(
+        "running at {isa} (hardware {})",
+        convnet_kernels::Isa::hardware()
+    );
+    for (name, needs) in registry::skipped() {
+        eprintln!("skipped: {name} needs {needs}");
+    }
+    assert!(!registry::available().is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_kernel_within_contract_on_real_data(p in testing::problem_strategy(DataKind::Real)) {
+        check_all(&p).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn every_kernel_exact_on_integer_data(p in testing::problem_strategy(DataKind::Integer)) {
+        check_all(&p).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// A conv with the given geometry; the rest PyTorch's defaults.
+#[allow(clippy::too_many_arguments)]
+fn conv(
+    n: usize,
+    c_in: usize,
+    hw: [usize; 2],
+    c_out: usize,
+    k: [usize; 2],
+    s: usize,
+    pad: usize,
+    d: usize,
+    groups: usize,
+) -> ConvParams {
+    ConvParams {
+        stride: [s, s],
+        padding: [pad; 4],
+        dilation: [d, d],
+        groups,
+        ..ConvParams::new(n, c_in, hw[0], hw[1], c_out, k)
+    }
+}
+
+/// Runs a boundary case in normal mode and, where the geometry is valid, transposed mode,
+/// on both data kinds, every pass, every kernel.
+fn boundary_case(params: ConvParams) {
+    let transposed = ConvParams {
+        transposed: true,
+        ..params
+    };
+    let mut ran = 0;
+    for p in [params, transposed] {
+        let Ok(conv) = Conv2d::new(p) else { continue };
+        for (kind, seed) in [(DataKind::Real, 1), (DataKind::Integer, 2)] {
+            for with_bias in [false, true] {
+                let problem = ConvProblem::new(conv, kind, seed, with_bias);
+                if let Err(e) = check_all(&problem) {
+                    panic!("{e}");
+                }
+            }
+        }
+        ran += 1;
+    }
+    assert!(ran > 0, "boundary case {params:?} is valid in neither mode");
+}
+
+macro_rules! boundary_cases {
+    ($($name:ident: $params:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            for p in $params {
+                boundary_case(p);
+            }
+        }
+    )*};
+}
+
+// XNNPACK's boundary taxonomy. NR is the output-channel tile (8 or 16 lanes, 1-4 registers
+// of them), the pixel tile is 4 to 14 wide.
+boundary_cases! {
+    c_out_lt_nr: [1, 7, 15].map(|k| conv(1, 3, [6, 7], k, [3, 3], 1, 1, 1, 1));
+    c_out_eq_nr: [8, 16, 32].map(|k| conv(1, 3, [6, 7], k, [3, 3], 1, 1, 1, 1));
+    c_out_gt_nr: [9, 17, 33].map(|k| conv(1, 3, [6, 7], k, [3, 3], 1, 1, 1, 1));
+    c_out_div_nr: [48, 64].map(|k| conv(1, 2, [5, 5], k, [3, 3], 1, 1, 1, 1));
+    w_lt_tile: [1, 2, 3].map(|w| conv(1, 4, [5, w], 16, [3, 3], 1, 1, 1, 1));
+    w_subtile: [13, 15, 17, 29].map(|w| conv(1, 4, [3, w], 16, [3, 3], 1, 1, 1, 1));
+    pad_only_window: [conv(1, 2, [2, 2], 5, [3, 3], 1, 3, 1, 1), conv(2, 3, [1, 1], 4, [2, 2], 2, 2, 1, 1)];
+    stride_gt_kernel: [conv(1, 3, [11, 10], 8, [2, 2], 3, 0, 1, 1), conv(1, 3, [9, 9], 8, [1, 1], 3, 1, 1, 1)];
+    dilation_gt_input: [conv(1, 2, [4, 4], 8, [2, 2], 1, 1, 5, 1), conv(1, 2, [3, 5], 3, [2, 3], 1, 2, 4, 1)];
+    groups_depthwise: [conv(2, 8, [7, 7], 8, [3, 3], 1, 1, 1, 8), conv(1, 6, [6, 6], 12, [3, 3], 2, 1, 1, 6), conv(1, 16, [5, 5], 16, [5, 5], 1, 2, 1, 16)];
+    groups_grouped: [conv(1, 8, [6, 6], 12, [3, 3], 1, 1, 1, 4), conv(1, 6, [7, 5], 9, [3, 1], 1, 0, 2, 3)];
+    k_1x1: [conv(1, 16, [7, 7], 24, [1, 1], 1, 0, 1, 1), conv(2, 5, [6, 9], 3, [1, 1], 2, 0, 1, 1), conv(1, 4, [5, 5], 8, [1, 1], 1, 1, 1, 1)];
+    batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
+    asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
+    empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];
+}
+
+#[test]
+fn transposed_with_output_padding() {
+    // 4x4 s2 (the DCGAN / U-Net upsampler) and, where dilation exceeds stride, output
+    // padding up to dilation - 1.
+    let s2 = |op| {
+        ConvParams {
+            stride: [2, 2],
+            padding: [1; 4],
+            ..ConvParams::new(1, 4, 5, 6, 3, [4, 4])
+        }
+        .with_op(op)
+    };
+    let d2 = |op| {
+        ConvParams {
+            dilation: [2, 3],
+            ..ConvParams::new(2, 2, 4, 3, 5, [3, 2])
+        }
+        .with_op(op)
+    };
+    let cases = [
+        s2([0, 0]),
+        s2([1, 0]),
+        s2([0, 1]),
+        s2([1, 1]),
+        d2([1, 2]),
+        d2([0, 1]),
+    ];
+    for p in cases {
+        let conv = Conv2d::new(p).unwrap();
+        for kind in [DataKind::Real, DataKind::Integer] {
+            check_all(&ConvProblem::new(conv, kind, 7, true)).unwrap();
+        }
+    }
+}
+
+trait WithOutputPadding {
+    fn with_op(self, op: [usize; 2]) -> ConvParams;
+}
+
+impl WithOutputPadding for ConvParams {
+    fn with_op(self, op: [usize; 2]) -> ConvParams {
+        ConvParams {
+            transposed: true,
+            output_padding: op,
+            ..self
+        }
+    }
+}

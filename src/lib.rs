@@ -1,0 +1,3 @@
+//! convnet: layers, networks and training on the `convnet-kernels` convolution kernels.
+
+pub use convnet_kernels as kernels;
