@@ -40,6 +40,7 @@ pub mod accuracy;
 pub mod bias;
 mod conv;
 mod error;
+pub mod gemm;
 pub mod isa;
 pub mod params;
 pub mod reference;
