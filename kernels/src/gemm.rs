@@ -80,6 +80,14 @@ impl<'a> MatRef<'a> {
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self, ConvError> {
         Self::new(data, rows, cols, cols, 1)
     }
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
     /// The transpose (a stride swap, no copy).
     pub fn t(self) -> Self {
         MatRef {
@@ -103,12 +111,11 @@ impl<'a> MatMut<'a> {
         cs: usize,
     ) -> Result<Self, ConvError> {
         check_view("output matrix", data.len(), rows, cols, rs, cs)?;
-        let overlapping = rows > 1
-            && cols > 1
-            && (rs == 0
-                || cs == 0
-                || (rs < cols.saturating_mul(cs) && cs < rows.saturating_mul(rs)));
-        if overlapping || (rows > 1 && rs == 0) || (cols > 1 && cs == 0) {
+        // Sufficient for distinct elements: whole rows fit between row starts, or whole
+        // columns between column starts (check_view bounded these products).
+        let rows_apart = rows <= 1 || cols == 0 || rs > (cols - 1) * cs;
+        let cols_apart = cols <= 1 || rows == 0 || cs > (rows - 1) * rs;
+        if !(rows_apart || cols_apart) {
             return Err(ConvError::Unsupported {
                 kernel: "gemm",
                 reason: "an output view whose elements overlap",
@@ -179,6 +186,49 @@ pub fn gemm(
         );
     }
     Ok(())
+}
+
+/// `c = alpha * a * b + beta * c` into a raw strided output, for kernels whose parallel
+/// tasks write disjoint blocks of one buffer. `a` and `b` are checked views.
+///
+/// # Safety
+/// `c` must be valid for reads and writes of every element `c + i*rsc + j*csc`
+/// (`i < a.rows`, `j < b.cols`), those elements must be distinct, and no other thread may
+/// access them during the call. `a.cols == b.rows >= 1`.
+pub(crate) unsafe fn gemm_raw(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    csc: usize,
+) {
+    debug_assert_eq!(a.cols, b.rows);
+    debug_assert!(a.cols >= 1);
+    if a.rows == 0 || b.cols == 0 {
+        return;
+    }
+    // SAFETY: a and b are checked views (their extents lie inside their slices); c's elements
+    // are valid and exclusively ours by this function's contract.
+    unsafe {
+        matrixmultiply::sgemm(
+            a.rows,
+            a.cols,
+            b.cols,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c,
+            rsc as isize,
+            csc as isize,
+        );
+    }
 }
 
 /// Row-major `c [m, n] = alpha * a [m, k] * b [k, n] + beta * c`, the dense common case;

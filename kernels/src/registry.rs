@@ -63,13 +63,24 @@ fn make_reference() -> Option<Box<dyn ConvKernel>> {
     Some(Box::new(crate::reference::ReferenceF32))
 }
 
+fn make_im2col() -> Option<Box<dyn ConvKernel>> {
+    Some(Box::new(crate::im2col::Im2colF32Matrixmultiply))
+}
+
 /// Every kernel, the reference first. Adding a kernel here gives it its tests, benches,
 /// `convnet check` coverage and fuzz coverage.
-pub static KERNELS: &[KernelEntry] = &[KernelEntry {
-    name: "reference_f32",
-    isa: Isa::Scalar,
-    make: make_reference,
-}];
+pub static KERNELS: &[KernelEntry] = &[
+    KernelEntry {
+        name: "reference_f32",
+        isa: Isa::Scalar,
+        make: make_reference,
+    },
+    KernelEntry {
+        name: "im2col_f32_matrixmultiply",
+        isa: Isa::Scalar,
+        make: make_im2col,
+    },
+];
 
 /// The kernels this process may run (built once).
 pub fn available() -> &'static [Box<dyn ConvKernel>] {
