@@ -39,14 +39,17 @@
 pub mod accuracy;
 pub mod bias;
 mod conv;
+mod direct;
 mod error;
 pub mod gemm;
 pub mod im2col;
 pub mod isa;
 pub mod parallel;
 pub mod params;
+pub mod peak;
 pub mod reference;
 pub mod registry;
+mod simd;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

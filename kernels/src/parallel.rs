@@ -37,23 +37,40 @@ pub fn scratch_high_water() -> usize {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Buffers this thread has finished with, kept for its next `with_scratch` calls.
+    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Calls `f` with this thread's scratch buffer of exactly `len` floats (contents unspecified).
-/// The buffer grows to the largest `len` asked on this thread and is reused, so steady-state
-/// calls allocate nothing. Re-entrant calls on one thread get a fresh buffer.
+/// Buffers kept per thread; more nesting than this just allocates.
+const POOL_KEEP: usize = 4;
+
+/// Calls `f` with a scratch buffer of exactly `len` floats (contents unspecified). Buffers
+/// come from a per-thread pool and go back to it, so steady-state calls allocate (and
+/// page-fault) nothing, and nested calls on one thread get distinct buffers.
 pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     HIGH_WATER.fetch_max(len, Ordering::Relaxed);
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
+    let mut buf = POOL
+        .with(|pool| {
+            let mut pool = pool.borrow_mut();
+            // The smallest kept buffer that is large enough, else the largest to grow.
+            let fit = (0..pool.len())
+                .filter(|&i| pool[i].len() >= len)
+                .min_by_key(|&i| pool[i].len());
+            let pick = fit.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()));
+            pick.map(|i| pool.swap_remove(i))
+        })
+        .unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOL_KEEP {
+            pool.push(buf);
         }
-        Err(_) => f(&mut vec![0.0; len]),
-    })
+    });
+    r
 }
 
 /// A raw output pointer that tasks writing *disjoint* elements may share across threads.

@@ -3,7 +3,9 @@
 
 use std::sync::OnceLock;
 
+use crate::direct::Direct;
 use crate::params::ConvGeom;
+use crate::simd;
 use crate::{Algorithm, ConvError, Isa, Pass};
 
 /// A convolution implementation for one algorithm on one ISA, over the canonical
@@ -67,13 +69,47 @@ fn make_im2col() -> Option<Box<dyn ConvKernel>> {
     Some(Box::new(crate::im2col::Im2colF32Matrixmultiply))
 }
 
-/// Every kernel, the reference first. Adding a kernel here gives it its tests, benches,
-/// `convnet check` coverage and fuzz coverage.
+/// Every kernel, the reference first, then best-first within each algorithm. Adding a
+/// kernel here gives it its tests, benches, `convnet check` coverage and fuzz coverage.
 pub static KERNELS: &[KernelEntry] = &[
     KernelEntry {
         name: "reference_f32",
         isa: Isa::Scalar,
         make: make_reference,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "direct_f32_any_12x32_avx512f",
+        isa: Isa::Avx512F,
+        make: Direct::<simd::Avx512F>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "direct_f32_any_6x16_avx2fma",
+        isa: Isa::Avx2Fma,
+        make: Direct::<simd::Avx2Fma>::make,
+    },
+    KernelEntry {
+        name: "direct_f32_any_4x8_portable",
+        isa: Isa::Portable,
+        make: Direct::<simd::Portable>::make,
+    },
+    KernelEntry {
+        name: "direct_f32_any_4x4_scalar",
+        isa: Isa::Scalar,
+        make: Direct::<simd::Scalar>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "direct_f32_any_12x32_emu16",
+        isa: Isa::Scalar,
+        make: Direct::<crate::direct::Emu16>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "direct_f32_any_3x3_oddtile",
+        isa: Isa::Scalar,
+        make: Direct::<crate::direct::OddScalar>::make,
     },
     KernelEntry {
         name: "im2col_f32_matrixmultiply",

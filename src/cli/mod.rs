@@ -1,5 +1,6 @@
 //! Subcommands of the `convnet` program (DESIGN.md, "The `convnet` command").
 
+mod bench;
 mod check;
 
 use std::process::ExitCode;
@@ -18,6 +19,10 @@ pub struct Cli {
 enum Command {
     /// Cross-check every kernel, pass and mode against the reference on random geometries.
     Check(check::CheckArgs),
+    /// Time every shape x algorithm x pass: median ms, GFLOP/s, % of the measured peak.
+    Bench(bench::BenchArgs),
+    /// Measure this machine's f32 FMA peak per ISA, on one thread and on all.
+    Peak(bench::PeakArgs),
 }
 
 /// Errors a subcommand reports before exiting with status 2.
@@ -27,5 +32,7 @@ pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Bench(args) => bench::run_bench(&args),
+        Command::Peak(args) => bench::run_peak(&args),
     }
 }

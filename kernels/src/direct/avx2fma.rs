@@ -1,0 +1,34 @@
+//! The direct kernel on AVX2 + FMA: 16 ymm registers.
+//!
+//! Wide tile 6 pixels x 16 channels: 12 accumulators + 2 weight vectors + 1 broadcast = 15
+//! registers; per reduction step 2 loads + 6 broadcasts feed 12 FMAs, so the two FMA ports,
+//! not the load ports, set the pace. Narrow tile 12 x 8 for layers with <= 8 channels in
+//! the vectorised dimension: still 12 independent accumulators to cover FMA latency.
+
+use super::{Block, DirectIsa, tile::run_block};
+use crate::Isa;
+use crate::simd::Avx2Fma;
+
+// SAFETY: a value of Avx2Fma exists only on a CPU with AVX2 and FMA; run runs run_block
+// with the tile of TILES[wide].
+unsafe impl DirectIsa for Avx2Fma {
+    const NAME: &'static str = "direct_f32_any_6x16_avx2fma";
+    const ISA: Isa = Isa::Avx2Fma;
+    const TILES: [(usize, usize); 2] = [(12, 1), (6, 2)];
+    fn detect() -> Option<Self> {
+        Avx2Fma::new()
+    }
+    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+        // SAFETY: self proves AVX2 and FMA, the features run_avx2fma is compiled for.
+        unsafe { run_avx2fma(self, b, buf, wide) }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn run_avx2fma(s: Avx2Fma, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+    if wide {
+        run_block::<Avx2Fma, 6, 2>(s, b, buf)
+    } else {
+        run_block::<Avx2Fma, 12, 1>(s, b, buf)
+    }
+}

@@ -1,0 +1,33 @@
+//! The direct kernel on AVX-512F: 32 zmm registers.
+//!
+//! Wide tile 12 pixels x 32 channels: 24 accumulators + 2 weight vectors + 1 broadcast = 27
+//! registers; per reduction step 2 loads + 12 broadcasts feed 24 FMAs. Narrow tile 24 x 16
+//! for layers with <= 16 channels in the vectorised dimension.
+
+use super::{Block, DirectIsa, tile::run_block};
+use crate::Isa;
+use crate::simd::Avx512F;
+
+// SAFETY: a value of Avx512F exists only on a CPU with AVX-512F; run runs run_block
+// with the tile of TILES[wide].
+unsafe impl DirectIsa for Avx512F {
+    const NAME: &'static str = "direct_f32_any_12x32_avx512f";
+    const ISA: Isa = Isa::Avx512F;
+    const TILES: [(usize, usize); 2] = [(24, 1), (12, 2)];
+    fn detect() -> Option<Self> {
+        Avx512F::new()
+    }
+    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+        // SAFETY: self proves AVX-512F, the feature run_avx512f is compiled for.
+        unsafe { run_avx512f(self, b, buf, wide) }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn run_avx512f(s: Avx512F, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+    if wide {
+        run_block::<Avx512F, 12, 2>(s, b, buf)
+    } else {
+        run_block::<Avx512F, 24, 1>(s, b, buf)
+    }
+}

@@ -1,0 +1,101 @@
+//! Test-only instantiations (feature `testing`) that run the direct kernel's tiling driver
+//! through shapes this host's real ISAs do not exercise:
+//!
+//! - `direct_f32_any_12x32_emu16`: a plain-array 16-lane vector with the AVX-512 tiles
+//!   (12 x 32 and 24 x 16), so the AVX-512 driver paths are tested on hosts without AVX-512;
+//! - `direct_f32_any_3x3_oddtile`: an odd 3 x 3 (and 5 x 1) scalar tile, so every edge
+//!   of the tiling (partial tiles, channel remainders) is hit on small problems.
+
+use super::{Block, DirectIsa, tile::run_block};
+use crate::Isa;
+use crate::simd::F32Simd;
+
+/// Sixteen f32 lanes as a plain array (no special instructions).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Emu16;
+
+// SAFETY: [f32; 16] is sixteen contiguous f32; plain Rust only.
+unsafe impl F32Simd for Emu16 {
+    const LANES: usize = 16;
+    type V = [f32; 16];
+    fn zero(self) -> [f32; 16] {
+        [0.0; 16]
+    }
+    fn mul_add(self, a: [f32; 16], b: [f32; 16], c: [f32; 16]) -> [f32; 16] {
+        std::array::from_fn(|i| a[i] * b[i] + c[i])
+    }
+    unsafe fn broadcast(self, p: *const f32) -> [f32; 16] {
+        // SAFETY: the caller guarantees p is readable.
+        [unsafe { *p }; 16]
+    }
+    unsafe fn load(self, p: *const f32) -> [f32; 16] {
+        // SAFETY: the caller guarantees 16 readable floats.
+        unsafe { p.cast::<[f32; 16]>().read_unaligned() }
+    }
+    unsafe fn store(self, p: *mut f32, v: [f32; 16]) {
+        // SAFETY: the caller guarantees 16 writable floats.
+        unsafe { p.cast::<[f32; 16]>().write_unaligned(v) }
+    }
+}
+
+// SAFETY: no special instructions; run runs run_block with TILES[wide].
+unsafe impl DirectIsa for Emu16 {
+    const NAME: &'static str = "direct_f32_any_12x32_emu16";
+    const ISA: Isa = Isa::Scalar;
+    const TILES: [(usize, usize); 2] = [(24, 1), (12, 2)];
+    fn detect() -> Option<Self> {
+        Some(Emu16)
+    }
+    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+        if wide {
+            run_block::<Emu16, 12, 2>(self, b, buf)
+        } else {
+            run_block::<Emu16, 24, 1>(self, b, buf)
+        }
+    }
+}
+
+/// One scalar lane with odd tiles.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OddScalar;
+
+// SAFETY: V = f32; plain Rust only.
+unsafe impl F32Simd for OddScalar {
+    const LANES: usize = 1;
+    type V = f32;
+    fn zero(self) -> f32 {
+        0.0
+    }
+    fn mul_add(self, a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+    unsafe fn broadcast(self, p: *const f32) -> f32 {
+        // SAFETY: the caller guarantees p is readable.
+        unsafe { *p }
+    }
+    unsafe fn load(self, p: *const f32) -> f32 {
+        // SAFETY: the caller guarantees p is readable.
+        unsafe { *p }
+    }
+    unsafe fn store(self, p: *mut f32, v: f32) {
+        // SAFETY: the caller guarantees p is writable.
+        unsafe { *p = v }
+    }
+}
+
+// SAFETY: no special instructions; run runs run_block with TILES[wide].
+unsafe impl DirectIsa for OddScalar {
+    const NAME: &'static str = "direct_f32_any_3x3_oddtile";
+    const ISA: Isa = Isa::Scalar;
+    const TILES: [(usize, usize); 2] = [(5, 1), (3, 3)];
+    fn detect() -> Option<Self> {
+        Some(OddScalar)
+    }
+    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+        if wide {
+            run_block::<OddScalar, 3, 3>(self, b, buf)
+        } else {
+            run_block::<OddScalar, 5, 1>(self, b, buf)
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! Hand-vectorised direct convolution, every geometry and pass, one generic body per pass
+//! over the microkernel of [`tile`], instantiated per ISA in `avx2fma.rs`, `avx512f.rs`,
+//! `portable.rs` and `scalar.rs`.
+//!
+//! All three passes are the same computation with different operands (see `tile.rs`):
+//!
+//! ```text
+//! pass             rows (tile height)     vector operand (NR channels)     broadcast operand
+//! forward          output pixels          weights [c_out blk][ic,ky,kx]    padded x
+//! backward_data    input pixels of one    weights [c_in blk][oc,ky,kx]     padded grad_y
+//!                  stride phase           (the taps of that phase)
+//! backward_weight  weight taps (ic,ky,kx) grad_y [c_out blk][b, pixel]     padded x
+//! ```
+//!
+//! Backward-data is split into the `sh*sw` stride phases (sub-pixel decomposition): the
+//! input pixels `iy = ry + sh*a` receive only the taps `ky` with
+//! `(ry + pad_t - ky*dh) % sh == 0`, from `grad_y` rows `a + (ry + pad_t - ky*dh)/sh`, so
+//! each phase is a stride-1 correlation with no wasted multiply.
+//!
+//! Tasks are (image, group, channel block, pixel chunk) for the data passes and (group,
+//! channel block, tap chunk) for backward-weight, fixed by the geometry; each output is
+//! computed by one task in one fixed order, so results do not depend on the thread count.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2fma;
+#[cfg(target_arch = "x86_64")]
+mod avx512f;
+#[cfg(feature = "testing")]
+mod emulated;
+mod pack;
+mod portable;
+mod scalar;
+mod tile;
+
+#[cfg(feature = "testing")]
+pub(crate) use emulated::{Emu16, OddScalar};
+pub(crate) use tile::Block;
+
+use crate::parallel::{SharedMut, for_each_task, with_scratch};
+use crate::params::ConvGeom;
+use crate::registry::ConvKernel;
+use crate::simd::F32Simd;
+use crate::{Algorithm, Isa, Pass};
+use pack::{blocks_len, pack_blocks, pad_planes, padded_len};
+
+/// Output rows per task (rounded up to whole register tiles).
+const ROWS_PER_TASK: usize = 192;
+/// Reduction steps per pass over a task's rows: the vector operand of one chunk
+/// (`RED_CHUNK * NR` floats, 16 KiB at NR = 16) stays in L1 while every tile of the task
+/// consumes it; partial sums wait in the task's buffer in vector form.
+const RED_CHUNK: usize = 256;
+
+/// An ISA the direct kernel is instantiated on: its tiles and its `#[target_feature]` entry.
+///
+/// # Safety
+/// For implementors: `run` must run [`tile::run_block`] with the tile of `TILES[wide]`, and
+/// a value of `Self` may exist only on a CPU with the ISA.
+pub(crate) unsafe trait DirectIsa: F32Simd {
+    /// Kernel name, `direct_f32_any_{UR}x{NR}_{isa}` of the wide tile.
+    const NAME: &'static str;
+    /// The tier.
+    const ISA: Isa;
+    /// `(UR, NB)` of the narrow tile (`NB = 1`, for few channels) and the wide tile.
+    const TILES: [(usize, usize); 2];
+    /// The proof value, when this CPU has the ISA.
+    fn detect() -> Option<Self>;
+    /// Runs `b` into `buf` with tile `TILES[wide as usize]`.
+    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool);
+}
+
+/// The tile for `channels` in the vectorised dimension: `(wide, UR, NR)`; the narrow tile
+/// when one vector covers the channels.
+fn tile_for<S: DirectIsa>(channels: usize) -> (bool, usize, usize) {
+    let wide = channels > S::LANES;
+    let (ur, nb) = S::TILES[usize::from(wide)];
+    (wide, ur, nb * S::LANES)
+}
+
+/// Runs `whole` (a task's rows over the whole reduction) in chunks of [`RED_CHUNK`] steps.
+fn run_chunked<S: DirectIsa>(s: S, wide: bool, whole: &Block<'_>, nr: usize, buf: &mut [f32]) {
+    if whole.red.is_empty() {
+        buf[..whole.rows.len() * nr].fill(0.0);
+        return;
+    }
+    for (c, red) in whole.red.chunks(RED_CHUNK).enumerate() {
+        let r0 = c * RED_CHUNK;
+        let vecs = &whole.vecs[r0 * nr..(r0 + red.len()) * nr];
+        s.run(
+            &Block {
+                red,
+                vecs,
+                accumulate: c > 0,
+                ..*whole
+            },
+            buf,
+            wide,
+        );
+    }
+}
+
+/// Where a task's buffer (`[row][NR]`) goes: `dst[base + ch*ch_stride + offs[i]]`.
+struct Scatter<'a> {
+    dst: SharedMut,
+    base: usize,
+    ch_stride: usize,
+    offs: &'a [usize],
+    n_ch: usize,
+    bias: Option<&'a [f32]>,
+    relu: bool,
+}
+
+impl Scatter<'_> {
+    /// Writes `buf` with the epilogue (bias, ReLU).
+    ///
+    /// # Safety
+    /// No other thread may access the destination elements during the call; they must lie
+    /// in the buffer `dst` was made from (checked).
+    unsafe fn write(&self, buf: &[f32], nr: usize) {
+        let Some(&max_off) = self.offs.iter().max() else {
+            return;
+        };
+        if self.n_ch == 0 {
+            return;
+        }
+        let last = self.base + (self.n_ch - 1) * self.ch_stride + max_off;
+        let first = self.dst.at(self.base);
+        // at() asserts last <= len; the element at `last` must exist too.
+        let _ = self.dst.at(last + 1);
+        for ch in 0..self.n_ch {
+            let bias = self.bias.map_or(0.0, |b| b[ch]);
+            for (i, &off) in self.offs.iter().enumerate() {
+                let v = buf[i * nr + ch] + bias;
+                // SAFETY: base + ch*ch_stride + off <= last < len (checked above); the
+                // caller guarantees exclusive access to these elements.
+                unsafe {
+                    *first.add(ch * self.ch_stride + off) = if self.relu { v.max(0.0) } else { v }
+                };
+            }
+        }
+    }
+}
+
+/// The direct kernel on ISA `S`.
+pub struct Direct<S>(S);
+
+impl<S: DirectIsa> Direct<S> {
+    /// The kernel, if this CPU has the ISA.
+    pub(crate) fn make() -> Option<Box<dyn ConvKernel>> {
+        S::detect().map(|s| Box::new(Direct(s)) as Box<dyn ConvKernel>)
+    }
+}
+
+// SAFETY: a Direct<S> holds the proof value S; every raw write goes through Scatter::write,
+// whose range is checked there, and each task's destination elements are disjoint (argued at
+// each call).
+unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
+    fn name(&self) -> &'static str {
+        S::NAME
+    }
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::Direct
+    }
+    fn isa(&self) -> Isa {
+        S::ISA
+    }
+    fn supports(&self, _g: &ConvGeom, _pass: Pass) -> Result<(), &'static str> {
+        Ok(())
+    }
+    fn forward(
+        &self,
+        g: &ConvGeom,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        g.assert_forward(x, weight, bias, y);
+        let nr = tile_for::<S>(g.c_out / g.g).2;
+        with_scratch(forward_packed_len(g, nr), |packed| {
+            pack_forward(g, weight, nr, packed);
+            forward(self.0, g, x, packed, bias, y, false);
+        });
+    }
+    fn backward_data(
+        &self,
+        g: &ConvGeom,
+        grad_y: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        grad_x: &mut [f32],
+    ) {
+        g.assert_backward_data(grad_y, weight, bias, grad_x);
+        backward_data(self.0, g, grad_y, weight, bias, grad_x);
+    }
+    fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]) {
+        g.assert_backward_weight(x, grad_y, grad_weight);
+        backward_weight(self.0, g, x, grad_y, grad_weight);
+    }
+}
+
+/// The padded input a forward or backward-weight pass reads (every tap of every output
+/// pixel lands inside it), built in a scratch buffer and handed to `f`.
+fn with_padded_input<R>(g: &ConvGeom, x: &[f32], f: impl FnOnce(pack::Planes<'_>) -> R) -> R {
+    let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    let cols = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
+    let cols = if g.pad_t == 0 && g.pad_l == 0 && rows <= g.h && cols <= g.w {
+        g.w
+    } else {
+        cols
+    };
+    let planes = g.n * g.c_in;
+    with_scratch(
+        padded_len(planes, g.h, g.w, rows, cols, g.pad_t, g.pad_l),
+        |buf| {
+            f(pad_planes(
+                x, planes, g.h, g.w, rows, cols, g.pad_t, g.pad_l, buf,
+            ))
+        },
+    )
+}
+
+/// Floats of the packed forward weights for channel blocks of `nr`.
+pub(crate) fn forward_packed_len(g: &ConvGeom, nr: usize) -> usize {
+    blocks_len(g.g, g.c_out / g.g, nr, (g.c_in / g.g) * g.kh * g.kw)
+}
+
+/// Forward weights `[grp][c_out block][ic][ky][kx][nr]` into `out`.
+pub(crate) fn pack_forward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let k = c_in_g * g.kh * g.kw;
+    pack_blocks(
+        g.g,
+        c_out_g,
+        nr,
+        k,
+        |grp, oc, r| weight[(grp * c_out_g + oc) * k + r],
+        out,
+    );
+}
+
+/// Forward pass with packed weights (see [`pack_forward`]); `relu` fuses a ReLU.
+pub(crate) fn forward<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    x: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    relu: bool,
+) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let (wide, ur, nr) = tile_for::<S>(c_out_g);
+    let k = c_in_g * g.kh * g.kw;
+    let p = g.oh * g.ow;
+    with_padded_input(g, x, |src| {
+        let mut red = Vec::with_capacity(k);
+        for ic in 0..c_in_g {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    red.push(ic * src.plane + ky * g.dh * src.row + kx * g.dw);
+                }
+            }
+        }
+        let blocks = c_out_g.div_ceil(nr);
+        let chunk = ROWS_PER_TASK.div_ceil(ur) * ur;
+        let chunks = p.div_ceil(chunk);
+        let out = SharedMut::new(y);
+        // Tasks (image, group, pixel chunk, channel block): neighbours share the input chunk.
+        for_each_task(g.n * g.g * chunks * blocks, |t| {
+            let (b, grp, ch, blk) = (
+                t / (g.g * chunks * blocks),
+                t / (chunks * blocks) % g.g,
+                t / blocks % chunks,
+                t % blocks,
+            );
+            let px = ch * chunk..p.min((ch + 1) * chunk);
+            let rows: Vec<usize> = px
+                .clone()
+                .map(|q| (q / g.ow) * g.sh * src.row + (q % g.ow) * g.sw)
+                .collect();
+            let offs: Vec<usize> = px.collect();
+            let c0 = grp * c_out_g + blk * nr;
+            let n_ch = nr.min(c_out_g - blk * nr);
+            let vecs = &packed[(grp * blocks + blk) * k * nr..][..k * nr];
+            let img = &src.data[(b * g.c_in + grp * c_in_g) * src.plane..];
+            with_scratch(rows.len() * nr, |buf| {
+                run_chunked(
+                    s,
+                    wide,
+                    &Block {
+                        src: img,
+                        red: &red,
+                        vecs,
+                        rows: &rows,
+                        accumulate: false,
+                    },
+                    nr,
+                    buf,
+                );
+                let scatter = Scatter {
+                    dst: out,
+                    base: (b * g.c_out + c0) * p,
+                    ch_stride: p,
+                    offs: &offs,
+                    n_ch,
+                    bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
+                    relu,
+                };
+                // SAFETY: this task writes channels c0..c0+n_ch of image b at its own pixels,
+                // disjoint from every other task; y stays borrowed for the whole loop.
+                unsafe { scatter.write(buf, nr) };
+            });
+        });
+    });
+}
+
+/// `floor(a / b)` for a possibly negative `a`.
+fn floor_div(a: isize, b: usize) -> isize {
+    a.div_euclid(b as isize)
+}
+
+/// One stride phase of backward-data along an axis: the taps that reach pixels
+/// `r + s*a`, each with its source offset `q` (`grad_y` index `a + q`).
+fn phase_taps(r: usize, s: usize, d: usize, pad: usize, k: usize) -> Vec<(usize, isize)> {
+    (0..k)
+        .filter_map(|kk| {
+            let t = (r + pad) as isize - (kk * d) as isize;
+            (t.rem_euclid(s as isize) == 0).then(|| (kk, t.div_euclid(s as isize)))
+        })
+        .collect()
+}
+
+fn backward_data<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    grad_y: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    grad_x: &mut [f32],
+) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let (wide, ur, nr) = tile_for::<S>(c_in_g);
+    let khw = g.kh * g.kw;
+    let hw = g.h * g.w;
+    // grad_y rows a + q for a < ceil(h/sh): q ranges over [floor((pad_t - (kh-1)dh)/sh),
+    // floor((sh - 1 + pad_t)/sh)]; pad grad_y so all of them exist.
+    let q_lo_y = floor_div(g.pad_t as isize - ((g.kh - 1) * g.dh) as isize, g.sh);
+    let q_lo_x = floor_div(g.pad_l as isize - ((g.kw - 1) * g.dw) as isize, g.sw);
+    let (top, left) = ((-q_lo_y).max(0) as usize, (-q_lo_x).max(0) as usize);
+    let rows_q = g.h.div_ceil(g.sh) + g.pad_t.div_ceil(g.sh) + top + 1;
+    let cols_q = g.w.div_ceil(g.sw) + g.pad_l.div_ceil(g.sw) + left + 1;
+    let (rows_q, cols_q) = (rows_q.max(g.oh + top), cols_q.max(g.ow + left));
+    let planes = g.n * g.c_out;
+    with_scratch(
+        padded_len(planes, g.oh, g.ow, rows_q, cols_q, top, left),
+        |pad_buf| {
+            let src = pad_planes(
+                grad_y, planes, g.oh, g.ow, rows_q, cols_q, top, left, pad_buf,
+            );
+            let blocks = c_in_g.div_ceil(nr);
+            let out = SharedMut::new(grad_x);
+
+            for ry in 0..g.sh.min(g.h) {
+                let taps_y = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh);
+                let na_y = (g.h - ry).div_ceil(g.sh);
+                for rx in 0..g.sw.min(g.w) {
+                    let taps_x = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw);
+                    let na_x = (g.w - rx).div_ceil(g.sw);
+                    let taps = taps_y.len() * taps_x.len();
+                    let mut red = Vec::with_capacity(c_out_g * taps);
+                    for oc in 0..c_out_g {
+                        for &(_, qy) in &taps_y {
+                            for &(_, qx) in &taps_x {
+                                let row = (qy + top as isize) as usize;
+                                let col = (qx + left as isize) as usize;
+                                red.push(oc * src.plane + row * src.row + col);
+                            }
+                        }
+                    }
+                    // Weights of this phase: [grp][c_in block][oc][tap][nr].
+                    with_scratch(blocks_len(g.g, c_in_g, nr, c_out_g * taps), |packed| {
+                        pack_blocks(
+                            g.g,
+                            c_in_g,
+                            nr,
+                            c_out_g * taps,
+                            |grp, ic, r| {
+                                let (oc, t) = (r / taps, r % taps);
+                                let (ky, kx) =
+                                    (taps_y[t / taps_x.len()].0, taps_x[t % taps_x.len()].0);
+                                weight[((grp * c_out_g + oc) * c_in_g + ic) * khw + ky * g.kw + kx]
+                            },
+                            packed,
+                        );
+                        let npx = na_y * na_x;
+                        let chunk = ROWS_PER_TASK.div_ceil(ur) * ur;
+                        let chunks = npx.div_ceil(chunk);
+                        let red_len = red.len();
+                        for_each_task(g.n * g.g * chunks * blocks, |t| {
+                            let (b, grp, ch, blk) = (
+                                t / (g.g * chunks * blocks),
+                                t / (chunks * blocks) % g.g,
+                                t / blocks % chunks,
+                                t % blocks,
+                            );
+                            let px = ch * chunk..npx.min((ch + 1) * chunk);
+                            let rows: Vec<usize> = px
+                                .clone()
+                                .map(|i| (i / na_x) * src.row + i % na_x)
+                                .collect();
+                            let offs: Vec<usize> = px
+                                .map(|i| (ry + g.sh * (i / na_x)) * g.w + rx + g.sw * (i % na_x))
+                                .collect();
+                            let c0 = grp * c_in_g + blk * nr;
+                            let n_ch = nr.min(c_in_g - blk * nr);
+                            let vecs =
+                                &packed[(grp * blocks + blk) * red_len * nr..][..red_len * nr];
+                            let img = &src.data[(b * g.c_out + grp * c_out_g) * src.plane..];
+                            with_scratch(rows.len() * nr, |buf| {
+                                run_chunked(
+                                    s,
+                                    wide,
+                                    &Block {
+                                        src: img,
+                                        red: &red,
+                                        vecs,
+                                        rows: &rows,
+                                        accumulate: false,
+                                    },
+                                    nr,
+                                    buf,
+                                );
+                                let scatter = Scatter {
+                                    dst: out,
+                                    base: (b * g.c_in + c0) * hw,
+                                    ch_stride: hw,
+                                    offs: &offs,
+                                    n_ch,
+                                    bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
+                                    relu: false,
+                                };
+                                // SAFETY: this task writes channels c0..c0+n_ch of image b at the pixels
+                                // of phase (ry, rx) in its chunk: disjoint from every other task of the
+                                // phase, and phases partition the pixels. grad_x stays borrowed.
+                                unsafe { scatter.write(buf, nr) };
+                            });
+                        });
+                    });
+                }
+            }
+        },
+    );
+}
+
+fn backward_weight<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    x: &[f32],
+    grad_y: &[f32],
+    grad_weight: &mut [f32],
+) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let (wide, ur, nr) = tile_for::<S>(c_out_g);
+    let k = c_in_g * g.kh * g.kw;
+    let p = g.oh * g.ow;
+    let np = g.n * p;
+    with_padded_input(g, x, |src| {
+        with_scratch(blocks_len(g.g, c_out_g, nr, np), |packed| {
+            let img = g.c_in * src.plane;
+            let mut red = Vec::with_capacity(g.n * p);
+            for b in 0..g.n {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        red.push(b * img + oy * g.sh * src.row + ox * g.sw);
+                    }
+                }
+            }
+            // grad_y transposed into blocks: [grp][c_out block][b*p + px][nr].
+            pack_blocks(
+                g.g,
+                c_out_g,
+                nr,
+                np,
+                |grp, oc, r| {
+                    let (b, px) = (r / p, r % p);
+                    grad_y[(b * g.c_out + grp * c_out_g + oc) * p + px]
+                },
+                packed,
+            );
+            let packed = &*packed;
+            let taps: Vec<usize> = (0..k)
+                .map(|t| {
+                    let (ic, ky, kx) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
+                    ic * src.plane + ky * g.dh * src.row + kx * g.dw
+                })
+                .collect();
+            let blocks = c_out_g.div_ceil(nr);
+            let chunk = (ROWS_PER_TASK / 2).div_ceil(ur) * ur;
+            let chunks = k.div_ceil(chunk);
+            let out = SharedMut::new(grad_weight);
+            for_each_task(g.g * blocks * chunks, |t| {
+                let (grp, blk, ch) = (t / (blocks * chunks), t / chunks % blocks, t % chunks);
+                let tap_range = ch * chunk..k.min((ch + 1) * chunk);
+                let c0 = grp * c_out_g + blk * nr;
+                let n_ch = nr.min(c_out_g - blk * nr);
+                let vecs = &packed[(grp * blocks + blk) * np * nr..][..np * nr];
+                let offs: Vec<usize> = tap_range.clone().collect();
+                with_scratch(offs.len() * nr, |buf| {
+                    run_chunked(
+                        s,
+                        wide,
+                        &Block {
+                            src: &src.data[grp * c_in_g * src.plane..],
+                            red: &red,
+                            vecs,
+                            rows: &taps[tap_range],
+                            accumulate: false,
+                        },
+                        nr,
+                        buf,
+                    );
+                    let scatter = Scatter {
+                        dst: out,
+                        base: c0 * k,
+                        ch_stride: k,
+                        offs: &offs,
+                        n_ch,
+                        bias: None,
+                        relu: false,
+                    };
+                    // SAFETY: this task writes the gradient of channels c0..c0+n_ch at taps
+                    // ch*chunk.., disjoint from every other task. grad_weight stays borrowed.
+                    unsafe { scatter.write(buf, nr) };
+                });
+            });
+        });
+    });
+}

@@ -1,0 +1,119 @@
+//! Operand preparation for the direct kernel: zero-padded copies of the broadcast operand
+//! (so the microkernel never tests a bound) and channel-blocked packing of the vector
+//! operand (so each reduction step loads `NB` contiguous vectors).
+
+use crate::parallel::for_each_mut;
+
+/// A stack of NCHW planes of `row` floats per row and `plane` floats per plane, borrowed
+/// from the caller's tensor or from a scratch buffer.
+pub(crate) struct Planes<'a> {
+    pub data: &'a [f32],
+    /// Floats per row.
+    pub row: usize,
+    /// Floats per plane.
+    pub plane: usize,
+}
+
+/// Floats [`pad_planes`] needs in its buffer (0 when it can borrow `src`).
+pub(crate) fn padded_len(
+    planes: usize,
+    h: usize,
+    w: usize,
+    rows: usize,
+    cols: usize,
+    top: usize,
+    left: usize,
+) -> usize {
+    if top == 0 && left == 0 && rows <= h && cols == w {
+        0
+    } else {
+        planes * rows * cols
+    }
+}
+
+/// `src` (`planes` planes of `h x w`) embedded in zero planes of `rows x cols` with source
+/// pixel `(0, 0)` at `(top, left)`, written into `buf` (of [`padded_len`] floats); `src`
+/// itself when no padding or cropping is needed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pad_planes<'a>(
+    src: &'a [f32],
+    planes: usize,
+    h: usize,
+    w: usize,
+    rows: usize,
+    cols: usize,
+    top: usize,
+    left: usize,
+    buf: &'a mut [f32],
+) -> Planes<'a> {
+    debug_assert_eq!(src.len(), planes * h * w);
+    if padded_len(planes, h, w, rows, cols, top, left) == 0 {
+        return Planes {
+            data: src,
+            row: w,
+            plane: h * w,
+        };
+    }
+    let plane = rows * cols;
+    let data = &mut buf[..planes * plane];
+    let mut chunks: Vec<&mut [f32]> = data.chunks_mut(plane.max(1)).collect();
+    let len = w.min(cols.saturating_sub(left));
+    for_each_mut(&mut chunks, |p, dst| {
+        let s = &src[p * h * w..][..h * w];
+        for (r, row) in dst.chunks_mut(cols).enumerate() {
+            match r.checked_sub(top).filter(|&iy| iy < h) {
+                Some(iy) => {
+                    row[..left.min(cols)].fill(0.0);
+                    row[left..left + len].copy_from_slice(&s[iy * w..][..len]);
+                    row[left + len..].fill(0.0);
+                }
+                None => row.fill(0.0),
+            }
+        }
+    });
+    Planes {
+        data,
+        row: cols,
+        plane,
+    }
+}
+
+/// Floats [`pack_blocks`] writes.
+pub(crate) fn blocks_len(groups: usize, n: usize, nr: usize, red: usize) -> usize {
+    groups * n.div_ceil(nr) * red * nr
+}
+
+/// Packs an operand into channel blocks of `nr` in `out` (of [`blocks_len`] floats):
+/// `out[grp][blk][r][lane] = at(grp, blk*nr + lane, r)` for `lane < n - blk*nr`, else 0,
+/// where `n` channels per group are blocked and `red` reduction entries per channel.
+pub(crate) fn pack_blocks(
+    groups: usize,
+    n: usize,
+    nr: usize,
+    red: usize,
+    at: impl Fn(usize, usize, usize) -> f32 + Sync,
+    out: &mut [f32],
+) {
+    let blocks = n.div_ceil(nr);
+    let per_block = red * nr;
+    if per_block == 0 {
+        return;
+    }
+    let mut chunks: Vec<&mut [f32]> = out[..groups * blocks * per_block]
+        .chunks_mut(per_block)
+        .collect();
+    for_each_mut(&mut chunks, |gb, blk_out| {
+        let (grp, blk) = (gb / blocks, gb % blocks);
+        let lanes = nr.min(n - blk * nr);
+        for r in 0..red {
+            let dst = &mut blk_out[r * nr..][..nr];
+            for (lane, d) in dst.iter_mut().enumerate() {
+                *d = if lane < lanes {
+                    at(grp, blk * nr + lane, r)
+                } else {
+                    0.0
+                };
+            }
+        }
+    });
+}

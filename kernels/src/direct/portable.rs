@@ -1,0 +1,23 @@
+//! The direct kernel on `wide::f32x4` (SSE2 / NEON): 4 x 8 wide tile (8 accumulators of 4
+//! lanes), 8 x 4 narrow tile.
+
+use super::{Block, DirectIsa, tile::run_block};
+use crate::Isa;
+use crate::simd::Portable;
+
+// SAFETY: Portable needs no special instructions; run runs run_block with TILES[wide].
+unsafe impl DirectIsa for Portable {
+    const NAME: &'static str = "direct_f32_any_4x8_portable";
+    const ISA: Isa = Isa::Portable;
+    const TILES: [(usize, usize); 2] = [(8, 1), (4, 2)];
+    fn detect() -> Option<Self> {
+        Isa::Portable.is_available().then_some(Portable)
+    }
+    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+        if wide {
+            run_block::<Portable, 4, 2>(self, b, buf)
+        } else {
+            run_block::<Portable, 8, 1>(self, b, buf)
+        }
+    }
+}

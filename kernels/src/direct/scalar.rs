@@ -1,0 +1,22 @@
+//! The direct kernel in plain scalar code: 4 pixels x 4 channels (wide), 8 x 1 (narrow).
+
+use super::{Block, DirectIsa, tile::run_block};
+use crate::Isa;
+use crate::simd::Scalar;
+
+// SAFETY: Scalar needs no special instructions; run runs run_block with TILES[wide].
+unsafe impl DirectIsa for Scalar {
+    const NAME: &'static str = "direct_f32_any_4x4_scalar";
+    const ISA: Isa = Isa::Scalar;
+    const TILES: [(usize, usize); 2] = [(8, 1), (4, 4)];
+    fn detect() -> Option<Self> {
+        Some(Scalar)
+    }
+    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+        if wide {
+            run_block::<Scalar, 4, 4>(self, b, buf)
+        } else {
+            run_block::<Scalar, 8, 1>(self, b, buf)
+        }
+    }
+}

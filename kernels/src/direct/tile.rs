@@ -1,0 +1,108 @@
+//! The direct-convolution microkernel, written once for every ISA.
+//!
+//! A [`Block`] is a set of output rows (pixels for forward and backward-data, weight taps
+//! for backward-weight) that share one reduction. It accumulates into a row-major buffer of
+//! `NR` channels per row, so partial sums over reduction chunks stay in vector form:
+//!
+//! ```text
+//!   buf[i][ch] = (buf[i][ch] if accumulate else 0) + sum_r src[red[r] + rows[i]] * vecs[r*NR + ch]
+//! ```
+//!
+//! The register tile is `UR` rows x `NB` vectors of `LANES` channels (`NR = NB*LANES`):
+//!
+//! ```text
+//!            vecs[r]: | v0 (LANES ch) | v1 | ... | v{NB-1} |      <- NB vector loads
+//!   row 0  bcast(src) | acc[0][0]     |    ...   acc[0][NB-1]|
+//!   row 1  bcast(src) | acc[1][0]     |    ...               |      UR*NB FMAs per r
+//!   ...               |                                      |
+//!   row UR-1          | acc[UR-1][0]  |    ...               |
+//! ```
+//!
+//! Per reduction step: NB loads + UR broadcasts for UR*NB FMAs, e.g. 2 + 6 for 12 on AVX2
+//! (12 ymm accumulators + 2 weight registers + 1 broadcast = 15 of 16 registers), so FMA
+//! throughput, not loads, is the limit. Padding never reaches this loop: sources are
+//! zero-padded copies, so every `src` index is in range. A final partial tile repeats its
+//! last row's source offset (a valid address) and stores only its real rows. The caller
+//! moves `buf` to the real output (NCHW, or the weight-gradient layout) with the epilogue.
+
+use super::super::simd::F32Simd;
+
+/// One unit of microkernel work; see the module docs for the formula.
+#[derive(Clone, Copy)]
+pub(crate) struct Block<'a> {
+    /// Broadcast operand.
+    pub src: &'a [f32],
+    /// Reduction offsets into `src`.
+    pub red: &'a [usize],
+    /// Vector operand, `red.len()` groups of `NR` floats.
+    pub vecs: &'a [f32],
+    /// Source offset of each output row.
+    pub rows: &'a [usize],
+    /// Accumulate into `buf` instead of overwriting it.
+    pub accumulate: bool,
+}
+
+/// Runs `b` with a `UR x NB` register tile into `buf` (`rows.len()` rows of `NB*LANES`).
+/// Every index is checked here, once per block, so a bad block panics instead of touching
+/// memory outside its slices.
+#[inline(always)]
+pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
+    s: S,
+    b: &Block<'_>,
+    buf: &mut [f32],
+) {
+    let nr = NB * S::LANES;
+    let red_max = b.red.iter().copied().max().unwrap_or(0);
+    let src_max = b.rows.iter().copied().max().unwrap_or(0);
+    assert!(
+        b.red.is_empty() || b.rows.is_empty() || red_max + src_max < b.src.len(),
+        "block source out of range"
+    );
+    assert!(b.vecs.len() >= b.red.len() * nr, "block vectors too short");
+    assert!(buf.len() >= b.rows.len() * nr, "block buffer too short");
+    debug_assert_eq!(std::mem::size_of::<S::V>(), 4 * S::LANES);
+
+    let src = b.src.as_ptr();
+    for (t, chunk) in b.rows.chunks(UR).enumerate() {
+        let mut offs = [0usize; UR];
+        for (i, o) in offs.iter_mut().enumerate() {
+            *o = chunk[i.min(chunk.len() - 1)];
+        }
+        let out = &mut buf[t * UR * nr..][..chunk.len() * nr];
+        let mut acc = [[s.zero(); NB]; UR];
+        if b.accumulate {
+            for (i, acc_i) in acc.iter_mut().enumerate().take(chunk.len()) {
+                for (v, a) in acc_i.iter_mut().enumerate() {
+                    // SAFETY: i < chunk.len() and v < NB: (i*NB + v + 1)*LANES <= out.len().
+                    *a = unsafe { s.load(out.as_ptr().add((i * NB + v) * S::LANES)) };
+                }
+            }
+        }
+        let mut w = b.vecs.as_ptr();
+        // LOOP: the reduction; all operands in registers.
+        for &r in b.red {
+            // SAFETY: r + offs[i] <= red_max + src_max < src.len() (asserted above).
+            let x = unsafe { src.add(r) };
+            let mut wv = [s.zero(); NB];
+            for (v, wv) in wv.iter_mut().enumerate() {
+                // SAFETY: w walks vecs in steps of nr, red.len() times: w + nr <= vecs end.
+                *wv = unsafe { s.load(w.add(v * S::LANES)) };
+            }
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                // SAFETY: see x above.
+                let bx = unsafe { s.broadcast(x.add(offs[i])) };
+                for (a, wv) in acc_i.iter_mut().zip(&wv) {
+                    *a = s.mul_add(bx, *wv, *a);
+                }
+            }
+            // SAFETY: stays within (or one past) vecs, as argued above.
+            w = unsafe { w.add(nr) };
+        }
+        for (i, acc_i) in acc.iter().enumerate().take(chunk.len()) {
+            for (v, a) in acc_i.iter().enumerate() {
+                // SAFETY: as for the accumulate loads above.
+                unsafe { s.store(out.as_mut_ptr().add((i * NB + v) * S::LANES), *a) };
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The only place that names `core::arch`: one small trait, [`F32Simd`], implemented once
+//! per ISA. Kernel bodies are written once, generic over it, and instantiated inside
+//! `#[target_feature]` wrappers (matrixmultiply's `kernel_x86_avx::<MA>` pattern).
+//!
+//! The trait is deliberately tiny — the direct kernel needs only broadcasts, full-width
+//! loads and stores, and fused multiply-adds — so that each ISA's part is a handful of
+//! one-line intrinsic calls whose correctness can be read off.
+
+mod portable;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2fma;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512f;
+
+pub(crate) use portable::Portable;
+pub(crate) use scalar::Scalar;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_avx2fma::Avx2Fma;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_avx512f::Avx512F;
+
+/// A vector of `LANES` f32 on one ISA. A value of an implementing type is a proof that the
+/// CPU has the instructions (see each type's `new`).
+///
+/// # Safety
+/// For implementors: `V` must be exactly `LANES` contiguous f32 (size `4 * LANES`, no
+/// padding), and every method must only use instructions whose presence the value proves.
+pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
+    /// f32 lanes per vector.
+    const LANES: usize;
+    /// The vector type.
+    type V: Copy;
+    /// All lanes zero.
+    fn zero(self) -> Self::V;
+    /// `a * b + c` per lane (fused where the ISA has FMA).
+    fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `*p` in every lane.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading one f32.
+    unsafe fn broadcast(self, p: *const f32) -> Self::V;
+    /// `LANES` floats from `p` (unaligned).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `LANES` f32.
+    unsafe fn load(self, p: *const f32) -> Self::V;
+    /// `LANES` floats to `p` (unaligned).
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `LANES` f32.
+    unsafe fn store(self, p: *mut f32, v: Self::V);
+}

@@ -1,0 +1,54 @@
+//! x86_64 AVX2 + FMA: 8 f32 lanes in a ymm register, 16 registers.
+
+use core::arch::x86_64::{
+    __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
+    _mm256_storeu_ps,
+};
+
+use super::F32Simd;
+
+/// Proof that the CPU has AVX2 and FMA (construct with [`Avx2Fma::new`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2Fma(());
+
+impl Avx2Fma {
+    /// `Some` only when AVX2 and FMA are available and allowed by `CONVNET_MAX_ISA`.
+    pub(crate) fn new() -> Option<Self> {
+        (crate::Isa::Avx2Fma.is_available()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma"))
+        .then_some(Avx2Fma(()))
+    }
+}
+
+// SAFETY: __m256 is 32 bytes holding eight f32. Every method uses AVX/FMA instructions,
+// which exist because a value of Avx2Fma exists (its only constructor checks them).
+unsafe impl F32Simd for Avx2Fma {
+    const LANES: usize = 8;
+    type V = __m256;
+    #[inline(always)]
+    fn zero(self) -> __m256 {
+        // SAFETY: AVX is present (self is the proof).
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: FMA is present (self is the proof).
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn broadcast(self, p: *const f32) -> __m256 {
+        // SAFETY: AVX is present; the caller guarantees p is readable.
+        unsafe { _mm256_broadcast_ss(&*p) }
+    }
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> __m256 {
+        // SAFETY: AVX is present; the caller guarantees 8 readable floats (unaligned load).
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, v: __m256) {
+        // SAFETY: AVX is present; the caller guarantees 8 writable floats (unaligned store).
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+}

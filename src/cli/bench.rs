@@ -1,0 +1,437 @@
+//! `convnet bench` and `convnet peak`: median time per shape x algorithm x pass, GFLOP/s and
+//! % of the FMA peak measured in the same run, the winner per row.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use convnet_kernels::testing::{DataKind, fill};
+use convnet_kernels::{Algorithm, Conv2d, ConvKernel, ConvParams, Isa, Pass, peak};
+use serde_json::{Value, json};
+
+use super::CliError;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Named shape suite: quick, lenet, alexnet, vgg16, resnet50, densenet121, direct, all.
+    #[arg(long, default_value = "quick", conflicts_with = "shapes")]
+    suite: String,
+    /// A JSON-lines shapes file (DESIGN.md format) instead of a suite.
+    #[arg(long)]
+    shapes: Option<std::path::PathBuf>,
+    /// Algorithms: comma-separated names (reference, direct, im2col, winograd_f2, ...,
+    /// auto) or `all`.
+    #[arg(long, default_value = "direct,im2col,auto")]
+    algos: String,
+    /// Passes: comma-separated fwd, bwd_data, bwd_weight, or `all`.
+    #[arg(long, default_value = "fwd")]
+    pass: String,
+    /// Threads (rayon pool size).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Minimum timed repeats per row (after one warm-up run).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PeakArgs {
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A named shape.
+pub struct Shape {
+    pub name: String,
+    pub params: ConvParams,
+}
+
+fn conv(
+    name: &str,
+    n: usize,
+    c: usize,
+    hw: usize,
+    k: usize,
+    r: usize,
+    s: usize,
+    pad: usize,
+) -> Shape {
+    Shape {
+        name: name.to_string(),
+        params: ConvParams {
+            stride: [s, s],
+            padding: [pad; 4],
+            ..ConvParams::new(n, c, hw, hw, k, [r, r])
+        },
+    }
+}
+
+/// Shapes of real networks, by suite.
+#[allow(clippy::vec_init_then_push)]
+fn suite(name: &str) -> Result<Vec<Shape>, CliError> {
+    let lenet = || {
+        vec![
+            conv("lenet5_c1_n64", 64, 1, 32, 6, 5, 1, 0),
+            conv("lenet5_c3_n64", 64, 6, 14, 16, 5, 1, 0),
+        ]
+    };
+    let alexnet = || {
+        vec![
+            conv("alexnet_conv1", 1, 3, 224, 64, 11, 4, 2),
+            conv("alexnet_conv2", 1, 64, 27, 192, 5, 1, 2),
+            conv("alexnet_conv3", 1, 192, 13, 384, 3, 1, 1),
+            conv("alexnet_conv4", 1, 384, 13, 256, 3, 1, 1),
+        ]
+    };
+    let vgg16 = || {
+        vec![
+            conv("vgg16_conv1_2", 1, 64, 224, 64, 3, 1, 1),
+            conv("vgg16_conv2_2", 1, 128, 112, 128, 3, 1, 1),
+            conv("vgg16_conv3_1", 1, 128, 56, 256, 3, 1, 1),
+            conv("vgg16_conv4_2", 1, 512, 28, 512, 3, 1, 1),
+            conv("vgg16_conv5_2", 1, 512, 14, 512, 3, 1, 1),
+        ]
+    };
+    let resnet50 = || {
+        vec![
+            conv("resnet50_stem_7x7s2", 1, 3, 224, 64, 7, 2, 3),
+            conv("resnet50_conv2_3x3", 1, 64, 56, 64, 3, 1, 1),
+            conv("resnet50_conv2_1x1_expand", 1, 64, 56, 256, 1, 1, 0),
+            conv("resnet50_conv3_3x3s2", 1, 128, 56, 128, 3, 2, 1),
+            conv("resnet50_conv4_3x3", 1, 256, 14, 256, 3, 1, 1),
+            conv("resnet50_conv4_1x1_reduce", 1, 1024, 14, 256, 1, 1, 0),
+            conv("resnet50_conv5_3x3_n8", 8, 512, 7, 512, 3, 1, 1),
+        ]
+    };
+    let densenet121 = || {
+        vec![
+            conv("densenet121_block1_1x1", 1, 256, 56, 128, 1, 1, 0),
+            conv("densenet121_block1_3x3", 1, 128, 56, 32, 3, 1, 1),
+            conv("densenet121_block3_3x3", 1, 128, 14, 32, 3, 1, 1),
+        ]
+    };
+    // The shapes of the direct-convolution targets (issue 4).
+    let direct = || {
+        vec![
+            conv("resnet50_conv2_3x3", 1, 64, 56, 64, 3, 1, 1),
+            conv("resnet50_conv4_3x3", 1, 256, 14, 256, 3, 1, 1),
+            conv("resnet50_conv5_3x3_n8", 8, 512, 7, 512, 3, 1, 1),
+            conv("vgg16_conv3_1", 1, 128, 56, 256, 3, 1, 1),
+            conv("cifar_3x3_n16", 16, 64, 32, 64, 3, 1, 1),
+            conv("resnet50_conv3_3x3s2", 1, 128, 56, 128, 3, 2, 1),
+            Shape {
+                name: "deeplab_dilated3x3".into(),
+                params: ConvParams {
+                    dilation: [2, 2],
+                    ..conv("", 1, 256, 28, 256, 3, 1, 2).params
+                },
+            },
+            conv("resnet50_conv2_1x1_expand", 1, 64, 56, 256, 1, 1, 0),
+            conv("resnet50_stem_7x7s2", 1, 3, 224, 64, 7, 2, 3),
+            conv("alexnet_conv1", 1, 3, 224, 64, 11, 4, 2),
+            Shape {
+                name: "mobilenet_dw3x3".into(),
+                params: ConvParams {
+                    groups: 256,
+                    ..conv("", 1, 256, 28, 256, 3, 1, 1).params
+                },
+            },
+            conv("lenet5_c1_n64", 64, 1, 32, 6, 5, 1, 0),
+            Shape {
+                name: "dcgan_4x4s2_transposed".into(),
+                params: ConvParams {
+                    transposed: true,
+                    ..conv("", 1, 256, 16, 128, 4, 2, 1).params
+                },
+            },
+        ]
+    };
+    Ok(match name {
+        "quick" => vec![
+            conv("resnet50_conv2_3x3", 1, 64, 56, 64, 3, 1, 1),
+            conv("resnet50_conv4_3x3", 1, 256, 14, 256, 3, 1, 1),
+            conv("lenet5_c1_n64", 64, 1, 32, 6, 5, 1, 0),
+        ],
+        "lenet" => lenet(),
+        "alexnet" => alexnet(),
+        "vgg16" => vgg16(),
+        "resnet50" => resnet50(),
+        "densenet121" => densenet121(),
+        "direct" => direct(),
+        "all" => [lenet(), alexnet(), vgg16(), resnet50(), densenet121(), direct()].into_iter().flatten().collect(),
+        other => return Err(format!("unknown suite {other:?}: quick, lenet, alexnet, vgg16, resnet50, densenet121, direct, all").into()),
+    })
+}
+
+/// Reads a shapes file: one JSON object per line, missing fields take PyTorch's defaults.
+fn read_shapes(path: &std::path::Path) -> Result<Vec<Shape>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read shapes file {}: {e}", path.display()))?;
+    let mut shapes = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = |msg: String| format!("{}:{}: {msg}", path.display(), i + 1);
+        let v: Value = serde_json::from_str(line).map_err(|e| at(format!("not JSON: {e}")))?;
+        let get = |key: &str, default: usize| -> Result<usize, String> {
+            match v.get(key) {
+                None => Ok(default),
+                Some(x) => x
+                    .as_u64()
+                    .map(|x| x as usize)
+                    .ok_or_else(|| at(format!("`{key}` must be a non-negative integer"))),
+            }
+        };
+        let pair = |key: &str, default: [usize; 2]| -> Result<[usize; 2], String> {
+            match v.get(key) {
+                None => Ok(default),
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .map(|x| [x as usize; 2])
+                    .ok_or_else(|| at(format!("bad `{key}`"))),
+                Some(Value::Array(a)) if a.len() == 2 => {
+                    let f = |j: usize| {
+                        a[j].as_u64()
+                            .map(|x| x as usize)
+                            .ok_or_else(|| at(format!("bad `{key}`")))
+                    };
+                    Ok([f(0)?, f(1)?])
+                }
+                Some(_) => Err(at(format!("`{key}` must be a number or a pair"))),
+            }
+        };
+        let pad = match v.get("pad") {
+            None => [0; 4],
+            Some(Value::Array(a)) if a.len() == 4 => {
+                let f = |j: usize| {
+                    a[j].as_u64()
+                        .map(|x| x as usize)
+                        .ok_or_else(|| at("bad `pad`".into()))
+                };
+                [f(0)?, f(1)?, f(2)?, f(3)?]
+            }
+            Some(_) => {
+                let [ph, pw] = pair("pad", [0, 0])?;
+                [ph, ph, pw, pw]
+            }
+        };
+        let r = get("r", 3)?;
+        let params = ConvParams {
+            n: get("n", 1)?,
+            c_in: get("c", 1)?,
+            h: get("h", 1)?,
+            w: get("w", get("h", 1)?)?,
+            c_out: get("k", 1)?,
+            kh: r,
+            kw: get("s", r)?,
+            stride: pair("stride", [1, 1])?,
+            padding: pad,
+            dilation: pair("dilation", [1, 1])?,
+            groups: get("groups", 1)?,
+            transposed: v
+                .get("transposed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            output_padding: pair("output_padding", [0, 0])?,
+        };
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .map_or_else(|| params.id(), str::to_string);
+        Conv2d::new(params).map_err(|e| at(format!("invalid geometry: {e}")))?;
+        shapes.push(Shape { name, params });
+    }
+    Ok(shapes)
+}
+
+fn parse_list<T>(
+    s: &str,
+    all: &[T],
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<Vec<T>, CliError>
+where
+    T: Copy,
+{
+    if s.trim() == "all" {
+        return Ok(all.to_vec());
+    }
+    s.split(',')
+        .map(|x| parse(x).ok_or_else(|| format!("unknown {what} {x:?}").into()))
+        .collect()
+}
+
+struct Buffers {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    y: Vec<f32>,
+}
+
+fn run_once(
+    kernel: &dyn ConvKernel,
+    conv: &Conv2d,
+    pass: Pass,
+    bufs: &mut Buffers,
+) -> Result<(), CliError> {
+    match pass {
+        Pass::Forward => conv.forward_with(kernel, &bufs.x, &bufs.w, Some(&bufs.b), &mut bufs.y)?,
+        Pass::BackwardData => conv.backward_data_with(kernel, &bufs.y, &bufs.w, &mut bufs.x)?,
+        Pass::BackwardWeight => {
+            conv.backward_weight_with(kernel, &bufs.x, &bufs.y, &mut bufs.w, Some(&mut bufs.b))?
+        }
+    }
+    Ok(())
+}
+
+/// Median milliseconds of `f` over at least `reps` runs and about 0.3 s, after one warm-up.
+pub fn median_ms(
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), CliError>,
+) -> Result<f64, CliError> {
+    f()?;
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < reps.max(1)
+        || (start.elapsed() < Duration::from_millis(300) && times.len() < 200)
+    {
+        let t0 = Instant::now();
+        f()?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// The best ISA's peak for `threads`, as used for `pct_peak`.
+pub fn peak_gflops(threads: usize) -> f64 {
+    peak::measure(Isa::detect(), threads, Duration::from_millis(300)).unwrap_or(f64::NAN)
+}
+
+pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
+    let shapes = match &args.shapes {
+        Some(path) => read_shapes(path)?,
+        None => suite(&args.suite)?,
+    };
+    let algos = parse_list(&args.algos, &Algorithm::ALL, Algorithm::parse, "algorithm")?;
+    let passes = parse_list(&args.pass, &Pass::ALL, Pass::parse, "pass")?;
+    if args.threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build()?;
+    let peak = peak_gflops(args.threads);
+    if !args.json {
+        println!(
+            "peak ({} threads, {}): {peak:.1} GFLOP/s",
+            args.threads,
+            Isa::detect()
+        );
+        println!(
+            "{:<28} {:<10} {:<13} {:<32} {:>9} {:>8} {:>6}",
+            "shape", "pass", "algo", "kernel", "ms", "GFLOP/s", "%peak"
+        );
+    }
+    for shape in &shapes {
+        let conv = Conv2d::new(shape.params)?;
+        let mut bufs = Buffers {
+            x: fill(1, conv.input_len(), DataKind::Real),
+            w: fill(2, conv.weight_len(), DataKind::Real),
+            b: fill(3, conv.bias_len(), DataKind::Real),
+            y: fill(4, conv.output_len(), DataKind::Real),
+        };
+        for &pass in &passes {
+            let mut rows: Vec<(Algorithm, &'static str, f64)> = Vec::new();
+            for &algo in &algos {
+                let kernel = match conv.kernel(algo, pass) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        if !args.json {
+                            println!(
+                                "{:<28} {:<10} {:<13} unsupported: {e}",
+                                shape.name,
+                                pass.name(),
+                                algo.name()
+                            );
+                        }
+                        continue;
+                    }
+                };
+                let ms = pool.install(|| {
+                    median_ms(args.reps, || run_once(kernel, &conv, pass, &mut bufs))
+                })?;
+                let gflops = conv.flops() as f64 / ms / 1e6;
+                let pct = 100.0 * gflops / peak;
+                rows.push((algo, kernel.name(), ms));
+                if args.json {
+                    println!(
+                        "{}",
+                        json!({"shape": shape.name, "id": shape.params.id(), "algo": algo.name(), "kernel": kernel.name(),
+                               "pass": pass.name(), "threads": args.threads, "ms": ms, "gflops": gflops, "pct_peak": pct})
+                    );
+                } else {
+                    println!(
+                        "{:<28} {:<10} {:<13} {:<32} {:>9.3} {:>8.1} {:>6.1}",
+                        shape.name,
+                        pass.name(),
+                        algo.name(),
+                        kernel.name(),
+                        ms,
+                        gflops,
+                        pct
+                    );
+                }
+            }
+            if let Some(best) = rows.iter().min_by(|a, b| a.2.total_cmp(&b.2)) {
+                let auto = rows.iter().find(|r| r.0 == Algorithm::Auto);
+                if !args.json {
+                    let ratio = auto.map_or(String::new(), |a| {
+                        format!(", auto at {:.2}x of the best", best.2 / a.2)
+                    });
+                    println!(
+                        "{:<28} {:<10} winner: {} ({}){ratio}",
+                        shape.name,
+                        pass.name(),
+                        best.0.name(),
+                        best.1
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_peak(args: &PeakArgs) -> Result<ExitCode, CliError> {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut thread_counts = vec![1];
+    if all > 1 {
+        thread_counts.push(all);
+    }
+    for isa in convnet_kernels::isa::ALL_ISAS {
+        for &threads in &thread_counts {
+            let Some(gflops) = peak::measure(isa, threads, Duration::from_millis(500)) else {
+                continue;
+            };
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"isa": isa.name(), "threads": threads, "gflops": gflops})
+                );
+            } else {
+                println!(
+                    "{:<9} {threads} thread(s): {gflops:8.1} GFLOP/s",
+                    isa.name()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
