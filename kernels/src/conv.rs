@@ -16,6 +16,17 @@ pub enum WinogradTile {
     F6,
 }
 
+impl WinogradTile {
+    /// Output tile size `m` of F(m x m, 3 x 3).
+    pub fn m(self) -> usize {
+        match self {
+            WinogradTile::F2 => 2,
+            WinogradTile::F4 => 4,
+            WinogradTile::F6 => 6,
+        }
+    }
+}
+
 /// Which algorithm runs a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Algorithm {

@@ -52,6 +52,7 @@ pub mod registry;
 mod simd;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod winograd;
 
 pub use conv::{Algorithm, Conv2d, Conv2dBuilder, Pass, WinogradTile};
 pub use error::ConvError;

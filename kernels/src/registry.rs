@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use crate::direct::Direct;
 use crate::params::ConvGeom;
 use crate::simd;
+use crate::winograd::Winograd;
 use crate::{Algorithm, ConvError, Isa, Pass};
 
 /// A convolution implementation for one algorithm on one ISA, over the canonical
@@ -110,6 +111,108 @@ pub static KERNELS: &[KernelEntry] = &[
         name: "direct_f32_any_3x3_oddtile",
         isa: Isa::Scalar,
         make: Direct::<crate::direct::OddScalar>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "winograd_f32_f23_12x32_avx512f",
+        isa: Isa::Avx512F,
+        make: Winograd::<simd::Avx512F, 2>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "winograd_f32_f23_6x16_avx2fma",
+        isa: Isa::Avx2Fma,
+        make: Winograd::<simd::Avx2Fma, 2>::make,
+    },
+    KernelEntry {
+        name: "winograd_f32_f23_4x8_portable",
+        isa: Isa::Portable,
+        make: Winograd::<simd::Portable, 2>::make,
+    },
+    KernelEntry {
+        name: "winograd_f32_f23_4x4_scalar",
+        isa: Isa::Scalar,
+        make: Winograd::<simd::Scalar, 2>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "winograd_f32_f23_12x32_emu16",
+        isa: Isa::Scalar,
+        make: Winograd::<crate::direct::Emu16, 2>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "winograd_f32_f23_3x3_oddtile",
+        isa: Isa::Scalar,
+        make: Winograd::<crate::direct::OddScalar, 2>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "winograd_f32_f43_12x32_avx512f",
+        isa: Isa::Avx512F,
+        make: Winograd::<simd::Avx512F, 4>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "winograd_f32_f43_6x16_avx2fma",
+        isa: Isa::Avx2Fma,
+        make: Winograd::<simd::Avx2Fma, 4>::make,
+    },
+    KernelEntry {
+        name: "winograd_f32_f43_4x8_portable",
+        isa: Isa::Portable,
+        make: Winograd::<simd::Portable, 4>::make,
+    },
+    KernelEntry {
+        name: "winograd_f32_f43_4x4_scalar",
+        isa: Isa::Scalar,
+        make: Winograd::<simd::Scalar, 4>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "winograd_f32_f43_12x32_emu16",
+        isa: Isa::Scalar,
+        make: Winograd::<crate::direct::Emu16, 4>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "winograd_f32_f43_3x3_oddtile",
+        isa: Isa::Scalar,
+        make: Winograd::<crate::direct::OddScalar, 4>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "winograd_f32_f63_12x32_avx512f",
+        isa: Isa::Avx512F,
+        make: Winograd::<simd::Avx512F, 6>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "winograd_f32_f63_6x16_avx2fma",
+        isa: Isa::Avx2Fma,
+        make: Winograd::<simd::Avx2Fma, 6>::make,
+    },
+    KernelEntry {
+        name: "winograd_f32_f63_4x8_portable",
+        isa: Isa::Portable,
+        make: Winograd::<simd::Portable, 6>::make,
+    },
+    KernelEntry {
+        name: "winograd_f32_f63_4x4_scalar",
+        isa: Isa::Scalar,
+        make: Winograd::<simd::Scalar, 6>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "winograd_f32_f63_12x32_emu16",
+        isa: Isa::Scalar,
+        make: Winograd::<crate::direct::Emu16, 6>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "winograd_f32_f63_3x3_oddtile",
+        isa: Isa::Scalar,
+        make: Winograd::<crate::direct::OddScalar, 6>::make,
     },
     KernelEntry {
         name: "im2col_f32_matrixmultiply",

@@ -24,6 +24,42 @@ pub struct CheckArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Instead of the cross-check, measure each Direct and Winograd kernel's error on
+    /// zero-mean data for C in {16, 64, 256, 512} (max scaled error, relative L2 error).
+    #[arg(long)]
+    accuracy: bool,
+}
+
+fn run_accuracy(args: &CheckArgs) -> Result<ExitCode, CliError> {
+    let rows = testing::accuracy_table(args.seed);
+    if !args.json {
+        println!(
+            "{:<34} {:>5} {:>16} {:>12} {:>8}",
+            "kernel", "C", "max scaled err", "rel L2 err", "rho"
+        );
+    }
+    let mut violations = 0;
+    for r in &rows {
+        let rho = accuracy::rho(r.algo);
+        violations += usize::from(r.max_scaled_error > rho);
+        if args.json {
+            println!(
+                "{}",
+                json!({"kernel": r.kernel, "algo": r.algo.name(), "c": r.c, "max_scaled_error": r.max_scaled_error,
+                       "rel_l2_error": r.rel_l2_error, "rho": rho})
+            );
+        } else {
+            println!(
+                "{:<34} {:>5} {:>16.4} {:>12.3e} {:>8}",
+                r.kernel, r.c, r.max_scaled_error, r.rel_l2_error, rho
+            );
+        }
+    }
+    Ok(if violations > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[derive(Default)]
@@ -53,6 +89,9 @@ fn check_problem(p: &ConvProblem) -> Vec<(Key, Result<Option<f64>, String>)> {
 
 pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let isa = testing::require_isa();
+    if args.accuracy {
+        return run_accuracy(args);
+    }
     let mut rows: BTreeMap<Key, Row> = BTreeMap::new();
     for kind in [DataKind::Real, DataKind::Integer] {
         let problems = testing::sample_problems(args.cases, args.seed, kind);

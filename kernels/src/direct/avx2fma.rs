@@ -5,7 +5,7 @@
 //! not the load ports, set the pace. Narrow tile 12 x 8 for layers with <= 8 channels in
 //! the vectorised dimension: still 12 independent accumulators to cover FMA latency.
 
-use super::{Block, DirectIsa, tile::run_block};
+use super::{Block, DirectIsa, SimdJob, tile::run_block};
 use crate::Isa;
 use crate::simd::Avx2Fma;
 
@@ -14,6 +14,11 @@ use crate::simd::Avx2Fma;
 unsafe impl DirectIsa for Avx2Fma {
     const NAME: &'static str = "direct_f32_any_6x16_avx2fma";
     const ISA: Isa = Isa::Avx2Fma;
+    const WINOGRAD_NAMES: [&'static str; 3] = [
+        "winograd_f32_f23_6x16_avx2fma",
+        "winograd_f32_f43_6x16_avx2fma",
+        "winograd_f32_f63_6x16_avx2fma",
+    ];
     const TILES: [(usize, usize); 2] = [(12, 1), (6, 2)];
     fn detect() -> Option<Self> {
         Avx2Fma::new()
@@ -21,6 +26,10 @@ unsafe impl DirectIsa for Avx2Fma {
     fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
         // SAFETY: self proves AVX2 and FMA, the features run_avx2fma is compiled for.
         unsafe { run_avx2fma(self, b, buf, wide) }
+    }
+    fn dispatch<J: SimdJob>(self, job: &mut J) {
+        // SAFETY: self proves the features dispatch_avx2fma is compiled for.
+        unsafe { dispatch_avx2fma(self, job) }
     }
 }
 
@@ -31,4 +40,9 @@ fn run_avx2fma(s: Avx2Fma, b: &Block<'_>, buf: &mut [f32], wide: bool) {
     } else {
         run_block::<Avx2Fma, 12, 1>(s, b, buf)
     }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn dispatch_avx2fma<J: SimdJob>(s: Avx2Fma, job: &mut J) {
+    job.run(s)
 }

@@ -4,7 +4,7 @@
 //! registers; per reduction step 2 loads + 12 broadcasts feed 24 FMAs. Narrow tile 24 x 16
 //! for layers with <= 16 channels in the vectorised dimension.
 
-use super::{Block, DirectIsa, tile::run_block};
+use super::{Block, DirectIsa, SimdJob, tile::run_block};
 use crate::Isa;
 use crate::simd::Avx512F;
 
@@ -13,6 +13,11 @@ use crate::simd::Avx512F;
 unsafe impl DirectIsa for Avx512F {
     const NAME: &'static str = "direct_f32_any_12x32_avx512f";
     const ISA: Isa = Isa::Avx512F;
+    const WINOGRAD_NAMES: [&'static str; 3] = [
+        "winograd_f32_f23_12x32_avx512f",
+        "winograd_f32_f43_12x32_avx512f",
+        "winograd_f32_f63_12x32_avx512f",
+    ];
     const TILES: [(usize, usize); 2] = [(24, 1), (12, 2)];
     fn detect() -> Option<Self> {
         Avx512F::new()
@@ -20,6 +25,10 @@ unsafe impl DirectIsa for Avx512F {
     fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
         // SAFETY: self proves AVX-512F, the feature run_avx512f is compiled for.
         unsafe { run_avx512f(self, b, buf, wide) }
+    }
+    fn dispatch<J: SimdJob>(self, job: &mut J) {
+        // SAFETY: self proves the features dispatch_avx512f is compiled for.
+        unsafe { dispatch_avx512f(self, job) }
     }
 }
 
@@ -30,4 +39,9 @@ fn run_avx512f(s: Avx512F, b: &Block<'_>, buf: &mut [f32], wide: bool) {
     } else {
         run_block::<Avx512F, 24, 1>(s, b, buf)
     }
+}
+
+#[target_feature(enable = "avx512f")]
+fn dispatch_avx512f<J: SimdJob>(s: Avx512F, job: &mut J) {
+    job.run(s)
 }

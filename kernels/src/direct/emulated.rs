@@ -6,7 +6,7 @@
 //! - `direct_f32_any_3x3_oddtile`: an odd 3 x 3 (and 5 x 1) scalar tile, so every edge
 //!   of the tiling (partial tiles, channel remainders) is hit on small problems.
 
-use super::{Block, DirectIsa, tile::run_block};
+use super::{Block, DirectIsa, SimdJob, tile::run_block};
 use crate::Isa;
 use crate::simd::F32Simd;
 
@@ -20,6 +20,9 @@ unsafe impl F32Simd for Emu16 {
     type V = [f32; 16];
     fn zero(self) -> [f32; 16] {
         [0.0; 16]
+    }
+    fn splat(self, v: f32) -> [f32; 16] {
+        [v; 16]
     }
     fn mul_add(self, a: [f32; 16], b: [f32; 16], c: [f32; 16]) -> [f32; 16] {
         std::array::from_fn(|i| a[i] * b[i] + c[i])
@@ -41,10 +44,18 @@ unsafe impl F32Simd for Emu16 {
 // SAFETY: no special instructions; run runs run_block with TILES[wide].
 unsafe impl DirectIsa for Emu16 {
     const NAME: &'static str = "direct_f32_any_12x32_emu16";
+    const WINOGRAD_NAMES: [&'static str; 3] = [
+        "winograd_f32_f23_12x32_emu16",
+        "winograd_f32_f43_12x32_emu16",
+        "winograd_f32_f63_12x32_emu16",
+    ];
     const ISA: Isa = Isa::Scalar;
     const TILES: [(usize, usize); 2] = [(24, 1), (12, 2)];
     fn detect() -> Option<Self> {
         Some(Emu16)
+    }
+    fn dispatch<J: SimdJob>(self, job: &mut J) {
+        job.run(self)
     }
     fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
         if wide {
@@ -66,6 +77,9 @@ unsafe impl F32Simd for OddScalar {
     fn zero(self) -> f32 {
         0.0
     }
+    fn splat(self, v: f32) -> f32 {
+        v
+    }
     fn mul_add(self, a: f32, b: f32, c: f32) -> f32 {
         a * b + c
     }
@@ -86,10 +100,18 @@ unsafe impl F32Simd for OddScalar {
 // SAFETY: no special instructions; run runs run_block with TILES[wide].
 unsafe impl DirectIsa for OddScalar {
     const NAME: &'static str = "direct_f32_any_3x3_oddtile";
+    const WINOGRAD_NAMES: [&'static str; 3] = [
+        "winograd_f32_f23_3x3_oddtile",
+        "winograd_f32_f43_3x3_oddtile",
+        "winograd_f32_f63_3x3_oddtile",
+    ];
     const ISA: Isa = Isa::Scalar;
     const TILES: [(usize, usize); 2] = [(5, 1), (3, 3)];
     fn detect() -> Option<Self> {
         Some(OddScalar)
+    }
+    fn dispatch<J: SimdJob>(self, job: &mut J) {
+        job.run(self)
     }
     fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
         if wide {

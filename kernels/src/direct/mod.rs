@@ -34,7 +34,7 @@ mod tile;
 
 #[cfg(feature = "testing")]
 pub(crate) use emulated::{Emu16, OddScalar};
-pub(crate) use tile::Block;
+pub(crate) use tile::{Block, Red};
 
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
 use crate::params::ConvGeom;
@@ -62,39 +62,55 @@ pub(crate) unsafe trait DirectIsa: F32Simd {
     const ISA: Isa;
     /// `(UR, NB)` of the narrow tile (`NB = 1`, for few channels) and the wide tile.
     const TILES: [(usize, usize); 2];
+    /// Names of the Winograd F(2,3), F(4,3), F(6,3) kernels built on this ISA's tile.
+    const WINOGRAD_NAMES: [&'static str; 3];
     /// The proof value, when this CPU has the ISA.
     fn detect() -> Option<Self>;
     /// Runs `b` into `buf` with tile `TILES[wide as usize]`.
     fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool);
+    /// Runs `job` inside a function compiled for this ISA, so its `#[inline(always)]` body
+    /// (written once, generic over the ISA) gets the ISA's instructions (pulp's `dispatch`).
+    fn dispatch<J: SimdJob>(self, job: &mut J);
+}
+
+/// A piece of ISA-generic work for [`DirectIsa::dispatch`]; implement `run` with
+/// `#[inline(always)]` so it is compiled inside the ISA's `#[target_feature]` function.
+pub(crate) trait SimdJob {
+    /// Does the work on ISA `S`.
+    fn run<S: DirectIsa>(&mut self, s: S);
 }
 
 /// The tile for `channels` in the vectorised dimension: `(wide, UR, NR)`; the narrow tile
 /// when one vector covers the channels.
-fn tile_for<S: DirectIsa>(channels: usize) -> (bool, usize, usize) {
+pub(crate) fn tile_for<S: DirectIsa>(channels: usize) -> (bool, usize, usize) {
     let wide = channels > S::LANES;
     let (ur, nb) = S::TILES[usize::from(wide)];
     (wide, ur, nb * S::LANES)
 }
 
 /// Runs `whole` (a task's rows over the whole reduction) in chunks of [`RED_CHUNK`] steps.
-fn run_chunked<S: DirectIsa>(s: S, wide: bool, whole: &Block<'_>, nr: usize, buf: &mut [f32]) {
+pub(crate) fn run_chunked<S: DirectIsa>(
+    s: S,
+    wide: bool,
+    whole: &Block<'_>,
+    nr: usize,
+    buf: &mut [f32],
+) {
     if whole.red.is_empty() {
         buf[..whole.rows.len() * nr].fill(0.0);
         return;
     }
-    for (c, red) in whole.red.chunks(RED_CHUNK).enumerate() {
-        let r0 = c * RED_CHUNK;
-        let vecs = &whole.vecs[r0 * nr..(r0 + red.len()) * nr];
-        s.run(
-            &Block {
-                red,
-                vecs,
-                accumulate: c > 0,
-                ..*whole
-            },
-            buf,
-            wide,
-        );
+    let len = whole.red.len();
+    for r0 in (0..len).step_by(RED_CHUNK) {
+        let r1 = len.min(r0 + RED_CHUNK);
+        let block = Block {
+            src: &whole.src[whole.red.src_shift(r0)..],
+            red: whole.red.slice(r0, r1),
+            vecs: &whole.vecs[r0 * nr..r1 * nr],
+            accumulate: r0 > 0,
+            ..*whole
+        };
+        s.run(&block, buf, wide);
     }
 }
 
@@ -289,7 +305,7 @@ pub(crate) fn forward<S: DirectIsa>(
                     wide,
                     &Block {
                         src: img,
-                        red: &red,
+                        red: Red::List(&red),
                         vecs,
                         rows: &rows,
                         accumulate: false,
@@ -422,7 +438,7 @@ fn backward_data<S: DirectIsa>(
                                     wide,
                                     &Block {
                                         src: img,
-                                        red: &red,
+                                        red: Red::List(&red),
                                         vecs,
                                         rows: &rows,
                                         accumulate: false,
@@ -511,7 +527,7 @@ fn backward_weight<S: DirectIsa>(
                         wide,
                         &Block {
                             src: &src.data[grp * c_in_g * src.plane..],
-                            red: &red,
+                            red: Red::List(&red),
                             vecs,
                             rows: &taps[tap_range],
                             accumulate: false,

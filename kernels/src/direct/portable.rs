@@ -1,7 +1,7 @@
 //! The direct kernel on `wide::f32x4` (SSE2 / NEON): 4 x 8 wide tile (8 accumulators of 4
 //! lanes), 8 x 4 narrow tile.
 
-use super::{Block, DirectIsa, tile::run_block};
+use super::{Block, DirectIsa, SimdJob, tile::run_block};
 use crate::Isa;
 use crate::simd::Portable;
 
@@ -9,9 +9,17 @@ use crate::simd::Portable;
 unsafe impl DirectIsa for Portable {
     const NAME: &'static str = "direct_f32_any_4x8_portable";
     const ISA: Isa = Isa::Portable;
+    const WINOGRAD_NAMES: [&'static str; 3] = [
+        "winograd_f32_f23_4x8_portable",
+        "winograd_f32_f43_4x8_portable",
+        "winograd_f32_f63_4x8_portable",
+    ];
     const TILES: [(usize, usize); 2] = [(8, 1), (4, 2)];
     fn detect() -> Option<Self> {
         Isa::Portable.is_available().then_some(Portable)
+    }
+    fn dispatch<J: SimdJob>(self, job: &mut J) {
+        job.run(self)
     }
     fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
         if wide {

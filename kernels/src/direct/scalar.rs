@@ -1,6 +1,6 @@
 //! The direct kernel in plain scalar code: 4 pixels x 4 channels (wide), 8 x 1 (narrow).
 
-use super::{Block, DirectIsa, tile::run_block};
+use super::{Block, DirectIsa, SimdJob, tile::run_block};
 use crate::Isa;
 use crate::simd::Scalar;
 
@@ -8,9 +8,17 @@ use crate::simd::Scalar;
 unsafe impl DirectIsa for Scalar {
     const NAME: &'static str = "direct_f32_any_4x4_scalar";
     const ISA: Isa = Isa::Scalar;
+    const WINOGRAD_NAMES: [&'static str; 3] = [
+        "winograd_f32_f23_4x4_scalar",
+        "winograd_f32_f43_4x4_scalar",
+        "winograd_f32_f63_4x4_scalar",
+    ];
     const TILES: [(usize, usize); 2] = [(8, 1), (4, 4)];
     fn detect() -> Option<Self> {
         Some(Scalar)
+    }
+    fn dispatch<J: SimdJob>(self, job: &mut J) {
+        job.run(self)
     }
     fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
         if wide {

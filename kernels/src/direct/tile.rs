@@ -27,13 +27,59 @@
 
 use super::super::simd::F32Simd;
 
+/// The reduction offsets `red[r]` into the broadcast operand.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Red<'a> {
+    /// Listed offsets (taps of a convolution, pixels of backward-weight).
+    List(&'a [usize]),
+    /// `red[r] = r * stride` for `r < len` (a GEMM's inner dimension).
+    Strided { stride: usize, len: usize },
+}
+
+impl<'a> Red<'a> {
+    pub fn len(&self) -> usize {
+        match *self {
+            Red::List(l) => l.len(),
+            Red::Strided { len, .. } => len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn max(&self) -> usize {
+        match *self {
+            Red::List(l) => l.iter().copied().max().unwrap_or(0),
+            Red::Strided { stride, len } => len.saturating_sub(1) * stride,
+        }
+    }
+    /// Entries `r0..r1`.
+    pub fn slice(&self, r0: usize, r1: usize) -> Red<'a> {
+        match *self {
+            Red::List(l) => Red::List(&l[r0..r1]),
+            // Offsets are relative to the block's src, so a strided slice keeps its stride
+            // and the caller shifts src by r0 * stride.
+            Red::Strided { stride, .. } => Red::Strided {
+                stride,
+                len: r1 - r0,
+            },
+        }
+    }
+    /// How far `src` moves for the slice starting at `r0` (0 for listed offsets).
+    pub fn src_shift(&self, r0: usize) -> usize {
+        match *self {
+            Red::List(_) => 0,
+            Red::Strided { stride, .. } => r0 * stride,
+        }
+    }
+}
+
 /// One unit of microkernel work; see the module docs for the formula.
 #[derive(Clone, Copy)]
 pub(crate) struct Block<'a> {
     /// Broadcast operand.
     pub src: &'a [f32],
     /// Reduction offsets into `src`.
-    pub red: &'a [usize],
+    pub red: Red<'a>,
     /// Vector operand, `red.len()` groups of `NR` floats.
     pub vecs: &'a [f32],
     /// Source offset of each output row.
@@ -52,7 +98,7 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
     buf: &mut [f32],
 ) {
     let nr = NB * S::LANES;
-    let red_max = b.red.iter().copied().max().unwrap_or(0);
+    let red_max = b.red.max();
     let src_max = b.rows.iter().copied().max().unwrap_or(0);
     assert!(
         b.red.is_empty() || b.rows.is_empty() || red_max + src_max < b.src.len(),
@@ -78,25 +124,18 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
                 }
             }
         }
-        let mut w = b.vecs.as_ptr();
-        // LOOP: the reduction; all operands in registers.
-        for &r in b.red {
-            // SAFETY: r + offs[i] <= red_max + src_max < src.len() (asserted above).
-            let x = unsafe { src.add(r) };
-            let mut wv = [s.zero(); NB];
-            for (v, wv) in wv.iter_mut().enumerate() {
-                // SAFETY: w walks vecs in steps of nr, red.len() times: w + nr <= vecs end.
-                *wv = unsafe { s.load(w.add(v * S::LANES)) };
+        match b.red {
+            Red::List(list) => {
+                reduce::<S, UR, NB>(s, &mut acc, src, &offs, b.vecs, list.iter().copied())
             }
-            for (i, acc_i) in acc.iter_mut().enumerate() {
-                // SAFETY: see x above.
-                let bx = unsafe { s.broadcast(x.add(offs[i])) };
-                for (a, wv) in acc_i.iter_mut().zip(&wv) {
-                    *a = s.mul_add(bx, *wv, *a);
-                }
-            }
-            // SAFETY: stays within (or one past) vecs, as argued above.
-            w = unsafe { w.add(nr) };
+            Red::Strided { stride, len } => reduce::<S, UR, NB>(
+                s,
+                &mut acc,
+                src,
+                &offs,
+                b.vecs,
+                (0..len).map(|r| r * stride),
+            ),
         }
         for (i, acc_i) in acc.iter().enumerate().take(chunk.len()) {
             for (v, a) in acc_i.iter().enumerate() {
@@ -104,5 +143,40 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
                 unsafe { s.store(out.as_mut_ptr().add((i * NB + v) * S::LANES), *a) };
             }
         }
+    }
+}
+
+/// `acc[i][v] += sum_r bcast(src[red_r + offs[i]]) * vecs[r*NR + v*LANES ..]`.
+/// The caller has checked `red_r + offs[i] < src.len()` for every `r`, `i` (via the maxima)
+/// and `vecs.len() >= count * NR`.
+#[inline(always)]
+fn reduce<S: F32Simd, const UR: usize, const NB: usize>(
+    s: S,
+    acc: &mut [[S::V; NB]; UR],
+    src: *const f32,
+    offs: &[usize; UR],
+    vecs: &[f32],
+    red: impl Iterator<Item = usize>,
+) {
+    let nr = NB * S::LANES;
+    let mut w = vecs.as_ptr();
+    // LOOP: the reduction; all operands in registers.
+    for r in red {
+        // SAFETY: r + offs[i] <= red_max + src_max < src.len() (checked by the caller).
+        let x = unsafe { src.add(r) };
+        let mut wv = [s.zero(); NB];
+        for (v, wv) in wv.iter_mut().enumerate() {
+            // SAFETY: w walks vecs in steps of nr, once per reduction entry: w + nr <= end.
+            *wv = unsafe { s.load(w.add(v * S::LANES)) };
+        }
+        for (i, acc_i) in acc.iter_mut().enumerate() {
+            // SAFETY: see x above.
+            let bx = unsafe { s.broadcast(x.add(offs[i])) };
+            for (a, wv) in acc_i.iter_mut().zip(&wv) {
+                *a = s.mul_add(bx, *wv, *a);
+            }
+        }
+        // SAFETY: stays within (or one past) vecs, as argued above.
+        w = unsafe { w.add(nr) };
     }
 }

@@ -33,6 +33,8 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     type V: Copy;
     /// All lanes zero.
     fn zero(self) -> Self::V;
+    /// `v` in every lane.
+    fn splat(self, v: f32) -> Self::V;
     /// `a * b + c` per lane (fused where the ISA has FMA).
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `*p` in every lane.

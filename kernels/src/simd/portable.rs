@@ -18,6 +18,10 @@ unsafe impl F32Simd for Portable {
         f32x4::ZERO
     }
     #[inline(always)]
+    fn splat(self, v: f32) -> f32x4 {
+        f32x4::splat(v)
+    }
+    #[inline(always)]
     fn mul_add(self, a: f32x4, b: f32x4, c: f32x4) -> f32x4 {
         a * b + c
     }

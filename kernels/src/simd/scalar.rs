@@ -15,6 +15,10 @@ unsafe impl F32Simd for Scalar {
         0.0
     }
     #[inline(always)]
+    fn splat(self, v: f32) -> f32 {
+        v
+    }
+    #[inline(always)]
     fn mul_add(self, a: f32, b: f32, c: f32) -> f32 {
         // Not f32::mul_add: without hardware FMA that is a slow libm call.
         a * b + c

@@ -29,6 +29,11 @@ unsafe impl F32Simd for Avx512F {
         unsafe { _mm512_setzero_ps() }
     }
     #[inline(always)]
+    fn splat(self, v: f32) -> __m512 {
+        // SAFETY: AVX-512F is present (self is the proof).
+        unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
     fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: AVX-512F is present (self is the proof).
         unsafe { _mm512_fmadd_ps(a, b, c) }

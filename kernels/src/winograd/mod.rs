@@ -1,0 +1,462 @@
+//! Winograd convolution F(2x2,3x3), F(4x4,3x3) and F(6x6,3x3): 3x3, stride 1, dilation 1,
+//! any padding, groups; forward and backward-data (the latter as the forward correlation of
+//! `grad_y` with the rotated, channel-transposed filter). Backward-weight and every other
+//! geometry answer `Unsupported`.
+//!
+//! ```text
+//! per image b and group, tiles t of m x m outputs, a = m + 2:
+//!   V[c][xi,nu][t] = (B^T d_{c,t} B)[xi,nu]          input transform (per task chunk)
+//!   U[xi,nu][k][c] = (G g_{k,c} G^T)[xi,nu]          filter transform (once per call)
+//!   M[xi,nu][t][k] = sum_c V[xi,nu][c][t] U[xi,nu][k][c]   a^2 GEMMs on the direct microkernel
+//!   y[k][tile t]   = A^T M[.,.][t][k] A              output transform (+ bias)
+//! ```
+//!
+//! The GEMMs run on the direct kernel's register tile (`tile.rs`: rows = tiles, vectors =
+//! output channels, reduction = input channels), so each ISA gets its Winograd kernel from
+//! its direct instantiation. Tiles are processed in chunks sized so a chunk's `V` stays in
+//! L2 (`V_BUDGET`); tasks are (image, group, chunk), each writing only its own tiles, so
+//! results do not depend on the thread count.
+//!
+//! Accuracy: the transforms amplify rounding (more for larger tiles); the measured constants
+//! are in [`crate::accuracy`]. One Inf or NaN input poisons its whole output tile (and its
+//! neighbours sharing the input), as in every Winograd implementation.
+
+mod transforms;
+
+use crate::direct::{Block, DirectIsa, Red, SimdJob};
+use crate::parallel::{SharedMut, for_each_task, with_scratch};
+use crate::params::ConvGeom;
+use crate::registry::ConvKernel;
+use crate::{Algorithm, Isa, Pass, WinogradTile};
+use transforms::{filter_tile, sandwich};
+
+/// Floats of `V` per task chunk (256 KiB).
+const V_BUDGET: usize = 1 << 16;
+
+/// A stride-1 3x3 correlation with an explicit source origin:
+/// `dst[b][k][oy][ox] = bias[k] + sum_{c,ky,kx} src[b][c][oy+ky-pad_t][ox+kx-pad_l] * w(k, c, ky, kx)`.
+struct Problem<'a> {
+    n: usize,
+    groups: usize,
+    /// Source channels per group.
+    c_g: usize,
+    /// Destination channels per group.
+    k_g: usize,
+    src: &'a [f32],
+    src_hw: [usize; 2],
+    dst_hw: [usize; 2],
+    pad: [isize; 2],
+    /// The canonical conv weight `[c_out, c_in/g, 3, 3]`.
+    weight: &'a [f32],
+    /// Backward-data: read the weight rotated by 180 degrees with channels swapped.
+    flip: bool,
+}
+
+impl Problem<'_> {
+    /// Tap `(ky, kx)` of the filter from source channel `c` to destination channel `k`.
+    #[inline(always)]
+    fn tap(&self, grp: usize, k: usize, c: usize, ky: usize, kx: usize) -> f32 {
+        if self.flip {
+            // canonical c_out = self.c_g, c_in/g = self.k_g
+            self.weight[((grp * self.c_g + c) * self.k_g + k) * 9 + (2 - ky) * 3 + (2 - kx)]
+        } else {
+            self.weight[((grp * self.k_g + k) * self.c_g + c) * 9 + ky * 3 + kx]
+        }
+    }
+}
+
+/// Winograd F(m x m, 3 x 3) on ISA `S`.
+pub struct Winograd<S, const M: usize>(S);
+
+impl<S: DirectIsa, const M: usize> Winograd<S, M> {
+    /// The kernel, if this CPU has the ISA.
+    pub(crate) fn make() -> Option<Box<dyn ConvKernel>> {
+        S::detect().map(|s| Box::new(Winograd::<S, M>(s)) as Box<dyn ConvKernel>)
+    }
+}
+
+fn tile_of(m: usize) -> WinogradTile {
+    match m {
+        2 => WinogradTile::F2,
+        4 => WinogradTile::F4,
+        _ => WinogradTile::F6,
+    }
+}
+
+// SAFETY: a Winograd<S, M> holds the proof value S; the GEMMs go through DirectIsa::run,
+// which checks its bounds, and the only raw writes (the output tiles) are range-checked and
+// disjoint between tasks, as argued at the write.
+unsafe impl<S: DirectIsa, const M: usize> ConvKernel for Winograd<S, M> {
+    fn name(&self) -> &'static str {
+        S::WINOGRAD_NAMES[M / 2 - 1]
+    }
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::Winograd(tile_of(M))
+    }
+    fn isa(&self) -> Isa {
+        S::ISA
+    }
+    fn supports(&self, g: &ConvGeom, pass: Pass) -> Result<(), &'static str> {
+        if g.kh != 3 || g.kw != 3 {
+            return Err("kernels other than 3x3");
+        }
+        if g.sh != 1 || g.sw != 1 {
+            return Err("strides other than 1");
+        }
+        if g.dh != 1 || g.dw != 1 {
+            return Err("dilation");
+        }
+        if pass == Pass::BackwardWeight {
+            return Err("the backward-weight pass");
+        }
+        Ok(())
+    }
+    fn forward(
+        &self,
+        g: &ConvGeom,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        g.assert_forward(x, weight, bias, y);
+        assert!(
+            self.supports(g, Pass::Forward).is_ok(),
+            "unsupported geometry"
+        );
+        let p = Problem {
+            n: g.n,
+            groups: g.g,
+            c_g: g.c_in / g.g,
+            k_g: g.c_out / g.g,
+            src: x,
+            src_hw: [g.h, g.w],
+            dst_hw: [g.oh, g.ow],
+            pad: [g.pad_t as isize, g.pad_l as isize],
+            weight,
+            flip: false,
+        };
+        run_tile::<S, M>(self.0, &p, bias, y);
+    }
+    fn backward_data(
+        &self,
+        g: &ConvGeom,
+        grad_y: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        grad_x: &mut [f32],
+    ) {
+        g.assert_backward_data(grad_y, weight, bias, grad_x);
+        assert!(
+            self.supports(g, Pass::BackwardData).is_ok(),
+            "unsupported geometry"
+        );
+        // grad_x[ic][iy][ix] = sum grad_y[oc][iy + ky' - (2 - pad_t)][..] w[oc][ic][2-ky'][2-kx'].
+        let p = Problem {
+            n: g.n,
+            groups: g.g,
+            c_g: g.c_out / g.g,
+            k_g: g.c_in / g.g,
+            src: grad_y,
+            src_hw: [g.oh, g.ow],
+            dst_hw: [g.h, g.w],
+            pad: [2 - g.pad_t as isize, 2 - g.pad_l as isize],
+            weight,
+            flip: true,
+        };
+        run_tile::<S, M>(self.0, &p, bias, grad_x);
+    }
+    fn backward_weight(
+        &self,
+        _g: &ConvGeom,
+        _x: &[f32],
+        _grad_y: &[f32],
+        _grad_weight: &mut [f32],
+    ) {
+        panic!("Winograd does not implement backward-weight (supports() says so)");
+    }
+}
+
+fn run_tile<S: DirectIsa, const M: usize>(
+    s: S,
+    p: &Problem<'_>,
+    bias: Option<&[f32]>,
+    dst: &mut [f32],
+) {
+    match M {
+        2 => run::<S, 2, 4>(s, p, bias, dst),
+        4 => run::<S, 4, 6>(s, p, bias, dst),
+        _ => run::<S, 6, 8>(s, p, bias, dst),
+    }
+}
+
+/// Largest `LANES` of any ISA (the stack staging arrays are this wide).
+const MAX_LANES: usize = 16;
+
+fn run<S: DirectIsa, const M: usize, const A: usize>(
+    s: S,
+    p: &Problem<'_>,
+    bias: Option<&[f32]>,
+    dst: &mut [f32],
+) {
+    let aa = A * A;
+    let (wide, ur, nr) = crate::direct::tile_for::<S>(p.k_g);
+    let blocks = p.k_g.div_ceil(nr);
+    let [oh, ow] = p.dst_hw;
+    let tiles_x = ow.div_ceil(M);
+    let tiles = oh.div_ceil(M) * tiles_x;
+    // Tiles per task chunk: a multiple of both the register tile and the vector width, with
+    // the chunk's V (a^2 * c_g * tc floats) within V_BUDGET where possible.
+    let unit = ur * S::LANES / gcd(ur, S::LANES);
+    let tc = ((V_BUDGET / (aa * p.c_g)) / unit)
+        .max(1)
+        .min(tiles.div_ceil(unit))
+        * unit;
+    let chunks = tiles.div_ceil(tc);
+    let slab = p.c_g * nr;
+    with_scratch(p.groups * blocks * aa * slab, |u| {
+        let mut parts: Vec<&mut [f32]> = u.chunks_mut(aa * slab).collect();
+        crate::parallel::for_each_mut(&mut parts, |gb, part| {
+            s.dispatch(&mut FilterJob::<A> {
+                p,
+                grp: gb / blocks,
+                k0: gb % blocks * nr,
+                nr,
+                part,
+            });
+        });
+        let u = &*u;
+        let out = SharedMut::new(dst);
+        let rows: Vec<usize> = (0..tc).collect();
+        for_each_task(p.n * p.groups * chunks, |task| {
+            let (b, grp, chunk) = (
+                task / (p.groups * chunks),
+                task / chunks % p.groups,
+                task % chunks,
+            );
+            let t0 = chunk * tc;
+            with_scratch(aa * p.c_g * tc + aa * tc * nr, |scratch| {
+                let (v, mbuf) = scratch.split_at_mut(aa * p.c_g * tc);
+                let mut job = TileJob::<M, A> {
+                    p,
+                    b,
+                    grp,
+                    t0,
+                    nt: tc.min(tiles - t0),
+                    tc,
+                    tiles_x,
+                    u,
+                    v,
+                    mbuf,
+                    rows: &rows,
+                    blocks,
+                    nr,
+                    wide,
+                    bias,
+                    out,
+                };
+                s.dispatch(&mut job);
+            });
+        });
+    });
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Filter transform of one (group, channel block): `U[e][c][lane]` for the block's lanes.
+struct FilterJob<'a, 'p, const A: usize> {
+    p: &'a Problem<'p>,
+    grp: usize,
+    k0: usize,
+    nr: usize,
+    part: &'a mut [f32],
+}
+
+impl<const A: usize> SimdJob for FilterJob<'_, '_, A> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (p, l) = (self.p, S::LANES);
+        let slab = p.c_g * self.nr;
+        let mut stage = [[[0.0f32; MAX_LANES]; 3]; 3];
+        for c in 0..p.c_g {
+            for lg in (0..self.nr).step_by(l) {
+                for lane in 0..l {
+                    let k = self.k0 + lg + lane;
+                    for (ky, row) in stage.iter_mut().enumerate() {
+                        for (kx, v) in row.iter_mut().enumerate() {
+                            v[lane] = if k < p.k_g {
+                                p.tap(self.grp, k, c, ky, kx)
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+                let mut g = [[s.zero(); 3]; 3];
+                for (gr, sr) in g.iter_mut().zip(&stage) {
+                    for (gv, sv) in gr.iter_mut().zip(sr) {
+                        // SAFETY: each stage entry holds MAX_LANES >= LANES floats.
+                        *gv = unsafe { s.load(sv.as_ptr()) };
+                    }
+                }
+                let mut t = [[s.zero(); A]; A];
+                filter_tile(s, &const { transforms::g::<A>() }, &g, &mut t);
+                for (e, v) in t.iter().flatten().enumerate() {
+                    let at = e * slab + c * self.nr + lg;
+                    assert!(at + l <= self.part.len());
+                    // SAFETY: at + LANES <= part.len() (asserted).
+                    unsafe { s.store(self.part.as_mut_ptr().add(at), *v) };
+                }
+            }
+        }
+    }
+}
+
+/// One task: input transform of a chunk of tiles, the a^2 GEMMs and the output transform,
+/// for every channel block.
+struct TileJob<'a, 'p, const M: usize, const A: usize> {
+    p: &'a Problem<'p>,
+    b: usize,
+    grp: usize,
+    t0: usize,
+    nt: usize,
+    tc: usize,
+    tiles_x: usize,
+    u: &'a [f32],
+    v: &'a mut [f32],
+    mbuf: &'a mut [f32],
+    rows: &'a [usize],
+    blocks: usize,
+    nr: usize,
+    wide: bool,
+    bias: Option<&'a [f32]>,
+    out: SharedMut,
+}
+
+impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (p, l, aa, tc, nr) = (self.p, S::LANES, A * A, self.tc, self.nr);
+        let at = const { transforms::at::<M, A>() };
+        let bt = const { transforms::bt::<A>() };
+        let [sh, sw] = p.src_hw;
+        let [oh, ow] = p.dst_hw;
+        // Input transform, LANES tiles at a time: V[c][e][tl] (a channel's a^2 rows are
+        // contiguous; an [e][c][tl] layout would put them 4 KiB apart and thrash L1).
+        let mut stage = [[[0.0f32; MAX_LANES]; A]; A];
+        for c in 0..p.c_g {
+            let plane = &p.src[((self.b * p.groups + self.grp) * p.c_g + c) * sh * sw..][..sh * sw];
+            for tl0 in (0..tc).step_by(l) {
+                for lane in 0..l {
+                    let tl = tl0 + lane;
+                    let mut d = [[0.0f32; A]; A];
+                    if tl < self.nt {
+                        let t = self.t0 + tl;
+                        let y0 = (t / self.tiles_x * M) as isize - p.pad[0];
+                        let x0 = (t % self.tiles_x * M) as isize - p.pad[1];
+                        patch::<A>(plane, p.src_hw, y0, x0, &mut d);
+                    }
+                    for (srow, drow) in stage.iter_mut().zip(&d) {
+                        for (sv, dv) in srow.iter_mut().zip(drow) {
+                            sv[lane] = *dv;
+                        }
+                    }
+                }
+                let mut d = [[s.zero(); A]; A];
+                for (dr, sr) in d.iter_mut().zip(&stage) {
+                    for (dv, sv) in dr.iter_mut().zip(sr) {
+                        // SAFETY: each stage entry holds MAX_LANES >= LANES floats.
+                        *dv = unsafe { s.load(sv.as_ptr()) };
+                    }
+                }
+                let mut vt = [[s.zero(); A]; A];
+                sandwich(s, &bt, &d, &mut vt);
+                for (e, val) in vt.iter().flatten().enumerate() {
+                    let at = (c * aa + e) * tc + tl0;
+                    assert!(at + l <= self.v.len());
+                    // SAFETY: at + LANES <= v.len() (asserted; tc is a multiple of LANES).
+                    unsafe { s.store(self.v.as_mut_ptr().add(at), *val) };
+                }
+            }
+        }
+        let dst_len = p.n * p.groups * p.k_g * oh * ow;
+        for blk in 0..self.blocks {
+            // a^2 GEMMs: M[e][tl][lane] = sum_c V[e][c][tl] * U[e][c][lane].
+            for e in 0..aa {
+                let block = Block {
+                    src: &self.v[e * tc..],
+                    red: Red::Strided { stride: aa * tc, len: p.c_g },
+                    vecs: &self.u[((self.grp * self.blocks + blk) * aa + e) * p.c_g * nr..]
+                        [..p.c_g * nr],
+                    rows: &self.rows[..self.nt],
+                    accumulate: false,
+                };
+                s.run(
+                    &block,
+                    &mut self.mbuf[e * tc * nr..][..self.nt * nr],
+                    self.wide,
+                );
+            }
+            // Output transform, LANES channels at a time, and store.
+            let k0 = blk * nr;
+            let mut tmp = [0.0f32; MAX_LANES];
+            for tl in 0..self.nt {
+                let t = self.t0 + tl;
+                let (oy0, ox0) = (t / self.tiles_x * M, t % self.tiles_x * M);
+                for lg in (0..nr.min(p.k_g - k0)).step_by(l) {
+                    let last = ((aa - 1) * tc + tl) * nr + lg;
+                    assert!(last + l <= self.mbuf.len());
+                    let mut m = [[s.zero(); A]; A];
+                    for (i, mr) in m.iter_mut().enumerate() {
+                        for (j, mv) in mr.iter_mut().enumerate() {
+                            let at = ((i * A + j) * tc + tl) * nr + lg;
+                            // SAFETY: at <= last and last + LANES <= mbuf.len() (asserted).
+                            *mv = unsafe { s.load(self.mbuf.as_ptr().add(at)) };
+                        }
+                    }
+                    let mut y = [[s.zero(); M]; M];
+                    sandwich(s, &at, &m, &mut y);
+                    let lanes = l.min(p.k_g - k0 - lg);
+                    let ch0 = (self.b * p.groups + self.grp) * p.k_g + k0 + lg;
+                    for (i, row) in y.iter().enumerate().take(oh - oy0) {
+                        for (j, val) in row.iter().enumerate().take(ow - ox0) {
+                            // SAFETY: tmp holds MAX_LANES >= LANES floats.
+                            unsafe { s.store(tmp.as_mut_ptr(), *val) };
+                            for (lane, v) in tmp.iter().enumerate().take(lanes) {
+                                let bv = self
+                                    .bias
+                                    .map_or(0.0, |bias| bias[self.grp * p.k_g + k0 + lg + lane]);
+                                let at = ((ch0 + lane) * oh + oy0 + i) * ow + ox0 + j;
+                                assert!(at < dst_len, "winograd output out of range");
+                                // SAFETY: at < dst_len (asserted); tile t of these channels
+                                // belongs to this task alone (tasks partition images, groups
+                                // and tile chunks), and dst stays borrowed for the call.
+                                unsafe { *self.out.at(at) = v + bv };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `A x A` patch of `plane` (`hw`) whose top-left is at `(y0, x0)`, zero outside.
+#[inline(always)]
+fn patch<const A: usize>(plane: &[f32], [h, w]: [usize; 2], y0: isize, x0: isize, out: &mut [[f32; A]; A]) {
+    if y0 >= 0 && x0 >= 0 && y0 as usize + A <= h && x0 as usize + A <= w {
+        let (y0, x0) = (y0 as usize, x0 as usize);
+        for (i, row) in out.iter_mut().enumerate() {
+            row.copy_from_slice(&plane[(y0 + i) * w + x0..][..A]);
+        }
+        return;
+    }
+    for (i, row) in out.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            let (y, x) = (y0 + i as isize, x0 + j as isize);
+            *v = if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w { plane[y as usize * w + x as usize] } else { 0.0 };
+        }
+    }
+}
