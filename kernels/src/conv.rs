@@ -412,3 +412,163 @@ fn check_len(buffer: &'static str, got: usize, expected: usize) -> Result<(), Co
         })
     }
 }
+
+/// One public pass of a [`ConvPlan`]: its kernel (or why there is none) and the weights it
+/// prepared.
+#[derive(Debug)]
+struct PassPlan {
+    kernel: Result<&'static dyn ConvKernel, ConvError>,
+    prepared: Option<Vec<f32>>,
+}
+
+impl std::fmt::Debug for dyn ConvKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A convolution with its weights prepared once per pass (packed for the direct kernel,
+/// transformed for Winograd), for repeated calls with the same weights: inference, or the
+/// forward and backward passes of one training step. Steady-state forward calls allocate
+/// nothing (scratch comes from per-thread pools).
+///
+/// ```
+/// use convnet_kernels::{Algorithm, Conv2d, Padding};
+/// let conv = Conv2d::builder(1, 16, 8, 8, 32, [3, 3]).padding(Padding::Same).build()?;
+/// let weight = vec![0.01f32; conv.weight_len()];
+/// let plan = conv.plan(Algorithm::Auto, &weight)?;
+/// let x = vec![1.0f32; conv.input_len()];
+/// let mut y = vec![0.0f32; conv.output_len()];
+/// plan.forward_relu(&x, None, &mut y)?;
+/// assert!(y.iter().all(|&v| v >= 0.0));
+/// # Ok::<(), convnet_kernels::ConvError>(())
+/// ```
+#[derive(Debug)]
+pub struct ConvPlan {
+    conv: Conv2d,
+    weight: Vec<f32>,
+    forward: PassPlan,
+    backward_data: PassPlan,
+    backward_weight: Result<&'static dyn ConvKernel, ConvError>,
+}
+
+impl Conv2d {
+    /// Resolves `algo` for every pass and prepares `weight` for the forward and
+    /// backward-data passes. A pass `algo` cannot run is reported when that pass is called.
+    pub fn plan(&self, algo: Algorithm, weight: &[f32]) -> Result<ConvPlan, ConvError> {
+        check_len("weight", weight.len(), self.weight_len())?;
+        let pass_plan = |pass: Pass| {
+            let kernel = self.kernel(algo, pass);
+            let prepared = kernel
+                .as_ref()
+                .ok()
+                .and_then(|k| k.prepare(&self.geom, self.canonical_pass(pass), weight));
+            PassPlan { kernel, prepared }
+        };
+        Ok(ConvPlan {
+            conv: *self,
+            weight: weight.to_vec(),
+            forward: pass_plan(Pass::Forward),
+            backward_data: pass_plan(Pass::BackwardData),
+            backward_weight: self.kernel(algo, Pass::BackwardWeight),
+        })
+    }
+}
+
+impl ConvPlan {
+    /// The geometry.
+    pub fn conv(&self) -> &Conv2d {
+        &self.conv
+    }
+
+    /// The kernel each pass runs on (or why it cannot run).
+    pub fn kernel(&self, pass: Pass) -> Result<&'static dyn ConvKernel, ConvError> {
+        match pass {
+            Pass::Forward => self.forward.kernel.clone(),
+            Pass::BackwardData => self.backward_data.kernel.clone(),
+            Pass::BackwardWeight => self.backward_weight.clone(),
+        }
+    }
+
+    /// `y = conv(x, weight) + bias`.
+    pub fn forward(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) -> Result<(), ConvError> {
+        self.run_forward(x, bias, false, y)
+    }
+
+    /// `y = max(conv(x, weight) + bias, 0)`, the ReLU fused into the kernel's store where it
+    /// can be.
+    pub fn forward_relu(
+        &self,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) -> Result<(), ConvError> {
+        self.run_forward(x, bias, true, y)
+    }
+
+    fn run_forward(
+        &self,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) -> Result<(), ConvError> {
+        let c = &self.conv;
+        let kernel = self.forward.kernel.clone()?;
+        let Some(prepared) = &self.forward.prepared else {
+            c.forward_with(kernel, x, &self.weight, bias, y)?;
+            if relu {
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            return Ok(());
+        };
+        check_len("x", x.len(), c.input_len())?;
+        if let Some(b) = bias {
+            check_len("bias", b.len(), c.bias_len())?;
+        }
+        check_len("y", y.len(), c.output_len())?;
+        if c.is_transposed() {
+            kernel.backward_data_prepared(&c.geom, x, prepared, bias, y);
+            if relu {
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        } else {
+            kernel.forward_prepared(&c.geom, x, prepared, bias, relu, y);
+        }
+        Ok(())
+    }
+
+    /// `grad_x` from `grad_y`.
+    pub fn backward_data(&self, grad_y: &[f32], grad_x: &mut [f32]) -> Result<(), ConvError> {
+        let c = &self.conv;
+        let kernel = self.backward_data.kernel.clone()?;
+        let Some(prepared) = &self.backward_data.prepared else {
+            return c.backward_data_with(kernel, grad_y, &self.weight, grad_x);
+        };
+        check_len("grad_y", grad_y.len(), c.output_len())?;
+        check_len("grad_x", grad_x.len(), c.input_len())?;
+        if c.is_transposed() {
+            kernel.forward_prepared(&c.geom, grad_y, prepared, None, false, grad_x);
+        } else {
+            kernel.backward_data_prepared(&c.geom, grad_y, prepared, None, grad_x);
+        }
+        Ok(())
+    }
+
+    /// `grad_weight` (and `grad_bias`) from `x` and `grad_y`.
+    pub fn backward_weight(
+        &self,
+        x: &[f32],
+        grad_y: &[f32],
+        grad_weight: &mut [f32],
+        grad_bias: Option<&mut [f32]>,
+    ) -> Result<(), ConvError> {
+        self.conv.backward_weight_with(
+            self.backward_weight.clone()?,
+            x,
+            grad_y,
+            grad_weight,
+            grad_bias,
+        )
+    }
+}

@@ -54,7 +54,7 @@ mod simd;
 pub mod testing;
 mod winograd;
 
-pub use conv::{Algorithm, Conv2d, Conv2dBuilder, Pass, WinogradTile};
+pub use conv::{Algorithm, Conv2d, Conv2dBuilder, ConvPlan, Pass, WinogradTile};
 pub use error::ConvError;
 pub use isa::Isa;
 pub use params::{ConvGeom, ConvParams, Padding};

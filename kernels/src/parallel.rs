@@ -39,20 +39,23 @@ pub fn scratch_high_water() -> usize {
 thread_local! {
     /// Buffers this thread has finished with, kept for its next `with_scratch` calls.
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    /// The same for index buffers.
+    static INDEX_POOL: RefCell<Vec<Vec<usize>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Buffers kept per thread; more nesting than this just allocates.
 const POOL_KEEP: usize = 4;
 
-/// Calls `f` with a scratch buffer of exactly `len` floats (contents unspecified). Buffers
-/// come from a per-thread pool and go back to it, so steady-state calls allocate (and
-/// page-fault) nothing, and nested calls on one thread get distinct buffers.
-pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    HIGH_WATER.fetch_max(len, Ordering::Relaxed);
-    let mut buf = POOL
+/// Takes a buffer of at least `len` from `pool` (the smallest that fits, else the largest,
+/// grown), runs `f` on its first `len` elements and gives it back.
+fn with_pooled<T: Copy + Default, R>(
+    pool: &'static std::thread::LocalKey<RefCell<Vec<Vec<T>>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    let mut buf = pool
         .with(|pool| {
             let mut pool = pool.borrow_mut();
-            // The smallest kept buffer that is large enough, else the largest to grow.
             let fit = (0..pool.len())
                 .filter(|&i| pool[i].len() >= len)
                 .min_by_key(|&i| pool[i].len());
@@ -61,16 +64,52 @@ pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         })
         .unwrap_or_default();
     if buf.len() < len {
-        buf.resize(len, 0.0);
+        buf.resize(len, T::default());
     }
     let r = f(&mut buf[..len]);
-    POOL.with(|pool| {
+    pool.with(|pool| {
         let mut pool = pool.borrow_mut();
         if pool.len() < POOL_KEEP {
             pool.push(buf);
         }
     });
     r
+}
+
+/// Calls `f` with a scratch buffer of exactly `len` floats (contents unspecified). Buffers
+/// come from a per-thread pool and go back to it, so steady-state calls allocate (and
+/// page-fault) nothing, and nested calls on one thread get distinct buffers.
+pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    HIGH_WATER.fetch_max(len, Ordering::Relaxed);
+    with_pooled(&POOL, len, f)
+}
+
+/// [`with_scratch`] for index lists (offsets of taps, pixels, rows).
+pub fn with_index_scratch<R>(len: usize, f: impl FnOnce(&mut [usize]) -> R) -> R {
+    with_pooled(&INDEX_POOL, len, f)
+}
+
+/// Runs `f(i, chunk)` on the consecutive `chunk`-long pieces of `data` (the last may be
+/// shorter), in parallel like [`for_each_task`].
+pub fn for_each_chunk_mut<F: Fn(usize, &mut [f32]) + Send + Sync>(
+    data: &mut [f32],
+    chunk: usize,
+    f: F,
+) {
+    if chunk == 0 {
+        return;
+    }
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    }
+    #[cfg(not(feature = "rayon"))]
+    data.chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i, c));
 }
 
 /// A raw output pointer that tasks writing *disjoint* elements may share across threads.

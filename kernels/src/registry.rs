@@ -44,6 +44,35 @@ pub unsafe trait ConvKernel: Send + Sync {
     );
     /// `grad_weight := sum over batch and pixels of x * grad_y`.
     fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]);
+    /// Weights prepared once (packed, transformed) for repeated runs of canonical `pass`, or
+    /// `None` when this kernel reads the raw weight (then [`crate::ConvPlan`] keeps a copy).
+    fn prepare(&self, _g: &ConvGeom, _pass: Pass, _weight: &[f32]) -> Option<Vec<f32>> {
+        None
+    }
+    /// Forward with weights from [`ConvKernel::prepare`] for the same geometry and pass;
+    /// `relu` fuses a ReLU into the store. Only called when `prepare` returned `Some`.
+    fn forward_prepared(
+        &self,
+        _g: &ConvGeom,
+        _x: &[f32],
+        _prepared: &[f32],
+        _bias: Option<&[f32]>,
+        _relu: bool,
+        _y: &mut [f32],
+    ) {
+        panic!("{} prepares no forward weights", self.name());
+    }
+    /// Backward-data with weights from [`ConvKernel::prepare`] (see `forward_prepared`).
+    fn backward_data_prepared(
+        &self,
+        _g: &ConvGeom,
+        _grad_y: &[f32],
+        _prepared: &[f32],
+        _bias: Option<&[f32]>,
+        _grad_x: &mut [f32],
+    ) {
+        panic!("{} prepares no backward-data weights", self.name());
+    }
     /// `grad_bias[ch] := sum over batch and pixels of grad_y[.., ch, ..]`, `grad_y` being
     /// `[n, c, spatial]`. The default is the shared f32 reduction in [`crate::bias`].
     fn bias_grad(&self, grad_y: &[f32], n: usize, c: usize, spatial: usize, grad_bias: &mut [f32]) {

@@ -50,6 +50,7 @@ pub struct Shape {
     pub params: ConvParams,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv(
     name: &str,
     n: usize,

@@ -36,7 +36,7 @@ mod tile;
 pub(crate) use emulated::{Emu16, OddScalar};
 pub(crate) use tile::{Block, Red};
 
-use crate::parallel::{SharedMut, for_each_task, with_scratch};
+use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
 use crate::simd::F32Simd;
@@ -106,7 +106,7 @@ pub(crate) fn run_chunked<S: DirectIsa>(
         let block = Block {
             src: &whole.src[whole.red.src_shift(r0)..],
             red: whole.red.slice(r0, r1),
-            vecs: &whole.vecs[r0 * nr..r1 * nr],
+            vecs: &whole.vecs[r0 * whole.vstride..(r1 - 1) * whole.vstride + nr],
             accumulate: r0 > 0,
             ..*whole
         };
@@ -206,11 +206,64 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         grad_x: &mut [f32],
     ) {
         g.assert_backward_data(grad_y, weight, bias, grad_x);
-        backward_data(self.0, g, grad_y, weight, bias, grad_x);
+        let nr = tile_for::<S>(g.c_in / g.g).2;
+        with_scratch(backward_packed_len(g, nr), |packed| {
+            pack_backward(g, weight, nr, packed);
+            backward_data(self.0, g, grad_y, packed, bias, grad_x);
+        });
     }
     fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]) {
         g.assert_backward_weight(x, grad_y, grad_weight);
         backward_weight(self.0, g, x, grad_y, grad_weight);
+    }
+    fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
+        assert_eq!(weight.len(), g.w_len, "weight length");
+        match pass {
+            Pass::Forward => {
+                let nr = tile_for::<S>(g.c_out / g.g).2;
+                let mut packed = vec![0.0; forward_packed_len(g, nr)];
+                pack_forward(g, weight, nr, &mut packed);
+                Some(packed)
+            }
+            Pass::BackwardData => {
+                let nr = tile_for::<S>(g.c_in / g.g).2;
+                let mut packed = vec![0.0; backward_packed_len(g, nr)];
+                pack_backward(g, weight, nr, &mut packed);
+                Some(packed)
+            }
+            Pass::BackwardWeight => None,
+        }
+    }
+    fn forward_prepared(
+        &self,
+        g: &ConvGeom,
+        x: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) {
+        assert_eq!(
+            prepared.len(),
+            forward_packed_len(g, tile_for::<S>(g.c_out / g.g).2),
+            "prepared weights"
+        );
+        forward(self.0, g, x, prepared, bias, y, relu);
+    }
+    fn backward_data_prepared(
+        &self,
+        g: &ConvGeom,
+        grad_y: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        grad_x: &mut [f32],
+    ) {
+        assert_eq!(
+            prepared.len(),
+            backward_packed_len(g, tile_for::<S>(g.c_in / g.g).2),
+            "prepared weights"
+        );
+        backward_data(self.0, g, grad_y, prepared, bias, grad_x);
     }
 }
 
@@ -236,12 +289,12 @@ fn with_padded_input<R>(g: &ConvGeom, x: &[f32], f: impl FnOnce(pack::Planes<'_>
 }
 
 /// Floats of the packed forward weights for channel blocks of `nr`.
-pub(crate) fn forward_packed_len(g: &ConvGeom, nr: usize) -> usize {
+fn forward_packed_len(g: &ConvGeom, nr: usize) -> usize {
     blocks_len(g.g, g.c_out / g.g, nr, (g.c_in / g.g) * g.kh * g.kw)
 }
 
 /// Forward weights `[grp][c_out block][ic][ky][kx][nr]` into `out`.
-pub(crate) fn pack_forward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
+fn pack_forward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
     pack_blocks(
@@ -255,7 +308,7 @@ pub(crate) fn pack_forward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f
 }
 
 /// Forward pass with packed weights (see [`pack_forward`]); `relu` fuses a ReLU.
-pub(crate) fn forward<S: DirectIsa>(
+fn forward<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
     x: &[f32],
@@ -268,63 +321,59 @@ pub(crate) fn forward<S: DirectIsa>(
     let (wide, ur, nr) = tile_for::<S>(c_out_g);
     let k = c_in_g * g.kh * g.kw;
     let p = g.oh * g.ow;
+    let blocks = c_out_g.div_ceil(nr);
+    let chunk = ROWS_PER_TASK.div_ceil(ur) * ur;
+    let chunks = p.div_ceil(chunk);
+    let out = SharedMut::new(y);
     with_padded_input(g, x, |src| {
-        let mut red = Vec::with_capacity(k);
-        for ic in 0..c_in_g {
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    red.push(ic * src.plane + ky * g.dh * src.row + kx * g.dw);
-                }
+        with_index_scratch(k, |red| {
+            for (r, o) in red.iter_mut().enumerate() {
+                let (ic, ky, kx) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
+                *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
             }
-        }
-        let blocks = c_out_g.div_ceil(nr);
-        let chunk = ROWS_PER_TASK.div_ceil(ur) * ur;
-        let chunks = p.div_ceil(chunk);
-        let out = SharedMut::new(y);
-        // Tasks (image, group, pixel chunk, channel block): neighbours share the input chunk.
-        for_each_task(g.n * g.g * chunks * blocks, |t| {
-            let (b, grp, ch, blk) = (
-                t / (g.g * chunks * blocks),
-                t / (chunks * blocks) % g.g,
-                t / blocks % chunks,
-                t % blocks,
-            );
-            let px = ch * chunk..p.min((ch + 1) * chunk);
-            let rows: Vec<usize> = px
-                .clone()
-                .map(|q| (q / g.ow) * g.sh * src.row + (q % g.ow) * g.sw)
-                .collect();
-            let offs: Vec<usize> = px.collect();
-            let c0 = grp * c_out_g + blk * nr;
-            let n_ch = nr.min(c_out_g - blk * nr);
-            let vecs = &packed[(grp * blocks + blk) * k * nr..][..k * nr];
-            let img = &src.data[(b * g.c_in + grp * c_in_g) * src.plane..];
-            with_scratch(rows.len() * nr, |buf| {
-                run_chunked(
-                    s,
-                    wide,
-                    &Block {
-                        src: img,
-                        red: Red::List(&red),
-                        vecs,
-                        rows: &rows,
-                        accumulate: false,
-                    },
-                    nr,
-                    buf,
+            let red = &*red;
+            // Tasks (image, group, pixel chunk, channel block): neighbours share the input chunk.
+            for_each_task(g.n * g.g * chunks * blocks, |t| {
+                let (b, grp, ch, blk) = (
+                    t / (g.g * chunks * blocks),
+                    t / (chunks * blocks) % g.g,
+                    t / blocks % chunks,
+                    t % blocks,
                 );
-                let scatter = Scatter {
-                    dst: out,
-                    base: (b * g.c_out + c0) * p,
-                    ch_stride: p,
-                    offs: &offs,
-                    n_ch,
-                    bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
-                    relu,
-                };
-                // SAFETY: this task writes channels c0..c0+n_ch of image b at its own pixels,
-                // disjoint from every other task; y stays borrowed for the whole loop.
-                unsafe { scatter.write(buf, nr) };
+                let px0 = ch * chunk;
+                let npx = chunk.min(p - px0);
+                let c0 = grp * c_out_g + blk * nr;
+                let n_ch = nr.min(c_out_g - blk * nr);
+                with_index_scratch(2 * npx, |idx| {
+                    let (rows, offs) = idx.split_at_mut(npx);
+                    for (i, (r, o)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
+                        let q = px0 + i;
+                        (*r, *o) = ((q / g.ow) * g.sh * src.row + (q % g.ow) * g.sw, q);
+                    }
+                    let block = Block {
+                        src: &src.data[(b * g.c_in + grp * c_in_g) * src.plane..],
+                        red: Red::List(red),
+                        vecs: &packed[(grp * blocks + blk) * k * nr..][..k * nr],
+                        vstride: nr,
+                        rows,
+                        accumulate: false,
+                    };
+                    with_scratch(npx * nr, |buf| {
+                        run_chunked(s, wide, &block, nr, buf);
+                        let scatter = Scatter {
+                            dst: out,
+                            base: (b * g.c_out + c0) * p,
+                            ch_stride: p,
+                            offs,
+                            n_ch,
+                            bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
+                            relu,
+                        };
+                        // SAFETY: this task writes channels c0..c0+n_ch of image b at its own
+                        // pixels, disjoint from every other task; y stays borrowed throughout.
+                        unsafe { scatter.write(buf, nr) };
+                    });
+                });
             });
         });
     });
@@ -335,134 +384,175 @@ fn floor_div(a: isize, b: usize) -> isize {
     a.div_euclid(b as isize)
 }
 
-/// One stride phase of backward-data along an axis: the taps that reach pixels
-/// `r + s*a`, each with its source offset `q` (`grad_y` index `a + q`).
-fn phase_taps(r: usize, s: usize, d: usize, pad: usize, k: usize) -> Vec<(usize, isize)> {
-    (0..k)
-        .filter_map(|kk| {
-            let t = (r + pad) as isize - (kk * d) as isize;
-            (t.rem_euclid(s as isize) == 0).then(|| (kk, t.div_euclid(s as isize)))
-        })
-        .collect()
+/// The taps of one stride phase of backward-data along an axis: those reaching pixels
+/// `r + s*a`, each as (tap, `q`) with `grad_y` index `a + q`.
+fn phase_taps(
+    r: usize,
+    s: usize,
+    d: usize,
+    pad: usize,
+    k: usize,
+) -> impl Iterator<Item = (usize, isize)> {
+    (0..k).filter_map(move |kk| {
+        let t = (r + pad) as isize - (kk * d) as isize;
+        (t.rem_euclid(s as isize) == 0).then(|| (kk, t.div_euclid(s as isize)))
+    })
 }
 
+/// The stride phases `(ry, rx)` that have pixels, with their tap counts, in packing order.
+fn phases(g: &ConvGeom) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    (0..g.sh.min(g.h)).flat_map(move |ry| {
+        (0..g.sw.min(g.w)).map(move |rx| {
+            let ty = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh).count();
+            let tx = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw).count();
+            (ry, rx, ty, tx)
+        })
+    })
+}
+
+/// Floats of the packed backward-data weights: every phase's `[grp][c_in block][oc][tap][nr]`.
+fn backward_packed_len(g: &ConvGeom, nr: usize) -> usize {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    phases(g)
+        .map(|(_, _, ty, tx)| blocks_len(g.g, c_in_g, nr, c_out_g * ty * tx))
+        .sum()
+}
+
+/// Backward-data weights of every phase, concatenated in [`phases`] order.
+fn pack_backward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let khw = g.kh * g.kw;
+    let mut at = 0;
+    for (ry, rx, ty, tx) in phases(g) {
+        let taps = ty * tx;
+        let len = blocks_len(g.g, c_in_g, nr, c_out_g * taps);
+        let (kys, kxs): (Vec<usize>, Vec<usize>) = (
+            phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
+                .map(|t| t.0)
+                .collect(),
+            phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
+                .map(|t| t.0)
+                .collect(),
+        );
+        let at_tap = |grp: usize, ic: usize, r: usize| {
+            let (oc, t) = (r / taps, r % taps);
+            weight[((grp * c_out_g + oc) * c_in_g + ic) * khw + kys[t / tx] * g.kw + kxs[t % tx]]
+        };
+        pack_blocks(
+            g.g,
+            c_in_g,
+            nr,
+            c_out_g * taps,
+            at_tap,
+            &mut out[at..at + len],
+        );
+        at += len;
+    }
+}
+
+/// Backward-data with packed weights (see [`pack_backward`]); `bias` serves a transposed
+/// conv's forward.
 fn backward_data<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
     grad_y: &[f32],
-    weight: &[f32],
+    packed: &[f32],
     bias: Option<&[f32]>,
     grad_x: &mut [f32],
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let (wide, ur, nr) = tile_for::<S>(c_in_g);
-    let khw = g.kh * g.kw;
     let hw = g.h * g.w;
     // grad_y rows a + q for a < ceil(h/sh): q ranges over [floor((pad_t - (kh-1)dh)/sh),
-    // floor((sh - 1 + pad_t)/sh)]; pad grad_y so all of them exist.
+    // ceil(pad_t/sh)]; pad grad_y so all of them exist.
     let q_lo_y = floor_div(g.pad_t as isize - ((g.kh - 1) * g.dh) as isize, g.sh);
     let q_lo_x = floor_div(g.pad_l as isize - ((g.kw - 1) * g.dw) as isize, g.sw);
     let (top, left) = ((-q_lo_y).max(0) as usize, (-q_lo_x).max(0) as usize);
-    let rows_q = g.h.div_ceil(g.sh) + g.pad_t.div_ceil(g.sh) + top + 1;
-    let cols_q = g.w.div_ceil(g.sw) + g.pad_l.div_ceil(g.sw) + left + 1;
-    let (rows_q, cols_q) = (rows_q.max(g.oh + top), cols_q.max(g.ow + left));
+    let rows_q = (g.h.div_ceil(g.sh) + g.pad_t.div_ceil(g.sh) + top + 1).max(g.oh + top);
+    let cols_q = (g.w.div_ceil(g.sw) + g.pad_l.div_ceil(g.sw) + left + 1).max(g.ow + left);
     let planes = g.n * g.c_out;
+    let blocks = c_in_g.div_ceil(nr);
+    let out = SharedMut::new(grad_x);
     with_scratch(
         padded_len(planes, g.oh, g.ow, rows_q, cols_q, top, left),
         |pad_buf| {
             let src = pad_planes(
                 grad_y, planes, g.oh, g.ow, rows_q, cols_q, top, left, pad_buf,
             );
-            let blocks = c_in_g.div_ceil(nr);
-            let out = SharedMut::new(grad_x);
-
-            for ry in 0..g.sh.min(g.h) {
-                let taps_y = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh);
-                let na_y = (g.h - ry).div_ceil(g.sh);
-                for rx in 0..g.sw.min(g.w) {
-                    let taps_x = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw);
-                    let na_x = (g.w - rx).div_ceil(g.sw);
-                    let taps = taps_y.len() * taps_x.len();
-                    let mut red = Vec::with_capacity(c_out_g * taps);
-                    for oc in 0..c_out_g {
-                        for &(_, qy) in &taps_y {
-                            for &(_, qx) in &taps_x {
-                                let row = (qy + top as isize) as usize;
-                                let col = (qx + left as isize) as usize;
-                                red.push(oc * src.plane + row * src.row + col);
-                            }
+            let mut at = 0;
+            for (ry, rx, ty, tx) in phases(g) {
+                let taps = ty * tx;
+                let red_len = c_out_g * taps;
+                let phase_packed = &packed[at..at + blocks_len(g.g, c_in_g, nr, red_len)];
+                at += phase_packed.len();
+                let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
+                let npx_all = na_y * na_x;
+                let chunk = ROWS_PER_TASK.div_ceil(ur) * ur;
+                let chunks = npx_all.div_ceil(chunk);
+                with_index_scratch(red_len, |red| {
+                    let qys = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
+                        .map(|t| (t.1 + top as isize) as usize);
+                    let qxs: Vec<usize> = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
+                        .map(|t| (t.1 + left as isize) as usize)
+                        .collect();
+                    let mut r = 0;
+                    for qy in qys {
+                        for &qx in &qxs {
+                            red[r] = qy * src.row + qx;
+                            r += 1;
                         }
                     }
-                    // Weights of this phase: [grp][c_in block][oc][tap][nr].
-                    with_scratch(blocks_len(g.g, c_in_g, nr, c_out_g * taps), |packed| {
-                        pack_blocks(
-                            g.g,
-                            c_in_g,
-                            nr,
-                            c_out_g * taps,
-                            |grp, ic, r| {
-                                let (oc, t) = (r / taps, r % taps);
-                                let (ky, kx) =
-                                    (taps_y[t / taps_x.len()].0, taps_x[t % taps_x.len()].0);
-                                weight[((grp * c_out_g + oc) * c_in_g + ic) * khw + ky * g.kw + kx]
-                            },
-                            packed,
+                    for oc in 1..c_out_g {
+                        for t in 0..taps {
+                            red[oc * taps + t] = red[t] + oc * src.plane;
+                        }
+                    }
+                    let red = &*red;
+                    for_each_task(g.n * g.g * chunks * blocks, |t| {
+                        let (b, grp, ch, blk) = (
+                            t / (g.g * chunks * blocks),
+                            t / (chunks * blocks) % g.g,
+                            t / blocks % chunks,
+                            t % blocks,
                         );
-                        let npx = na_y * na_x;
-                        let chunk = ROWS_PER_TASK.div_ceil(ur) * ur;
-                        let chunks = npx.div_ceil(chunk);
-                        let red_len = red.len();
-                        for_each_task(g.n * g.g * chunks * blocks, |t| {
-                            let (b, grp, ch, blk) = (
-                                t / (g.g * chunks * blocks),
-                                t / (chunks * blocks) % g.g,
-                                t / blocks % chunks,
-                                t % blocks,
-                            );
-                            let px = ch * chunk..npx.min((ch + 1) * chunk);
-                            let rows: Vec<usize> = px
-                                .clone()
-                                .map(|i| (i / na_x) * src.row + i % na_x)
-                                .collect();
-                            let offs: Vec<usize> = px
-                                .map(|i| (ry + g.sh * (i / na_x)) * g.w + rx + g.sw * (i % na_x))
-                                .collect();
-                            let c0 = grp * c_in_g + blk * nr;
-                            let n_ch = nr.min(c_in_g - blk * nr);
-                            let vecs =
-                                &packed[(grp * blocks + blk) * red_len * nr..][..red_len * nr];
-                            let img = &src.data[(b * g.c_out + grp * c_out_g) * src.plane..];
-                            with_scratch(rows.len() * nr, |buf| {
-                                run_chunked(
-                                    s,
-                                    wide,
-                                    &Block {
-                                        src: img,
-                                        red: Red::List(&red),
-                                        vecs,
-                                        rows: &rows,
-                                        accumulate: false,
-                                    },
-                                    nr,
-                                    buf,
-                                );
+                        let px0 = ch * chunk;
+                        let npx = chunk.min(npx_all - px0);
+                        let c0 = grp * c_in_g + blk * nr;
+                        let n_ch = nr.min(c_in_g - blk * nr);
+                        with_index_scratch(2 * npx, |idx| {
+                            let (rows, offs) = idx.split_at_mut(npx);
+                            for (i, (r, o)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
+                                let (a, c) = ((px0 + i) / na_x, (px0 + i) % na_x);
+                                (*r, *o) = (a * src.row + c, (ry + g.sh * a) * g.w + rx + g.sw * c);
+                            }
+                            let block = Block {
+                                src: &src.data[(b * g.c_out + grp * c_out_g) * src.plane..],
+                                red: Red::List(red),
+                                vecs: &phase_packed[(grp * blocks + blk) * red_len * nr..]
+                                    [..red_len * nr],
+                                vstride: nr,
+                                rows,
+                                accumulate: false,
+                            };
+                            with_scratch(npx * nr, |buf| {
+                                run_chunked(s, wide, &block, nr, buf);
                                 let scatter = Scatter {
                                     dst: out,
                                     base: (b * g.c_in + c0) * hw,
                                     ch_stride: hw,
-                                    offs: &offs,
+                                    offs,
                                     n_ch,
                                     bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
                                     relu: false,
                                 };
-                                // SAFETY: this task writes channels c0..c0+n_ch of image b at the pixels
-                                // of phase (ry, rx) in its chunk: disjoint from every other task of the
-                                // phase, and phases partition the pixels. grad_x stays borrowed.
+                                // SAFETY: this task writes channels c0..c0+n_ch of image b at the
+                                // pixels of phase (ry, rx) in its chunk: disjoint from every other
+                                // task of the phase, and phases partition the pixels.
                                 unsafe { scatter.write(buf, nr) };
                             });
                         });
                     });
-                }
+                });
             }
         },
     );
@@ -480,73 +570,64 @@ fn backward_weight<S: DirectIsa>(
     let k = c_in_g * g.kh * g.kw;
     let p = g.oh * g.ow;
     let np = g.n * p;
+    let blocks = c_out_g.div_ceil(nr);
+    let chunk = (ROWS_PER_TASK / 2).div_ceil(ur) * ur;
+    let chunks = k.div_ceil(chunk);
+    let out = SharedMut::new(grad_weight);
     with_padded_input(g, x, |src| {
         with_scratch(blocks_len(g.g, c_out_g, nr, np), |packed| {
-            let img = g.c_in * src.plane;
-            let mut red = Vec::with_capacity(g.n * p);
-            for b in 0..g.n {
-                for oy in 0..g.oh {
-                    for ox in 0..g.ow {
-                        red.push(b * img + oy * g.sh * src.row + ox * g.sw);
-                    }
-                }
-            }
             // grad_y transposed into blocks: [grp][c_out block][b*p + px][nr].
-            pack_blocks(
-                g.g,
-                c_out_g,
-                nr,
-                np,
-                |grp, oc, r| {
-                    let (b, px) = (r / p, r % p);
-                    grad_y[(b * g.c_out + grp * c_out_g + oc) * p + px]
-                },
-                packed,
-            );
+            let at = |grp: usize, oc: usize, r: usize| {
+                grad_y[((r / p) * g.c_out + grp * c_out_g + oc) * p + r % p]
+            };
+            pack_blocks(g.g, c_out_g, nr, np, at, packed);
             let packed = &*packed;
-            let taps: Vec<usize> = (0..k)
-                .map(|t| {
+            with_index_scratch(np + k, |idx| {
+                let (red, taps) = idx.split_at_mut(np);
+                let img = g.c_in * src.plane;
+                for (r, o) in red.iter_mut().enumerate() {
+                    let (b, oy, ox) = (r / p, r % p / g.ow, r % g.ow);
+                    *o = b * img + oy * g.sh * src.row + ox * g.sw;
+                }
+                for (t, o) in taps.iter_mut().enumerate() {
                     let (ic, ky, kx) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
-                    ic * src.plane + ky * g.dh * src.row + kx * g.dw
-                })
-                .collect();
-            let blocks = c_out_g.div_ceil(nr);
-            let chunk = (ROWS_PER_TASK / 2).div_ceil(ur) * ur;
-            let chunks = k.div_ceil(chunk);
-            let out = SharedMut::new(grad_weight);
-            for_each_task(g.g * blocks * chunks, |t| {
-                let (grp, blk, ch) = (t / (blocks * chunks), t / chunks % blocks, t % chunks);
-                let tap_range = ch * chunk..k.min((ch + 1) * chunk);
-                let c0 = grp * c_out_g + blk * nr;
-                let n_ch = nr.min(c_out_g - blk * nr);
-                let vecs = &packed[(grp * blocks + blk) * np * nr..][..np * nr];
-                let offs: Vec<usize> = tap_range.clone().collect();
-                with_scratch(offs.len() * nr, |buf| {
-                    run_chunked(
-                        s,
-                        wide,
-                        &Block {
-                            src: &src.data[grp * c_in_g * src.plane..],
-                            red: Red::List(&red),
-                            vecs,
-                            rows: &taps[tap_range],
-                            accumulate: false,
-                        },
-                        nr,
-                        buf,
-                    );
-                    let scatter = Scatter {
-                        dst: out,
-                        base: c0 * k,
-                        ch_stride: k,
-                        offs: &offs,
-                        n_ch,
-                        bias: None,
-                        relu: false,
+                    *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
+                }
+                let (red, taps) = (&*red, &*taps);
+                for_each_task(g.g * blocks * chunks, |t| {
+                    let (grp, blk, ch) = (t / (blocks * chunks), t / chunks % blocks, t % chunks);
+                    let t0 = ch * chunk;
+                    let nt = chunk.min(k - t0);
+                    let c0 = grp * c_out_g + blk * nr;
+                    let n_ch = nr.min(c_out_g - blk * nr);
+                    let block = Block {
+                        src: &src.data[grp * c_in_g * src.plane..],
+                        red: Red::List(red),
+                        vecs: &packed[(grp * blocks + blk) * np * nr..][..np * nr],
+                        vstride: nr,
+                        rows: &taps[t0..t0 + nt],
+                        accumulate: false,
                     };
-                    // SAFETY: this task writes the gradient of channels c0..c0+n_ch at taps
-                    // ch*chunk.., disjoint from every other task. grad_weight stays borrowed.
-                    unsafe { scatter.write(buf, nr) };
+                    with_index_scratch(nt, |offs| {
+                        for (i, o) in offs.iter_mut().enumerate() {
+                            *o = t0 + i;
+                        }
+                        with_scratch(nt * nr, |buf| {
+                            run_chunked(s, wide, &block, nr, buf);
+                            let scatter = Scatter {
+                                dst: out,
+                                base: c0 * k,
+                                ch_stride: k,
+                                offs,
+                                n_ch,
+                                bias: None,
+                                relu: false,
+                            };
+                            // SAFETY: this task writes the gradient of channels c0..c0+n_ch at
+                            // taps t0..t0+nt, disjoint from every other task.
+                            unsafe { scatter.write(buf, nr) };
+                        });
+                    });
                 });
             });
         });

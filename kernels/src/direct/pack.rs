@@ -2,7 +2,7 @@
 //! (so the microkernel never tests a bound) and channel-blocked packing of the vector
 //! operand (so each reduction step loads `NB` contiguous vectors).
 
-use crate::parallel::for_each_mut;
+use crate::parallel::for_each_chunk_mut;
 
 /// A stack of NCHW planes of `row` floats per row and `plane` floats per plane, borrowed
 /// from the caller's tensor or from a scratch buffer.
@@ -56,9 +56,8 @@ pub(crate) fn pad_planes<'a>(
     }
     let plane = rows * cols;
     let data = &mut buf[..planes * plane];
-    let mut chunks: Vec<&mut [f32]> = data.chunks_mut(plane.max(1)).collect();
     let len = w.min(cols.saturating_sub(left));
-    for_each_mut(&mut chunks, |p, dst| {
+    for_each_chunk_mut(data, plane, |p, dst| {
         let s = &src[p * h * w..][..h * w];
         for (r, row) in dst.chunks_mut(cols).enumerate() {
             match r.checked_sub(top).filter(|&iy| iy < h) {
@@ -99,21 +98,22 @@ pub(crate) fn pack_blocks(
     if per_block == 0 {
         return;
     }
-    let mut chunks: Vec<&mut [f32]> = out[..groups * blocks * per_block]
-        .chunks_mut(per_block)
-        .collect();
-    for_each_mut(&mut chunks, |gb, blk_out| {
-        let (grp, blk) = (gb / blocks, gb % blocks);
-        let lanes = nr.min(n - blk * nr);
-        for r in 0..red {
-            let dst = &mut blk_out[r * nr..][..nr];
-            for (lane, d) in dst.iter_mut().enumerate() {
-                *d = if lane < lanes {
-                    at(grp, blk * nr + lane, r)
-                } else {
-                    0.0
-                };
+    for_each_chunk_mut(
+        &mut out[..groups * blocks * per_block],
+        per_block,
+        |gb, blk_out| {
+            let (grp, blk) = (gb / blocks, gb % blocks);
+            let lanes = nr.min(n - blk * nr);
+            for r in 0..red {
+                let dst = &mut blk_out[r * nr..][..nr];
+                for (lane, d) in dst.iter_mut().enumerate() {
+                    *d = if lane < lanes {
+                        at(grp, blk * nr + lane, r)
+                    } else {
+                        0.0
+                    };
+                }
             }
-        }
-    });
+        },
+    );
 }

@@ -5,7 +5,7 @@
 //! `NR` channels per row, so partial sums over reduction chunks stay in vector form:
 //!
 //! ```text
-//!   buf[i][ch] = (buf[i][ch] if accumulate else 0) + sum_r src[red[r] + rows[i]] * vecs[r*NR + ch]
+//!   buf[i][ch] = (buf[i][ch] if accumulate else 0) + sum_r src[red[r] + rows[i]] * vecs[r*vstride + ch]
 //! ```
 //!
 //! The register tile is `UR` rows x `NB` vectors of `LANES` channels (`NR = NB*LANES`):
@@ -82,6 +82,9 @@ pub(crate) struct Block<'a> {
     pub red: Red<'a>,
     /// Vector operand, `red.len()` groups of `NR` floats.
     pub vecs: &'a [f32],
+    /// Floats between the vectors of consecutive reduction steps (`>= NR`; `NR` when packed
+    /// densely).
+    pub vstride: usize,
     /// Source offset of each output row.
     pub rows: &'a [usize],
     /// Accumulate into `buf` instead of overwriting it.
@@ -104,7 +107,11 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
         b.red.is_empty() || b.rows.is_empty() || red_max + src_max < b.src.len(),
         "block source out of range"
     );
-    assert!(b.vecs.len() >= b.red.len() * nr, "block vectors too short");
+    assert!(b.vstride >= nr, "block vector stride below NR");
+    assert!(
+        b.red.is_empty() || (b.red.len() - 1) * b.vstride + nr <= b.vecs.len(),
+        "block vectors too short"
+    );
     assert!(buf.len() >= b.rows.len() * nr, "block buffer too short");
     debug_assert_eq!(std::mem::size_of::<S::V>(), 4 * S::LANES);
 
@@ -125,15 +132,22 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
             }
         }
         match b.red {
-            Red::List(list) => {
-                reduce::<S, UR, NB>(s, &mut acc, src, &offs, b.vecs, list.iter().copied())
-            }
+            Red::List(list) => reduce::<S, UR, NB>(
+                s,
+                &mut acc,
+                src,
+                &offs,
+                b.vecs,
+                b.vstride,
+                list.iter().copied(),
+            ),
             Red::Strided { stride, len } => reduce::<S, UR, NB>(
                 s,
                 &mut acc,
                 src,
                 &offs,
                 b.vecs,
+                b.vstride,
                 (0..len).map(|r| r * stride),
             ),
         }
@@ -146,9 +160,9 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
     }
 }
 
-/// `acc[i][v] += sum_r bcast(src[red_r + offs[i]]) * vecs[r*NR + v*LANES ..]`.
+/// `acc[i][v] += sum_r bcast(src[red_r + offs[i]]) * vecs[r*vstride + v*LANES ..]`.
 /// The caller has checked `red_r + offs[i] < src.len()` for every `r`, `i` (via the maxima)
-/// and `vecs.len() >= count * NR`.
+/// and `(count - 1) * vstride + NR <= vecs.len()`.
 #[inline(always)]
 fn reduce<S: F32Simd, const UR: usize, const NB: usize>(
     s: S,
@@ -156,9 +170,9 @@ fn reduce<S: F32Simd, const UR: usize, const NB: usize>(
     src: *const f32,
     offs: &[usize; UR],
     vecs: &[f32],
+    vstride: usize,
     red: impl Iterator<Item = usize>,
 ) {
-    let nr = NB * S::LANES;
     let mut w = vecs.as_ptr();
     // LOOP: the reduction; all operands in registers.
     for r in red {
@@ -166,7 +180,7 @@ fn reduce<S: F32Simd, const UR: usize, const NB: usize>(
         let x = unsafe { src.add(r) };
         let mut wv = [s.zero(); NB];
         for (v, wv) in wv.iter_mut().enumerate() {
-            // SAFETY: w walks vecs in steps of nr, once per reduction entry: w + nr <= end.
+            // SAFETY: w is vecs + r*vstride for the r-th entry, and r*vstride + NR <= vecs.len().
             *wv = unsafe { s.load(w.add(v * S::LANES)) };
         }
         for (i, acc_i) in acc.iter_mut().enumerate() {
@@ -176,7 +190,7 @@ fn reduce<S: F32Simd, const UR: usize, const NB: usize>(
                 *a = s.mul_add(bx, *wv, *a);
             }
         }
-        // SAFETY: stays within (or one past) vecs, as argued above.
-        w = unsafe { w.add(nr) };
+        // Past the last entry this may point beyond vecs; it is never read there.
+        w = w.wrapping_add(vstride);
     }
 }

@@ -14,7 +14,8 @@
 //! The GEMMs run on the direct kernel's register tile (`tile.rs`: rows = tiles, vectors =
 //! output channels, reduction = input channels), so each ISA gets its Winograd kernel from
 //! its direct instantiation. Tiles are processed in chunks sized so a chunk's `V` stays in
-//! L2 (`V_BUDGET`); tasks are (image, group, chunk), each writing only its own tiles, so
+//! L2 (`V_BUDGET`), a chunk spanning images of the batch; tasks are (group, chunk), each
+//! writing only its own tiles, so
 //! results do not depend on the thread count.
 //!
 //! Accuracy: the transforms amplify rounding (more for larger tiles); the measured constants
@@ -24,7 +25,7 @@
 mod transforms;
 
 use crate::direct::{Block, DirectIsa, Red, SimdJob};
-use crate::parallel::{SharedMut, for_each_task, with_scratch};
+use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
 use crate::{Algorithm, Isa, Pass, WinogradTile};
@@ -32,6 +33,8 @@ use transforms::{filter_tile, sandwich};
 
 /// Floats of `V` per task chunk (256 KiB).
 const V_BUDGET: usize = 1 << 16;
+/// Largest `LANES` of any ISA (the stack staging arrays are this wide).
+const MAX_LANES: usize = 16;
 
 /// A stride-1 3x3 correlation with an explicit source origin:
 /// `dst[b][k][oy][ox] = bias[k] + sum_{c,ky,kx} src[b][c][oy+ky-pad_t][ox+kx-pad_l] * w(k, c, ky, kx)`.
@@ -120,23 +123,11 @@ unsafe impl<S: DirectIsa, const M: usize> ConvKernel for Winograd<S, M> {
         y: &mut [f32],
     ) {
         g.assert_forward(x, weight, bias, y);
-        assert!(
-            self.supports(g, Pass::Forward).is_ok(),
-            "unsupported geometry"
-        );
-        let p = Problem {
-            n: g.n,
-            groups: g.g,
-            c_g: g.c_in / g.g,
-            k_g: g.c_out / g.g,
-            src: x,
-            src_hw: [g.h, g.w],
-            dst_hw: [g.oh, g.ow],
-            pad: [g.pad_t as isize, g.pad_l as isize],
-            weight,
-            flip: false,
-        };
-        run_tile::<S, M>(self.0, &p, bias, y);
+        let p = Problem::new(g, Pass::Forward, x, weight);
+        with_scratch(filters_len::<S>(&p, M), |u| {
+            transform_filters::<S, M>(self.0, &p, u);
+            run_tile::<S, M>(self.0, &p, u, bias, false, y);
+        });
     }
     fn backward_data(
         &self,
@@ -147,24 +138,11 @@ unsafe impl<S: DirectIsa, const M: usize> ConvKernel for Winograd<S, M> {
         grad_x: &mut [f32],
     ) {
         g.assert_backward_data(grad_y, weight, bias, grad_x);
-        assert!(
-            self.supports(g, Pass::BackwardData).is_ok(),
-            "unsupported geometry"
-        );
-        // grad_x[ic][iy][ix] = sum grad_y[oc][iy + ky' - (2 - pad_t)][..] w[oc][ic][2-ky'][2-kx'].
-        let p = Problem {
-            n: g.n,
-            groups: g.g,
-            c_g: g.c_out / g.g,
-            k_g: g.c_in / g.g,
-            src: grad_y,
-            src_hw: [g.oh, g.ow],
-            dst_hw: [g.h, g.w],
-            pad: [2 - g.pad_t as isize, 2 - g.pad_l as isize],
-            weight,
-            flip: true,
-        };
-        run_tile::<S, M>(self.0, &p, bias, grad_x);
+        let p = Problem::new(g, Pass::BackwardData, grad_y, weight);
+        with_scratch(filters_len::<S>(&p, M), |u| {
+            transform_filters::<S, M>(self.0, &p, u);
+            run_tile::<S, M>(self.0, &p, u, bias, false, grad_x);
+        });
     }
     fn backward_weight(
         &self,
@@ -175,28 +153,132 @@ unsafe impl<S: DirectIsa, const M: usize> ConvKernel for Winograd<S, M> {
     ) {
         panic!("Winograd does not implement backward-weight (supports() says so)");
     }
+    fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
+        assert_eq!(weight.len(), g.w_len, "weight length");
+        self.supports(g, pass).ok()?;
+        let p = Problem::new(g, pass, &[], weight);
+        let mut u = vec![0.0; filters_len::<S>(&p, M)];
+        transform_filters::<S, M>(self.0, &p, &mut u);
+        Some(u)
+    }
+    fn forward_prepared(
+        &self,
+        g: &ConvGeom,
+        x: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) {
+        let p = Problem::new(g, Pass::Forward, x, &[]);
+        assert_eq!(prepared.len(), filters_len::<S>(&p, M), "prepared weights");
+        run_tile::<S, M>(self.0, &p, prepared, bias, relu, y);
+    }
+    fn backward_data_prepared(
+        &self,
+        g: &ConvGeom,
+        grad_y: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        grad_x: &mut [f32],
+    ) {
+        let p = Problem::new(g, Pass::BackwardData, grad_y, &[]);
+        assert_eq!(prepared.len(), filters_len::<S>(&p, M), "prepared weights");
+        run_tile::<S, M>(self.0, &p, prepared, bias, false, grad_x);
+    }
+}
+
+impl<'a> Problem<'a> {
+    /// The correlation computing canonical `pass` (forward or backward-data) of `g` from
+    /// `src` (`x` or `grad_y`; may be empty when only the filters are needed).
+    fn new(g: &ConvGeom, pass: Pass, src: &'a [f32], weight: &'a [f32]) -> Problem<'a> {
+        assert!(
+            g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1,
+            "unsupported geometry"
+        );
+        let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+        match pass {
+            Pass::Forward => Problem {
+                n: g.n,
+                groups: g.g,
+                c_g: c_in_g,
+                k_g: c_out_g,
+                src,
+                src_hw: [g.h, g.w],
+                dst_hw: [g.oh, g.ow],
+                pad: [g.pad_t as isize, g.pad_l as isize],
+                weight,
+                flip: false,
+            },
+            // grad_x[ic][iy][ix] = sum grad_y[oc][iy + ky' - (2 - pad_t)][..] w[oc][ic][2-ky'][2-kx'].
+            _ => Problem {
+                n: g.n,
+                groups: g.g,
+                c_g: c_out_g,
+                k_g: c_in_g,
+                src,
+                src_hw: [g.oh, g.ow],
+                dst_hw: [g.h, g.w],
+                pad: [2 - g.pad_t as isize, 2 - g.pad_l as isize],
+                weight,
+                flip: true,
+            },
+        }
+    }
+}
+
+/// Floats of the transformed filters `U[grp][k block][c][e][nr]` (a channel's a^2 vectors
+/// contiguous, so the transform writes sequentially; the GEMMs read them with a stride).
+fn filters_len<S: DirectIsa>(p: &Problem<'_>, m: usize) -> usize {
+    let nr = crate::direct::tile_for::<S>(p.k_g).2;
+    p.groups * p.k_g.div_ceil(nr) * (m + 2) * (m + 2) * p.c_g * nr
+}
+
+fn transform_filters<S: DirectIsa, const M: usize>(s: S, p: &Problem<'_>, u: &mut [f32]) {
+    match M {
+        2 => transform_filters_a::<S, 4>(s, p, u),
+        4 => transform_filters_a::<S, 6>(s, p, u),
+        _ => transform_filters_a::<S, 8>(s, p, u),
+    }
+}
+
+fn transform_filters_a<S: DirectIsa, const A: usize>(s: S, p: &Problem<'_>, u: &mut [f32]) {
+    let nr = crate::direct::tile_for::<S>(p.k_g).2;
+    let blocks = p.k_g.div_ceil(nr);
+    let part_len = A * A * p.c_g * nr;
+    assert_eq!(u.len(), p.groups * blocks * part_len);
+    crate::parallel::for_each_chunk_mut(u, part_len, |gb, part| {
+        s.dispatch(&mut FilterJob::<A> {
+            p,
+            grp: gb / blocks,
+            k0: gb % blocks * nr,
+            nr,
+            part,
+        });
+    });
 }
 
 fn run_tile<S: DirectIsa, const M: usize>(
     s: S,
     p: &Problem<'_>,
+    u: &[f32],
     bias: Option<&[f32]>,
+    relu: bool,
     dst: &mut [f32],
 ) {
     match M {
-        2 => run::<S, 2, 4>(s, p, bias, dst),
-        4 => run::<S, 4, 6>(s, p, bias, dst),
-        _ => run::<S, 6, 8>(s, p, bias, dst),
+        2 => run::<S, 2, 4>(s, p, u, bias, relu, dst),
+        4 => run::<S, 4, 6>(s, p, u, bias, relu, dst),
+        _ => run::<S, 6, 8>(s, p, u, bias, relu, dst),
     }
 }
-
-/// Largest `LANES` of any ISA (the stack staging arrays are this wide).
-const MAX_LANES: usize = 16;
 
 fn run<S: DirectIsa, const M: usize, const A: usize>(
     s: S,
     p: &Problem<'_>,
+    u: &[f32],
     bias: Option<&[f32]>,
+    relu: bool,
     dst: &mut [f32],
 ) {
     let aa = A * A;
@@ -204,7 +286,13 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
     let blocks = p.k_g.div_ceil(nr);
     let [oh, ow] = p.dst_hw;
     let tiles_x = ow.div_ceil(M);
-    let tiles = oh.div_ceil(M) * tiles_x;
+    let tiles_img = oh.div_ceil(M) * tiles_x;
+    // Tiles of all images of the batch in one index, so a chunk spans images and each
+    // transformed filter loaded from memory serves up to `tc` tiles even for small images.
+    let tiles = p.n * tiles_img;
+    if tiles == 0 {
+        return; // an empty batch: nothing to write
+    }
     // Tiles per task chunk: a multiple of both the register tile and the vector width, with
     // the chunk's V (a^2 * c_g * tc floats) within V_BUDGET where possible.
     let unit = ur * S::LANES / gcd(ur, S::LANES);
@@ -214,45 +302,39 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
         * unit;
     let chunks = tiles.div_ceil(tc);
     let slab = p.c_g * nr;
-    with_scratch(p.groups * blocks * aa * slab, |u| {
-        let mut parts: Vec<&mut [f32]> = u.chunks_mut(aa * slab).collect();
-        crate::parallel::for_each_mut(&mut parts, |gb, part| {
-            s.dispatch(&mut FilterJob::<A> {
-                p,
-                grp: gb / blocks,
-                k0: gb % blocks * nr,
-                nr,
-                part,
-            });
-        });
-        let u = &*u;
-        let out = SharedMut::new(dst);
-        let rows: Vec<usize> = (0..tc).collect();
-        for_each_task(p.n * p.groups * chunks, |task| {
-            let (b, grp, chunk) = (
-                task / (p.groups * chunks),
-                task / chunks % p.groups,
-                task % chunks,
-            );
+    assert_eq!(
+        u.len(),
+        p.groups * blocks * aa * slab,
+        "transformed filters"
+    );
+    let out = SharedMut::new(dst);
+    with_index_scratch(tc, |rows| {
+        for (i, r) in rows.iter_mut().enumerate() {
+            *r = i;
+        }
+        let rows = &*rows;
+        for_each_task(p.groups * chunks, |task| {
+            let (grp, chunk) = (task / chunks, task % chunks);
             let t0 = chunk * tc;
             with_scratch(aa * p.c_g * tc + aa * tc * nr, |scratch| {
                 let (v, mbuf) = scratch.split_at_mut(aa * p.c_g * tc);
                 let mut job = TileJob::<M, A> {
                     p,
-                    b,
                     grp,
                     t0,
                     nt: tc.min(tiles - t0),
                     tc,
                     tiles_x,
+                    tiles_img,
                     u,
                     v,
                     mbuf,
-                    rows: &rows,
+                    rows,
                     blocks,
                     nr,
                     wide,
                     bias,
+                    relu,
                     out,
                 };
                 s.dispatch(&mut job);
@@ -278,7 +360,6 @@ impl<const A: usize> SimdJob for FilterJob<'_, '_, A> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
         let (p, l) = (self.p, S::LANES);
-        let slab = p.c_g * self.nr;
         let mut stage = [[[0.0f32; MAX_LANES]; 3]; 3];
         for c in 0..p.c_g {
             for lg in (0..self.nr).step_by(l) {
@@ -304,7 +385,7 @@ impl<const A: usize> SimdJob for FilterJob<'_, '_, A> {
                 let mut t = [[s.zero(); A]; A];
                 filter_tile(s, &const { transforms::g::<A>() }, &g, &mut t);
                 for (e, v) in t.iter().flatten().enumerate() {
-                    let at = e * slab + c * self.nr + lg;
+                    let at = (c * A * A + e) * self.nr + lg;
                     assert!(at + l <= self.part.len());
                     // SAFETY: at + LANES <= part.len() (asserted).
                     unsafe { s.store(self.part.as_mut_ptr().add(at), *v) };
@@ -318,12 +399,12 @@ impl<const A: usize> SimdJob for FilterJob<'_, '_, A> {
 /// for every channel block.
 struct TileJob<'a, 'p, const M: usize, const A: usize> {
     p: &'a Problem<'p>,
-    b: usize,
     grp: usize,
     t0: usize,
     nt: usize,
     tc: usize,
     tiles_x: usize,
+    tiles_img: usize,
     u: &'a [f32],
     v: &'a mut [f32],
     mbuf: &'a mut [f32],
@@ -332,6 +413,7 @@ struct TileJob<'a, 'p, const M: usize, const A: usize> {
     nr: usize,
     wide: bool,
     bias: Option<&'a [f32]>,
+    relu: bool,
     out: SharedMut,
 }
 
@@ -347,13 +429,17 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
         // contiguous; an [e][c][tl] layout would put them 4 KiB apart and thrash L1).
         let mut stage = [[[0.0f32; MAX_LANES]; A]; A];
         for c in 0..p.c_g {
-            let plane = &p.src[((self.b * p.groups + self.grp) * p.c_g + c) * sh * sw..][..sh * sw];
             for tl0 in (0..tc).step_by(l) {
                 for lane in 0..l {
                     let tl = tl0 + lane;
                     let mut d = [[0.0f32; A]; A];
                     if tl < self.nt {
-                        let t = self.t0 + tl;
+                        let (b, t) = (
+                            (self.t0 + tl) / self.tiles_img,
+                            (self.t0 + tl) % self.tiles_img,
+                        );
+                        let plane =
+                            &p.src[((b * p.groups + self.grp) * p.c_g + c) * sh * sw..][..sh * sw];
                         let y0 = (t / self.tiles_x * M) as isize - p.pad[0];
                         let x0 = (t % self.tiles_x * M) as isize - p.pad[1];
                         patch::<A>(plane, p.src_hw, y0, x0, &mut d);
@@ -387,9 +473,13 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
             for e in 0..aa {
                 let block = Block {
                     src: &self.v[e * tc..],
-                    red: Red::Strided { stride: aa * tc, len: p.c_g },
-                    vecs: &self.u[((self.grp * self.blocks + blk) * aa + e) * p.c_g * nr..]
-                        [..p.c_g * nr],
+                    red: Red::Strided {
+                        stride: aa * tc,
+                        len: p.c_g,
+                    },
+                    vecs: &self.u[((self.grp * self.blocks + blk) * p.c_g * aa + e) * nr..]
+                        [..(p.c_g - 1) * aa * nr + nr],
+                    vstride: aa * nr,
                     rows: &self.rows[..self.nt],
                     accumulate: false,
                 };
@@ -403,7 +493,10 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
             let k0 = blk * nr;
             let mut tmp = [0.0f32; MAX_LANES];
             for tl in 0..self.nt {
-                let t = self.t0 + tl;
+                let (b, t) = (
+                    (self.t0 + tl) / self.tiles_img,
+                    (self.t0 + tl) % self.tiles_img,
+                );
                 let (oy0, ox0) = (t / self.tiles_x * M, t % self.tiles_x * M);
                 for lg in (0..nr.min(p.k_g - k0)).step_by(l) {
                     let last = ((aa - 1) * tc + tl) * nr + lg;
@@ -419,7 +512,7 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                     let mut y = [[s.zero(); M]; M];
                     sandwich(s, &at, &m, &mut y);
                     let lanes = l.min(p.k_g - k0 - lg);
-                    let ch0 = (self.b * p.groups + self.grp) * p.k_g + k0 + lg;
+                    let ch0 = (b * p.groups + self.grp) * p.k_g + k0 + lg;
                     for (i, row) in y.iter().enumerate().take(oh - oy0) {
                         for (j, val) in row.iter().enumerate().take(ow - ox0) {
                             // SAFETY: tmp holds MAX_LANES >= LANES floats.
@@ -433,7 +526,10 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                                 // SAFETY: at < dst_len (asserted); tile t of these channels
                                 // belongs to this task alone (tasks partition images, groups
                                 // and tile chunks), and dst stays borrowed for the call.
-                                unsafe { *self.out.at(at) = v + bv };
+                                let v = v + bv;
+                                unsafe {
+                                    *self.out.at(at) = if self.relu { v.max(0.0) } else { v }
+                                };
                             }
                         }
                     }
@@ -445,7 +541,13 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
 
 /// The `A x A` patch of `plane` (`hw`) whose top-left is at `(y0, x0)`, zero outside.
 #[inline(always)]
-fn patch<const A: usize>(plane: &[f32], [h, w]: [usize; 2], y0: isize, x0: isize, out: &mut [[f32; A]; A]) {
+fn patch<const A: usize>(
+    plane: &[f32],
+    [h, w]: [usize; 2],
+    y0: isize,
+    x0: isize,
+    out: &mut [[f32; A]; A],
+) {
     if y0 >= 0 && x0 >= 0 && y0 as usize + A <= h && x0 as usize + A <= w {
         let (y0, x0) = (y0 as usize, x0 as usize);
         for (i, row) in out.iter_mut().enumerate() {
@@ -456,7 +558,11 @@ fn patch<const A: usize>(plane: &[f32], [h, w]: [usize; 2], y0: isize, x0: isize
     for (i, row) in out.iter_mut().enumerate() {
         for (j, v) in row.iter_mut().enumerate() {
             let (y, x) = (y0 + i as isize, x0 + j as isize);
-            *v = if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w { plane[y as usize * w + x as usize] } else { 0.0 };
+            *v = if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
+                plane[y as usize * w + x as usize]
+            } else {
+                0.0
+            };
         }
     }
 }

@@ -42,26 +42,10 @@ pub(crate) const AT4: [[f32; 6]; 4] = [
 ];
 pub(crate) const G4: [[f32; 3]; 6] = [
     [0.25, 0.0, 0.0],
-    [
-        -1.0 / 6.0,
-        -1.0 / 6.0,
-        -1.0 / 6.0,
-    ],
-    [
-        -1.0 / 6.0,
-        1.0 / 6.0,
-        -1.0 / 6.0,
-    ],
-    [
-        1.0 / 24.0,
-        1.0 / 12.0,
-        1.0 / 6.0,
-    ],
-    [
-        1.0 / 24.0,
-        -1.0 / 12.0,
-        1.0 / 6.0,
-    ],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
     [0.0, 0.0, 1.0],
 ];
 pub(crate) const BT4: [[f32; 6]; 6] = [
@@ -84,36 +68,12 @@ pub(crate) const AT6: [[f32; 8]; 6] = [
 ];
 pub(crate) const G6: [[f32; 3]; 8] = [
     [-1.0, 0.0, 0.0],
-    [
-        -2.0 / 9.0,
-        -2.0 / 9.0,
-        -2.0 / 9.0,
-    ],
-    [
-        -2.0 / 9.0,
-        2.0 / 9.0,
-        -2.0 / 9.0,
-    ],
-    [
-        1.0 / 90.0,
-        1.0 / 45.0,
-        2.0 / 45.0,
-    ],
-    [
-        1.0 / 90.0,
-        -1.0 / 45.0,
-        2.0 / 45.0,
-    ],
-    [
-        32.0 / 45.0,
-        16.0 / 45.0,
-        8.0 / 45.0,
-    ],
-    [
-        32.0 / 45.0,
-        -16.0 / 45.0,
-        8.0 / 45.0,
-    ],
+    [-2.0 / 9.0, -2.0 / 9.0, -2.0 / 9.0],
+    [-2.0 / 9.0, 2.0 / 9.0, -2.0 / 9.0],
+    [1.0 / 90.0, 1.0 / 45.0, 2.0 / 45.0],
+    [1.0 / 90.0, -1.0 / 45.0, 2.0 / 45.0],
+    [32.0 / 45.0, 16.0 / 45.0, 8.0 / 45.0],
+    [32.0 / 45.0, -16.0 / 45.0, 8.0 / 45.0],
     [0.0, 0.0, 1.0],
 ];
 pub(crate) const BT6: [[f32; 8]; 8] = [
@@ -153,9 +113,21 @@ const fn flat<const R: usize, const C: usize, const N: usize>(m: &[[f32; C]; R])
     out
 }
 
-const AT_FLAT: [&[f32]; 3] = [&flat::<2, 4, 8>(&AT2), &flat::<4, 6, 24>(&AT4), &flat::<6, 8, 48>(&AT6)];
-const G_FLAT: [&[f32]; 3] = [&flat::<4, 3, 12>(&G2), &flat::<6, 3, 18>(&G4), &flat::<8, 3, 24>(&G6)];
-const BT_FLAT: [&[f32]; 3] = [&flat::<4, 4, 16>(&BT2), &flat::<6, 6, 36>(&BT4), &flat::<8, 8, 64>(&BT6)];
+const AT_FLAT: [&[f32]; 3] = [
+    &flat::<2, 4, 8>(&AT2),
+    &flat::<4, 6, 24>(&AT4),
+    &flat::<6, 8, 48>(&AT6),
+];
+const G_FLAT: [&[f32]; 3] = [
+    &flat::<4, 3, 12>(&G2),
+    &flat::<6, 3, 18>(&G4),
+    &flat::<8, 3, 24>(&G6),
+];
+const BT_FLAT: [&[f32]; 3] = [
+    &flat::<4, 4, 16>(&BT2),
+    &flat::<6, 6, 36>(&BT4),
+    &flat::<8, 8, 64>(&BT6),
+];
 
 /// `A^T` of F(m x m, 3 x 3), `m x (m+2)`; use in a `const { }` block so it is a constant.
 pub(crate) const fn at<const M: usize, const A: usize>() -> [[f32; A]; M] {
@@ -176,7 +148,12 @@ pub(crate) const fn bt<const A: usize>() -> [[f32; A]; A] {
 /// iterations, which the compiler unrolls fully; the zero test is then on constants, so only
 /// the nonzero products are emitted.
 #[inline(always)]
-fn apply<S: F32Simd, const P: usize, const Q: usize>(s: S, l: &[[f32; Q]; P], x: &[S::V; Q], out: &mut [S::V; P]) {
+fn apply<S: F32Simd, const P: usize, const Q: usize>(
+    s: S,
+    l: &[[f32; Q]; P],
+    x: &[S::V; Q],
+    out: &mut [S::V; P],
+) {
     for (o, row) in out.iter_mut().zip(l) {
         let mut acc = s.zero();
         for (c, v) in row.iter().zip(x) {

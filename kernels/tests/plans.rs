@@ -1,0 +1,132 @@
+//! Prepared weights change nothing but speed: for every kernel that prepares, the prepared
+//! passes equal the unprepared ones bit for bit, the fused ReLU equals a ReLU afterwards, and
+//! a `ConvPlan` equals the one-shot API for every algorithm.
+
+use convnet_kernels::testing::{self, ConvProblem, DataKind};
+use convnet_kernels::{Algorithm, ConvError, Pass, WinogradTile, registry};
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn check_prepared(p: &ConvProblem) {
+    let conv = &p.conv;
+    let g = conv.geom();
+    for kernel in registry::available() {
+        for pass in [Pass::Forward, Pass::BackwardData] {
+            let cpass = conv.canonical_pass(pass);
+            if kernel.supports(g, cpass).is_err() {
+                continue;
+            }
+            let Some(prepared) = kernel.prepare(g, cpass, &p.weight) else {
+                continue;
+            };
+            let want = testing::run_pass(kernel.as_ref(), p, pass)
+                .unwrap()
+                .swap_remove(0);
+            let (src, bias, len) = match pass {
+                Pass::Forward => (&p.x, p.bias.as_deref(), conv.output_len()),
+                _ => (&p.grad_y, None, conv.input_len()),
+            };
+            for relu in [false, true] {
+                let mut got = vec![f32::NAN; len];
+                match cpass {
+                    Pass::Forward => {
+                        kernel.forward_prepared(g, src, &prepared, bias, relu, &mut got)
+                    }
+                    _ => {
+                        kernel.backward_data_prepared(g, src, &prepared, bias, &mut got);
+                        if relu {
+                            got.iter_mut().for_each(|v| *v = v.max(0.0));
+                        }
+                    }
+                }
+                let want: Vec<f32> = want[..len]
+                    .iter()
+                    .map(|&v| if relu { v.max(0.0) } else { v })
+                    .collect();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{} {} relu={relu} on {}",
+                    kernel.name(),
+                    pass.name(),
+                    conv.params().id()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn prepared_passes_equal_unprepared() {
+    for p in testing::sample_problems(120, 21, DataKind::Real) {
+        check_prepared(&p);
+    }
+}
+
+#[test]
+fn plans_equal_the_one_shot_api() {
+    let algos = [
+        Algorithm::Auto,
+        Algorithm::Direct,
+        Algorithm::Im2col,
+        Algorithm::Reference,
+        Algorithm::Winograd(WinogradTile::F2),
+        Algorithm::Winograd(WinogradTile::F4),
+    ];
+    for p in testing::sample_problems(60, 22, DataKind::Real) {
+        let conv = &p.conv;
+        for algo in algos {
+            let plan = conv.plan(algo, &p.weight).unwrap();
+            let mut y1 = vec![0.0; conv.output_len()];
+            let mut y2 = vec![0.0; conv.output_len()];
+            match (
+                plan.forward(&p.x, p.bias.as_deref(), &mut y1),
+                conv.forward(algo, &p.x, &p.weight, p.bias.as_deref(), &mut y2),
+            ) {
+                (Ok(()), Ok(())) => assert_eq!(
+                    bits(&y1),
+                    bits(&y2),
+                    "{algo:?} forward {}",
+                    conv.params().id()
+                ),
+                (Err(ConvError::Unsupported { .. }), Err(ConvError::Unsupported { .. })) => {}
+                other => panic!("{algo:?}: plan and one-shot disagree: {other:?}"),
+            }
+            let mut d1 = vec![0.0; conv.input_len()];
+            let mut d2 = vec![0.0; conv.input_len()];
+            match (
+                plan.backward_data(&p.grad_y, &mut d1),
+                conv.backward_data(algo, &p.grad_y, &p.weight, &mut d2),
+            ) {
+                (Ok(()), Ok(())) => assert_eq!(
+                    bits(&d1),
+                    bits(&d2),
+                    "{algo:?} backward_data {}",
+                    conv.params().id()
+                ),
+                (Err(ConvError::Unsupported { .. }), Err(ConvError::Unsupported { .. })) => {}
+                other => panic!("{algo:?}: plan and one-shot disagree: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn plan_checks_buffers() {
+    let p = &testing::sample_problems(1, 23, DataKind::Real)[0];
+    let plan = p.conv.plan(Algorithm::Direct, &p.weight).unwrap();
+    let mut y = vec![0.0; p.conv.output_len() + 1];
+    assert!(matches!(
+        plan.forward(&p.x, None, &mut y),
+        Err(ConvError::BufferLength { buffer: "y", .. })
+    ));
+    assert!(matches!(
+        p.conv.plan(Algorithm::Direct, &[1.0]),
+        Err(ConvError::BufferLength {
+            buffer: "weight",
+            ..
+        })
+    ));
+}
