@@ -37,6 +37,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod accuracy;
+pub mod activation;
 pub mod bias;
 mod conv;
 mod direct;
@@ -47,6 +48,7 @@ pub mod isa;
 pub mod parallel;
 pub mod params;
 pub mod peak;
+pub mod pool;
 pub mod reference;
 pub mod registry;
 mod simd;

@@ -2,10 +2,15 @@
 
 mod bench;
 mod check;
+mod eval;
+mod models;
+mod train;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use convnet::checkpoint::Checkpoint;
+use convnet::models::ModelSpec;
 
 /// convnet: SIMD CPU convolution kernels and the classic CNNs trained on them.
 #[derive(Parser, Debug)]
@@ -23,10 +28,19 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure this machine's f32 FMA peak per ISA, on one thread and on all.
     Peak(bench::PeakArgs),
+    /// Train a model of the zoo, evaluating on the test split after every epoch.
+    Train(train::TrainArgs),
+    /// Test-set accuracy of a saved checkpoint.
+    Eval(eval::EvalArgs),
+    /// List the models with their input size and parameter count.
+    Models(models::ModelsArgs),
 }
 
 /// Errors a subcommand reports before exiting with status 2.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Batch size of test-set evaluation.
+const EVAL_BATCH: usize = 500;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -34,5 +48,34 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Check(args) => check::run(&args),
         Command::Bench(args) => bench::run_bench(&args),
         Command::Peak(args) => bench::run_peak(&args),
+        Command::Train(args) => train::run(&args),
+        Command::Eval(args) => eval::run(&args),
+        Command::Models(args) => models::run(&args),
+    }
+}
+
+/// Sizes rayon's global pool (`None`: one thread per core).
+fn set_threads(threads: Option<usize>) -> Result<(), CliError> {
+    let Some(t) = threads else {
+        return Ok(());
+    };
+    if t == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(t)
+        .build_global()
+        .map_err(|e| format!("cannot start {t} threads: {e}").into())
+}
+
+/// Refuses a checkpoint whose metadata names another model.
+fn check_model_name(ckpt: &Checkpoint, spec: &ModelSpec) -> Result<(), CliError> {
+    match ckpt.metadata.get("model") {
+        Some(m) if m != spec.name => Err(convnet::checkpoint::CheckpointError::WrongModel {
+            expected: spec.name.into(),
+            got: m.clone(),
+        }
+        .into()),
+        _ => Ok(()),
     }
 }

@@ -1,0 +1,170 @@
+//! The `convnet` binary: bad flags and bad files exit with status 2 and a message naming the
+//! problem; a short training run prints one JSON line per epoch, saves a checkpoint that
+//! `eval` scores identically, and resumes from it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn convnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convnet"))
+        .args(args)
+        .output()
+        .expect("run convnet")
+}
+
+/// Exit status 2, no panic, and `needle` in the error output.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = convnet(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: status {:?}, stderr {stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: stderr {stderr:?} lacks {needle:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+}
+
+#[test]
+fn bad_flags_are_named_errors() {
+    fails_with(&["train", "lenet5", "--bogus"], "--bogus");
+    fails_with(&["train", "lenet5", "--epochs", "ten"], "--epochs");
+    fails_with(&["train", "nosuchnet"], "unknown model `nosuchnet`");
+    fails_with(
+        &["train", "lenet5", "--batch", "0"],
+        "--batch must be at least 1",
+    );
+    fails_with(
+        &["train", "lenet5", "--epochs", "0"],
+        "--epochs must be at least 1",
+    );
+    fails_with(
+        &["train", "lenet5", "--lr=-1"],
+        "--lr must be a positive number",
+    );
+    fails_with(
+        &["train", "lenet5", "--lr", "NaN"],
+        "--lr must be a positive number",
+    );
+    fails_with(
+        &["train", "lenet5", "--threads", "0"],
+        "--threads must be at least 1",
+    );
+    fails_with(
+        &["train", "lenet5", "--limit", "0"],
+        "--limit must be at least 1",
+    );
+    fails_with(
+        &["train", "lenet5", "--data", "/no/such/dir"],
+        "data set `/no/such/dir` not found",
+    );
+    fails_with(&["eval", "lenet5"], "--weights");
+    fails_with(
+        &["eval", "lenet5", "--weights", "/no/such.safetensors"],
+        "missing checkpoint file",
+    );
+}
+
+#[test]
+fn bad_files_are_named_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    fails_with(
+        &["eval", "lenet5", "--weights", junk.to_str().unwrap()],
+        "not a valid safetensors file",
+    );
+    let empty_dir = tmp.path().join("empty");
+    std::fs::create_dir(&empty_dir).unwrap();
+    fails_with(
+        &["train", "lenet5", "--data", empty_dir.to_str().unwrap()],
+        "no data set in",
+    );
+    // CIFAR-10 images do not fit LeNet-5's grey input; the sample has no training batches.
+    let cifar = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cifar10-sample");
+    fails_with(
+        &["train", "lenet5", "--data", cifar.to_str().unwrap()],
+        "data_batch_1.bin",
+    );
+}
+
+#[test]
+fn models_lists_lenet5_with_its_parameter_count() {
+    let out = convnet(&["models"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("lenet5"))
+        .expect("lenet5 listed");
+    assert!(line.contains("1x32x32") && line.contains("61718"), "{line}");
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn train_saves_eval_scores_and_resume_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("lenet5.safetensors");
+    let ckpt = ckpt.to_str().unwrap();
+    let quick = ["--limit", "300", "--batch", "50", "--threads", "2"];
+    let out = convnet(
+        &[
+            &["train", "lenet5", "--epochs", "1", "--json", "--save", ckpt],
+            &quick[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1);
+    for key in ["epoch", "loss", "train_acc", "test_acc", "seconds"] {
+        assert!(lines[0][key].is_number(), "{key} in {}", lines[0]);
+    }
+    assert_eq!(lines[0]["epoch"], 1);
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only the checkpoint, no temporary file");
+
+    let out = convnet(&["eval", "lenet5", "--weights", ckpt, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eval = &json_lines(&out)[0];
+    assert_eq!(
+        eval["test_acc"], lines[0]["test_acc"],
+        "eval scores the saved weights as training did"
+    );
+
+    let out = convnet(
+        &[
+            &[
+                "train", "lenet5", "--epochs", "2", "--json", "--resume", ckpt,
+            ],
+            &quick[..],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = json_lines(&out);
+    assert_eq!(resumed.len(), 1, "only epoch 2 remains");
+    assert_eq!(resumed[0]["epoch"], 2);
+}

@@ -1,0 +1,306 @@
+//! Forward passes equal their definitions (PyTorch's), written out naively here: the
+//! finite-difference test checks that gradients match the forward pass, this file that the
+//! forward pass is the right function.
+
+use convnet::kernels::pool::PoolParams;
+use convnet::layers::*;
+use convnet::rng::Rng;
+use convnet::{Error, Tensor};
+
+fn ramp(shape: [usize; 4], scale: f32) -> Tensor {
+    let len = shape.iter().product::<usize>();
+    let data = (0..len)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) * scale)
+        .collect();
+    Tensor::new(shape, data).unwrap()
+}
+
+fn eval(layer: &mut dyn Layer, x: &Tensor) -> Tensor {
+    layer.forward(x.clone(), &mut Ctx::eval()).unwrap()
+}
+
+fn close(a: f32, b: f64, what: &str) {
+    assert!(
+        (a as f64 - b).abs() <= 1e-5 * (1.0 + b.abs()),
+        "{what}: {a} vs {b}"
+    );
+}
+
+#[test]
+fn local_response_norm_matches_pytorch_formula() {
+    for size in [1, 2, 3, 4, 5] {
+        let (alpha, beta, k) = (0.3, 0.75, 2.0);
+        let mut lrn = LocalResponseNorm::new(size, alpha, beta, k).unwrap();
+        let x = ramp([2, 6, 2, 3], 0.2);
+        let y = eval(&mut lrn, &x);
+        let [n, c, h, w] = x.shape();
+        let at = |t: &Tensor, b, ch, s| t.data()[(b * c + ch) * h * w + s];
+        for b in 0..n {
+            for ch in 0..c {
+                for s in 0..h * w {
+                    // PyTorch: pad the squared input by (size/2, (size-1)/2) channels, average
+                    // `size` of them, scale by alpha, add k, raise to beta.
+                    let lo = ch as isize - (size / 2) as isize;
+                    let sum: f64 = (lo..lo + size as isize)
+                        .filter(|&cc| (0..c as isize).contains(&cc))
+                        .map(|cc| (at(&x, b, cc as usize, s) as f64).powi(2))
+                        .sum();
+                    let d = k as f64 + alpha as f64 * sum / size as f64;
+                    let want = at(&x, b, ch, s) as f64 / d.powf(beta as f64);
+                    close(at(&y, b, ch, s), want, &format!("size {size}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_normalizes_and_tracks_running_stats() -> Result<(), Error> {
+    let mut bn = BatchNorm2d::new(2)?;
+    let x = ramp([3, 2, 2, 2], 0.5);
+    let y = bn.forward(x.clone(), &mut Ctx::train(Rng::new(0)))?;
+    let plane = 4;
+    for ch in 0..2 {
+        let vals = |t: &Tensor| -> Vec<f64> {
+            (0..3)
+                .flat_map(|b| t.data()[(b * 2 + ch) * plane..][..plane].to_vec())
+                .map(|v| v as f64)
+                .collect()
+        };
+        let (xs, ys) = (vals(&x), vals(&y));
+        let m = xs.len() as f64;
+        let mean = xs.iter().sum::<f64>() / m;
+        let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
+        for (xv, yv) in xs.iter().zip(&ys) {
+            close(*yv as f32, (xv - mean) / (var + 1e-5).sqrt(), "normalized");
+        }
+        let params = bn.named_params();
+        let running = |name: &str| params.iter().find(|(n, _)| n == name).unwrap().1.value[ch];
+        close(running("running_mean"), 0.1 * mean, "running mean");
+        close(
+            running("running_var"),
+            0.9 + 0.1 * var * m / (m - 1.0),
+            "running var (unbiased)",
+        );
+    }
+    // Evaluation uses the running statistics.
+    let y_eval = eval(&mut bn, &x);
+    let params = bn.named_params();
+    let rm = params
+        .iter()
+        .find(|(n, _)| n == "running_mean")
+        .unwrap()
+        .1
+        .value
+        .clone();
+    let rv = params
+        .iter()
+        .find(|(n, _)| n == "running_var")
+        .unwrap()
+        .1
+        .value
+        .clone();
+    let want = (x.data()[0] as f64 - rm[0] as f64) / (rv[0] as f64 + 1e-5).sqrt();
+    close(y_eval.data()[0], want, "eval");
+    Ok(())
+}
+
+#[test]
+fn dropout_masks_and_rescales_in_training_only() -> Result<(), Error> {
+    let mut d = Dropout::new(0.25)?;
+    let x = Tensor::new([1, 1, 100, 100], vec![1.0; 10_000])?;
+    let y = d.forward(x.clone(), &mut Ctx::train(Rng::new(3)))?;
+    let kept = y.data().iter().filter(|&&v| v != 0.0).count();
+    assert!(y.data().iter().all(|&v| v == 0.0 || v == 1.0 / 0.75));
+    // Binomial(10000, 0.75): sd 43; allow 5 sd.
+    assert!((kept as f64 - 7500.0).abs() < 5.0 * 43.3, "kept {kept}");
+    assert_eq!(eval(&mut d, &x), x);
+    assert!(Dropout::new(1.5).is_err());
+    Ok(())
+}
+
+#[test]
+fn activations_match_their_definitions() -> Result<(), Error> {
+    let x = ramp([2, 3, 1, 2], 0.3);
+    let check = |layer: &mut dyn Layer, f: &dyn Fn(f64, usize) -> f64, name: &str| {
+        let y = eval(layer, &x);
+        for (i, (&xv, &yv)) in x.data().iter().zip(y.data()).enumerate() {
+            let ch = (i / 2) % 3;
+            close(yv, f(xv as f64, ch), name);
+        }
+    };
+    check(&mut Relu::new(), &|v, _| v.max(0.0), "relu");
+    check(
+        &mut LeakyRelu::new(0.2),
+        &|v, _| if v >= 0.0 { v } else { 0.2 * v },
+        "leaky",
+    );
+    check(
+        &mut Elu::new(0.5),
+        &|v, _| if v > 0.0 { v } else { 0.5 * v.exp_m1() },
+        "elu",
+    );
+    check(
+        &mut Sigmoid::new(),
+        &|v, _| 1.0 / (1.0 + (-v).exp()),
+        "sigmoid",
+    );
+    check(&mut Tanh::new(), &|v, _| v.tanh(), "tanh");
+    let mean_slope = (0.125 + 1.0 / 3.0) / 2.0;
+    check(
+        &mut RRelu::new(0.125, 1.0 / 3.0)?,
+        &|v, _| if v >= 0.0 { v } else { mean_slope * v },
+        "rrelu eval",
+    );
+    let mut prelu = PRelu::new(3)?;
+    for (_, p) in prelu.named_params_mut() {
+        p.value = vec![0.1, 0.2, 0.3];
+    }
+    check(
+        &mut prelu,
+        &|v, ch| {
+            if v >= 0.0 {
+                v
+            } else {
+                [0.1, 0.2, 0.3][ch] as f32 as f64 * v
+            }
+        },
+        "prelu",
+    );
+    // RReLU in training: each negative element's slope lies in [lower, upper].
+    let mut rrelu = RRelu::new(0.125, 1.0 / 3.0)?;
+    let neg = Tensor::new([1, 1, 1, 1000], vec![-1.0; 1000])?;
+    let y = rrelu.forward(neg, &mut Ctx::train(Rng::new(1)))?;
+    assert!(y.data().iter().all(|&v| (-1.0 / 3.0..=-0.125).contains(&v)));
+    assert!(y.data().iter().any(|&v| v != y.data()[0]), "slopes vary");
+    // Softmax over channels: each pixel's channels sum to 1.
+    let y = eval(&mut Softmax::new(), &x);
+    for b in 0..2 {
+        for s in 0..2 {
+            let sum: f32 = (0..3).map(|ch| y.data()[(b * 3 + ch) * 2 + s]).sum();
+            close(sum, 1.0, "softmax sum");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn linear_subsample_and_containers_compute_what_they_say() -> Result<(), Error> {
+    let x = ramp([2, 2, 2, 2], 0.25);
+    // Linear: y = x W^T + b.
+    let mut lin = Linear::new(8, 3, true)?;
+    for (name, p) in lin.named_params_mut() {
+        let scale = if name == "weight" { 0.1 } else { 1.0 };
+        p.value = (0..p.len()).map(|i| i as f32 * scale).collect();
+    }
+    let y = eval(&mut lin, &x);
+    assert_eq!(y.shape(), [2, 3, 1, 1]);
+    for b in 0..2 {
+        for o in 0..3 {
+            let want: f64 = o as f64
+                + (0..8)
+                    .map(|i| (o * 8 + i) as f64 * 0.1 * x.data()[b * 8 + i] as f64)
+                    .sum::<f64>();
+            close(y.data()[b * 3 + o], want, "linear");
+        }
+    }
+    // Subsample2d: avg of each 2x2 block times weight[c] plus bias[c].
+    let mut s2 = Subsample2d::new(2);
+    for (name, p) in s2.named_params_mut() {
+        p.value = if name == "weight" {
+            vec![2.0, -1.0]
+        } else {
+            vec![0.5, 0.25]
+        };
+    }
+    let y = eval(&mut s2, &x);
+    assert_eq!(y.shape(), [2, 2, 1, 1]);
+    for (i, &v) in y.data().iter().enumerate() {
+        let ch = i % 2;
+        let avg = x.data()[i * 4..][..4]
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>()
+            / 4.0;
+        close(v, [2.0, -1.0][ch] * avg + [0.5, 0.25][ch], "subsample");
+    }
+    // Residual with the identity: body(x) + x. Concat: branch outputs in channel order.
+    let mut res = Residual::new(Relu::new());
+    let y = eval(&mut res, &x);
+    for (&xv, &yv) in x.data().iter().zip(y.data()) {
+        assert_eq!(yv, xv.max(0.0) + xv);
+    }
+    let mut cat = Concat::new()
+        .with(Relu::new())
+        .with(MaxPool2d::new(PoolParams {
+            stride: [1, 1],
+            ..PoolParams::new([1, 1])
+        }));
+    let y = eval(&mut cat, &x);
+    assert_eq!(y.shape(), [2, 4, 2, 2]);
+    for b in 0..2 {
+        let (xs, ys) = (&x.data()[b * 8..][..8], &y.data()[b * 16..][..16]);
+        for i in 0..8 {
+            assert_eq!(ys[i], xs[i].max(0.0));
+            assert_eq!(ys[8 + i], xs[i]);
+        }
+    }
+    // Mismatched shapes are named errors, not panics.
+    let mut bad = Residual::new(Conv2d::builder(2, 3, [1, 1]).build()?);
+    assert!(matches!(
+        bad.forward(x.clone(), &mut Ctx::eval()),
+        Err(Error::Shape { .. })
+    ));
+    assert!(matches!(
+        lin.forward(ramp([1, 3, 1, 1], 1.0), &mut Ctx::eval()),
+        Err(Error::Shape { .. })
+    ));
+    assert!(matches!(
+        Relu::new().backward(x.clone()),
+        Err(Error::BackwardBeforeForward { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn conv_layers_name_params_as_pytorch_and_report_shapes() -> Result<(), Error> {
+    let conv = Conv2d::builder(4, 6, [3, 3])
+        .stride([2, 2])
+        .padding(Padding::Same)
+        .groups(2)
+        .build()?;
+    let names: Vec<(String, Vec<usize>)> = conv
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, p.shape.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("weight".into(), vec![6, 2, 3, 3]),
+            ("bias".into(), vec![6])
+        ]
+    );
+    assert_eq!(conv.output_shape([1, 4, 7, 7])?, [1, 6, 4, 4]);
+    let convt = ConvTranspose2d::builder(4, 6, [3, 3])
+        .stride([2, 2])
+        .padding(Padding::Symmetric([1, 1]))
+        .output_padding([1, 1])
+        .groups(2)
+        .build()?;
+    assert_eq!(convt.named_params()[0].1.shape, vec![4, 3, 3, 3]);
+    // PyTorch: (7-1)*2 - 2 + 2 + 1 + 1 = 14.
+    assert_eq!(convt.output_shape([1, 4, 7, 7])?, [1, 6, 14, 14]);
+    assert!(Conv2d::builder(4, 6, [3, 3]).groups(4).build().is_err());
+    assert!(
+        ConvTranspose2d::builder(4, 6, [3, 3])
+            .output_padding([1, 0])
+            .build()
+            .is_err()
+    );
+    assert!(matches!(
+        conv.output_shape([1, 3, 7, 7]),
+        Err(Error::Shape { .. })
+    ));
+    Ok(())
+}
