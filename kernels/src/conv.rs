@@ -458,7 +458,12 @@ impl Conv2d {
     pub fn plan(&self, algo: Algorithm, weight: &[f32]) -> Result<ConvPlan, ConvError> {
         check_len("weight", weight.len(), self.weight_len())?;
         let pass_plan = |pass: Pass| {
-            let kernel = self.kernel(algo, pass);
+            let kernel = match algo {
+                Algorithm::Auto => {
+                    crate::auto::select_auto(&self.geom, self.canonical_pass(pass), true)
+                }
+                _ => self.kernel(algo, pass),
+            };
             let prepared = kernel
                 .as_ref()
                 .ok()

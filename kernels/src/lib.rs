@@ -38,6 +38,7 @@
 
 pub mod accuracy;
 pub mod activation;
+pub mod auto;
 pub mod bias;
 mod conv;
 mod direct;

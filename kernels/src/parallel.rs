@@ -133,6 +133,10 @@ impl SharedMut {
             len: out.len(),
         }
     }
+    /// Elements in the shared buffer.
+    pub(crate) fn len(self) -> usize {
+        self.len
+    }
     /// The pointer to element `offset`, which must be `<= len`.
     pub(crate) fn at(self, offset: usize) -> *mut f32 {
         assert!(

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use crate::direct::Direct;
+use crate::direct::{Direct, DirectRows};
 use crate::params::ConvGeom;
 use crate::simd;
 use crate::winograd::Winograd;
@@ -109,9 +109,21 @@ pub static KERNELS: &[KernelEntry] = &[
     },
     #[cfg(target_arch = "x86_64")]
     KernelEntry {
+        name: "direct_f32_rows_6x32_avx512f",
+        isa: Isa::Avx512F,
+        make: DirectRows::<simd::Avx512F>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
         name: "direct_f32_any_12x32_avx512f",
         isa: Isa::Avx512F,
         make: Direct::<simd::Avx512F>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "direct_f32_rows_6x16_avx2fma",
+        isa: Isa::Avx2Fma,
+        make: DirectRows::<simd::Avx2Fma>::make,
     },
     #[cfg(target_arch = "x86_64")]
     KernelEntry {
@@ -120,9 +132,19 @@ pub static KERNELS: &[KernelEntry] = &[
         make: Direct::<simd::Avx2Fma>::make,
     },
     KernelEntry {
+        name: "direct_f32_rows_6x8_portable",
+        isa: Isa::Portable,
+        make: DirectRows::<simd::Portable>::make,
+    },
+    KernelEntry {
         name: "direct_f32_any_4x8_portable",
         isa: Isa::Portable,
         make: Direct::<simd::Portable>::make,
+    },
+    KernelEntry {
+        name: "direct_f32_rows_6x2_scalar",
+        isa: Isa::Scalar,
+        make: DirectRows::<simd::Scalar>::make,
     },
     KernelEntry {
         name: "direct_f32_any_4x4_scalar",
@@ -131,9 +153,21 @@ pub static KERNELS: &[KernelEntry] = &[
     },
     #[cfg(feature = "testing")]
     KernelEntry {
+        name: "direct_f32_rows_6x32_emu16",
+        isa: Isa::Scalar,
+        make: DirectRows::<crate::direct::Emu16>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
         name: "direct_f32_any_12x32_emu16",
         isa: Isa::Scalar,
         make: Direct::<crate::direct::Emu16>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "direct_f32_rows_6x1_oddtile",
+        isa: Isa::Scalar,
+        make: DirectRows::<crate::direct::OddScalar>::make,
     },
     #[cfg(feature = "testing")]
     KernelEntry {
@@ -290,17 +324,9 @@ pub fn select(
     })
 }
 
-/// `Auto`: the preferred order of algorithms, first supported wins.
+/// `Auto` (see [`crate::auto`]).
 fn select_auto(g: &ConvGeom, pass: Pass) -> Result<&'static dyn ConvKernel, ConvError> {
-    for algo in [Algorithm::Direct, Algorithm::Im2col, Algorithm::Reference] {
-        if let Ok(k) = select(algo, g, pass) {
-            return Ok(k);
-        }
-    }
-    Err(ConvError::Unsupported {
-        kernel: "auto",
-        reason: "any available kernel for this geometry",
-    })
+    crate::auto::select_auto(g, pass, false)
 }
 
 /// Looks a kernel up by name among the available ones.

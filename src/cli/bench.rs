@@ -29,8 +29,8 @@ pub struct BenchArgs {
     /// Threads (rayon pool size).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Minimum timed repeats per row (after one warm-up run).
-    #[arg(long, default_value_t = 5)]
+    /// Minimum timed rounds (after one warm-up run); more run until 0.5 s have passed.
+    #[arg(long, default_value_t = 7)]
     reps: usize,
     /// One JSON object per line instead of a table.
     #[arg(long)]
@@ -291,25 +291,6 @@ fn run_once(
     Ok(())
 }
 
-/// Median milliseconds of `f` over at least `reps` runs and about 0.3 s, after one warm-up.
-pub fn median_ms(
-    reps: usize,
-    mut f: impl FnMut() -> Result<(), CliError>,
-) -> Result<f64, CliError> {
-    f()?;
-    let mut times = Vec::new();
-    let start = Instant::now();
-    while times.len() < reps.max(1)
-        || (start.elapsed() < Duration::from_millis(300) && times.len() < 200)
-    {
-        let t0 = Instant::now();
-        f()?;
-        times.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
-}
-
 /// The best ISA's peak for `threads`, as used for `pct_peak`.
 pub fn peak_gflops(threads: usize) -> f64 {
     peak::measure(Isa::detect(), threads, Duration::from_millis(300)).unwrap_or(f64::NAN)
@@ -349,28 +330,67 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
             y: fill(4, conv.output_len(), DataKind::Real),
         };
         for &pass in &passes {
-            let mut rows: Vec<(Algorithm, &'static str, f64)> = Vec::new();
+            // Resolve every algorithm first, then time each distinct kernel interleaved (one
+            // run of each per round), so machine noise hits all of them alike; rows that
+            // resolve to the same kernel (Auto and its pick) share its timing.
+            let mut rows: Vec<(Algorithm, &'static dyn ConvKernel, Vec<f64>)> = Vec::new();
             for &algo in &algos {
-                let kernel = match conv.kernel(algo, pass) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        if !args.json {
-                            println!(
-                                "{:<28} {:<10} {:<13} unsupported: {e}",
-                                shape.name,
-                                pass.name(),
-                                algo.name()
-                            );
-                        }
-                        continue;
+                match conv.kernel(algo, pass) {
+                    Ok(k) => rows.push((algo, k, Vec::new())),
+                    Err(e) if !args.json => {
+                        println!(
+                            "{:<28} {:<10} {:<13} unsupported: {e}",
+                            shape.name,
+                            pass.name(),
+                            algo.name()
+                        )
                     }
-                };
-                let ms = pool.install(|| {
-                    median_ms(args.reps, || run_once(kernel, &conv, pass, &mut bufs))
-                })?;
+                    Err(_) => {}
+                }
+            }
+            let mut kernels: Vec<(&'static dyn ConvKernel, Vec<f64>)> = Vec::new();
+            for (_, k, _) in &rows {
+                if !kernels.iter().any(|(u, _)| u.name() == k.name()) {
+                    kernels.push((*k, Vec::new()));
+                }
+            }
+            pool.install(|| -> Result<(), CliError> {
+                for (k, _) in &kernels {
+                    run_once(*k, &conv, pass, &mut bufs)?;
+                }
+                let start = Instant::now();
+                let mut round = 0;
+                while round < args.reps.max(1)
+                    || (start.elapsed() < Duration::from_millis(500) && round < 200)
+                {
+                    for (k, times) in kernels.iter_mut() {
+                        let t0 = Instant::now();
+                        run_once(*k, &conv, pass, &mut bufs)?;
+                        times.push(t0.elapsed().as_secs_f64() * 1e3);
+                    }
+                    round += 1;
+                }
+                Ok(())
+            })?;
+            for (_, k, times) in rows.iter_mut() {
+                let (_, t) = kernels
+                    .iter()
+                    .find(|(u, _)| u.name() == k.name())
+                    .expect("timed above");
+                times.clone_from(t);
+            }
+            let mut best: Option<(Algorithm, &'static str, f64)> = None;
+            let mut auto_ms = None;
+            for (algo, kernel, times) in &mut rows {
+                times.sort_by(f64::total_cmp);
+                let ms = times[times.len() / 2];
                 let gflops = conv.flops() as f64 / ms / 1e6;
                 let pct = 100.0 * gflops / peak;
-                rows.push((algo, kernel.name(), ms));
+                if *algo == Algorithm::Auto {
+                    auto_ms = Some(ms);
+                } else if best.is_none_or(|b| ms < b.2) {
+                    best = Some((*algo, kernel.name(), ms));
+                }
                 if args.json {
                     println!(
                         "{}",
@@ -390,20 +410,17 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                     );
                 }
             }
-            if let Some(best) = rows.iter().min_by(|a, b| a.2.total_cmp(&b.2)) {
-                let auto = rows.iter().find(|r| r.0 == Algorithm::Auto);
-                if !args.json {
-                    let ratio = auto.map_or(String::new(), |a| {
-                        format!(", auto at {:.2}x of the best", best.2 / a.2)
-                    });
-                    println!(
-                        "{:<28} {:<10} winner: {} ({}){ratio}",
-                        shape.name,
-                        pass.name(),
-                        best.0.name(),
-                        best.1
-                    );
-                }
+            if let (Some(best), false) = (best, args.json) {
+                let ratio = auto_ms.map_or(String::new(), |a| {
+                    format!(", auto at {:.2}x of the best", best.2 / a)
+                });
+                println!(
+                    "{:<28} {:<10} winner: {} ({}){ratio}",
+                    shape.name,
+                    pass.name(),
+                    best.0.name(),
+                    best.1
+                );
             }
         }
     }

@@ -21,6 +21,12 @@ unsafe impl F32Simd for Emu16 {
     fn zero(self) -> [f32; 16] {
         [0.0; 16]
     }
+    fn add(self, a: [f32; 16], b: [f32; 16]) -> [f32; 16] {
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+    fn max(self, a: [f32; 16], b: [f32; 16]) -> [f32; 16] {
+        std::array::from_fn(|i| a[i].max(b[i]))
+    }
     fn splat(self, v: f32) -> [f32; 16] {
         [v; 16]
     }
@@ -44,6 +50,7 @@ unsafe impl F32Simd for Emu16 {
 // SAFETY: no special instructions; run runs run_block with TILES[wide].
 unsafe impl DirectIsa for Emu16 {
     const NAME: &'static str = "direct_f32_any_12x32_emu16";
+    const ROWS_NAME: &'static str = "direct_f32_rows_6x32_emu16";
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_12x32_emu16",
         "winograd_f32_f43_12x32_emu16",
@@ -77,6 +84,12 @@ unsafe impl F32Simd for OddScalar {
     fn zero(self) -> f32 {
         0.0
     }
+    fn add(self, a: f32, b: f32) -> f32 {
+        a + b
+    }
+    fn max(self, a: f32, b: f32) -> f32 {
+        a.max(b)
+    }
     fn splat(self, v: f32) -> f32 {
         v
     }
@@ -100,6 +113,7 @@ unsafe impl F32Simd for OddScalar {
 // SAFETY: no special instructions; run runs run_block with TILES[wide].
 unsafe impl DirectIsa for OddScalar {
     const NAME: &'static str = "direct_f32_any_3x3_oddtile";
+    const ROWS_NAME: &'static str = "direct_f32_rows_6x1_oddtile";
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_3x3_oddtile",
         "winograd_f32_f43_3x3_oddtile",

@@ -35,6 +35,10 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     fn zero(self) -> Self::V;
     /// `v` in every lane.
     fn splat(self, v: f32) -> Self::V;
+    /// `a + b` per lane.
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `max(a, b)` per lane.
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a * b + c` per lane (fused where the ISA has FMA).
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `*p` in every lane.

@@ -22,6 +22,14 @@ unsafe impl F32Simd for Portable {
         f32x4::splat(v)
     }
     #[inline(always)]
+    fn add(self, a: f32x4, b: f32x4) -> f32x4 {
+        a + b
+    }
+    #[inline(always)]
+    fn max(self, a: f32x4, b: f32x4) -> f32x4 {
+        a.max(b)
+    }
+    #[inline(always)]
     fn mul_add(self, a: f32x4, b: f32x4, c: f32x4) -> f32x4 {
         a * b + c
     }

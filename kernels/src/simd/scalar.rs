@@ -19,6 +19,14 @@ unsafe impl F32Simd for Scalar {
         v
     }
     #[inline(always)]
+    fn add(self, a: f32, b: f32) -> f32 {
+        a + b
+    }
+    #[inline(always)]
+    fn max(self, a: f32, b: f32) -> f32 {
+        a.max(b)
+    }
+    #[inline(always)]
     fn mul_add(self, a: f32, b: f32, c: f32) -> f32 {
         // Not f32::mul_add: without hardware FMA that is a slow libm call.
         a * b + c

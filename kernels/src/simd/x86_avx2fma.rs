@@ -1,8 +1,8 @@
 //! x86_64 AVX2 + FMA: 8 f32 lanes in a ymm register, 16 registers.
 
 use core::arch::x86_64::{
-    __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps,
-    _mm256_setzero_ps, _mm256_storeu_ps,
+    __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps,
+    _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
 };
 
 use super::F32Simd;
@@ -35,6 +35,16 @@ unsafe impl F32Simd for Avx2Fma {
     fn splat(self, v: f32) -> __m256 {
         // SAFETY: AVX is present (self is the proof).
         unsafe { _mm256_set1_ps(v) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is present (self is the proof).
+        unsafe { _mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn max(self, a: __m256, b: __m256) -> __m256 {
+        // SAFETY: AVX is present (self is the proof).
+        unsafe { _mm256_max_ps(a, b) }
     }
     #[inline(always)]
     fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {

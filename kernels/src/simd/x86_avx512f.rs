@@ -1,7 +1,8 @@
 //! x86_64 AVX-512F: 16 f32 lanes in a zmm register, 32 registers.
 
 use core::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_set1_ps,
+    _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use super::F32Simd;
@@ -32,6 +33,16 @@ unsafe impl F32Simd for Avx512F {
     fn splat(self, v: f32) -> __m512 {
         // SAFETY: AVX-512F is present (self is the proof).
         unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (self is the proof).
+        unsafe { _mm512_add_ps(a, b) }
+    }
+    #[inline(always)]
+    fn max(self, a: __m512, b: __m512) -> __m512 {
+        // SAFETY: AVX-512F is present (self is the proof).
+        unsafe { _mm512_max_ps(a, b) }
     }
     #[inline(always)]
     fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {

@@ -1,0 +1,325 @@
+//! `Algorithm::Auto`: the fastest supported kernel for a geometry, within the accuracy the
+//! caller allows.
+//!
+//! Two modes:
+//! - **Heuristic** (default): rules calibrated from `convnet bench --suite all` on this
+//!   project's reference machine (2-core AVX2 Zen 3; see BENCHMARKS.md), in [`heuristic`].
+//! - **Autotune** (opt-in: [`set_autotune`] or `CONVNET_AUTOTUNE=1`): the first request for
+//!   a (geometry, pass, tolerance) times every candidate kernel a few times on synthetic
+//!   data and caches the fastest in-process; with `CONVNET_AUTOTUNE_CACHE=FILE` decisions
+//!   are also loaded from and saved to that file (JSON lines, written atomically).
+//!
+//! The tolerance decides which Winograd tiles `Auto` may use: [`Tolerance::Exact`] only the
+//! algorithms within `rho = 1` (direct, im2col, F(2x2,3x3)); [`Tolerance::Standard`]
+//! (default) also F(4x4,3x3); [`Tolerance::Fast`] also F(6x6,3x3). Set it with
+//! [`set_tolerance`] or `CONVNET_ACCURACY=exact|standard|fast`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use crate::params::ConvGeom;
+use crate::registry::{ConvKernel, select};
+use crate::{Algorithm, ConvError, Pass, WinogradTile, accuracy};
+
+/// How much error `Auto` may trade for speed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tolerance {
+    /// Only algorithms with `rho = 1`: reference, direct, im2col, Winograd F(2x2,3x3).
+    Exact,
+    /// Also Winograd F(4x4,3x3) (`rho = 16`; about 5x direct's relative L2 error).
+    Standard,
+    /// Also Winograd F(6x6,3x3) (`rho = 32`; about 10x direct's relative L2 error).
+    Fast,
+}
+
+impl Tolerance {
+    /// `exact`, `standard`, `fast`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tolerance::Exact => "exact",
+            Tolerance::Standard => "standard",
+            Tolerance::Fast => "fast",
+        }
+    }
+    /// Parses a name from [`Tolerance::name`].
+    pub fn parse(s: &str) -> Option<Tolerance> {
+        [Tolerance::Exact, Tolerance::Standard, Tolerance::Fast]
+            .into_iter()
+            .find(|t| t.name() == s.trim())
+    }
+    /// Whether `algo` is within this tolerance.
+    pub fn allows(self, algo: Algorithm) -> bool {
+        let limit = match self {
+            Tolerance::Exact => 1.0,
+            Tolerance::Standard => accuracy::RHO_WINOGRAD_F4,
+            Tolerance::Fast => accuracy::RHO_WINOGRAD_F6,
+        };
+        accuracy::rho(algo) <= limit
+    }
+}
+
+static TOLERANCE: AtomicU8 = AtomicU8::new(u8::MAX);
+static AUTOTUNE: OnceLock<AtomicBool> = OnceLock::new();
+
+/// The tolerance `Auto` uses (default `Standard`, or `CONVNET_ACCURACY`).
+pub fn tolerance() -> Tolerance {
+    match TOLERANCE.load(Ordering::Relaxed) {
+        0 => Tolerance::Exact,
+        1 => Tolerance::Standard,
+        2 => Tolerance::Fast,
+        _ => {
+            let t = std::env::var("CONVNET_ACCURACY")
+                .ok()
+                .and_then(|v| Tolerance::parse(&v))
+                .unwrap_or(Tolerance::Standard);
+            set_tolerance(t);
+            t
+        }
+    }
+}
+
+/// Sets the tolerance `Auto` uses from now on, process-wide.
+pub fn set_tolerance(t: Tolerance) {
+    TOLERANCE.store(t as u8, Ordering::Relaxed);
+}
+
+fn autotune_flag() -> &'static AtomicBool {
+    AUTOTUNE
+        .get_or_init(|| AtomicBool::new(std::env::var("CONVNET_AUTOTUNE").is_ok_and(|v| v == "1")))
+}
+
+/// Whether `Auto` times candidates instead of using the heuristic.
+pub fn autotune() -> bool {
+    autotune_flag().load(Ordering::Relaxed)
+}
+
+/// Turns autotuning on or off, process-wide.
+pub fn set_autotune(on: bool) {
+    autotune_flag().store(on, Ordering::Relaxed);
+}
+
+/// The algorithms `Auto` may use at `t`, most preferred first.
+fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
+    [
+        Algorithm::Direct,
+        Algorithm::Winograd(WinogradTile::F4),
+        Algorithm::Winograd(WinogradTile::F2),
+        Algorithm::Winograd(WinogradTile::F6),
+        Algorithm::Im2col,
+    ]
+    .into_iter()
+    .filter(move |a| t.allows(*a))
+}
+
+/// The heuristic's choice. Calibrated with `convnet bench` (single thread, AVX2):
+/// - depthwise and any geometry with few channels per group: direct (the only algorithm
+///   with a depthwise / small-channel path);
+/// - 1x1 stride-1 convs: im2col, which is a plain GEMM there (1.7x direct at 64->256);
+/// - strided backward-data and transposed convs: im2col (col2im beat the phase split by 1.9x
+///   on the 4x4 s2 DCGAN layer);
+/// - 3x3 stride-1 convs with >= 32 channels in and out: Winograd when the batch has enough
+///   tiles to amortise the filter transform and the 4x larger transformed filters: F(4x4,3x3)
+///   from 64 tiles of 4x4 (1.5-1.9x direct on ResNet-50 conv2 / VGG-16 conv3 / CIFAR
+///   layers), else F(2x2,3x3) from 64 tiles of 2x2 (1.2x direct on ResNet-50 conv4 at
+///   14x14); with prepared (cached) filters the thresholds halve;
+/// - everything else: direct.
+pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
+    let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
+    let [kh, kw] = g.kernel_hw();
+    let [sh, sw] = g.stride();
+    let [oh, ow] = g.output_hw();
+    let [h, w] = g.input_hw();
+    if c_in_g == 1 || c_out_g == 1 {
+        return Algorithm::Direct;
+    }
+    if g.is_pointwise() && pass != Pass::BackwardWeight {
+        return Algorithm::Im2col;
+    }
+    if pass == Pass::BackwardData && (sh > 1 || sw > 1) {
+        return Algorithm::Im2col;
+    }
+    let winograd_shape = kh == 3 && kw == 3 && sh == 1 && sw == 1 && g.dilation() == [1, 1];
+    if winograd_shape && pass != Pass::BackwardWeight && c_in_g >= 32 && c_out_g >= 32 {
+        let [ph, pw] = if pass == Pass::Forward {
+            [oh, ow]
+        } else {
+            [h, w]
+        };
+        let enough = if prepared { 32 } else { 64 };
+        for tile in [WinogradTile::F4, WinogradTile::F2] {
+            let m = tile.m();
+            let tiles = g.n() * ph.div_ceil(m) * pw.div_ceil(m);
+            if tiles >= enough && t.allows(Algorithm::Winograd(tile)) {
+                return Algorithm::Winograd(tile);
+            }
+        }
+    }
+    Algorithm::Direct
+}
+
+type TuneKey = (ConvGeom, u8, Tolerance);
+
+/// In-process decisions.
+fn tuned() -> &'static Mutex<HashMap<TuneKey, &'static str>> {
+    static TUNED: OnceLock<Mutex<HashMap<TuneKey, &'static str>>> = OnceLock::new();
+    TUNED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn cache_path() -> Option<std::path::PathBuf> {
+    std::env::var_os("CONVNET_AUTOTUNE_CACHE").map(Into::into)
+}
+
+fn pass_code(pass: Pass) -> u8 {
+    pass as u8
+}
+
+/// A stable text key for the disk cache.
+fn key_text(g: &ConvGeom, pass: Pass, t: Tolerance) -> String {
+    let [h, w] = g.input_hw();
+    let [oh, ow] = g.output_hw();
+    let [kh, kw] = g.kernel_hw();
+    let [sh, sw] = g.stride();
+    let [dh, dw] = g.dilation();
+    let [pt, pl] = g.pad_tl();
+    format!(
+        "n{}c{}k{}g{}_{h}x{w}_{oh}x{ow}_{kh}x{kw}_s{sh}x{sw}_d{dh}x{dw}_p{pt}x{pl}_{}_{}",
+        g.n(),
+        g.c_in(),
+        g.c_out(),
+        g.groups(),
+        pass.name(),
+        t.name()
+    )
+}
+
+/// Decisions in the disk cache, by key text (loaded from the file on first use).
+fn disk_entries() -> &'static Mutex<HashMap<String, &'static str>> {
+    static ENTRIES: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
+    ENTRIES.get_or_init(|| {
+        let mut entries = HashMap::new();
+        if let Some(text) = cache_path().and_then(|p| std::fs::read_to_string(p).ok()) {
+            for line in text.lines() {
+                if let Some((key, kernel)) = line.split_once('\t')
+                    && let Some(k) = crate::registry::by_name(kernel.trim())
+                {
+                    entries.insert(key.to_string(), k.name());
+                }
+            }
+        }
+        Mutex::new(entries)
+    })
+}
+
+/// Writes every disk entry to the cache file: a temporary file, then a rename.
+fn save_cache(path: &std::path::Path) {
+    let entries = disk_entries().lock().unwrap_or_else(|e| e.into_inner());
+    let mut lines: Vec<String> = entries.iter().map(|(k, v)| format!("{k}\t{v}")).collect();
+    lines.sort();
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, lines.join("\n") + "\n").is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// Times `kernel` on `pass` of `g` with synthetic data: best of three runs, in seconds.
+fn time_kernel(kernel: &dyn ConvKernel, g: &ConvGeom, pass: Pass) -> f64 {
+    let data = |len: usize| {
+        (0..len)
+            .map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0)
+            .collect::<Vec<f32>>()
+    };
+    let (x, w, dy) = (data(g.x_len()), data(g.w_len()), data(g.y_len()));
+    let mut out = vec![0.0f32; g.x_len().max(g.y_len()).max(g.w_len())];
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        match pass {
+            Pass::Forward => kernel.forward(g, &x, &w, None, &mut out[..g.y_len()]),
+            Pass::BackwardData => kernel.backward_data(g, &dy, &w, None, &mut out[..g.x_len()]),
+            Pass::BackwardWeight => kernel.backward_weight(g, &x, &dy, &mut out[..g.w_len()]),
+        }
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// The autotuned kernel: cached, or timed now among the best-ISA kernel of every allowed
+/// algorithm that supports the geometry.
+fn tune(g: &ConvGeom, pass: Pass, t: Tolerance) -> Result<&'static dyn ConvKernel, ConvError> {
+    let key = (*g, pass_code(pass), t);
+    let text = key_text(g, pass, t);
+    if let Some(name) = tuned()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .copied()
+        && let Some(k) = crate::registry::by_name(name)
+    {
+        return Ok(k);
+    }
+    if let Some(name) = disk_entries()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&text)
+        .copied()
+        && let Some(k) = crate::registry::by_name(name)
+    {
+        tuned()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, k.name());
+        return Ok(k);
+    }
+    let mut best: Option<(&'static dyn ConvKernel, f64)> = None;
+    for algo in candidates(t) {
+        let Ok(k) = select(algo, g, pass) else {
+            continue;
+        };
+        let secs = time_kernel(k, g, pass);
+        if best.is_none_or(|(_, b)| secs < b) {
+            best = Some((k, secs));
+        }
+    }
+    let (k, _) = best.ok_or(ConvError::Unsupported {
+        kernel: "auto",
+        reason: "any available kernel for this geometry",
+    })?;
+    tuned()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, k.name());
+    if let Some(path) = cache_path() {
+        disk_entries()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(text, k.name());
+        save_cache(&path);
+    }
+    Ok(k)
+}
+
+/// The kernel `Auto` runs for canonical `pass` on `g`; `prepared` when the weights will be
+/// prepared once and reused (a [`crate::ConvPlan`]).
+pub fn select_auto(
+    g: &ConvGeom,
+    pass: Pass,
+    prepared: bool,
+) -> Result<&'static dyn ConvKernel, ConvError> {
+    let t = tolerance();
+    if autotune() {
+        return tune(g, pass, t);
+    }
+    let first = heuristic(g, pass, t, prepared);
+    // The heuristic's pick, else the remaining candidates in preference order, else the
+    // reference (which supports everything).
+    std::iter::once(first)
+        .chain(candidates(t))
+        .chain([Algorithm::Reference])
+        .find_map(|algo| select(algo, g, pass).ok())
+        .ok_or(ConvError::Unsupported {
+            kernel: "auto",
+            reason: "any available kernel for this geometry",
+        })
+}
