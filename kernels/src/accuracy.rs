@@ -162,3 +162,10 @@ pub fn winograd_magnitude(
     }
     out
 }
+
+/// The tolerance of an f16/bf16-storage output: the f32 contract's `f32_tol` for the
+/// computation on the already-rounded inputs, plus one rounding of the result to the storage
+/// type (`eps_T / 2` relative, and half the smallest subnormal step near zero).
+pub fn bound_storage(f32_tol: f64, want: f64, eps: f64, min_subnormal: f64) -> f64 {
+    f32_tol + 0.5 * eps * (want.abs() + f32_tol) + 0.5 * min_subnormal
+}

@@ -2,8 +2,10 @@
 //! normal and transposed mode, on any [`Algorithm`] or an explicit kernel.
 
 use crate::error::ConvError;
+use crate::parallel::with_scratch;
 use crate::params::{ConvGeom, ConvParams, Padding};
 use crate::registry::{self, ConvKernel};
+use crate::storage::Element;
 
 /// Winograd output tile sizes, F(m x m, 3x3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -281,26 +283,27 @@ impl Conv2d {
             })
     }
 
-    /// `y = conv(x, weight) + bias` (or the transposed conv).
-    pub fn forward(
+    /// `y = conv(x, weight) + bias` (or the transposed conv), on `f32`, `f16` or `bf16`
+    /// storage (the latter two accumulate in f32; see [`crate::storage`]).
+    pub fn forward<T: Element>(
         &self,
         algo: Algorithm,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-        y: &mut [f32],
+        x: &[T],
+        weight: &[T],
+        bias: Option<&[T]>,
+        y: &mut [T],
     ) -> Result<(), ConvError> {
         self.forward_with(self.kernel(algo, Pass::Forward)?, x, weight, bias, y)
     }
 
     /// [`Conv2d::forward`] on an explicit kernel.
-    pub fn forward_with(
+    pub fn forward_with<T: Element>(
         &self,
         kernel: &dyn ConvKernel,
-        x: &[f32],
-        weight: &[f32],
-        bias: Option<&[f32]>,
-        y: &mut [f32],
+        x: &[T],
+        weight: &[T],
+        bias: Option<&[T]>,
+        y: &mut [T],
     ) -> Result<(), ConvError> {
         check_len("x", x.len(), self.input_len())?;
         check_len("weight", weight.len(), self.weight_len())?;
@@ -309,21 +312,29 @@ impl Conv2d {
         }
         check_len("y", y.len(), self.output_len())?;
         self.check_kernel(kernel, Pass::Forward)?;
-        if self.params.transposed {
-            kernel.backward_data(&self.geom, x, weight, bias, y);
-        } else {
-            kernel.forward(&self.geom, x, weight, bias, y);
-        }
+        with_f32(x, |x| {
+            with_f32(weight, |weight| {
+                with_f32_opt(bias, |bias| {
+                    with_f32_out(y, |y| {
+                        if self.params.transposed {
+                            kernel.backward_data(&self.geom, x, weight, bias, y);
+                        } else {
+                            kernel.forward(&self.geom, x, weight, bias, y);
+                        }
+                    })
+                })
+            })
+        });
         Ok(())
     }
 
     /// `grad_x` from `grad_y` (the gradient of [`Conv2d::forward`] with respect to `x`).
-    pub fn backward_data(
+    pub fn backward_data<T: Element>(
         &self,
         algo: Algorithm,
-        grad_y: &[f32],
-        weight: &[f32],
-        grad_x: &mut [f32],
+        grad_y: &[T],
+        weight: &[T],
+        grad_x: &mut [T],
     ) -> Result<(), ConvError> {
         self.backward_data_with(
             self.kernel(algo, Pass::BackwardData)?,
@@ -334,33 +345,39 @@ impl Conv2d {
     }
 
     /// [`Conv2d::backward_data`] on an explicit kernel.
-    pub fn backward_data_with(
+    pub fn backward_data_with<T: Element>(
         &self,
         kernel: &dyn ConvKernel,
-        grad_y: &[f32],
-        weight: &[f32],
-        grad_x: &mut [f32],
+        grad_y: &[T],
+        weight: &[T],
+        grad_x: &mut [T],
     ) -> Result<(), ConvError> {
         check_len("grad_y", grad_y.len(), self.output_len())?;
         check_len("weight", weight.len(), self.weight_len())?;
         check_len("grad_x", grad_x.len(), self.input_len())?;
         self.check_kernel(kernel, Pass::BackwardData)?;
-        if self.params.transposed {
-            kernel.forward(&self.geom, grad_y, weight, None, grad_x);
-        } else {
-            kernel.backward_data(&self.geom, grad_y, weight, None, grad_x);
-        }
+        with_f32(grad_y, |grad_y| {
+            with_f32(weight, |weight| {
+                with_f32_out(grad_x, |grad_x| {
+                    if self.params.transposed {
+                        kernel.forward(&self.geom, grad_y, weight, None, grad_x);
+                    } else {
+                        kernel.backward_data(&self.geom, grad_y, weight, None, grad_x);
+                    }
+                })
+            })
+        });
         Ok(())
     }
 
     /// `grad_weight` (and `grad_bias` when given) from `x` and `grad_y`.
-    pub fn backward_weight(
+    pub fn backward_weight<T: Element>(
         &self,
         algo: Algorithm,
-        x: &[f32],
-        grad_y: &[f32],
-        grad_weight: &mut [f32],
-        grad_bias: Option<&mut [f32]>,
+        x: &[T],
+        grad_y: &[T],
+        grad_weight: &mut [T],
+        grad_bias: Option<&mut [T]>,
     ) -> Result<(), ConvError> {
         self.backward_weight_with(
             self.kernel(algo, Pass::BackwardWeight)?,
@@ -372,13 +389,13 @@ impl Conv2d {
     }
 
     /// [`Conv2d::backward_weight`] on an explicit kernel.
-    pub fn backward_weight_with(
+    pub fn backward_weight_with<T: Element>(
         &self,
         kernel: &dyn ConvKernel,
-        x: &[f32],
-        grad_y: &[f32],
-        grad_weight: &mut [f32],
-        grad_bias: Option<&mut [f32]>,
+        x: &[T],
+        grad_y: &[T],
+        grad_weight: &mut [T],
+        grad_bias: Option<&mut [T]>,
     ) -> Result<(), ConvError> {
         check_len("x", x.len(), self.input_len())?;
         check_len("grad_y", grad_y.len(), self.output_len())?;
@@ -388,16 +405,52 @@ impl Conv2d {
         }
         self.check_kernel(kernel, Pass::BackwardWeight)?;
         let g = &self.geom;
-        if self.params.transposed {
-            kernel.backward_weight(g, grad_y, x, grad_weight);
-        } else {
-            kernel.backward_weight(g, x, grad_y, grad_weight);
-        }
-        if let Some(gb) = grad_bias {
-            let [n, c, oh, ow] = self.output_shape();
-            kernel.bias_grad(grad_y, n, c, oh * ow, gb);
-        }
+        with_f32(x, |x| {
+            with_f32(grad_y, |grad_y| {
+                with_f32_out(grad_weight, |grad_weight| {
+                    if self.params.transposed {
+                        kernel.backward_weight(g, grad_y, x, grad_weight);
+                    } else {
+                        kernel.backward_weight(g, x, grad_y, grad_weight);
+                    }
+                });
+                if let Some(gb) = grad_bias {
+                    let [n, c, oh, ow] = self.output_shape();
+                    with_f32_out(gb, |gb| kernel.bias_grad(grad_y, n, c, oh * ow, gb));
+                }
+            })
+        });
         Ok(())
+    }
+}
+
+/// Runs `f` on `s` as f32: the slice itself, or a widened copy in scratch.
+fn with_f32<T: Element, R>(s: &[T], f: impl FnOnce(&[f32]) -> R) -> R {
+    match T::as_f32(s) {
+        Some(s) => f(s),
+        None => with_scratch(s.len(), |buf| {
+            T::widen(s, buf);
+            f(buf)
+        }),
+    }
+}
+
+fn with_f32_opt<T: Element, R>(s: Option<&[T]>, f: impl FnOnce(Option<&[f32]>) -> R) -> R {
+    match s {
+        Some(s) => with_f32(s, |s| f(Some(s))),
+        None => f(None),
+    }
+}
+
+/// Runs `f` on an f32 view of the output `s`: the slice itself, or scratch narrowed into
+/// `s` afterwards.
+fn with_f32_out<T: Element>(s: &mut [T], f: impl FnOnce(&mut [f32])) {
+    match T::as_f32_mut(s) {
+        Some(s) => f(s),
+        None => with_scratch(s.len(), |buf| {
+            f(buf);
+            T::narrow(buf, s);
+        }),
     }
 }
 
@@ -455,8 +508,11 @@ pub struct ConvPlan {
 impl Conv2d {
     /// Resolves `algo` for every pass and prepares `weight` for the forward and
     /// backward-data passes. A pass `algo` cannot run is reported when that pass is called.
-    pub fn plan(&self, algo: Algorithm, weight: &[f32]) -> Result<ConvPlan, ConvError> {
+    pub fn plan<T: Element>(&self, algo: Algorithm, weight: &[T]) -> Result<ConvPlan, ConvError> {
         check_len("weight", weight.len(), self.weight_len())?;
+        let mut widened = vec![0.0f32; weight.len()];
+        T::widen(weight, &mut widened);
+        let weight = &widened[..];
         let pass_plan = |pass: Pass| {
             let kernel = match algo {
                 Algorithm::Auto => {
@@ -472,7 +528,7 @@ impl Conv2d {
         };
         Ok(ConvPlan {
             conv: *self,
-            weight: weight.to_vec(),
+            weight: widened.clone(),
             forward: pass_plan(Pass::Forward),
             backward_data: pass_plan(Pass::BackwardData),
             backward_weight: self.kernel(algo, Pass::BackwardWeight),
@@ -496,77 +552,95 @@ impl ConvPlan {
     }
 
     /// `y = conv(x, weight) + bias`.
-    pub fn forward(&self, x: &[f32], bias: Option<&[f32]>, y: &mut [f32]) -> Result<(), ConvError> {
+    pub fn forward<T: Element>(
+        &self,
+        x: &[T],
+        bias: Option<&[T]>,
+        y: &mut [T],
+    ) -> Result<(), ConvError> {
         self.run_forward(x, bias, false, y)
     }
 
     /// `y = max(conv(x, weight) + bias, 0)`, the ReLU fused into the kernel's store where it
     /// can be.
-    pub fn forward_relu(
+    pub fn forward_relu<T: Element>(
         &self,
-        x: &[f32],
-        bias: Option<&[f32]>,
-        y: &mut [f32],
+        x: &[T],
+        bias: Option<&[T]>,
+        y: &mut [T],
     ) -> Result<(), ConvError> {
         self.run_forward(x, bias, true, y)
     }
 
-    fn run_forward(
+    fn run_forward<T: Element>(
         &self,
-        x: &[f32],
-        bias: Option<&[f32]>,
+        x: &[T],
+        bias: Option<&[T]>,
         relu: bool,
-        y: &mut [f32],
+        y: &mut [T],
     ) -> Result<(), ConvError> {
         let c = &self.conv;
         let kernel = self.forward.kernel.clone()?;
-        let Some(prepared) = &self.forward.prepared else {
-            c.forward_with(kernel, x, &self.weight, bias, y)?;
-            if relu {
-                y.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-            return Ok(());
-        };
         check_len("x", x.len(), c.input_len())?;
         if let Some(b) = bias {
             check_len("bias", b.len(), c.bias_len())?;
         }
         check_len("y", y.len(), c.output_len())?;
-        if c.is_transposed() {
-            kernel.backward_data_prepared(&c.geom, x, prepared, bias, y);
-            if relu {
-                y.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-        } else {
-            kernel.forward_prepared(&c.geom, x, prepared, bias, relu, y);
-        }
-        Ok(())
+        let mut result = Ok(());
+        with_f32(x, |x| {
+            with_f32_opt(bias, |bias| {
+                with_f32_out(y, |y| {
+                    match &self.forward.prepared {
+                        None => result = c.forward_with(kernel, x, &self.weight, bias, y),
+                        Some(prepared) if c.is_transposed() => {
+                            kernel.backward_data_prepared(&c.geom, x, prepared, bias, y)
+                        }
+                        Some(prepared) => {
+                            kernel.forward_prepared(&c.geom, x, prepared, bias, relu, y);
+                            return;
+                        }
+                    }
+                    if relu {
+                        y.iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                })
+            })
+        });
+        result
     }
 
     /// `grad_x` from `grad_y`.
-    pub fn backward_data(&self, grad_y: &[f32], grad_x: &mut [f32]) -> Result<(), ConvError> {
+    pub fn backward_data<T: Element>(
+        &self,
+        grad_y: &[T],
+        grad_x: &mut [T],
+    ) -> Result<(), ConvError> {
         let c = &self.conv;
         let kernel = self.backward_data.kernel.clone()?;
-        let Some(prepared) = &self.backward_data.prepared else {
-            return c.backward_data_with(kernel, grad_y, &self.weight, grad_x);
-        };
         check_len("grad_y", grad_y.len(), c.output_len())?;
         check_len("grad_x", grad_x.len(), c.input_len())?;
-        if c.is_transposed() {
-            kernel.forward_prepared(&c.geom, grad_y, prepared, None, false, grad_x);
-        } else {
-            kernel.backward_data_prepared(&c.geom, grad_y, prepared, None, grad_x);
-        }
-        Ok(())
+        let mut result = Ok(());
+        with_f32(grad_y, |grad_y| {
+            with_f32_out(grad_x, |grad_x| match &self.backward_data.prepared {
+                None => result = c.backward_data_with(kernel, grad_y, &self.weight, grad_x),
+                Some(prepared) if c.is_transposed() => {
+                    kernel.forward_prepared(&c.geom, grad_y, prepared, None, false, grad_x)
+                }
+                Some(prepared) => {
+                    kernel.backward_data_prepared(&c.geom, grad_y, prepared, None, grad_x)
+                }
+            })
+        });
+        result
     }
 
     /// `grad_weight` (and `grad_bias`) from `x` and `grad_y`.
-    pub fn backward_weight(
+    pub fn backward_weight<T: Element>(
         &self,
-        x: &[f32],
-        grad_y: &[f32],
-        grad_weight: &mut [f32],
-        grad_bias: Option<&mut [f32]>,
+        x: &[T],
+        grad_y: &[T],
+        grad_weight: &mut [T],
+        grad_bias: Option<&mut [T]>,
     ) -> Result<(), ConvError> {
         self.conv.backward_weight_with(
             self.backward_weight.clone()?,

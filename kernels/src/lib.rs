@@ -53,6 +53,7 @@ pub mod pool;
 pub mod reference;
 pub mod registry;
 mod simd;
+pub mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod winograd;
@@ -62,6 +63,7 @@ pub use error::ConvError;
 pub use isa::Isa;
 pub use params::{ConvGeom, ConvParams, Padding};
 pub use registry::{ConvKernel, KERNELS};
+pub use storage::Element;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

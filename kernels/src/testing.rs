@@ -583,3 +583,114 @@ pub fn accuracy_table(seed: u64) -> Vec<AccuracyRow> {
     }
     rows
 }
+
+/// The values of `v` rounded to storage type `T` (as f32, exactly representable in `T`).
+pub fn round_to<T: crate::Element>(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| T::from_f32(x).to_f32()).collect()
+}
+
+/// Checks `kernel` on public `pass` of `p` with `T` storage (f16 or bf16): inputs are rounded
+/// to `T`, the reference is computed from the rounded inputs, and each output may differ by
+/// the f32 contract plus one rounding to `T` (`eps_T/2 * |y|`, and half a subnormal step).
+pub fn check_storage<T: crate::Element>(
+    kernel: &dyn ConvKernel,
+    p: &ConvProblem,
+    pass: Pass,
+) -> Result<Option<f64>, Box<CheckFailure>> {
+    let conv = &p.conv;
+    if kernel
+        .supports(conv.geom(), conv.canonical_pass(pass))
+        .is_err()
+    {
+        return Ok(None);
+    }
+    let rounded = ConvProblem {
+        x: round_to::<T>(&p.x),
+        weight: round_to::<T>(&p.weight),
+        bias: p.bias.as_deref().map(round_to::<T>),
+        grad_y: round_to::<T>(&p.grad_y),
+        ..p.clone()
+    };
+    let to_t = |v: &[f32]| v.iter().map(|&x| T::from_f32(x)).collect::<Vec<T>>();
+    let (x, w, dy) = (
+        to_t(&rounded.x),
+        to_t(&rounded.weight),
+        to_t(&rounded.grad_y),
+    );
+    let b = rounded.bias.as_deref().map(to_t);
+    let fail = |what: String| {
+        Box::new(CheckFailure {
+            kernel: kernel.name(),
+            pass,
+            params: *conv.params(),
+            what,
+        })
+    };
+    let zero = T::from_f32(0.0);
+    let outputs: Vec<Vec<T>> = match pass {
+        Pass::Forward => {
+            let mut y = vec![zero; conv.output_len()];
+            conv.forward_with(kernel, &x, &w, b.as_deref(), &mut y)
+                .map_err(|e| fail(e.to_string()))?;
+            vec![y]
+        }
+        Pass::BackwardData => {
+            let mut dx = vec![zero; conv.input_len()];
+            conv.backward_data_with(kernel, &dy, &w, &mut dx)
+                .map_err(|e| fail(e.to_string()))?;
+            vec![dx]
+        }
+        Pass::BackwardWeight => {
+            let mut dw = vec![zero; conv.weight_len()];
+            let mut db = vec![zero; conv.bias_len()];
+            let grad_bias = b.is_some().then_some(&mut db[..]);
+            conv.backward_weight_with(kernel, &x, &dy, &mut dw, grad_bias)
+                .map_err(|e| fail(e.to_string()))?;
+            if b.is_some() { vec![dw, db] } else { vec![dw] }
+        }
+    };
+    let mut expected = expected(&rounded, pass);
+    if let crate::Algorithm::Winograd(tile) = kernel.algorithm() {
+        let src = if pass == Pass::Forward {
+            &rounded.x
+        } else {
+            &rounded.grad_y
+        };
+        let bias = if pass == Pass::Forward {
+            rounded.bias.as_deref()
+        } else {
+            None
+        };
+        expected[0].magnitude = accuracy::winograd_magnitude(
+            conv.geom(),
+            conv.canonical_pass(pass),
+            tile.m(),
+            src,
+            &rounded.weight,
+            bias,
+        );
+    }
+    let rho = accuracy::rho(kernel.algorithm());
+    let mut worst = 0.0f64;
+    for (got, exp) in outputs.iter().zip(expected) {
+        for (i, (g, (&want, &mag))) in got
+            .iter()
+            .zip(exp.want.iter().zip(&exp.magnitude))
+            .enumerate()
+        {
+            let g = g.to_f32() as f64;
+            let f32_tol = accuracy::bound(rho, exp.len, mag);
+            let tol = accuracy::bound_storage(f32_tol, want, T::EPSILON, T::MIN_SUBNORMAL);
+            let err = (g - want).abs();
+            if err > tol || g.is_nan() {
+                return Err(fail(format!(
+                    "{} storage: {}[{i}] = {g:e}, want {want:e} (error {err:e} > tolerance {tol:e})",
+                    T::NAME,
+                    exp.buffer
+                )));
+            }
+            worst = worst.max(err / tol.max(f64::MIN_POSITIVE));
+        }
+    }
+    Ok(Some(worst))
+}
