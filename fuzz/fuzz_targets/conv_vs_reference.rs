@@ -44,16 +44,26 @@ fn params(c: &Case) -> ConvParams {
         dilation: c.dilation.map(|d| r(d, 1, 4)),
         groups,
         transposed: c.transposed,
-        output_padding: if c.transposed { c.output_padding.map(|o| r(o, 0, 3)) } else { [0, 0] },
+        output_padding: if c.transposed {
+            c.output_padding.map(|o| r(o, 0, 3))
+        } else {
+            [0, 0]
+        },
     }
 }
 
 fuzz_target!(|case: Case| {
-    let Ok(conv) = Conv2d::new(params(&case)) else { return };
+    let Ok(conv) = Conv2d::new(params(&case)) else {
+        return;
+    };
     if conv.geom().macs() > 4 * testing::MAC_BUDGET {
         return;
     }
-    let kind = if case.integer { DataKind::Integer } else { DataKind::Real };
+    let kind = if case.integer {
+        DataKind::Integer
+    } else {
+        DataKind::Real
+    };
     let problem = ConvProblem::new(conv, kind, case.seed, case.bias);
     for kernel in registry::available() {
         for pass in Pass::ALL {

@@ -231,6 +231,23 @@ impl ConvParams {
             let out_w = forward_out("width", p.w, p.kw, sw, dw, pad_l, pad_r)?;
             ([p.h, p.w], [out_h, out_w], p.c_in, p.c_out)
         };
+        // Per image first, so an empty batch cannot hide an image whose size overflows;
+        // the padded image too, which kernels materialise.
+        elements(&[c_in, geom_in[0], geom_in[1]], "input size")?;
+        elements(&[c_out, geom_out[0], geom_out[1]], "output size")?;
+        let padded = |size: usize, a: usize, b: usize| size.checked_add(a)?.checked_add(b);
+        let (ph, pw) = (
+            padded(geom_in[0], pad_t, pad_b),
+            padded(geom_in[1], pad_l, pad_r),
+        );
+        let (ph, pw) = ph.zip(pw).ok_or(ConvError::Overflow {
+            what: "padded input size",
+        })?;
+        elements(&[c_in, ph, pw], "padded input size")?;
+        let per_image_macs = [c_out, geom_out[0], geom_out[1], c_in / p.groups, p.kh, p.kw]
+            .iter()
+            .try_fold(1u64, |acc, &v| acc.checked_mul(v as u64));
+        per_image_macs.ok_or(ConvError::Overflow { what: "FLOP count" })?;
         let x_len = elements(&[p.n, c_in, geom_in[0], geom_in[1]], "input size")?;
         let y_len = elements(&[p.n, c_out, geom_out[0], geom_out[1]], "output size")?;
         let w_len = elements(&[c_out, c_in / p.groups, p.kh, p.kw], "weight size")?;

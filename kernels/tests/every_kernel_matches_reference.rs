@@ -116,6 +116,9 @@ boundary_cases! {
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];
+    // Found by fuzz/api_never_panics: an empty batch with several groups made the direct
+    // backward-weight pass slice past its (empty) padded input.
+    empty_grouped: [conv(0, 4, [5, 5], 4, [3, 3], 1, 1, 1, 2), conv(0, 6, [4, 4], 6, [3, 3], 1, 1, 1, 6)];
 }
 
 #[test]

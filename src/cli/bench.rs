@@ -168,6 +168,13 @@ fn suite(name: &str) -> Result<Vec<Shape>, CliError> {
     })
 }
 
+/// A geometry in the shapes-file format (DESIGN.md), for `--json` rows.
+fn params_json(p: &ConvParams) -> Value {
+    json!({"n": p.n, "c": p.c_in, "h": p.h, "w": p.w, "k": p.c_out, "r": p.kh, "s": p.kw,
+           "stride": p.stride, "pad": p.padding, "dilation": p.dilation, "groups": p.groups,
+           "transposed": p.transposed, "output_padding": p.output_padding})
+}
+
 /// Reads a shapes file: one JSON object per line, missing fields take PyTorch's defaults.
 fn read_shapes(path: &std::path::Path) -> Result<Vec<Shape>, CliError> {
     let text = std::fs::read_to_string(path)
@@ -394,7 +401,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                 if args.json {
                     println!(
                         "{}",
-                        json!({"shape": shape.name, "id": shape.params.id(), "algo": algo.name(), "kernel": kernel.name(),
+                        json!({"shape": shape.name, "id": shape.params.id(), "params": params_json(&shape.params), "algo": algo.name(), "kernel": kernel.name(),
                                "pass": pass.name(), "threads": args.threads, "ms": ms, "gflops": gflops, "pct_peak": pct})
                     );
                 } else {

@@ -303,14 +303,12 @@ fn forward_packed_len(g: &ConvGeom, nr: usize) -> usize {
 fn pack_forward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
-    pack_blocks(
-        g.g,
-        c_out_g,
-        nr,
-        k,
-        |grp, oc, r| weight[(grp * c_out_g + oc) * k + r],
-        out,
-    );
+    with_index_scratch(k, |red_src| {
+        for (r, o) in red_src.iter_mut().enumerate() {
+            *o = r;
+        }
+        pack_blocks(weight, g.g, c_out_g, nr, c_out_g * k, k, red_src, out);
+    });
 }
 
 /// Forward pass with packed weights (see [`pack_forward`]); `relu` fuses a ReLU.
@@ -432,26 +430,28 @@ fn pack_backward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
     for (ry, rx, ty, tx) in phases(g) {
         let taps = ty * tx;
         let len = blocks_len(g.g, c_in_g, nr, c_out_g * taps);
-        let (kys, kxs): (Vec<usize>, Vec<usize>) = (
-            phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
-                .map(|t| t.0)
-                .collect(),
-            phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
-                .map(|t| t.0)
-                .collect(),
-        );
-        let at_tap = |grp: usize, ic: usize, r: usize| {
-            let (oc, t) = (r / taps, r % taps);
-            weight[((grp * c_out_g + oc) * c_in_g + ic) * khw + kys[t / tx] * g.kw + kxs[t % tx]]
-        };
-        pack_blocks(
-            g.g,
-            c_in_g,
-            nr,
-            c_out_g * taps,
-            at_tap,
-            &mut out[at..at + len],
-        );
+        // Entry (oc, ky, kx) of the phase reads w[oc][ic][ky][kx] = ic*khw + (oc*c_in_g*khw + ky*kw + kx).
+        with_index_scratch(c_out_g * taps, |red_src| {
+            let mut r = 0;
+            for oc in 0..c_out_g {
+                for (ky, _) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
+                    for (kx, _) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
+                        red_src[r] = oc * c_in_g * khw + ky * g.kw + kx;
+                        r += 1;
+                    }
+                }
+            }
+            pack_blocks(
+                weight,
+                g.g,
+                c_in_g,
+                nr,
+                c_out_g * c_in_g * khw,
+                khw,
+                red_src,
+                &mut out[at..at + len],
+            );
+        });
         at += len;
     }
 }
@@ -571,6 +571,11 @@ fn backward_weight<S: DirectIsa>(
     grad_y: &[f32],
     grad_weight: &mut [f32],
 ) {
+    if g.n == 0 || g.oh * g.ow == 0 {
+        // No pixels to sum over (and no input planes to slice): the gradient is zero.
+        grad_weight.fill(0.0);
+        return;
+    }
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let (wide, ur, nr) = tile_for::<S>(c_out_g);
     let k = c_in_g * g.kh * g.kw;
@@ -583,10 +588,12 @@ fn backward_weight<S: DirectIsa>(
     with_padded_input(g, x, |src| {
         with_scratch(blocks_len(g.g, c_out_g, nr, np), |packed| {
             // grad_y transposed into blocks: [grp][c_out block][b*p + px][nr].
-            let at = |grp: usize, oc: usize, r: usize| {
-                grad_y[((r / p) * g.c_out + grp * c_out_g + oc) * p + r % p]
-            };
-            pack_blocks(g.g, c_out_g, nr, np, at, packed);
+            with_index_scratch(np, |red_src| {
+                for (r, o) in red_src.iter_mut().enumerate() {
+                    *o = (r / p) * g.c_out * p + r % p;
+                }
+                pack_blocks(grad_y, g.g, c_out_g, nr, c_out_g * p, p, red_src, packed);
+            });
             let packed = &*packed;
             with_index_scratch(np + k, |idx| {
                 let (red, taps) = idx.split_at_mut(np);

@@ -83,18 +83,26 @@ pub(crate) fn blocks_len(groups: usize, n: usize, nr: usize, red: usize) -> usiz
 }
 
 /// Packs an operand into channel blocks of `nr` in `out` (of [`blocks_len`] floats):
-/// `out[grp][blk][r][lane] = at(grp, blk*nr + lane, r)` for `lane < n - blk*nr`, else 0,
-/// where `n` channels per group are blocked and `red` reduction entries per channel.
+///
+/// ```text
+/// out[grp][blk][r][lane] = src[grp*group_stride + (blk*nr + lane)*ch_stride + red_src[r]]
+///                          for lane < n - blk*nr, else 0
+/// ```
+///
+/// with `n` channels per group and `red_src.len()` reduction entries per channel.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_blocks(
+    src: &[f32],
     groups: usize,
     n: usize,
     nr: usize,
-    red: usize,
-    at: impl Fn(usize, usize, usize) -> f32 + Sync,
+    group_stride: usize,
+    ch_stride: usize,
+    red_src: &[usize],
     out: &mut [f32],
 ) {
     let blocks = n.div_ceil(nr);
-    let per_block = red * nr;
+    let per_block = red_src.len() * nr;
     if per_block == 0 {
         return;
     }
@@ -104,11 +112,11 @@ pub(crate) fn pack_blocks(
         |gb, blk_out| {
             let (grp, blk) = (gb / blocks, gb % blocks);
             let lanes = nr.min(n - blk * nr);
-            for r in 0..red {
-                let dst = &mut blk_out[r * nr..][..nr];
+            let base = grp * group_stride + blk * nr * ch_stride;
+            for (dst, &off) in blk_out.chunks_exact_mut(nr).zip(red_src) {
                 for (lane, d) in dst.iter_mut().enumerate() {
                     *d = if lane < lanes {
-                        at(grp, blk * nr + lane, r)
+                        src[base + lane * ch_stride + off]
                     } else {
                         0.0
                     };

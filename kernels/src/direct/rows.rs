@@ -149,14 +149,12 @@ fn packed_len(g: &ConvGeom) -> usize {
 fn pack(g: &ConvGeom, weight: &[f32], out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
-    pack_blocks(
-        g.g,
-        c_out_g,
-        nj(g),
-        k,
-        |grp, oc, r| weight[(grp * c_out_g + oc) * k + r],
-        out,
-    );
+    with_index_scratch(k, |red_src| {
+        for (r, o) in red_src.iter_mut().enumerate() {
+            *o = r;
+        }
+        pack_blocks(weight, g.g, c_out_g, nj(g), c_out_g * k, k, red_src, out);
+    });
 }
 
 fn forward<S: DirectIsa>(

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""Regenerates BENCHMARKS.md and benchmarks.svg from a real run on this machine.
+
+It runs `convnet peak` and `convnet bench --json` (every algorithm but the reference, every
+pass, 1 and 2 threads) on the named suite and, when PyTorch is importable, times PyTorch's
+conv2d / conv_transpose2d (oneDNN on CPU) on the same shapes, passes and thread counts in the
+same run. PyTorch is never a dependency of the crates; on Debian get it with
+
+    apt-get install python3-torch
+    /usr/bin/python3 scripts/benchmarks.py            # the python3 that has torch
+
+Usage: scripts/benchmarks.py [--suite all] [--threads 1,2] [--passes fwd,bwd_data,bwd_weight]
+                             [--out BENCHMARKS.md] [--svg benchmarks.svg]
+The whole default sweep takes about 15-25 minutes on 2 cores.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ALGOS = "direct,im2col,winograd_f2,winograd_f4,winograd_f6,auto"
+
+
+def convnet(*args):
+    """Runs the release convnet binary; returns its JSON lines."""
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    exe = os.path.join(ROOT, "target", "release", "convnet")
+    out = subprocess.run([exe, *args, "--json"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def torch_times(rows, threads, passes):
+    """Median ms of PyTorch on each (shape id, pass), or {} without torch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        print("PyTorch not found: install python3-torch and run with /usr/bin/python3 to compare", file=sys.stderr)
+        return {}
+    torch.set_num_threads(threads)
+    results = {}
+    shapes = {r["id"]: r["params"] for r in rows}
+    for shape_id, g in sorted(shapes.items()):
+        x = torch.randn(g["n"], g["c"], g["h"], g["w"])
+        pt, pb, pl, pr = g["pad"]
+        sym = pt == pb and pl == pr
+        stride, dilation = tuple(g["stride"]), tuple(g["dilation"])
+        if g["transposed"]:
+            w = torch.randn(g["c"], g["k"] // g["groups"], g["r"], g["s"])
+
+            def fwd(x, w):
+                return F.conv_transpose2d(x, w, None, stride, (pt, pl), tuple(g["output_padding"]), g["groups"], dilation)
+        else:
+            w = torch.randn(g["k"], g["c"] // g["groups"], g["r"], g["s"])
+
+            def fwd(x, w):
+                xp = x if sym else F.pad(x, (pl, pr, pt, pb))
+                return F.conv2d(xp, w, None, stride, (pt, pl) if sym else 0, dilation, g["groups"])
+        with torch.no_grad():
+            y = fwd(x, w)
+        gy = torch.randn_like(y)
+        for p in passes:
+            def step():
+                if p == "fwd":
+                    with torch.no_grad():
+                        fwd(x, w)
+                    return
+                xi = x.detach().requires_grad_(p == "bwd_data")
+                wi = w.detach().requires_grad_(p == "bwd_weight")
+                fwd(xi, wi).backward(gy)
+            step()
+            times = []
+            start = time.perf_counter()
+            while len(times) < 7 or (time.perf_counter() - start < 0.5 and len(times) < 200):
+                t0 = time.perf_counter()
+                step()
+                times.append((time.perf_counter() - t0) * 1e3)
+            ms = statistics.median(times)
+            if p != "fwd":
+                # step() runs the forward pass (to build the autograd graph) and then only the
+                # requested gradient; subtract the forward's median to leave the backward pass.
+                with torch.no_grad():
+                    fwd_times = []
+                    for _ in range(5):
+                        t0 = time.perf_counter()
+                        fwd(x, w)
+                        fwd_times.append((time.perf_counter() - t0) * 1e3)
+                ms = max(ms - statistics.median(fwd_times), 1e-6)
+            results[(shape_id, p)] = ms
+    return results
+
+
+def svg_plot(rows, path, threads):
+    """A grouped bar chart of forward GFLOP/s per shape and algorithm, hand-written SVG."""
+    fwd = [r for r in rows if r["pass"] == "fwd" and r["threads"] == threads and r["algo"] != "auto"]
+    shapes = list(dict.fromkeys(r["shape"] for r in fwd))
+    algos = list(dict.fromkeys(r["algo"] for r in fwd)) + (["pytorch"] if any("torch_gflops" in r for r in fwd) else [])
+    colors = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1"]
+    val = {}
+    for r in fwd:
+        val[(r["shape"], r["algo"])] = r["gflops"]
+        if "torch_gflops" in r:
+            val[(r["shape"], "pytorch")] = r["torch_gflops"]
+    top = max(val.values()) if val else 1
+    bw, gap, h, left, bottom = 7, 14, 320, 60, 150
+    width = left + len(shapes) * (len(algos) * bw + gap) + 20
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h + bottom + 40}" font-family="sans-serif" font-size="10">',
+           f'<text x="{left}" y="14" font-size="13">Forward GFLOP/s per shape and algorithm, {threads} thread(s)</text>']
+    for i in range(6):
+        y = 20 + h - h * i / 5
+        out.append(f'<line x1="{left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 6}" y="{y + 3:.1f}" text-anchor="end">{top * i / 5:.0f}</text>')
+    for si, s in enumerate(shapes):
+        x0 = left + si * (len(algos) * bw + gap)
+        for ai, a in enumerate(algos):
+            v = val.get((s, a))
+            if v is None:
+                continue
+            bh = h * v / top
+            out.append(f'<rect x="{x0 + ai * bw}" y="{20 + h - bh:.1f}" width="{bw - 1}" height="{bh:.1f}" fill="{colors[ai % len(colors)]}"><title>{s} {a}: {v:.1f}</title></rect>')
+        cx = x0 + len(algos) * bw / 2
+        out.append(f'<text transform="translate({cx:.1f},{20 + h + 8}) rotate(60)">{s}</text>')
+    for ai, a in enumerate(algos):
+        out.append(f'<rect x="{left + ai * 110}" y="{h + bottom + 15}" width="10" height="10" fill="{colors[ai % len(colors)]}"/>')
+        out.append(f'<text x="{left + ai * 110 + 14}" y="{h + bottom + 24}">{a}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default="all")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--passes", default="fwd,bwd_data,bwd_weight")
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--svg", default=os.path.join(ROOT, "benchmarks.svg"))
+    args = ap.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    passes = args.passes.split(",")
+    peaks = {(p["isa"], p["threads"]): p["gflops"] for p in convnet("peak")}
+    rows = []
+    for t in threads:
+        print(f"convnet bench --suite {args.suite} --threads {t} ...", file=sys.stderr)
+        rows += convnet("bench", "--suite", args.suite, "--algos", ALGOS, "--pass", args.passes, "--threads", str(t))
+        torch = torch_times([r for r in rows if r["threads"] == t], t, passes)
+        for r in rows:
+            if r["threads"] == t and (r["id"], r["pass"]) in torch:
+                ms = torch[(r["id"], r["pass"])]
+                r["torch_ms"] = ms
+                r["torch_gflops"] = r["gflops"] * r["ms"] / ms
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `scripts/benchmarks.py` on {time.strftime('%Y-%m-%d')}: {cpu}, {os.cpu_count()} cores, "
+        "a shared, noisy machine, so read the ratios more than the absolute numbers. "
+        "Times are medians of interleaved runs after a warm-up; GFLOP/s use the direct-convolution FLOP count "
+        "for every algorithm (Winograd's are effective rates); % peak is against `convnet peak` measured in the same run.",
+        "",
+        "| ISA | threads | peak GFLOP/s |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {isa} | {t} | {g:.1f} |" for (isa, t), g in sorted(peaks.items())]
+    for t in threads:
+        for p in passes:
+            sel = [r for r in rows if r["threads"] == t and r["pass"] == p]
+            if not sel:
+                continue
+            algos = [a for a in dict.fromkeys(r["algo"] for r in sel) if a != "auto"]
+            have_torch = any("torch_gflops" in r for r in sel)
+            lines += ["", f"## {p}, {t} thread(s)", "",
+                      "GFLOP/s (and % of peak) per algorithm; the winner in bold; what Auto chose and its ratio to the winner"
+                      + ("; PyTorch (oneDNN) on the same shape, and the winner's speed relative to it." if have_torch else "."), ""]
+            head = ["shape"] + algos + ["auto", "auto / best"] + (["pytorch", "best / pytorch"] if have_torch else [])
+            lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+            for shape in dict.fromkeys(r["shape"] for r in sel):
+                by = {r["algo"]: r for r in sel if r["shape"] == shape}
+                best = max((by[a] for a in algos if a in by), key=lambda r: r["gflops"])
+                cells = [shape]
+                for a in algos:
+                    if a not in by:
+                        cells.append("-")
+                        continue
+                    c = f"{by[a]['gflops']:.1f} ({by[a]['pct_peak']:.0f}%)"
+                    cells.append(f"**{c}**" if by[a] is best else c)
+                auto = by.get("auto")
+                cells.append(auto["kernel"] if auto else "-")
+                cells.append(f"{auto['gflops'] / best['gflops']:.2f}" if auto else "-")
+                if have_torch:
+                    tg = best.get("torch_gflops")
+                    cells += [f"{tg:.1f}" if tg else "-", f"{best['gflops'] / tg:.2f}" if tg else "-"]
+                lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"![forward GFLOP/s per shape and algorithm]({os.path.basename(args.svg)})", ""]
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+    svg_plot(rows, args.svg, threads[0])
+    print(f"wrote {args.out} and {args.svg}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
