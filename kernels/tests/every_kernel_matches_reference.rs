@@ -108,6 +108,12 @@ boundary_cases! {
     w_lt_tile: [1, 2, 3].map(|w| conv(1, 4, [5, w], 16, [3, 3], 1, 1, 1, 1));
     w_subtile: [13, 15, 17, 29].map(|w| conv(1, 4, [3, w], 16, [3, 3], 1, 1, 1, 1));
     pad_only_window: [conv(1, 2, [2, 2], 5, [3, 3], 1, 3, 1, 1), conv(2, 3, [1, 1], 4, [2, 2], 2, 2, 1, 1)];
+    // Found by fuzz/api_never_panics: the only output column reads the left padding, which
+    // is wider than the padded copy the direct kernel needs, so the copy sliced past its row.
+    pad_wider_than_padded_copy: [
+        ConvParams { stride: [1, 9], padding: [0, 0, 5, 0], ..ConvParams::new(1, 1, 4, 4, 1, [1, 1]) },
+        ConvParams { stride: [9, 1], padding: [5, 0, 0, 0], ..ConvParams::new(1, 2, 4, 4, 3, [1, 2]) },
+    ];
     stride_gt_kernel: [conv(1, 3, [11, 10], 8, [2, 2], 3, 0, 1, 1), conv(1, 3, [9, 9], 8, [1, 1], 3, 1, 1, 1)];
     dilation_gt_input: [conv(1, 2, [4, 4], 8, [2, 2], 1, 1, 5, 1), conv(1, 2, [3, 5], 3, [2, 3], 1, 2, 4, 1)];
     groups_depthwise: [conv(2, 8, [7, 7], 8, [3, 3], 1, 1, 1, 8), conv(1, 6, [6, 6], 12, [3, 3], 2, 1, 1, 6), conv(1, 16, [5, 5], 16, [5, 5], 1, 2, 1, 16)];

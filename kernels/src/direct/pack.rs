@@ -56,13 +56,15 @@ pub(crate) fn pad_planes<'a>(
     }
     let plane = rows * cols;
     let data = &mut buf[..planes * plane];
-    let len = w.min(cols.saturating_sub(left));
+    // Source columns land at left..left+len; the left padding may cover the whole row.
+    let left = left.min(cols);
+    let len = w.min(cols - left);
     for_each_chunk_mut(data, plane, |p, dst| {
         let s = &src[p * h * w..][..h * w];
         for (r, row) in dst.chunks_mut(cols).enumerate() {
             match r.checked_sub(top).filter(|&iy| iy < h) {
                 Some(iy) => {
-                    row[..left.min(cols)].fill(0.0);
+                    row[..left].fill(0.0);
                     row[left..left + len].copy_from_slice(&s[iy * w..][..len]);
                     row[left + len..].fill(0.0);
                 }
