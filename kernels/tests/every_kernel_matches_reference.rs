@@ -110,6 +110,11 @@ boundary_cases! {
     pad_only_window: [conv(1, 2, [2, 2], 5, [3, 3], 1, 3, 1, 1), conv(2, 3, [1, 1], 4, [2, 2], 2, 2, 1, 1)];
     // Found by fuzz/api_never_panics: the only output column reads the left padding, which
     // is wider than the padded copy the direct kernel needs, so the copy sliced past its row.
+    // Found by fuzz/api_never_panics: a stride above isize::MAX (one output column) wrapped
+    // to -1 in the backward-data phase arithmetic.
+    stride_above_isize_max: [
+        ConvParams { stride: [3, usize::MAX], padding: [2, 1, 3, 2], dilation: [1, 2], ..ConvParams::new(1, 2, 7, 5, 3, [2, 3]) },
+    ];
     pad_wider_than_padded_copy: [
         ConvParams { stride: [1, 9], padding: [0, 0, 5, 0], ..ConvParams::new(1, 1, 4, 4, 1, [1, 1]) },
         ConvParams { stride: [9, 1], padding: [5, 0, 0, 0], ..ConvParams::new(1, 2, 4, 4, 3, [1, 2]) },

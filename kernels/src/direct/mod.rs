@@ -383,9 +383,9 @@ fn forward<S: DirectIsa>(
     });
 }
 
-/// `floor(a / b)` for a possibly negative `a`.
+/// `floor(a / b)` for a possibly negative `a` (in i128: a stride may exceed `isize::MAX`).
 fn floor_div(a: isize, b: usize) -> isize {
-    a.div_euclid(b as isize)
+    (a as i128).div_euclid(b as i128) as isize
 }
 
 /// The taps of one stride phase of backward-data along an axis: those reaching pixels
@@ -397,9 +397,11 @@ fn phase_taps(
     pad: usize,
     k: usize,
 ) -> impl Iterator<Item = (usize, isize)> {
+    // i128: a stride may exceed isize::MAX; r + pad and kk*d fit (validated sizes), so t
+    // and the quotient fit in isize.
     (0..k).filter_map(move |kk| {
-        let t = (r + pad) as isize - (kk * d) as isize;
-        (t.rem_euclid(s as isize) == 0).then(|| (kk, t.div_euclid(s as isize)))
+        let t = (r + pad) as i128 - (kk * d) as i128;
+        (t.rem_euclid(s as i128) == 0).then(|| (kk, t.div_euclid(s as i128) as isize))
     })
 }
 
