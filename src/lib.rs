@@ -29,6 +29,7 @@ pub mod models;
 pub mod optim;
 pub mod param;
 pub mod rng;
+pub mod summary;
 mod tensor;
 pub mod train;
 

@@ -104,6 +104,64 @@ fn models_lists_lenet5_with_its_parameter_count() {
     assert!(line.contains("1x32x32") && line.contains("61718"), "{line}");
 }
 
+#[test]
+fn models_lists_the_whole_zoo() {
+    let out = convnet(&["models", "--json"]);
+    assert!(out.status.success());
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), convnet::models::MODELS.len());
+    let find = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["model"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed"))
+    };
+    assert_eq!(find("resnet20")["params"], 272_186);
+    assert_eq!(find("resnet20")["data"], "fashion-mnist");
+    assert_eq!(find("densenet121")["params"], 7_978_856);
+    assert_eq!(
+        find("densenet121")["input"],
+        serde_json::json!([3, 224, 224])
+    );
+    assert!(find("densenet121")["data"].is_null());
+    // The ImageNet models train only on a data set given with --data.
+    fails_with(&["train", "alexnet"], "alexnet has no bundled data set");
+}
+
+#[test]
+fn summary_prints_every_layer_and_the_totals() {
+    let out = convnet(&["summary", "resnet20", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    let (totals, rows) = lines.split_last().unwrap();
+    assert_eq!(totals["total_params"], 272_186);
+    let params: u64 = rows.iter().map(|r| r["params"].as_u64().unwrap()).sum();
+    let flops: u64 = rows.iter().map(|r| r["flops"].as_u64().unwrap()).sum();
+    assert_eq!(
+        (params, flops),
+        (272_186, totals["total_flops"].as_u64().unwrap())
+    );
+    let stem = &rows[0];
+    assert_eq!(stem["layer"], "conv1");
+    assert_eq!(stem["output"], serde_json::json!([1, 16, 32, 32]));
+    assert_eq!(stem["flops"], 2 * 16 * 32 * 32 * 9);
+    assert_eq!(stem["receptive_field"], serde_json::json!([3, 3]));
+    let fc = rows.last().unwrap();
+    assert_eq!(
+        (fc["layer"].as_str(), fc["kind"].as_str()),
+        (Some("fc"), Some("Linear"))
+    );
+    let text = convnet(&["summary", "googlenet"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("inception5b.branch4.1.conv"), "{text}");
+    assert!(text.contains("total: 6,624,904 parameters"), "{text}");
+    fails_with(&["summary", "nosuchnet"], "unknown model `nosuchnet`");
+}
+
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -198,6 +198,11 @@ fn cases() -> Result<Vec<Case>, Error> {
             LocalResponseNorm::new(4, 0.3, 0.75, 2.0)?,
             [1, 6, 2, 1],
         ),
+        case(
+            "LocalResponseNorm size 5, beta 0.6",
+            LocalResponseNorm::new(5, 0.4, 0.6, 1.5)?,
+            [2, 7, 1, 2],
+        ),
         case("Dropout (eval)", Dropout::new(0.5)?, [2, 3, 2, 2]),
         train(case("Dropout (train)", Dropout::new(0.5)?, [2, 3, 2, 2])),
         case("Flatten", Flatten::new(), [2, 3, 2, 2]),

@@ -28,8 +28,16 @@ fn close(a: f32, b: f64, what: &str) {
 
 #[test]
 fn local_response_norm_matches_pytorch_formula() {
-    for size in [1, 2, 3, 4, 5] {
-        let (alpha, beta, k) = (0.3, 0.75, 2.0);
+    // beta = 0.75 (AlexNet's) takes a square-root path, any other beta `powf`.
+    for (size, beta) in [
+        (1, 0.75),
+        (2, 0.75),
+        (3, 0.75),
+        (4, 0.75),
+        (5, 0.75),
+        (3, 0.6),
+    ] {
+        let (alpha, k) = (0.3, 2.0);
         let mut lrn = LocalResponseNorm::new(size, alpha, beta, k).unwrap();
         let x = ramp([2, 6, 2, 3], 0.2);
         let y = eval(&mut lrn, &x);

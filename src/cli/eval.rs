@@ -37,7 +37,7 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode, CliError> {
     super::check_model_name(&ckpt, spec)?;
     let mut model = (spec.build)()?;
     ckpt.apply_to(&mut model)?;
-    let dir = data::resolve_dir(args.data.as_deref().unwrap_or(spec.defaults.data))?;
+    let dir = super::data_dir(args.data.as_deref(), spec)?;
     let splits = data::load_dir(&dir)?;
     // Normalized with the training split's statistics, as in training.
     let pipeline = Pipeline::new(&splits.train, spec.input)?;

@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod eval;
 mod models;
+mod summary;
 mod train;
 
 use std::process::ExitCode;
@@ -34,13 +35,16 @@ enum Command {
     Eval(eval::EvalArgs),
     /// List the models with their input size and parameter count.
     Models(models::ModelsArgs),
+    /// Per layer: output shape, parameters, FLOPs and receptive field; then the totals.
+    Summary(summary::SummaryArgs),
 }
 
 /// Errors a subcommand reports before exiting with status 2.
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Batch size of test-set evaluation.
-const EVAL_BATCH: usize = 500;
+/// Batch size of test-set evaluation: small enough that the activations of the widest small
+/// models (DenseNet's concatenations) stay far from memory-bandwidth-bound sizes.
+const EVAL_BATCH: usize = 128;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -51,6 +55,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Train(args) => train::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Models(args) => models::run(&args),
+        Command::Summary(args) => summary::run(&args),
     }
 }
 
@@ -66,6 +71,19 @@ fn set_threads(threads: Option<usize>) -> Result<(), CliError> {
         .num_threads(t)
         .build_global()
         .map_err(|e| format!("cannot start {t} threads: {e}").into())
+}
+
+/// The data directory: `--data` if given, else the model's bundled data set.
+fn data_dir(arg: Option<&str>, spec: &ModelSpec) -> Result<std::path::PathBuf, CliError> {
+    let name = arg.or(spec.defaults.data).ok_or_else(|| {
+        let [c, h, w] = spec.input;
+        format!(
+            "{} has no bundled data set: pass --data DIR ({c}-channel images of at most \
+             {h}x{w}, up to {} classes)",
+            spec.name, spec.classes
+        )
+    })?;
+    Ok(convnet::data::resolve_dir(name)?)
 }
 
 /// Refuses a checkpoint whose metadata names another model.

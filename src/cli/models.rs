@@ -19,7 +19,7 @@ pub struct ModelsArgs {
 pub fn run(args: &ModelsArgs) -> Result<ExitCode, CliError> {
     if !args.json {
         println!(
-            "{:<12} {:>10} {:>8} {:>12}  {:<14} description",
+            "{:<16} {:>10} {:>8} {:>12}  {:<14} description",
             "model", "input", "classes", "parameters", "default data"
         );
     }
@@ -37,12 +37,12 @@ pub fn run(args: &ModelsArgs) -> Result<ExitCode, CliError> {
             println!("{line}");
         } else {
             println!(
-                "{:<12} {:>10} {:>8} {:>12}  {:<14} {}",
+                "{:<16} {:>10} {:>8} {:>12}  {:<14} {}",
                 spec.name,
                 format!("{c}x{h}x{w}"),
                 spec.classes,
                 params,
-                spec.defaults.data,
+                spec.defaults.data.unwrap_or("-"),
                 spec.description
             );
         }

@@ -82,7 +82,7 @@ fn config(args: &TrainArgs, spec: &ModelSpec) -> Result<TrainConfig, CliError> {
 /// The data set and its pipeline (normalized with the whole training split's statistics,
 /// as `eval` does, even when `--limit` trains on a part of it).
 fn load_data(args: &TrainArgs, spec: &ModelSpec) -> Result<(Splits, Pipeline), CliError> {
-    let dir = data::resolve_dir(args.data.as_deref().unwrap_or(spec.defaults.data))?;
+    let dir = super::data_dir(args.data.as_deref(), spec)?;
     let mut splits = data::load_dir(&dir)?;
     let pipeline = Pipeline::new(&splits.train, spec.input)?;
     if let Some(n) = args.limit {

@@ -11,14 +11,17 @@
 //! dweight = sum dy*xhat,  dbias = sum dy
 //! ```
 //!
-//! Channel sums accumulate in f64 in a fixed order (sample by sample, pixel by pixel), one
-//! channel per task, so statistics do not depend on the thread count.
+//! Channel sums accumulate in f64 in a fixed order (sample by sample; within a plane, eight
+//! interleaved partial sums), one channel per task, so statistics do not depend on the
+//! thread count. The forward pass keeps its input, not `xhat`, which the backward pass
+//! recomputes on the fly: one tensor less written per pass.
 
 use rayon::prelude::*;
 
 use super::{Ctx, Layer, cached, check_channels, check_grad};
 use crate::error::ensure;
 use crate::param::{Param, join};
+use crate::summary;
 use crate::{Error, Tensor};
 
 /// Batch normalization over the channels of NCHW input. Parameters `weight`, `bias`;
@@ -36,29 +39,61 @@ pub struct BatchNorm2d {
     saved: Option<Saved>,
 }
 
-/// What the backward pass needs.
+/// What the backward pass needs: the input and the statistics it was normalized with
+/// (`xhat` is recomputed from them rather than stored).
 #[derive(Clone, Debug)]
 struct Saved {
-    xhat: Tensor,
+    x: Tensor,
+    mean: Vec<f32>,
     inv_std: Vec<f32>,
     train: bool,
 }
 
-/// `f(channel, plane)` summed in f64 over every plane of `channel`, in sample order.
-fn channel_sum(
+/// Independent accumulators of the f64 channel sums: enough to keep the adds pipelined and
+/// vectorized. The order of a sum is fixed by this split, not by the thread count.
+const LANES: usize = 8;
+
+/// `sum f(v)` over one plane in f64: `LANES` interleaved partial sums, added at the end.
+fn plane_sum(plane: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0.0f64; LANES];
+    let chunks = plane.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f(v as f64)).sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v as f64);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// `(sum dy, sum dy * (x - shift))` over one plane of `dy` and `x`, in f64, ordered as
+/// [`plane_sum`] orders its sum.
+fn plane_grad_sums(dy: &[f32], x: &[f32], shift: f64) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let (cd, cx) = (dy.chunks_exact(LANES), x.chunks_exact(LANES));
+    let (mut t1, mut t2) = (0.0f64, 0.0f64);
+    for (&d, &v) in cd.remainder().iter().zip(cx.remainder()) {
+        t1 += d as f64;
+        t2 += d as f64 * (v as f64 - shift);
+    }
+    for (d, v) in cd.zip(cx) {
+        for lane in 0..LANES {
+            s1[lane] += d[lane] as f64;
+            s2[lane] += d[lane] as f64 * (v[lane] as f64 - shift);
+        }
+    }
+    (s1.iter().sum::<f64>() + t1, s2.iter().sum::<f64>() + t2)
+}
+
+/// The planes of channel `ch` in a `[n, channels, plane]` tensor, in sample order.
+fn channel_planes(
     t: &[f32],
     channels: usize,
     plane: usize,
     ch: usize,
-    f: impl Fn(usize) -> f64,
-) -> f64 {
-    let samples = t.len() / (channels * plane).max(1);
-    (0..samples)
-        .map(|b| {
-            let start = (b * channels + ch) * plane;
-            (start..start + plane).map(&f).sum::<f64>()
-        })
-        .sum()
+) -> impl Iterator<Item = &[f32]> {
+    t.chunks_exact((channels * plane).max(1))
+        .map(move |sample| &sample[ch * plane..(ch + 1) * plane])
 }
 
 impl BatchNorm2d {
@@ -103,11 +138,12 @@ impl BatchNorm2d {
         Ok((0..self.channels)
             .into_par_iter()
             .map(|ch| {
-                let mean =
-                    channel_sum(data, self.channels, plane, ch, |i| data[i] as f64) / m as f64;
-                let var = channel_sum(data, self.channels, plane, ch, |i| {
-                    (data[i] as f64 - mean).powi(2)
-                }) / m as f64;
+                let planes = || channel_planes(data, self.channels, plane, ch);
+                let mean = planes().map(|p| plane_sum(p, |v| v)).sum::<f64>() / m as f64;
+                let var = planes()
+                    .map(|p| plane_sum(p, |v| (v - mean) * (v - mean)))
+                    .sum::<f64>()
+                    / m as f64;
                 (mean, var)
             })
             .collect())
@@ -137,7 +173,7 @@ impl Layer for BatchNorm2d {
         check_channels("BatchNorm2d", input, self.channels)?;
         Ok(input)
     }
-    fn forward(&mut self, mut x: Tensor, ctx: &mut Ctx) -> Result<Tensor, Error> {
+    fn forward(&mut self, x: Tensor, ctx: &mut Ctx) -> Result<Tensor, Error> {
         check_channels("BatchNorm2d", x.shape(), self.channels)?;
         let (mean, inv_std): (Vec<f32>, Vec<f32>) = if ctx.is_train() {
             let stats = self.batch_stats(&x)?;
@@ -153,64 +189,76 @@ impl Layer for BatchNorm2d {
             (rm.clone(), inv.collect())
         };
         let plane = x.plane_len().max(1);
-        let mut xhat = x.clone();
+        let mut y = Tensor::zeros(x.shape());
         let (w, b, c) = (&self.weight.value, &self.bias.value, self.channels);
-        xhat.data_mut()
+        y.data_mut()
             .par_chunks_mut(plane)
-            .zip(x.data_mut().par_chunks_mut(plane))
+            .zip(x.data().par_chunks(plane))
             .enumerate()
-            .for_each(|(i, (hp, yp))| {
+            .for_each(|(i, (yp, xp))| {
                 let ch = i % c;
-                for (h, y) in hp.iter_mut().zip(yp) {
-                    *h = (*h - mean[ch]) * inv_std[ch];
-                    *y = w[ch] * *h + b[ch];
+                let (m, inv, wc, bc) = (mean[ch], inv_std[ch], w[ch], b[ch]);
+                for (y, &x) in yp.iter_mut().zip(xp) {
+                    *y = wc * ((x - m) * inv) + bc;
                 }
             });
         let train = ctx.is_train();
         self.saved = Some(Saved {
-            xhat,
+            x,
+            mean,
             inv_std,
             train,
         });
-        Ok(x)
+        Ok(y)
     }
     fn backward(&mut self, mut grad_y: Tensor) -> Result<Tensor, Error> {
         let s = cached(&self.saved, "BatchNorm2d")?;
-        check_grad("BatchNorm2d", &grad_y, s.xhat.shape())?;
-        let (c, plane) = (self.channels, s.xhat.plane_len().max(1));
-        let m = (s.xhat.n() * s.xhat.plane_len()) as f64;
-        let (gy, xh) = (grad_y.data(), s.xhat.data());
+        check_grad("BatchNorm2d", &grad_y, s.x.shape())?;
+        let (c, plane) = (self.channels, s.x.plane_len().max(1));
+        let m = (s.x.n() * s.x.plane_len()) as f64;
+        let (gy, x) = (grad_y.data(), s.x.data());
+        // Per channel: sum dy, and sum dy * xhat = inv_std * sum dy * (x - mean).
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let sum_dy = channel_sum(gy, c, plane, ch, |i| gy[i] as f64);
-                let sum_dy_xhat = channel_sum(gy, c, plane, ch, |i| gy[i] as f64 * xh[i] as f64);
-                (sum_dy, sum_dy_xhat)
+                let planes = channel_planes(gy, c, plane, ch).zip(channel_planes(x, c, plane, ch));
+                let (mut sum_dy, mut sum_dy_xc) = (0.0f64, 0.0f64);
+                for (gp, xp) in planes {
+                    let (a, b) = plane_grad_sums(gp, xp, s.mean[ch] as f64);
+                    sum_dy += a;
+                    sum_dy_xc += b;
+                }
+                (sum_dy, sum_dy_xc * s.inv_std[ch] as f64)
             })
             .collect();
         for (ch, &(sum_dy, sum_dy_xhat)) in sums.iter().enumerate() {
             self.bias.grad[ch] = sum_dy as f32;
             self.weight.grad[ch] = sum_dy_xhat as f32;
         }
-        let (w, inv_std, train) = (&self.weight.value, &s.inv_std, s.train);
+        let (w, train) = (&self.weight.value, s.train);
         grad_y
             .data_mut()
             .par_chunks_mut(plane)
-            .zip(s.xhat.data().par_chunks(plane))
+            .zip(s.x.data().par_chunks(plane))
             .enumerate()
-            .for_each(|(i, (gp, hp))| {
+            .for_each(|(i, (gp, xp))| {
                 let ch = i % c;
-                let scale = w[ch] * inv_std[ch];
+                let (mean, inv) = (s.mean[ch], s.inv_std[ch]);
+                let scale = w[ch] * inv;
                 let (mean_dy, mean_dy_xhat) = if train {
                     ((sums[ch].0 / m) as f32, (sums[ch].1 / m) as f32)
                 } else {
                     (0.0, 0.0)
                 };
-                for (g, &h) in gp.iter_mut().zip(hp) {
-                    *g = scale * (*g - mean_dy - h * mean_dy_xhat);
+                for (g, &x) in gp.iter_mut().zip(xp) {
+                    let xhat = (x - mean) * inv;
+                    *g = scale * (*g - mean_dy - xhat * mean_dy_xhat);
                 }
             });
         Ok(grad_y)
+    }
+    fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
+        Ok(2 * summary::elements(self.output_shape(input)?))
     }
     fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param)) {
         f(join(prefix, "weight"), &self.weight);

@@ -5,6 +5,7 @@
 
 use super::{Ctx, Layer, cached, check_grad};
 use crate::param::{Param, join};
+use crate::summary::{self, Field, Row};
 use crate::{Error, Tensor};
 
 /// A named child layer.
@@ -110,6 +111,44 @@ impl Layer for Sequential {
     fn visit_params_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, &'a mut Param)) {
         visit_children_mut(&mut self.children, prefix, f)
     }
+    fn summarize(&self, name: &str, input: Field, rows: &mut Vec<Row>) -> Result<Field, Error> {
+        self.children
+            .iter()
+            .try_fold(input, |field, (child, layer)| {
+                layer.summarize(&join(name, child), field, rows)
+            })
+    }
+}
+
+/// The summary rows of parallel children on one input, then the row of their join
+/// (`kind`, `flops`) into `shape`; returns the joined field. `identity` adds the input
+/// itself as a branch (a residual block's identity shortcut).
+fn summarize_branches(
+    children: &[Child],
+    identity: bool,
+    join_row: (&str, &'static str, u64, [usize; 4]),
+    input: Field,
+    rows: &mut Vec<Row>,
+) -> Result<Field, Error> {
+    let (name, kind, flops, shape) = join_row;
+    let mut fields = children
+        .iter()
+        .map(|(child, layer)| layer.summarize(&join(name, child), input, rows))
+        .collect::<Result<Vec<_>, _>>()?;
+    if identity {
+        fields.push(input);
+    }
+    let out = Field::join(&fields, shape);
+    rows.push(Row {
+        name: name.to_string(),
+        kind,
+        output: shape,
+        params: 0,
+        flops,
+        receptive: out.receptive,
+        jump: out.jump,
+    });
+    Ok(out)
 }
 
 /// `y = body(x) + shortcut(x)`, the shortcut being the identity unless given (He et al.'s
@@ -216,6 +255,13 @@ impl Layer for Residual {
     fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param)) {
         visit_children(&self.children, prefix, f)
     }
+    /// The body's rows, the shortcut's (none for the identity), and the addition's.
+    fn summarize(&self, name: &str, input: Field, rows: &mut Vec<Row>) -> Result<Field, Error> {
+        let shape = self.output_shape(input.shape)?;
+        let join_row = (name, "Residual", summary::elements(shape), shape);
+        let identity = self.children.len() == 1;
+        summarize_branches(&self.children, identity, join_row, input, rows)
+    }
     fn visit_params_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, &'a mut Param)) {
         visit_children_mut(&mut self.children, prefix, f)
     }
@@ -304,11 +350,15 @@ impl Layer for Concat {
         Self::joined(&shapes)
     }
     fn forward(&mut self, x: Tensor, ctx: &mut Ctx) -> Result<Tensor, Error> {
-        let outputs = self
-            .branches
+        // Every branch but the last gets a copy of the input; the last takes it.
+        let Some(((_, last), rest)) = self.branches.split_last_mut() else {
+            return Self::joined(&[]).map(Tensor::zeros);
+        };
+        let mut outputs = rest
             .iter_mut()
             .map(|(_, b)| b.forward(x.clone(), ctx))
             .collect::<Result<Vec<_>, _>>()?;
+        outputs.push(last.forward(x, ctx)?);
         let shapes: Vec<[usize; 4]> = outputs.iter().map(|t| t.shape()).collect();
         let shape = Self::joined(&shapes)?;
         let mut data = Vec::with_capacity(shape.iter().product());
@@ -346,6 +396,17 @@ impl Layer for Concat {
     }
     fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param)) {
         visit_children(&self.branches, prefix, f)
+    }
+    /// Each branch's rows, then the concatenation's.
+    fn summarize(&self, name: &str, input: Field, rows: &mut Vec<Row>) -> Result<Field, Error> {
+        let shape = self.output_shape(input.shape)?;
+        summarize_branches(
+            &self.branches,
+            false,
+            (name, "Concat", 0, shape),
+            input,
+            rows,
+        )
     }
     fn visit_params_mut<'a>(&'a mut self, prefix: &str, f: &mut dyn FnMut(String, &'a mut Param)) {
         visit_children_mut(&mut self.branches, prefix, f)

@@ -17,6 +17,7 @@ use convnet_kernels::{Algorithm, Conv2d as KernelConv, Padding};
 use super::{Ctx, Layer, cached, check_channels, check_grad};
 use crate::error::ensure;
 use crate::param::{Param, join};
+use crate::summary::Window;
 use crate::{Error, Tensor};
 
 /// A convolution's arguments, PyTorch's `Conv2d` / `ConvTranspose2d` constructor arguments.
@@ -267,6 +268,21 @@ impl ConvCore {
         Ok(grad_x)
     }
 
+    /// The receptive-field window: `kh` taps `dh` apart moved by `sh`; in transposed mode
+    /// an output sees `ceil(extent / sh)` inputs, and neighbouring outputs are `1 / sh`
+    /// inputs apart.
+    fn window(&self) -> Window {
+        let s = &self.spec;
+        let w = Window::conv(s.kernel, s.stride, s.dilation);
+        if !self.transposed {
+            return w;
+        }
+        Window {
+            extent: std::array::from_fn(|a| (w.extent[a] / w.stride[a]).ceil()),
+            stride: std::array::from_fn(|a| 1.0 / w.stride[a]),
+        }
+    }
+
     fn visit<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param)) {
         f(join(prefix, "weight"), &self.weight);
         if let Some(b) = &self.bias {
@@ -347,6 +363,13 @@ macro_rules! conv_layer {
             }
             fn backward_params(&mut self, grad_y: Tensor) -> Result<(), Error> {
                 self.0.param_grads(&grad_y)
+            }
+            fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
+                check_channels(self.0.kind(), input, self.0.spec.c_in)?;
+                Ok(self.0.build_geometry(input)?.flops())
+            }
+            fn window(&self, _input: [usize; 4]) -> Option<Window> {
+                Some(self.0.window())
             }
             fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param)) {
                 self.0.visit(prefix, f)

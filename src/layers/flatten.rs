@@ -1,6 +1,7 @@
 //! [`Flatten`]: `[n, c, h, w] -> [n, c*h*w, 1, 1]` (PyTorch's `nn.Flatten()`), a reshape.
 
 use super::{Ctx, Layer, cached, check_grad};
+use crate::summary::Window;
 use crate::{Error, Tensor};
 
 /// Flattens every sample into a feature vector.
@@ -32,5 +33,11 @@ impl Layer for Flatten {
         let input = *cached(&self.input_shape, "Flatten")?;
         check_grad("Flatten", &grad_y, self.output_shape(input)?)?;
         grad_y.reshape(input)
+    }
+    fn flops(&self, _input: [usize; 4]) -> Result<u64, Error> {
+        Ok(0)
+    }
+    fn window(&self, input: [usize; 4]) -> Option<Window> {
+        Some(Window::whole([input[2], input[3]]))
     }
 }

@@ -11,6 +11,7 @@ use convnet_kernels::gemm::gemm_dense;
 use super::{Ctx, Layer, cached, check_grad};
 use crate::error::ensure;
 use crate::param::{Param, join};
+use crate::summary::Window;
 use crate::{Error, Tensor};
 
 /// A fully connected layer: parameters `weight [out, in]` and `bias [out]`.
@@ -140,6 +141,13 @@ impl Layer for Linear {
     }
     fn backward_params(&mut self, grad_y: Tensor) -> Result<(), Error> {
         self.param_grads(&grad_y)
+    }
+    fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
+        self.check_input(input)?;
+        Ok(2 * (input[0] * self.in_features * self.out_features) as u64)
+    }
+    fn window(&self, input: [usize; 4]) -> Option<Window> {
+        Some(Window::whole([input[2], input[3]]))
     }
     fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param)) {
         f(join(prefix, "weight"), &self.weight);

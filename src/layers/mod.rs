@@ -33,6 +33,7 @@ pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Subsample2d};
 
 use crate::param::Param;
 use crate::rng::Rng;
+use crate::summary::{self, Field, Row, Window};
 use crate::{Error, Tensor};
 
 /// Training or evaluation, and the random stream stochastic layers (dropout, RReLU) draw from
@@ -96,6 +97,25 @@ pub trait Layer: Send {
         _prefix: &str,
         _f: &mut dyn FnMut(String, &'a mut Param),
     ) {
+    }
+
+    /// FLOPs of a forward pass on an input of shape `input`, by the rules of
+    /// [`crate::summary`]; one per output element unless the layer says otherwise.
+    fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
+        Ok(summary::elements(self.output_shape(input)?))
+    }
+
+    /// The window through which each output sees the input, for receptive fields; `None`
+    /// (the default) for a point-wise layer.
+    fn window(&self, _input: [usize; 4]) -> Option<Window> {
+        None
+    }
+
+    /// Appends this layer's summary rows, named under `name`, for an input described by
+    /// `input`, and returns the field of its output. A layer without children adds one row
+    /// (the default); containers add their children's rows.
+    fn summarize(&self, name: &str, input: Field, rows: &mut Vec<Row>) -> Result<Field, Error> {
+        summary::leaf(self, name, input, rows)
     }
 }
 

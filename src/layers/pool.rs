@@ -11,6 +11,7 @@ use rayon::prelude::*;
 
 use super::{Ctx, Layer, PAR_CHUNK, cached, check_channels, check_grad};
 use crate::param::{Param, join};
+use crate::summary::{self, Window};
 use crate::{Error, Tensor};
 
 /// Runs `f(x_chunk, y_chunk)` over matching chunks of whole planes, in parallel.
@@ -32,6 +33,11 @@ fn par_planes(
 
 fn out_shape([n, c, _, _]: [usize; 4], g: &PoolGeom) -> [usize; 4] {
     [n, c, g.oh, g.ow]
+}
+
+/// FLOPs of a window pooling: one per window element per output.
+fn window_flops(params: PoolParams, output: [usize; 4]) -> u64 {
+    (params.kernel[0] * params.kernel[1]) as u64 * summary::elements(output)
 }
 
 /// Max pooling (PyTorch's `nn.MaxPool2d`).
@@ -60,6 +66,12 @@ impl Layer for MaxPool2d {
     fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], Error> {
         let g = PoolGeom::new(input[2], input[3], self.params)?;
         Ok(out_shape(input, &g))
+    }
+    fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
+        Ok(window_flops(self.params, self.output_shape(input)?))
+    }
+    fn window(&self, _input: [usize; 4]) -> Option<Window> {
+        Some(Window::conv(self.params.kernel, self.params.stride, [1, 1]))
     }
     fn forward(&mut self, x: Tensor, _ctx: &mut Ctx) -> Result<Tensor, Error> {
         let g = PoolGeom::new(x.shape()[2], x.shape()[3], self.params)?;
@@ -125,6 +137,12 @@ impl Layer for AvgPool2d {
         let g = PoolGeom::new(input[2], input[3], self.params)?;
         Ok(out_shape(input, &g))
     }
+    fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
+        Ok(window_flops(self.params, self.output_shape(input)?))
+    }
+    fn window(&self, _input: [usize; 4]) -> Option<Window> {
+        Some(Window::conv(self.params.kernel, self.params.stride, [1, 1]))
+    }
     fn forward(&mut self, x: Tensor, _ctx: &mut Ctx) -> Result<Tensor, Error> {
         let g = PoolGeom::new(x.shape()[2], x.shape()[3], self.params)?;
         let mut y = Tensor::zeros(out_shape(x.shape(), &g));
@@ -185,6 +203,25 @@ impl Layer for AdaptiveAvgPool2d {
             });
         }
         Ok([n, c, self.out[0], self.out[1]])
+    }
+    fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
+        self.output_shape(input)?;
+        Ok(summary::elements(input))
+    }
+    /// Output row `oy` pools rows `floor(oy*h/oh) .. ceil((oy+1)*h/oh)`: at most
+    /// `ceil(h/oh) + 1` rows (one more when `oh` does not divide `h`), `h/oh` apart.
+    fn window(&self, [_, _, h, w]: [usize; 4]) -> Option<Window> {
+        let axis = |len: usize, out: usize| {
+            let out = out.max(1);
+            let extent = len.div_ceil(out) + usize::from(!len.is_multiple_of(out));
+            (extent.min(len) as f64, len as f64 / out as f64)
+        };
+        let (eh, sh) = axis(h, self.out[0]);
+        let (ew, sw) = axis(w, self.out[1]);
+        Some(Window {
+            extent: [eh, ew],
+            stride: [sh, sw],
+        })
     }
     fn forward(&mut self, x: Tensor, _ctx: &mut Ctx) -> Result<Tensor, Error> {
         let shape = x.shape();
@@ -250,6 +287,13 @@ impl Layer for Subsample2d {
     fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], Error> {
         check_channels("Subsample2d", input, self.channels)?;
         self.pool.output_shape(input)
+    }
+    fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
+        // The 2x2 average, then a multiply and an add.
+        Ok(self.pool.flops(input)? + 2 * summary::elements(self.output_shape(input)?))
+    }
+    fn window(&self, input: [usize; 4]) -> Option<Window> {
+        self.pool.window(input)
     }
     fn forward(&mut self, x: Tensor, ctx: &mut Ctx) -> Result<Tensor, Error> {
         check_channels("Subsample2d", x.shape(), self.channels)?;

@@ -55,7 +55,7 @@ pub const SPEC: ModelSpec = ModelSpec {
     build,
     init: Init::KaimingNormal { gain: RELU_GAIN },
     defaults: TrainDefaults {
-        data: "mnist",
+        data: Some("mnist"),
         epochs: 6,
         batch: 64,
         lr: 0.05,
