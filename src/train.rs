@@ -7,7 +7,7 @@
 
 use crate::Error;
 use crate::data::{Augment, Dataset, Pipeline};
-use crate::layers::{Ctx, Layer};
+use crate::layers::{Ctx, Layer, Storage};
 use crate::loss::softmax_cross_entropy;
 use crate::optim::{LrSchedule, Sgd};
 use crate::rng::Rng;
@@ -27,6 +27,8 @@ pub struct TrainConfig {
     pub augment: Augment,
     /// Seed of shuffling, augmentation and dropout.
     pub seed: u64,
+    /// The number format convolution and linear layers compute in (master weights stay f32).
+    pub storage: Storage,
 }
 
 /// Progress within an epoch, after each step.
@@ -91,7 +93,8 @@ pub fn train_epoch<L: Layer + ?Sized>(
 ) -> Result<PassStats, Error> {
     let batch = config.batch.max(1);
     let mut data_rng = Rng::derive(config.seed, 2 * epoch as u64);
-    let mut ctx = Ctx::train(Rng::derive(config.seed, 2 * epoch as u64 + 1));
+    let mut ctx =
+        Ctx::train(Rng::derive(config.seed, 2 * epoch as u64 + 1)).with_storage(config.storage);
     let mut order: Vec<usize> = (0..data.len()).collect();
     data_rng.shuffle(&mut order);
     let steps = data.len().div_ceil(batch);
@@ -117,14 +120,16 @@ pub fn train_epoch<L: Layer + ?Sized>(
     Ok(tally.stats())
 }
 
-/// Loss and accuracy of `model` on `data` in evaluation mode, in batches of `batch`.
+/// Loss and accuracy of `model` on `data` in evaluation mode, in batches of `batch`, with
+/// convolution and linear layers computing in `storage`.
 pub fn evaluate<L: Layer + ?Sized>(
     model: &mut L,
     pipeline: &Pipeline,
     data: &Dataset,
     batch: usize,
+    storage: Storage,
 ) -> Result<PassStats, Error> {
-    let mut ctx = Ctx::eval();
+    let mut ctx = Ctx::eval().with_storage(storage);
     let mut rng = Rng::new(0);
     let mut tally = Tally::default();
     let order: Vec<usize> = (0..data.len()).collect();

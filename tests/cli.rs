@@ -33,6 +33,10 @@ fn fails_with(args: &[&str], needle: &str) {
 fn bad_flags_are_named_errors() {
     fails_with(&["train", "lenet5", "--bogus"], "--bogus");
     fails_with(&["train", "lenet5", "--epochs", "ten"], "--epochs");
+    fails_with(
+        &["train", "lenet5", "--storage", "f16"],
+        "storage \"f16\": expected f32 or bf16",
+    );
     fails_with(&["train", "nosuchnet"], "unknown model `nosuchnet`");
     fails_with(
         &["train", "lenet5", "--batch", "0"],

@@ -312,3 +312,109 @@ fn conv_layers_name_params_as_pytorch_and_report_shapes() -> Result<(), Error> {
     ));
     Ok(())
 }
+
+/// In bf16 storage a convolution layer runs the kernels on bf16 buffers: its output and
+/// input gradient are what the kernel crate's bf16 passes give on the bf16-rounded operands
+/// (whose accuracy the kernel harness checks), bit for bit, and differ from f32's.
+#[test]
+fn conv_layer_in_bf16_storage_is_the_bf16_kernel() -> Result<(), Error> {
+    use convnet::kernels::{Algorithm, Conv2d as KernelConv};
+    use half::bf16;
+    let to16 = |v: &[f32]| v.iter().map(|&x| bf16::from_f32(x)).collect::<Vec<_>>();
+    let to32 = |v: &[bf16]| v.iter().map(|x| x.to_f32()).collect::<Vec<_>>();
+    let mut layer = Conv2d::builder(3, 5, [3, 3])
+        .padding(Padding::Same)
+        .build()?;
+    for (i, (_, p)) in layer.named_params_mut().into_iter().enumerate() {
+        for (j, v) in p.value.iter_mut().enumerate() {
+            *v = ((i * 7 + j * 13) % 17) as f32 * 0.0137 - 0.1;
+        }
+    }
+    let x = ramp([2, 3, 6, 7], 0.0731);
+    let gy = ramp([2, 5, 6, 7], 0.0517);
+    let mut ctx = Ctx::eval().with_storage(Storage::Bf16);
+    let y = layer.forward(x.clone(), &mut ctx)?;
+    let gx = layer.backward(gy.clone())?;
+    let grads: Vec<Vec<f32>> = layer
+        .named_params()
+        .iter()
+        .map(|(_, p)| p.grad.clone())
+        .collect();
+    let values: Vec<Vec<f32>> = layer
+        .named_params()
+        .iter()
+        .map(|(_, p)| p.value.clone())
+        .collect();
+
+    let k = KernelConv::builder(2, 3, 6, 7, 5, [3, 3])
+        .padding(Padding::Same)
+        .build()?;
+    let (x16, w16, b16, gy16) = (
+        to16(x.data()),
+        to16(&values[0]),
+        to16(&values[1]),
+        to16(gy.data()),
+    );
+    let mut y16 = vec![bf16::ZERO; y.len()];
+    k.forward(Algorithm::Auto, &x16, &w16, Some(&b16), &mut y16)?;
+    let mut gx16 = vec![bf16::ZERO; x.len()];
+    k.backward_data(Algorithm::Auto, &gy16, &w16, &mut gx16)?;
+    let mut gw16 = vec![bf16::ZERO; w16.len()];
+    let mut gb16 = vec![bf16::ZERO; b16.len()];
+    k.backward_weight(Algorithm::Auto, &x16, &gy16, &mut gw16, Some(&mut gb16))?;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(y.data()), bits(&to32(&y16)), "forward");
+    assert_eq!(bits(gx.data()), bits(&to32(&gx16)), "input gradient");
+    assert_eq!(bits(&grads[0]), bits(&to32(&gw16)), "weight gradient");
+    assert_eq!(bits(&grads[1]), bits(&to32(&gb16)), "bias gradient");
+
+    let y32 = layer.forward(x, &mut Ctx::eval())?;
+    assert_ne!(
+        bits(y.data()),
+        bits(y32.data()),
+        "bf16 storage computed as f32"
+    );
+    Ok(())
+}
+
+/// A linear layer in bf16 storage rounds its operands and results to bf16.
+#[test]
+fn linear_layer_in_bf16_storage_rounds_to_bf16() -> Result<(), Error> {
+    let mut layer = Linear::new(12, 4, true)?;
+    for (i, (_, p)) in layer.named_params_mut().into_iter().enumerate() {
+        for (j, v) in p.value.iter_mut().enumerate() {
+            *v = ((i * 5 + j * 11) % 19) as f32 * 0.0211 - 0.2;
+        }
+    }
+    let x = ramp([3, 12, 1, 1], 0.0917);
+    let round = |v: f32| half::bf16::from_f32(v).to_f32();
+    let y = layer.forward(x.clone(), &mut Ctx::eval().with_storage(Storage::Bf16))?;
+    let params = layer.named_params();
+    let (w, b) = (&params[0].1.value, &params[1].1.value);
+    for n in 0..3 {
+        for o in 0..4 {
+            let dot: f32 = (0..12)
+                .map(|i| round(x.data()[n * 12 + i]) * round(w[o * 12 + i]))
+                .sum();
+            let want = round(dot + round(b[o])) as f64;
+            let got = y.data()[n * 4 + o];
+            assert_eq!(got, round(got), "y[{n},{o}] = {got} is not a bf16 value");
+            // The sums may round to neighbouring bf16 values (GEMM's order is not ours).
+            let one_rounding = half::bf16::EPSILON.to_f64() * want.abs();
+            assert!(
+                (got as f64 - want).abs() <= one_rounding,
+                "y[{n},{o}] = {got}, want {want}"
+            );
+        }
+    }
+    let gx = layer.backward(ramp([3, 4, 1, 1], 0.0611))?;
+    assert!(gx.data().iter().all(|&v| v == round(v)), "dx not in bf16");
+    assert!(
+        layer
+            .named_params()
+            .iter()
+            .all(|(_, p)| p.grad.iter().all(|&v| v == round(v))),
+        "parameter gradients not in bf16"
+    );
+    Ok(())
+}

@@ -2,13 +2,13 @@
 //! diagonal or anti-diagonal stroke at a random place, with noise) through the library's own
 //! training loop: the loss falls from chance (ln 4 = 1.386) below a bound within a fixed number
 //! of steps, the same seed repeats every loss bit for bit, and 1 and 2 threads agree bit
-//! for bit.
+//! for bit; in f32 and in bf16 storage.
 
 use convnet::data::{Augment, Dataset, Pipeline};
 use convnet::init::{Init, RELU_GAIN, init_weights};
 use convnet::kernels::pool::PoolParams;
 use convnet::layers::{
-    AdaptiveAvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Padding, Relu, Sequential,
+    AdaptiveAvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Padding, Relu, Sequential, Storage,
 };
 use convnet::optim::{LrSchedule, Sgd, SgdConfig};
 use convnet::rng::Rng;
@@ -70,6 +70,10 @@ fn tiny_cnn(seed: u64) -> Sequential {
 
 /// The running training loss after every step, and the final test accuracy.
 fn run(seed: u64) -> (Vec<f64>, f64) {
+    run_in(seed, Storage::F32)
+}
+
+fn run_in(seed: u64, storage: Storage) -> (Vec<f64>, f64) {
     let (train, test) = (strokes(TRAIN, 1), strokes(256, 2));
     let pipeline = Pipeline::new(&train, [1, SIDE, SIDE]).unwrap();
     let mut net = tiny_cnn(seed);
@@ -86,6 +90,7 @@ fn run(seed: u64) -> (Vec<f64>, f64) {
         schedule: LrSchedule::Constant,
         augment: Augment::default(),
         seed,
+        storage,
     };
     let mut losses = Vec::new();
     for epoch in 0..EPOCHS {
@@ -100,7 +105,9 @@ fn run(seed: u64) -> (Vec<f64>, f64) {
         )
         .unwrap();
     }
-    let acc = evaluate(&mut net, &pipeline, &test, 64).unwrap().acc;
+    let acc = evaluate(&mut net, &pipeline, &test, 64, storage)
+        .unwrap()
+        .acc;
     (losses, acc)
 }
 
@@ -152,4 +159,29 @@ fn loss_falls_below_bound_and_runs_repeat_bit_for_bit() {
 
     let (other_seed, _) = in_pool(2, || run(8));
     assert_ne!(losses, other_seed, "the seed must matter");
+}
+
+/// Mixed precision: bf16 activations, weights and gradients with f32 master weights learn as
+/// well, are as deterministic, and really run in bf16 (the losses differ from f32's).
+#[test]
+fn bf16_storage_trains_to_the_same_bound_deterministically() {
+    let (losses, acc) = in_pool(2, || run_in(7, Storage::Bf16));
+    let last_epoch = *losses.last().unwrap();
+    println!("bf16: last epoch mean loss {last_epoch:.4}, test acc {acc:.3}");
+    assert!(
+        last_epoch < LOSS_BOUND,
+        "bf16: mean loss of epoch {EPOCHS} is {last_epoch}, not below {LOSS_BOUND}"
+    );
+    assert!(acc > 0.9, "bf16: test accuracy {acc}");
+    let (one_thread, acc_one) = in_pool(1, || run_in(7, Storage::Bf16));
+    assert!(
+        losses
+            .iter()
+            .zip(&one_thread)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "bf16: 1 and 2 threads give different losses"
+    );
+    assert_eq!(acc.to_bits(), acc_one.to_bits());
+    let (f32_losses, _) = in_pool(2, || run(7));
+    assert_ne!(losses, f32_losses, "bf16 storage computed exactly as f32");
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use convnet::checkpoint::Checkpoint;
 use convnet::data::{self, Pipeline};
+use convnet::layers::Storage;
 use convnet::models;
 use convnet::train;
 use serde_json::json;
@@ -28,6 +29,9 @@ pub struct EvalArgs {
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Number format of convolution and linear layers: f32 or bf16 (see `convnet train`).
+    #[arg(long, default_value = "f32")]
+    storage: Storage,
 }
 
 pub fn run(args: &EvalArgs) -> Result<ExitCode, CliError> {
@@ -41,7 +45,13 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode, CliError> {
     let splits = data::load_dir(&dir)?;
     // Normalized with the training split's statistics, as in training.
     let pipeline = Pipeline::new(&splits.train, spec.input)?;
-    let stats = train::evaluate(&mut model, &pipeline, &splits.test, super::EVAL_BATCH)?;
+    let stats = train::evaluate(
+        &mut model,
+        &pipeline,
+        &splits.test,
+        super::EVAL_BATCH,
+        args.storage,
+    )?;
     if args.json {
         let line = json!({
             "model": spec.name,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use convnet::checkpoint::{Checkpoint, OPTIMIZER_PREFIX};
 use convnet::data::{self, Pipeline, Splits};
-use convnet::layers::{LayerExt, Sequential};
+use convnet::layers::{LayerExt, Sequential, Storage};
 use convnet::models::{self, ModelSpec};
 use convnet::optim::Sgd;
 use convnet::train::{self, PassStats, TrainConfig};
@@ -52,6 +52,10 @@ pub struct TrainArgs {
     /// One JSON object per epoch on stdout instead of text and a progress bar.
     #[arg(long)]
     json: bool,
+    /// Number format of convolution and linear layers: f32, or bf16 (bf16 activations,
+    /// weights and gradients with f32 accumulation and f32 master weights).
+    #[arg(long, default_value = "f32")]
+    storage: Storage,
 }
 
 /// Settings after defaults and validation.
@@ -76,6 +80,7 @@ fn config(args: &TrainArgs, spec: &ModelSpec) -> Result<TrainConfig, CliError> {
         schedule: d.schedule,
         augment: d.augment,
         seed: args.seed,
+        storage: args.storage,
     })
 }
 
@@ -250,7 +255,13 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, CliError> {
         )?;
         bar.finish_and_clear();
         let train_seconds = t0.elapsed().as_secs_f64();
-        let test = train::evaluate(&mut model, &pipeline, &splits.test, super::EVAL_BATCH)?;
+        let test = train::evaluate(
+            &mut model,
+            &pipeline,
+            &splits.test,
+            super::EVAL_BATCH,
+            cfg.storage,
+        )?;
         let r = EpochReport {
             epoch: epoch + 1,
             train: tr,

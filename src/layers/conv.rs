@@ -8,13 +8,18 @@
 //! ```
 //!
 //! Every pass runs on `Algorithm::Auto`, the fastest kernel for the geometry. The geometry is
-//! validated once per input shape and kept until the shape changes.
+//! validated once per input shape and kept until the shape changes. In [`Storage::Bf16`]
+//! (chosen by the forward pass's [`Ctx`]) the kernels run on bf16 input, weight, output and
+//! gradient buffers with f32 accumulation, and the backward pass follows the forward pass;
+//! the master weights and their gradients stay f32.
 
 use std::marker::PhantomData;
 
 use convnet_kernels::{Algorithm, Conv2d as KernelConv, Padding};
 
-use super::{Ctx, Layer, cached, check_channels, check_grad};
+use half::bf16;
+
+use super::{Ctx, Layer, Storage, cached, check_channels, check_grad, from_bf16, to_bf16};
 use crate::error::ensure;
 use crate::param::{Param, join};
 use crate::summary::Window;
@@ -128,6 +133,15 @@ pub struct ConvCore {
     bias: Option<Param>,
     geometry: Option<KernelConv>,
     input: Option<Tensor>,
+    /// The bf16 input and weight of the last forward pass when it ran in bf16 storage; the
+    /// backward pass then runs in bf16 too.
+    bf16: Option<Bf16Saved>,
+}
+
+#[derive(Clone, Debug)]
+struct Bf16Saved {
+    x: Vec<bf16>,
+    weight: Vec<bf16>,
 }
 
 impl ConvCore {
@@ -182,6 +196,7 @@ impl ConvCore {
             bias: s.bias.then(|| Param::learned(&[s.c_out], 0.0)),
             geometry: None,
             input: None,
+            bf16: None,
         })
     }
 
@@ -214,17 +229,37 @@ impl ConvCore {
         Ok(self.build_geometry(input)?.output_shape())
     }
 
-    fn forward(&mut self, x: Tensor) -> Result<Tensor, Error> {
+    fn forward(&mut self, x: Tensor, storage: Storage) -> Result<Tensor, Error> {
         let g = self.geometry(x.shape())?;
         let mut y = Tensor::zeros(g.output_shape());
         let bias = self.bias.as_ref().map(|b| b.value.as_slice());
-        g.forward(
-            Algorithm::Auto,
-            x.data(),
-            &self.weight.value,
-            bias,
-            y.data_mut(),
-        )?;
+        self.bf16 = None;
+        match storage {
+            Storage::F32 => g.forward(
+                Algorithm::Auto,
+                x.data(),
+                &self.weight.value,
+                bias,
+                y.data_mut(),
+            )?,
+            Storage::Bf16 => {
+                let saved = Bf16Saved {
+                    x: to_bf16(x.data()),
+                    weight: to_bf16(&self.weight.value),
+                };
+                let bias = bias.map(to_bf16);
+                let mut y16 = vec![bf16::ZERO; y.len()];
+                g.forward(
+                    Algorithm::Auto,
+                    &saved.x,
+                    &saved.weight,
+                    bias.as_deref(),
+                    &mut y16,
+                )?;
+                from_bf16(&y16, y.data_mut());
+                self.bf16 = Some(saved);
+            }
+        }
         self.input = Some(x);
         Ok(y)
     }
@@ -245,13 +280,26 @@ impl ConvCore {
     fn param_grads(&mut self, grad_y: &Tensor) -> Result<(), Error> {
         let g = self.saved_geometry(grad_y)?;
         let x = cached(&self.input, self.kind())?;
-        g.backward_weight(
-            Algorithm::Auto,
-            x.data(),
-            grad_y.data(),
-            &mut self.weight.grad,
-            self.bias.as_mut().map(|b| b.grad.as_mut_slice()),
-        )?;
+        let grad_bias = self.bias.as_mut().map(|b| b.grad.as_mut_slice());
+        match &self.bf16 {
+            None => g.backward_weight(
+                Algorithm::Auto,
+                x.data(),
+                grad_y.data(),
+                &mut self.weight.grad,
+                grad_bias,
+            )?,
+            Some(saved) => {
+                let dy = to_bf16(grad_y.data());
+                let mut dw = vec![bf16::ZERO; self.weight.grad.len()];
+                let mut db = grad_bias.as_ref().map(|b| vec![bf16::ZERO; b.len()]);
+                g.backward_weight(Algorithm::Auto, &saved.x, &dy, &mut dw, db.as_deref_mut())?;
+                from_bf16(&dw, &mut self.weight.grad);
+                if let (Some(out), Some(db)) = (grad_bias, db) {
+                    from_bf16(&db, out);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -259,12 +307,20 @@ impl ConvCore {
     fn input_grad(&self, grad_y: &Tensor) -> Result<Tensor, Error> {
         let g = self.saved_geometry(grad_y)?;
         let mut grad_x = Tensor::zeros(g.input_shape());
-        g.backward_data(
-            Algorithm::Auto,
-            grad_y.data(),
-            &self.weight.value,
-            grad_x.data_mut(),
-        )?;
+        match &self.bf16 {
+            None => g.backward_data(
+                Algorithm::Auto,
+                grad_y.data(),
+                &self.weight.value,
+                grad_x.data_mut(),
+            )?,
+            Some(saved) => {
+                let dy = to_bf16(grad_y.data());
+                let mut dx = vec![bf16::ZERO; grad_x.len()];
+                g.backward_data(Algorithm::Auto, &dy, &saved.weight, &mut dx)?;
+                from_bf16(&dx, grad_x.data_mut());
+            }
+        }
         Ok(grad_x)
     }
 
@@ -354,8 +410,8 @@ macro_rules! conv_layer {
             fn output_shape(&self, input: [usize; 4]) -> Result<[usize; 4], Error> {
                 self.0.output_shape(input)
             }
-            fn forward(&mut self, x: Tensor, _ctx: &mut Ctx) -> Result<Tensor, Error> {
-                self.0.forward(x)
+            fn forward(&mut self, x: Tensor, ctx: &mut Ctx) -> Result<Tensor, Error> {
+                self.0.forward(x, ctx.storage())
             }
             fn backward(&mut self, grad_y: Tensor) -> Result<Tensor, Error> {
                 self.0.param_grads(&grad_y)?;

@@ -31,6 +31,9 @@ pub use linear::Linear;
 pub use lrn::LocalResponseNorm;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Subsample2d};
 
+use convnet_kernels::storage::{bf16_narrow, bf16_widen};
+use half::bf16;
+
 use crate::param::Param;
 use crate::rng::Rng;
 use crate::summary::{self, Field, Row, Window};
@@ -42,19 +45,69 @@ use crate::{Error, Tensor};
 pub struct Ctx {
     train: bool,
     rng: Rng,
+    storage: Storage,
+}
+
+/// The number format convolution and linear layers compute on: their inputs, weights,
+/// outputs and gradients are held in it, products accumulate in f32, and the master weights
+/// the optimizer updates stay f32 either way (mixed-precision training).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// f32 throughout.
+    #[default]
+    F32,
+    /// bfloat16 (8 exponent bits, 8 significant bits), rounded to nearest even.
+    Bf16,
+}
+
+impl Storage {
+    /// The name `--storage` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::F32 => "f32",
+            Storage::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Storage {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Storage, Error> {
+        match s {
+            "f32" => Ok(Storage::F32),
+            "bf16" => Ok(Storage::Bf16),
+            _ => Err(Error::InvalidConfig {
+                what: format!("storage {s:?}: expected f32 or bf16"),
+            }),
+        }
+    }
 }
 
 impl Ctx {
     /// Training mode: batch statistics, dropout and random slopes on, drawn from `rng`.
     pub fn train(rng: Rng) -> Ctx {
-        Ctx { train: true, rng }
+        Ctx {
+            train: true,
+            rng,
+            storage: Storage::F32,
+        }
     }
     /// Evaluation mode: running statistics, no dropout, mean slopes.
     pub fn eval() -> Ctx {
         Ctx {
             train: false,
             rng: Rng::new(0),
+            storage: Storage::F32,
         }
+    }
+    /// The same context computing convolution and linear layers in `storage`.
+    pub fn with_storage(mut self, storage: Storage) -> Ctx {
+        self.storage = storage;
+        self
+    }
+    /// The storage convolution and linear layers compute in.
+    pub fn storage(&self) -> Storage {
+        self.storage
     }
     /// Whether this is a training pass.
     pub fn is_train(&self) -> bool {
@@ -181,3 +234,21 @@ fn check_channels(layer: &'static str, input: [usize; 4], channels: usize) -> Re
 /// task outweighs rayon's overhead. The split never changes a result (each output depends on
 /// its own inputs only).
 const PAR_CHUNK: usize = 1 << 15;
+
+/// `v` in bf16 (round to nearest even).
+fn to_bf16(v: &[f32]) -> Vec<bf16> {
+    let mut out = vec![bf16::ZERO; v.len()];
+    bf16_narrow(v, &mut out);
+    out
+}
+
+/// `v` widened to f32 (exact).
+fn from_bf16(v: &[bf16], out: &mut [f32]) {
+    bf16_widen(v, out);
+}
+
+/// `v` rounded to the nearest bf16 value, kept in f32.
+fn round_bf16(v: &mut [f32]) {
+    let narrow = to_bf16(v);
+    from_bf16(&narrow, v);
+}
