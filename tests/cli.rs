@@ -230,3 +230,44 @@ fn train_saves_eval_scores_and_resume_continues() {
     assert_eq!(resumed.len(), 1, "only epoch 2 remains");
     assert_eq!(resumed[0]["epoch"], 2);
 }
+
+/// Training runs killed (SIGKILL) at arbitrary moments, some of them while they write their
+/// checkpoint over an earlier one, never leave a corrupt checkpoint: it always loads into
+/// the model.
+#[test]
+fn killed_training_never_leaves_a_corrupt_checkpoint() {
+    use convnet::checkpoint::Checkpoint;
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("lenet5.safetensors");
+    let path = ckpt.to_str().unwrap();
+    let quick = ["--limit", "64", "--threads", "1", "--json", "--save", path];
+    let out = convnet(&[&["train", "lenet5", "--epochs", "1"], &quick[..]].concat());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Kill times spread over several epochs (an epoch with --limit 64 is mostly the
+    // test-set evaluation, then the write).
+    for (i, delay_ms) in [350u64, 900, 1400, 1750, 2300, 2900].iter().enumerate() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_convnet"))
+            .args([&["train", "lenet5", "--epochs", "1000"], &quick[..]].concat())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn convnet");
+        let until = Instant::now() + Duration::from_millis(delay_ms + 97 * i as u64);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let loaded = Checkpoint::load(&ckpt)
+            .unwrap_or_else(|e| panic!("kill {i} left a corrupt checkpoint: {e}"));
+        let mut model = (convnet::models::find("lenet5").unwrap().build)().unwrap();
+        loaded
+            .apply_to(&mut model)
+            .unwrap_or_else(|e| panic!("kill {i} left a checkpoint of the wrong shape: {e}"));
+    }
+}
