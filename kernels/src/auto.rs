@@ -116,8 +116,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// The heuristic's choice. Calibrated with `convnet bench` (single thread, AVX2):
 /// - forward with <= 8 output channels per group (depthwise, LeNet's C1): the
 ///   pixel-vectorised direct kernel (4x im2col on LeNet C1); backward-data with < 8 input
-///   channels per group and depthwise backward-weight: im2col (the channel-vectorised direct
-///   tile would leave most lanes empty: 12x slower on LeNet C1's backward-data);
+///   channels per group and backward-weight with < 8 output channels per group (depthwise
+///   included): im2col (the channel-vectorised direct tile would leave most lanes empty: 12x
+///   slower on LeNet C1's backward-data, 3.5x on its backward-weight);
 /// - 1x1 stride-1 convs: im2col, which is a plain GEMM there (1.7x direct at 64->256);
 /// - strided backward-data and transposed convs: im2col (col2im beat the phase split by 1.9x
 ///   on the 4x4 s2 DCGAN layer);
@@ -139,7 +140,7 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     match pass {
         Pass::Forward if c_out_g <= 8 || (c_in_g == 1 && c_out_g == 1) => return Algorithm::Direct,
         Pass::BackwardData if c_in_g < 8 => return Algorithm::Im2col,
-        Pass::BackwardWeight if c_out_g == 1 => return Algorithm::Im2col,
+        Pass::BackwardWeight if c_out_g < 8 => return Algorithm::Im2col,
         _ => {}
     }
     if g.is_pointwise() && pass != Pass::BackwardWeight {
