@@ -24,6 +24,8 @@
 //! the input: it is the span of input pixels an output could depend on, padding included
 //! (ResNet-50's last block sees 427 pixels of a 224 image).
 
+use convnet_kernels::ConvParams;
+
 use crate::layers::{Layer, LayerExt};
 use crate::{Error, numel};
 
@@ -126,6 +128,8 @@ pub struct Row {
     pub receptive: [f64; 2],
     /// Input pixels between neighbouring output elements `[h, w]`.
     pub jump: [f64; 2],
+    /// The convolution geometry of a convolution layer (what `convnet bench` times).
+    pub conv: Option<ConvParams>,
 }
 
 /// A whole model's summary.
@@ -167,6 +171,7 @@ pub fn leaf<L: Layer + ?Sized>(
         flops: layer.flops(input.shape)?,
         receptive: out.receptive,
         jump: out.jump,
+        conv: layer.conv_params(input.shape),
     });
     Ok(out)
 }

@@ -148,6 +148,36 @@ fn summaries_add_up_and_receptive_fields_are_published_ones() {
     assert_eq!(s.rows[0].flops, 2 * 64 * 112 * 112 * 3 * 7 * 7);
 }
 
+/// Every convolution row carries the kernel geometry `convnet bench` times, and it is the
+/// layer's: same FLOPs, same output shape; no other row has one.
+#[test]
+fn convolution_rows_carry_their_kernel_geometry() {
+    for spec in MODELS {
+        let [c, h, w] = spec.input;
+        let s = summarize(&(spec.build)().unwrap(), [2, c, h, w]).unwrap();
+        let mut convs = 0;
+        for r in &s.rows {
+            let is_conv = r.kind == "Conv2d" || r.kind == "ConvTranspose2d";
+            assert_eq!(
+                r.conv.is_some(),
+                is_conv,
+                "{}: {} ({})",
+                spec.name,
+                r.name,
+                r.kind
+            );
+            if let Some(p) = r.conv {
+                convs += 1;
+                let k = convnet::kernels::Conv2d::new(p).unwrap();
+                assert_eq!(k.flops(), r.flops, "{}: {}", spec.name, r.name);
+                assert_eq!(k.output_shape(), r.output, "{}: {}", spec.name, r.name);
+                assert_eq!(p.n, 2);
+            }
+        }
+        assert!(convs > 0, "{} has no convolution", spec.name);
+    }
+}
+
 /// Forward, loss, backward and one SGD step on `batch` random images: the loss is finite
 /// and every trained parameter got a finite gradient. Returns the loss and the seconds the
 /// step took (initialization excluded).

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use convnet::{models, summary};
 use convnet_kernels::testing::{DataKind, fill};
 use convnet_kernels::{Algorithm, Conv2d, ConvKernel, ConvParams, Isa, Pass, peak};
 use serde_json::{Value, json};
@@ -71,50 +72,31 @@ fn conv(
     }
 }
 
-/// Shapes of real networks, by suite.
+/// The distinct convolution geometries of a zoo model (`convnet models`) at batch `n`, in
+/// forward order, each named after the first layer that has it (`resnet50.layer1.0.conv2`).
+fn model_suite(model: &str, n: usize) -> Result<Vec<Shape>, CliError> {
+    let spec = models::find(model)?;
+    let net = (spec.build)()?;
+    let [c, h, w] = spec.input;
+    let rows = summary::summarize(&net, [n, c, h, w])?.rows;
+    let mut shapes: Vec<Shape> = Vec::new();
+    for r in rows {
+        if let Some(params) = r.conv
+            && !shapes.iter().any(|s| s.params == params)
+        {
+            shapes.push(Shape {
+                name: format!("{model}.{}", r.name),
+                params,
+            });
+        }
+    }
+    Ok(shapes)
+}
+
+/// Shapes of real networks, by suite: the network suites are the convolutions of the zoo's
+/// models (LeNet-5 at its training batch of 64, the ImageNet models at batch 1).
 #[allow(clippy::vec_init_then_push)]
 fn suite(name: &str) -> Result<Vec<Shape>, CliError> {
-    let lenet = || {
-        vec![
-            conv("lenet5_c1_n64", 64, 1, 32, 6, 5, 1, 0),
-            conv("lenet5_c3_n64", 64, 6, 14, 16, 5, 1, 0),
-        ]
-    };
-    let alexnet = || {
-        vec![
-            conv("alexnet_conv1", 1, 3, 224, 64, 11, 4, 2),
-            conv("alexnet_conv2", 1, 64, 27, 192, 5, 1, 2),
-            conv("alexnet_conv3", 1, 192, 13, 384, 3, 1, 1),
-            conv("alexnet_conv4", 1, 384, 13, 256, 3, 1, 1),
-        ]
-    };
-    let vgg16 = || {
-        vec![
-            conv("vgg16_conv1_2", 1, 64, 224, 64, 3, 1, 1),
-            conv("vgg16_conv2_2", 1, 128, 112, 128, 3, 1, 1),
-            conv("vgg16_conv3_1", 1, 128, 56, 256, 3, 1, 1),
-            conv("vgg16_conv4_2", 1, 512, 28, 512, 3, 1, 1),
-            conv("vgg16_conv5_2", 1, 512, 14, 512, 3, 1, 1),
-        ]
-    };
-    let resnet50 = || {
-        vec![
-            conv("resnet50_stem_7x7s2", 1, 3, 224, 64, 7, 2, 3),
-            conv("resnet50_conv2_3x3", 1, 64, 56, 64, 3, 1, 1),
-            conv("resnet50_conv2_1x1_expand", 1, 64, 56, 256, 1, 1, 0),
-            conv("resnet50_conv3_3x3s2", 1, 128, 56, 128, 3, 2, 1),
-            conv("resnet50_conv4_3x3", 1, 256, 14, 256, 3, 1, 1),
-            conv("resnet50_conv4_1x1_reduce", 1, 1024, 14, 256, 1, 1, 0),
-            conv("resnet50_conv5_3x3_n8", 8, 512, 7, 512, 3, 1, 1),
-        ]
-    };
-    let densenet121 = || {
-        vec![
-            conv("densenet121_block1_1x1", 1, 256, 56, 128, 1, 1, 0),
-            conv("densenet121_block1_3x3", 1, 128, 56, 32, 3, 1, 1),
-            conv("densenet121_block3_3x3", 1, 128, 14, 32, 3, 1, 1),
-        ]
-    };
     // The shapes of the direct-convolution targets (issue 4).
     let direct = || {
         vec![
@@ -151,20 +133,44 @@ fn suite(name: &str) -> Result<Vec<Shape>, CliError> {
             },
         ]
     };
+    let networks = [
+        ("lenet", "lenet5", 64),
+        ("alexnet", "alexnet", 1),
+        ("vgg16", "vgg16", 1),
+        ("resnet50", "resnet50", 1),
+        ("densenet121", "densenet121", 1),
+    ];
+    if let Some((_, model, n)) = networks.iter().find(|(suite, _, _)| *suite == name) {
+        return model_suite(model, *n);
+    }
     Ok(match name {
         "quick" => vec![
             conv("resnet50_conv2_3x3", 1, 64, 56, 64, 3, 1, 1),
             conv("resnet50_conv4_3x3", 1, 256, 14, 256, 3, 1, 1),
             conv("lenet5_c1_n64", 64, 1, 32, 6, 5, 1, 0),
         ],
-        "lenet" => lenet(),
-        "alexnet" => alexnet(),
-        "vgg16" => vgg16(),
-        "resnet50" => resnet50(),
-        "densenet121" => densenet121(),
         "direct" => direct(),
-        "all" => [lenet(), alexnet(), vgg16(), resnet50(), densenet121(), direct()].into_iter().flatten().collect(),
-        other => return Err(format!("unknown suite {other:?}: quick, lenet, alexnet, vgg16, resnet50, densenet121, direct, all").into()),
+        "all" => {
+            let mut all: Vec<Shape> = Vec::new();
+            for (_, model, n) in networks {
+                all.extend(model_suite(model, n)?);
+            }
+            all.extend(direct());
+            let mut distinct: Vec<Shape> = Vec::new();
+            for s in all {
+                if !distinct.iter().any(|d| d.params == s.params) {
+                    distinct.push(s);
+                }
+            }
+            distinct
+        }
+        other => {
+            return Err(format!(
+                "unknown suite {other:?}: quick, lenet, alexnet, vgg16, resnet50, densenet121, \
+                 direct, all"
+            )
+            .into());
+        }
     })
 }
 

@@ -147,6 +147,7 @@ fn summarize_branches(
         flops,
         receptive: out.receptive,
         jump: out.jump,
+        conv: None,
     });
     Ok(out)
 }

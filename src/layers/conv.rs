@@ -427,6 +427,10 @@ macro_rules! conv_layer {
             fn window(&self, _input: [usize; 4]) -> Option<Window> {
                 Some(self.0.window())
             }
+            fn conv_params(&self, input: [usize; 4]) -> Option<convnet_kernels::ConvParams> {
+                check_channels(self.0.kind(), input, self.0.spec.c_in).ok()?;
+                Some(*self.0.build_geometry(input).ok()?.params())
+            }
             fn visit_params<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(String, &'a Param)) {
                 self.0.visit(prefix, f)
             }

@@ -158,6 +158,12 @@ pub trait Layer: Send {
         Ok(summary::elements(self.output_shape(input)?))
     }
 
+    /// The kernel-crate geometry of a convolution layer on an input of shape `input`; `None`
+    /// (the default) for every other layer or an input that does not fit.
+    fn conv_params(&self, _input: [usize; 4]) -> Option<convnet_kernels::ConvParams> {
+        None
+    }
+
     /// The window through which each output sees the input, for receptive fields; `None`
     /// (the default) for a point-wise layer.
     fn window(&self, _input: [usize; 4]) -> Option<Window> {
