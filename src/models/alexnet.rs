@@ -160,5 +160,5 @@ pub const ALEXNET_SMALL: ModelSpec = ModelSpec {
     classes: SMALL_CLASSES,
     build: build_alexnet_small,
     init: KAIMING,
-    defaults: fashion_defaults(8, 0.01),
+    defaults: fashion_defaults(12, 0.02),
 };
