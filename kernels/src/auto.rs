@@ -119,14 +119,18 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   channels per group and backward-weight with < 8 output channels per group (depthwise
 ///   included): im2col (the channel-vectorised direct tile would leave most lanes empty: 12x
 ///   slower on LeNet C1's backward-data, 3.5x on its backward-weight);
-/// - 1x1 stride-1 convs: im2col, which is a plain GEMM there (1.7x direct at 64->256);
+/// - 1x1 stride-1 convs: im2col, which is a plain GEMM there (1.7x direct at 64->256; on
+///   backward-weight 1.1-1.7x direct over ResNet-50's 1x1 layers);
+/// - 3x3 (and larger) convs over at most 196 output pixels with >= 128 input channels per
+///   group: im2col on every pass (1.2-1.9x the register tile and Winograd on ResNet-50's
+///   3x3 layers at 14x14 and 7x7, AlexNet's at 13x13);
 /// - strided backward-data and transposed convs: im2col (col2im beat the phase split by 1.9x
 ///   on the 4x4 s2 DCGAN layer);
 /// - 3x3 stride-1 convs with >= 32 channels in and out: Winograd when the batch has enough
 ///   tiles to amortise the filter transform and the 4x larger transformed filters: F(4x4,3x3)
-///   from 64 tiles of 4x4 (1.5-1.9x direct on ResNet-50 conv2 / VGG-16 conv3 / CIFAR
-///   layers), else F(2x2,3x3) from 64 tiles of 2x2 (1.2x direct on ResNet-50 conv4 at
-///   14x14); with prepared (cached) filters the thresholds halve;
+///   from 32 tiles of 4x4 (1.5-1.9x direct on ResNet-50 conv2 / VGG-16 conv3 / CIFAR
+///   layers; 1.15x F(2x2) at 28x28, 49 tiles), else F(2x2,3x3) from 32 tiles of 2x2; with
+///   prepared (cached) filters the thresholds halve;
 /// - everything else: direct.
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
@@ -143,7 +147,14 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         Pass::BackwardWeight if c_out_g < 8 => return Algorithm::Im2col,
         _ => {}
     }
-    if g.is_pointwise() && pass != Pass::BackwardWeight {
+    if g.is_pointwise() {
+        return Algorithm::Im2col;
+    }
+    // Small images with deep reductions (ResNet-50's 3x3 layers at 14x14 and 7x7): GEMM's
+    // cache blocking beats the register tile and Winograd's transforms on every pass.
+    let pixels = g.n() * oh * ow;
+    let small = pixels <= 196;
+    if small && kh * kw > 1 && c_in_g >= 128 && c_out_g >= 64 {
         return Algorithm::Im2col;
     }
     if pass == Pass::BackwardData && (sh > 1 || sw > 1) {
@@ -156,7 +167,7 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         } else {
             [h, w]
         };
-        let enough = if prepared { 32 } else { 64 };
+        let enough = if prepared { 16 } else { 32 };
         for tile in [WinogradTile::F4, WinogradTile::F2] {
             let m = tile.m();
             let tiles = g.n() * ph.div_ceil(m) * pw.div_ceil(m);
