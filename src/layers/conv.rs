@@ -276,12 +276,18 @@ impl ConvCore {
         Ok(g)
     }
 
-    /// Overwrites the weight and bias gradients.
-    fn param_grads(&mut self, grad_y: &Tensor) -> Result<(), Error> {
+    /// `grad_y` in bf16 when the last forward pass ran in bf16, converted once for both
+    /// backward passes.
+    fn grad_bf16(&self, grad_y: &Tensor) -> Option<Vec<bf16>> {
+        self.bf16.as_ref().map(|_| to_bf16(grad_y.data()))
+    }
+
+    /// Overwrites the weight and bias gradients (`dy16`: [`ConvCore::grad_bf16`]).
+    fn param_grads(&mut self, grad_y: &Tensor, dy16: Option<&[bf16]>) -> Result<(), Error> {
         let g = self.saved_geometry(grad_y)?;
         let x = cached(&self.input, self.kind())?;
         let grad_bias = self.bias.as_mut().map(|b| b.grad.as_mut_slice());
-        match &self.bf16 {
+        match self.bf16.as_ref().zip(dy16) {
             None => g.backward_weight(
                 Algorithm::Auto,
                 x.data(),
@@ -289,11 +295,10 @@ impl ConvCore {
                 &mut self.weight.grad,
                 grad_bias,
             )?,
-            Some(saved) => {
-                let dy = to_bf16(grad_y.data());
+            Some((saved, dy)) => {
                 let mut dw = vec![bf16::ZERO; self.weight.grad.len()];
                 let mut db = grad_bias.as_ref().map(|b| vec![bf16::ZERO; b.len()]);
-                g.backward_weight(Algorithm::Auto, &saved.x, &dy, &mut dw, db.as_deref_mut())?;
+                g.backward_weight(Algorithm::Auto, &saved.x, dy, &mut dw, db.as_deref_mut())?;
                 from_bf16(&dw, &mut self.weight.grad);
                 if let (Some(out), Some(db)) = (grad_bias, db) {
                     from_bf16(&db, out);
@@ -303,21 +308,20 @@ impl ConvCore {
         Ok(())
     }
 
-    /// The input gradient.
-    fn input_grad(&self, grad_y: &Tensor) -> Result<Tensor, Error> {
+    /// The input gradient (`dy16`: [`ConvCore::grad_bf16`]).
+    fn input_grad(&self, grad_y: &Tensor, dy16: Option<&[bf16]>) -> Result<Tensor, Error> {
         let g = self.saved_geometry(grad_y)?;
         let mut grad_x = Tensor::zeros(g.input_shape());
-        match &self.bf16 {
+        match self.bf16.as_ref().zip(dy16) {
             None => g.backward_data(
                 Algorithm::Auto,
                 grad_y.data(),
                 &self.weight.value,
                 grad_x.data_mut(),
             )?,
-            Some(saved) => {
-                let dy = to_bf16(grad_y.data());
+            Some((saved, dy)) => {
                 let mut dx = vec![bf16::ZERO; grad_x.len()];
-                g.backward_data(Algorithm::Auto, &dy, &saved.weight, &mut dx)?;
+                g.backward_data(Algorithm::Auto, dy, &saved.weight, &mut dx)?;
                 from_bf16(&dx, grad_x.data_mut());
             }
         }
@@ -414,11 +418,13 @@ macro_rules! conv_layer {
                 self.0.forward(x, ctx.storage())
             }
             fn backward(&mut self, grad_y: Tensor) -> Result<Tensor, Error> {
-                self.0.param_grads(&grad_y)?;
-                self.0.input_grad(&grad_y)
+                let dy16 = self.0.grad_bf16(&grad_y);
+                self.0.param_grads(&grad_y, dy16.as_deref())?;
+                self.0.input_grad(&grad_y, dy16.as_deref())
             }
             fn backward_params(&mut self, grad_y: Tensor) -> Result<(), Error> {
-                self.0.param_grads(&grad_y)
+                let dy16 = self.0.grad_bf16(&grad_y);
+                self.0.param_grads(&grad_y, dy16.as_deref())
             }
             fn flops(&self, input: [usize; 4]) -> Result<u64, Error> {
                 check_channels(self.0.kind(), input, self.0.spec.c_in)?;
