@@ -113,24 +113,40 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
     .filter(move |a| t.allows(*a))
 }
 
-/// The heuristic's choice. Calibrated with `convnet bench` (single thread, AVX2):
+/// The heuristic's choice. Calibrated with `convnet bench --suite all --pass all` (single
+/// thread, AVX2, 107 shapes x 3 passes; the figures below are GFLOP/s ratios from that run):
 /// - forward with <= 8 output channels per group (depthwise, LeNet's C1): the
-///   pixel-vectorised direct kernel (4x im2col on LeNet C1); backward-data with < 8 input
+///   pixel-vectorised direct kernel (3x im2col on LeNet C1); backward-data with < 8 input
 ///   channels per group and backward-weight with < 8 output channels per group (depthwise
-///   included): im2col (the channel-vectorised direct tile would leave most lanes empty: 12x
-///   slower on LeNet C1's backward-data, 3.5x on its backward-weight);
-/// - 1x1 stride-1 convs: im2col, which is a plain GEMM there (1.7x direct at 64->256; on
-///   backward-weight 1.1-1.7x direct over ResNet-50's 1x1 layers);
-/// - 3x3 (and larger) convs over at most 196 output pixels with >= 128 input channels per
-///   group: im2col on every pass (1.2-1.9x the register tile and Winograd on ResNet-50's
-///   3x3 layers at 14x14 and 7x7, AlexNet's at 13x13);
-/// - strided backward-data and transposed convs: im2col (col2im beat the phase split by 1.9x
-///   on the 4x4 s2 DCGAN layer);
+///   included): im2col (the channel-vectorised direct tile would leave most lanes empty: 6x
+///   slower on LeNet C1's backward-data);
+/// - backward-data of a conv whose output is smaller than its kernel (LeNet's C5, 5x5 on
+///   5x5): im2col (2.7x; the stride-phase split has almost nothing to split);
+/// - forward and backward-weight with fewer than 32 weights per output channel (VGG's 3 ->
+///   64 3x3 stem, 27): im2col (1.15-1.2x; the register tile's loops are too short to
+///   amortise its stores);
+/// - 1x1 stride-1 convs: im2col, a plain GEMM (1.3-2x direct), except backward-weight
+///   over at least 2048 pixels with fewer than 256 input channels, where direct's tap loop
+///   wins (1.05-1.15x on DenseNet-121's first block);
+/// - 1x1 stride-2 convs (ResNet downsampling): im2col over >= 512 output pixels on forward
+///   and backward-weight (1.1x), direct below (1.1-2.8x: the strided GEMM copy dominates);
+/// - dilated convs and 5x5+ kernels with >= 32 channels in and out: im2col on every pass
+///   (DeepLab's 3x3 d2 1.1-1.3x, AlexNet's 5x5 1.1-1.3x);
+/// - 3x3+ convs over at most 256 output pixels with >= 64 channels in and out: im2col on
+///   every pass (1.2-1.9x the register tile and Winograd on ResNet-50's 3x3 layers at 14x14
+///   and 7x7, AlexNet's at 13x13, the DCGAN 4x4 s2 layer);
+/// - strided backward-data and transposed convs: im2col (col2im beat the phase split by 1.3x
+///   on ResNet-50's stride-2 3x3 layers);
+/// - backward-weight of 3x3+ convs with at least 32 input channels and 256 output
+///   channels, or 128 output channels over 4096 pixels: im2col (1.05-1.15x in the median of
+///   four runs on VGG-16's layers; direct and im2col are within 5% of each other on
+///   ResNet-50's 128-channel 3x3 layers);
 /// - 3x3 stride-1 convs with >= 32 channels in and out: Winograd when the batch has enough
 ///   tiles to amortise the filter transform and the 4x larger transformed filters: F(4x4,3x3)
-///   from 32 tiles of 4x4 (1.5-1.9x direct on ResNet-50 conv2 / VGG-16 conv3 / CIFAR
-///   layers; 1.15x F(2x2) at 28x28, 49 tiles), else F(2x2,3x3) from 32 tiles of 2x2; with
-///   prepared (cached) filters the thresholds halve;
+///   from 32 tiles of 4x4 (16 for backward-data, and with prepared filters) (1.5-1.9x direct
+///   on ResNet-50 conv2 / VGG-16 conv3 / CIFAR layers), else F(2x2,3x3) from 32 tiles of
+///   2x2 when >= 64 channels are vectorised (with 32, as in DenseNet's 3x3 layers at 14x14,
+///   the direct tile is 1.1x F(2x2));
 /// - everything else: direct.
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
@@ -138,42 +154,72 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     let [sh, sw] = g.stride();
     let [oh, ow] = g.output_hw();
     let [h, w] = g.input_hw();
+    let pixels = g.n() * oh * ow;
     // The channels each pass vectorises over: output channels, except backward-data (input
     // channels). Few of them: the pixel-vectorised direct kernel for forward, im2col for
     // backward-data (its GEMM does not care).
     match pass {
         Pass::Forward if c_out_g <= 8 || (c_in_g == 1 && c_out_g == 1) => return Algorithm::Direct,
-        Pass::BackwardData if c_in_g < 8 => return Algorithm::Im2col,
+        Pass::BackwardData if c_in_g < 8 || oh < kh || ow < kw => return Algorithm::Im2col,
         Pass::BackwardWeight if c_out_g < 8 => return Algorithm::Im2col,
+        Pass::Forward | Pass::BackwardWeight if c_in_g * kh * kw < 32 => {
+            return Algorithm::Im2col;
+        }
         _ => {}
     }
     if g.is_pointwise() {
+        if pass == Pass::BackwardWeight && pixels >= 2048 && c_in_g < 256 {
+            return Algorithm::Direct;
+        }
+        return Algorithm::Im2col;
+    }
+    if kh * kw == 1 && g.dilation() == [1, 1] && pass != Pass::BackwardData {
+        // Strided 1x1 (downsampling).
+        return if pixels >= 512 {
+            Algorithm::Im2col
+        } else {
+            Algorithm::Direct
+        };
+    }
+    let deep = c_in_g >= 32 && c_out_g >= 32;
+    if deep && (g.dilation() != [1, 1] || kh * kw >= 25) {
         return Algorithm::Im2col;
     }
     // Small images with deep reductions (ResNet-50's 3x3 layers at 14x14 and 7x7): GEMM's
     // cache blocking beats the register tile and Winograd's transforms on every pass.
-    let pixels = g.n() * oh * ow;
-    let small = pixels <= 196;
-    if small && kh * kw > 1 && c_in_g >= 128 && c_out_g >= 64 {
+    if pixels <= 256 && kh * kw > 1 && c_in_g >= 64 && c_out_g >= 64 {
         return Algorithm::Im2col;
     }
     if pass == Pass::BackwardData && (sh > 1 || sw > 1) {
         return Algorithm::Im2col;
     }
+    if pass == Pass::BackwardWeight
+        && kh * kw > 1
+        && c_in_g >= 32
+        && (c_out_g >= 256 || (c_out_g >= 128 && pixels >= 4096))
+    {
+        return Algorithm::Im2col;
+    }
     let winograd_shape = kh == 3 && kw == 3 && sh == 1 && sw == 1 && g.dilation() == [1, 1];
-    if winograd_shape && pass != Pass::BackwardWeight && c_in_g >= 32 && c_out_g >= 32 {
-        let [ph, pw] = if pass == Pass::Forward {
-            [oh, ow]
+    if winograd_shape && pass != Pass::BackwardWeight && deep {
+        let ([ph, pw], vectorised) = if pass == Pass::Forward {
+            ([oh, ow], c_out_g)
         } else {
-            [h, w]
+            ([h, w], c_in_g)
         };
-        let enough = if prepared { 16 } else { 32 };
-        for tile in [WinogradTile::F4, WinogradTile::F2] {
-            let m = tile.m();
-            let tiles = g.n() * ph.div_ceil(m) * pw.div_ceil(m);
-            if tiles >= enough && t.allows(Algorithm::Winograd(tile)) {
-                return Algorithm::Winograd(tile);
-            }
+        let enough = if prepared || pass == Pass::BackwardData {
+            16
+        } else {
+            32
+        };
+        let tiles = |m: usize| g.n() * ph.div_ceil(m) * pw.div_ceil(m);
+        let f4 = Algorithm::Winograd(WinogradTile::F4);
+        let f2 = Algorithm::Winograd(WinogradTile::F2);
+        if tiles(4) >= enough && t.allows(f4) {
+            return f4;
+        }
+        if tiles(2) >= enough && vectorised >= 64 && t.allows(f2) {
+            return f2;
         }
     }
     Algorithm::Direct
