@@ -115,11 +115,12 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 
 /// The heuristic's choice. Calibrated with `convnet bench --suite all --pass all` (single
 /// thread, AVX2, 107 shapes x 3 passes; the figures below are GFLOP/s ratios from that run):
-/// - forward with <= 8 output channels per group (depthwise, LeNet's C1): the
-///   pixel-vectorised direct kernel (3x im2col on LeNet C1); backward-data with < 8 input
-///   channels per group and backward-weight with < 8 output channels per group (depthwise
-///   included): im2col (the channel-vectorised direct tile would leave most lanes empty: 6x
-///   slower on LeNet C1's backward-data);
+/// - depthwise convs, every pass: the depthwise direct kernel (2.5-8x im2col on MobileNet's
+///   3x3 layers, stride 1 and 2);
+/// - forward with <= 8 output channels per group (LeNet's C1): the pixel-vectorised direct
+///   kernel (3x im2col on LeNet C1); backward-data with < 8 input channels per group and
+///   backward-weight with < 8 output channels per group: im2col (the channel-vectorised
+///   direct tile would leave most lanes empty: 6x slower on LeNet C1's backward-data);
 /// - backward-data of a conv whose output is smaller than its kernel (LeNet's C5, 5x5 on
 ///   5x5): im2col (2.7x; the stride-phase split has almost nothing to split);
 /// - forward and backward-weight with fewer than 32 weights per output channel (VGG's 3 ->
@@ -158,8 +159,11 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     // The channels each pass vectorises over: output channels, except backward-data (input
     // channels). Few of them: the pixel-vectorised direct kernel for forward, im2col for
     // backward-data (its GEMM does not care).
+    if c_in_g == 1 && c_out_g == 1 {
+        return Algorithm::Direct;
+    }
     match pass {
-        Pass::Forward if c_out_g <= 8 || (c_in_g == 1 && c_out_g == 1) => return Algorithm::Direct,
+        Pass::Forward if c_out_g <= 8 => return Algorithm::Direct,
         Pass::BackwardData if c_in_g < 8 || oh < kh || ow < kw => return Algorithm::Im2col,
         Pass::BackwardWeight if c_out_g < 8 => return Algorithm::Im2col,
         Pass::Forward | Pass::BackwardWeight if c_in_g * kh * kw < 32 => {

@@ -137,6 +137,20 @@ impl SharedMut {
     pub(crate) fn len(self) -> usize {
         self.len
     }
+    /// Elements `offset..offset + len` as a slice (checked to lie in the buffer).
+    ///
+    /// # Safety
+    /// No other reference to these elements may exist while the slice lives.
+    pub(crate) unsafe fn slice_mut<'a>(self, offset: usize, len: usize) -> &'a mut [f32] {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "range {offset}+{len} past the shared buffer ({})",
+            self.len
+        );
+        // SAFETY: the range lies in the allocation (asserted); the caller guarantees it is
+        // not aliased.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) }
+    }
     /// The pointer to element `offset`, which must be `<= len`.
     pub(crate) fn at(self, offset: usize) -> *mut f32 {
         assert!(

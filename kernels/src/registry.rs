@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use crate::direct::{Direct, DirectRows};
+use crate::direct::{Direct, DirectDepthwise, DirectRows};
 use crate::params::ConvGeom;
 use crate::simd;
 use crate::winograd::Winograd;
@@ -109,6 +109,12 @@ pub static KERNELS: &[KernelEntry] = &[
     },
     #[cfg(target_arch = "x86_64")]
     KernelEntry {
+        name: "direct_f32_dw_4x2_avx512f",
+        isa: Isa::Avx512F,
+        make: DirectDepthwise::<simd::Avx512F>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
         name: "direct_f32_rows_6x32_avx512f",
         isa: Isa::Avx512F,
         make: DirectRows::<simd::Avx512F>::make,
@@ -118,6 +124,12 @@ pub static KERNELS: &[KernelEntry] = &[
         name: "direct_f32_any_12x32_avx512f",
         isa: Isa::Avx512F,
         make: Direct::<simd::Avx512F>::make,
+    },
+    #[cfg(target_arch = "x86_64")]
+    KernelEntry {
+        name: "direct_f32_dw_4x2_avx2fma",
+        isa: Isa::Avx2Fma,
+        make: DirectDepthwise::<simd::Avx2Fma>::make,
     },
     #[cfg(target_arch = "x86_64")]
     KernelEntry {
@@ -132,6 +144,11 @@ pub static KERNELS: &[KernelEntry] = &[
         make: Direct::<simd::Avx2Fma>::make,
     },
     KernelEntry {
+        name: "direct_f32_dw_4x2_portable",
+        isa: Isa::Portable,
+        make: DirectDepthwise::<simd::Portable>::make,
+    },
+    KernelEntry {
         name: "direct_f32_rows_6x8_portable",
         isa: Isa::Portable,
         make: DirectRows::<simd::Portable>::make,
@@ -142,6 +159,11 @@ pub static KERNELS: &[KernelEntry] = &[
         make: Direct::<simd::Portable>::make,
     },
     KernelEntry {
+        name: "direct_f32_dw_4x2_scalar",
+        isa: Isa::Scalar,
+        make: DirectDepthwise::<simd::Scalar>::make,
+    },
+    KernelEntry {
         name: "direct_f32_rows_6x2_scalar",
         isa: Isa::Scalar,
         make: DirectRows::<simd::Scalar>::make,
@@ -150,6 +172,12 @@ pub static KERNELS: &[KernelEntry] = &[
         name: "direct_f32_any_4x4_scalar",
         isa: Isa::Scalar,
         make: Direct::<simd::Scalar>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
+        name: "direct_f32_dw_4x2_emu16",
+        isa: Isa::Scalar,
+        make: DirectDepthwise::<crate::direct::Emu16>::make,
     },
     #[cfg(feature = "testing")]
     KernelEntry {

@@ -99,7 +99,8 @@ fn geometry_strategy(
     stride: std::ops::RangeInclusive<usize>,
     dilation: std::ops::RangeInclusive<usize>,
 ) -> impl Strategy<Value = ConvParams> {
-    let groups_kind = prop_oneof![Just(0u8), Just(1u8), Just(2u8)];
+    // 1 group, 2 groups, 1 input channel per group, depthwise (1 in and 1 out per group).
+    let groups_kind = prop_oneof![Just(0u8), Just(1u8), Just(2u8), Just(3u8)];
     (
         1usize..=2,
         groups_kind,
@@ -113,10 +114,11 @@ fn geometry_strategy(
     )
         .prop_flat_map(
             |(n, groups_kind, c_in_g, c_out_g, kh, kw, stride, dilation, transposed)| {
-                let (groups, c_in_g) = match groups_kind {
-                    0 => (Just(1usize).boxed(), c_in_g),
-                    1 => (Just(2usize).boxed(), c_in_g),
-                    _ => ((1usize..=6).boxed(), 1),
+                let (groups, c_in_g, c_out_g) = match groups_kind {
+                    0 => (Just(1usize).boxed(), c_in_g, c_out_g),
+                    1 => (Just(2usize).boxed(), c_in_g, c_out_g),
+                    2 => ((1usize..=6).boxed(), 1, c_out_g),
+                    _ => ((1usize..=12).boxed(), 1, 1),
                 };
                 let op_h = if transposed {
                     0..stride[0].max(dilation[0])

@@ -122,6 +122,17 @@ boundary_cases! {
     stride_gt_kernel: [conv(1, 3, [11, 10], 8, [2, 2], 3, 0, 1, 1), conv(1, 3, [9, 9], 8, [1, 1], 3, 1, 1, 1)];
     dilation_gt_input: [conv(1, 2, [4, 4], 8, [2, 2], 1, 1, 5, 1), conv(1, 2, [3, 5], 3, [2, 3], 1, 2, 4, 1)];
     groups_depthwise: [conv(2, 8, [7, 7], 8, [3, 3], 1, 1, 1, 8), conv(1, 6, [6, 6], 12, [3, 3], 2, 1, 1, 6), conv(1, 16, [5, 5], 16, [5, 5], 1, 2, 1, 16)];
+    // The depthwise kernel: rows narrower than, equal to and just over a vector (1, 8, 16
+    // lanes), the shifted last vector, stride-2 phase splits, dilation, asymmetric padding,
+    // padding wider than the kernel, a batch.
+    depthwise_widths: [1, 5, 8, 9, 16, 17, 23, 33].map(|w| conv(1, 3, [4, w], 3, [3, 3], 1, 1, 1, 3));
+    depthwise_strided: [conv(2, 4, [9, 13], 4, [3, 3], 2, 1, 1, 4), conv(1, 2, [11, 20], 2, [5, 5], 3, 2, 1, 2), conv(1, 2, [8, 19], 2, [3, 3], 2, 0, 1, 2)];
+    depthwise_dilated: [conv(1, 3, [9, 21], 3, [3, 3], 1, 2, 2, 3), conv(1, 2, [10, 10], 2, [3, 3], 2, 1, 3, 2)];
+    depthwise_padding: [
+        ConvParams { padding: [0, 2, 1, 0], stride: [1, 2], groups: 5, ..ConvParams::new(1, 5, 7, 18, 5, [3, 3]) },
+        ConvParams { padding: [3, 1, 4, 2], groups: 2, ..ConvParams::new(1, 2, 5, 6, 2, [3, 2]) },
+        ConvParams { padding: [0, 0, 0, 0], stride: [2, 4], groups: 3, ..ConvParams::new(2, 3, 12, 30, 3, [1, 1]) },
+    ];
     groups_grouped: [conv(1, 8, [6, 6], 12, [3, 3], 1, 1, 1, 4), conv(1, 6, [7, 5], 9, [3, 1], 1, 0, 2, 3)];
     k_1x1: [conv(1, 16, [7, 7], 24, [1, 1], 1, 0, 1, 1), conv(2, 5, [6, 9], 3, [1, 1], 2, 0, 1, 1), conv(1, 4, [5, 5], 8, [1, 1], 1, 1, 1, 1)];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];

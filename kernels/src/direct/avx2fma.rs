@@ -15,6 +15,7 @@ unsafe impl DirectIsa for Avx2Fma {
     const NAME: &'static str = "direct_f32_any_6x16_avx2fma";
     const ISA: Isa = Isa::Avx2Fma;
     const ROWS_NAME: &'static str = "direct_f32_rows_6x16_avx2fma";
+    const DW_NAME: &'static str = "direct_f32_dw_4x2_avx2fma";
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_6x16_avx2fma",
         "winograd_f32_f43_6x16_avx2fma",

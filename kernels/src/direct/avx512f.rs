@@ -14,6 +14,7 @@ unsafe impl DirectIsa for Avx512F {
     const NAME: &'static str = "direct_f32_any_12x32_avx512f";
     const ISA: Isa = Isa::Avx512F;
     const ROWS_NAME: &'static str = "direct_f32_rows_6x32_avx512f";
+    const DW_NAME: &'static str = "direct_f32_dw_4x2_avx512f";
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_12x32_avx512f",
         "winograd_f32_f43_12x32_avx512f",

@@ -51,6 +51,7 @@ unsafe impl F32Simd for Emu16 {
 unsafe impl DirectIsa for Emu16 {
     const NAME: &'static str = "direct_f32_any_12x32_emu16";
     const ROWS_NAME: &'static str = "direct_f32_rows_6x32_emu16";
+    const DW_NAME: &'static str = "direct_f32_dw_4x2_emu16";
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_12x32_emu16",
         "winograd_f32_f43_12x32_emu16",
@@ -114,6 +115,7 @@ unsafe impl F32Simd for OddScalar {
 unsafe impl DirectIsa for OddScalar {
     const NAME: &'static str = "direct_f32_any_3x3_oddtile";
     const ROWS_NAME: &'static str = "direct_f32_rows_6x1_oddtile";
+    const DW_NAME: &'static str = "direct_f32_dw_4x2_oddtile";
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_3x3_oddtile",
         "winograd_f32_f43_3x3_oddtile",

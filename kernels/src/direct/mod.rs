@@ -25,6 +25,7 @@
 mod avx2fma;
 #[cfg(target_arch = "x86_64")]
 mod avx512f;
+mod depthwise;
 #[cfg(feature = "testing")]
 mod emulated;
 mod pack;
@@ -33,6 +34,7 @@ mod rows;
 mod scalar;
 mod tile;
 
+pub(crate) use depthwise::DirectDepthwise;
 #[cfg(feature = "testing")]
 pub(crate) use emulated::{Emu16, OddScalar};
 pub(crate) use rows::DirectRows;
@@ -68,6 +70,8 @@ pub(crate) unsafe trait DirectIsa: F32Simd {
     const TILES: [(usize, usize); 2];
     /// Name of the pixel-vectorised kernel (`rows.rs`) on this ISA.
     const ROWS_NAME: &'static str;
+    /// Name of the depthwise kernel (`depthwise.rs`) on this ISA.
+    const DW_NAME: &'static str;
     /// Names of the Winograd F(2,3), F(4,3), F(6,3) kernels built on this ISA's tile.
     const WINOGRAD_NAMES: [&'static str; 3];
     /// The proof value, when this CPU has the ISA.

@@ -10,6 +10,7 @@ unsafe impl DirectIsa for Portable {
     const NAME: &'static str = "direct_f32_any_4x8_portable";
     const ISA: Isa = Isa::Portable;
     const ROWS_NAME: &'static str = "direct_f32_rows_6x8_portable";
+    const DW_NAME: &'static str = "direct_f32_dw_4x2_portable";
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_4x8_portable",
         "winograd_f32_f43_4x8_portable",

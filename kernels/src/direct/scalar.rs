@@ -9,6 +9,7 @@ unsafe impl DirectIsa for Scalar {
     const NAME: &'static str = "direct_f32_any_4x4_scalar";
     const ISA: Isa = Isa::Scalar;
     const ROWS_NAME: &'static str = "direct_f32_rows_6x2_scalar";
+    const DW_NAME: &'static str = "direct_f32_dw_4x2_scalar";
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_4x4_scalar",
         "winograd_f32_f43_4x4_scalar",

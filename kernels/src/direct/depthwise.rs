@@ -1,0 +1,576 @@
+//! Depthwise direct convolution (one input and one output channel per group: MobileNet's
+//! 3x3 layers), all three passes, any stride, dilation and padding.
+//!
+//! A depthwise channel is a single plane convolved with its own `kh x kw` filter, so there
+//! are no channels to vectorise over: the vectors hold `LANES` consecutive pixels of a row.
+//! Each task copies its channel's input into a zero-padded plane split into the column
+//! phases the taps read (`sw` phases at most; one when `sw = 1`), so every tap reads whole
+//! vectors at unit stride, whatever the stride, dilation or padding:
+//!
+//! ```text
+//!   q[slot(kx)][r][j] = x[r - pad_t][j*sw + phase(kx) - pad_l]   (0 outside x)
+//!   x column of output ox, tap kx = (ox + jo(kx))*sw + phase(kx) - pad_l
+//!   phase(kx) = (kx*dw) % sw,  jo(kx) = (kx*dw) / sw
+//! ```
+//!
+//! - forward: a register tile of `UR` output rows x `NV` pixel vectors; per tap one
+//!   broadcast and `UR*NV` loads feed `UR*NV` FMAs. The last vector of a row is shifted left
+//!   to end at the row's end (it recomputes a few pixels, bit for bit the same), so every
+//!   store is a whole vector; rows narrower than a vector go through a staging array.
+//! - backward-data: the transposed scatter `dq[slot][oy*sh + ky*dh][ox + jo] += w * dy`,
+//!   one tap at a time over the whole plane (so no store feeds an overlapping load soon
+//!   after), into a zeroed padded plane that is then cropped into `grad_x`.
+//! - backward-weight: per tap, `NACC` vector accumulators over every pixel vector of every
+//!   image (grad_y zero-padded to whole vectors), summed in a fixed order.
+//!
+//! Tasks are (image, channel) for the data passes and channels for backward-weight; every
+//! output is computed by one task in a fixed order, so results do not depend on the thread
+//! count.
+
+use super::{DirectIsa, SimdJob};
+use crate::parallel::{SharedMut, for_each_task, with_scratch};
+use crate::params::ConvGeom;
+use crate::registry::ConvKernel;
+use crate::{Algorithm, Isa, Pass};
+
+/// Output rows per forward tile.
+const UR: usize = 4;
+/// Pixel vectors per forward tile row.
+const NV: usize = 2;
+/// Accumulators per tap in backward-weight.
+const NACC: usize = 4;
+/// Largest `LANES` of any ISA (staging for narrow rows and reductions).
+const MAX_LANES: usize = 16;
+/// Filter taps whose offsets the forward tile keeps on the stack (7x7 and below).
+const MAX_TAPS: usize = 49;
+
+/// The depthwise direct kernel on ISA `S`.
+pub struct DirectDepthwise<S>(S);
+
+impl<S: DirectIsa> DirectDepthwise<S> {
+    /// The kernel, if this CPU has the ISA.
+    pub(crate) fn make() -> Option<Box<dyn ConvKernel>> {
+        S::detect().map(|s| Box::new(DirectDepthwise(s)) as Box<dyn ConvKernel>)
+    }
+}
+
+fn depthwise(g: &ConvGeom) -> bool {
+    g.c_in / g.g == 1 && g.c_out / g.g == 1
+}
+
+// SAFETY: a DirectDepthwise<S> holds the proof value S; every raw access is bounded by the
+// checks in `Layout::new` and the jobs' `run`, and raw writes to shared outputs touch the
+// task's own channel only.
+unsafe impl<S: DirectIsa> ConvKernel for DirectDepthwise<S> {
+    fn name(&self) -> &'static str {
+        S::DW_NAME
+    }
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::Direct
+    }
+    fn isa(&self) -> Isa {
+        S::ISA
+    }
+    fn supports(&self, g: &ConvGeom, _pass: Pass) -> Result<(), &'static str> {
+        if !depthwise(g) {
+            return Err("convs other than depthwise (one input and one output channel per group)");
+        }
+        Ok(())
+    }
+    fn forward(
+        &self,
+        g: &ConvGeom,
+        x: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        g.assert_forward(x, weight, bias, y);
+        assert!(depthwise(g), "unsupported geometry");
+        forward(self.0, g, x, weight, bias, false, y);
+    }
+    fn backward_data(
+        &self,
+        g: &ConvGeom,
+        dy: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        dx: &mut [f32],
+    ) {
+        g.assert_backward_data(dy, weight, bias, dx);
+        assert!(depthwise(g), "unsupported geometry");
+        backward_data(self.0, g, dy, weight, bias, dx);
+    }
+    fn backward_weight(&self, g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+        g.assert_backward_weight(x, dy, dw);
+        assert!(depthwise(g), "unsupported geometry");
+        backward_weight(self.0, g, x, dy, dw);
+    }
+    fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
+        assert_eq!(weight.len(), g.w_len, "weight length");
+        self.supports(g, pass).ok()?;
+        // The filters are used as they are; a copy lets plans fuse the ReLU.
+        (pass == Pass::Forward).then(|| weight.to_vec())
+    }
+    fn forward_prepared(
+        &self,
+        g: &ConvGeom,
+        x: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        relu: bool,
+        y: &mut [f32],
+    ) {
+        assert!(depthwise(g), "unsupported geometry");
+        g.assert_forward(x, prepared, bias, y);
+        forward(self.0, g, x, prepared, bias, relu, y);
+    }
+}
+
+/// The padded, phase-split plane of one channel and how taps index it.
+struct Layout {
+    /// Padded rows: every row any output row's taps read.
+    rows: usize,
+    /// Columns per phase row.
+    cols: usize,
+    /// Phase slots stored.
+    slots: usize,
+    /// Per slot: its column phase.
+    phase: Vec<usize>,
+    /// Per tap column `kx`: offset of its first float in a slot's row block,
+    /// `slot(kx)*rows*cols + jo(kx)`.
+    kx_off: Vec<usize>,
+    /// The largest of `kx_off`.
+    max_kx_off: usize,
+    /// Pixels computed per row: `ow` rounded so whole vectors cover it.
+    span: usize,
+}
+
+impl Layout {
+    /// The layout for `span` computed pixels per row (at least one vector).
+    fn new(g: &ConvGeom, span: usize) -> Layout {
+        let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+        let mut phase = Vec::new();
+        let mut slot_of = Vec::with_capacity(g.kw);
+        for kx in 0..g.kw {
+            let p = kx * g.dw % g.sw;
+            let s = phase.iter().position(|&q| q == p).unwrap_or_else(|| {
+                phase.push(p);
+                phase.len() - 1
+            });
+            slot_of.push(s);
+        }
+        let cols = span + (g.kw - 1) * g.dw / g.sw;
+        let kx_off: Vec<usize> = (0..g.kw)
+            .map(|kx| slot_of[kx] * rows * cols + kx * g.dw / g.sw)
+            .collect();
+        Layout {
+            max_kx_off: kx_off.iter().copied().max().unwrap_or(0),
+            rows,
+            cols,
+            slots: phase.len(),
+            phase,
+            kx_off,
+            span,
+        }
+    }
+    fn len(&self) -> usize {
+        self.slots * self.rows * self.cols
+    }
+    /// Offset of tap `(ky, kx)` for output row `oy`, pixel 0.
+    fn tap(&self, g: &ConvGeom, oy: usize, ky: usize, kx: usize) -> usize {
+        self.kx_off[kx] + (oy * g.sh + ky * g.dh) * self.cols
+    }
+    /// One past the last float a tap reads for output row `oy`: at most `len()` for every
+    /// `oy < oh`, since `(oh-1)*sh + (kh-1)*dh = rows - 1` and `jo + span <= cols`.
+    fn end(&self, g: &ConvGeom, oy: usize) -> usize {
+        self.max_kx_off + (oy * g.sh + (g.kh - 1) * g.dh) * self.cols + self.span
+    }
+    /// Fills `q` (at least `len() + LANES` floats) with channel plane `plane` (`h x w`),
+    /// zero outside. Called inside a dispatched job, so the fast path's vector copies are
+    /// inlined instead of a `memcpy` and two `memset` calls per row.
+    #[inline(always)]
+    fn fill<S: DirectIsa>(&self, s: S, g: &ConvGeom, plane: &[f32], q: &mut [f32]) {
+        let l = S::LANES;
+        let len = g.w.min(self.cols.saturating_sub(g.pad_l));
+        assert!(
+            plane.len() == g.h * g.w && q.len() >= self.len() + l,
+            "depthwise fill"
+        );
+        if g.sw == 1 && len >= l {
+            let (dst, src) = (q.as_mut_ptr(), plane.as_ptr());
+            let (cols, left) = (self.cols, g.pad_l);
+            for r in 0..self.rows {
+                let row = r * cols;
+                let Some(iy) = r.checked_sub(g.pad_t).filter(|&iy| iy < g.h) else {
+                    for c in (0..cols).step_by(l) {
+                        // SAFETY: row + c < rows*cols = len(), and q has l floats of slack.
+                        unsafe { s.store(dst.add(row + c), s.zero()) };
+                    }
+                    continue;
+                };
+                // Zeros over the left padding, the row (the last vector shifted to end at
+                // left + len; len >= l), zeros from there to the row's end. Stores past the
+                // row's end land in the next row, written after this one, or in the slack.
+                for c in (0..left).step_by(l) {
+                    // SAFETY: row + c < row + left < row + cols (len > 0 so left < cols).
+                    unsafe { s.store(dst.add(row + c), s.zero()) };
+                }
+                for c in (0..len).step_by(l) {
+                    let c = c.min(len - l);
+                    // SAFETY: iy*w + c + l <= iy*w + len <= h*w = plane.len(); row + left +
+                    // c + l <= row + left + len <= row + cols <= len().
+                    unsafe { s.store(dst.add(row + left + c), s.load(src.add(iy * g.w + c))) };
+                }
+                for c in (left + len..cols).step_by(l) {
+                    // SAFETY: row + c < rows*cols = len(), and q has l floats of slack.
+                    unsafe { s.store(dst.add(row + c), s.zero()) };
+                }
+            }
+            return;
+        }
+        // Any stride: slot `k` (column phase p) holds x columns j*sw + p - pad_l, which
+        // are inside x for j in j_lo..j_hi (j*sw < w + pad_l there, so nothing overflows).
+        for (k, &p) in self.phase.iter().enumerate() {
+            let j_lo = g.pad_l.saturating_sub(p).div_ceil(g.sw).min(self.cols);
+            let j_hi = (g.w + g.pad_l)
+                .saturating_sub(p)
+                .div_ceil(g.sw)
+                .clamp(j_lo, self.cols);
+            let block = &mut q[k * self.rows * self.cols..][..self.rows * self.cols];
+            for (r, row) in block.chunks_exact_mut(self.cols).enumerate() {
+                let Some(iy) = r.checked_sub(g.pad_t).filter(|&iy| iy < g.h) else {
+                    row.fill(0.0);
+                    continue;
+                };
+                let src = &plane[iy * g.w..][..g.w];
+                row[..j_lo].fill(0.0);
+                for (j, v) in row[j_lo..j_hi].iter_mut().enumerate() {
+                    *v = src[(j_lo + j) * g.sw + p - g.pad_l];
+                }
+                row[j_hi..].fill(0.0);
+            }
+        }
+    }
+    /// Writes `grad_x` plane `out` (`h x w`): the crop of the padded plane `q`, plus `bias`.
+    fn crop(&self, g: &ConvGeom, q: &[f32], bias: f32, out: &mut [f32]) {
+        for (iy, row) in out.chunks_exact_mut(g.w).enumerate() {
+            let r = iy + g.pad_t;
+            if r >= self.rows {
+                row.fill(bias);
+                continue;
+            }
+            if g.sw == 1 {
+                // One slot, phase 0: x column ix is q column ix + pad_l.
+                let src = &q[r * self.cols..][..self.cols];
+                for (ix, v) in row.iter_mut().enumerate() {
+                    *v = src.get(ix + g.pad_l).copied().unwrap_or(0.0) + bias;
+                }
+                continue;
+            }
+            for (ix, v) in row.iter_mut().enumerate() {
+                let c = ix + g.pad_l;
+                let (j, p) = (c / g.sw, c % g.sw);
+                let got = match self.phase.iter().position(|&ph| ph == p) {
+                    Some(s) if j < self.cols => q[(s * self.rows + r) * self.cols + j],
+                    _ => 0.0,
+                };
+                *v = got + bias;
+            }
+        }
+    }
+}
+
+fn forward<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) {
+    let l = S::LANES;
+    let lay = Layout::new(g, g.ow.max(l));
+    let taps = g.kh * g.kw;
+    let out = SharedMut::new(y);
+    for_each_task(g.n * g.c_out, |t| {
+        let c = t % g.c_out;
+        let plane = &x[t * g.h * g.w..][..g.h * g.w];
+        with_scratch(lay.len() + S::LANES, |q| {
+            let mut job = FwdJob {
+                g,
+                lay: &lay,
+                plane,
+                q,
+                w: &weight[c * taps..][..taps],
+                bias: bias.map_or(0.0, |b| b[c]),
+                relu,
+                dst: out,
+                dst_base: t * g.oh * g.ow,
+            };
+            s.dispatch(&mut job);
+        });
+    });
+}
+
+struct FwdJob<'a> {
+    g: &'a ConvGeom,
+    lay: &'a Layout,
+    /// The channel's input plane, and its padded copy (filled by `run`).
+    plane: &'a [f32],
+    q: &'a mut [f32],
+    w: &'a [f32],
+    bias: f32,
+    relu: bool,
+    dst: SharedMut,
+    dst_base: usize,
+}
+
+impl SimdJob for FwdJob<'_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (g, lay, l) = (self.g, self.lay, S::LANES);
+        lay.fill(s, g, self.plane, self.q);
+        let (oh, ow) = (g.oh, g.ow);
+        // Bounds for the raw accesses below, checked once: every tap of the last output row
+        // reads below lay.end(oh - 1) <= q.len(); the task owns y[dst_base..+oh*ow].
+        assert!(
+            lay.end(g, oh - 1) <= self.q.len(),
+            "depthwise source out of range"
+        );
+        assert!(self.w.len() == g.kh * g.kw, "depthwise weights");
+        assert!(
+            self.dst_base + oh * ow <= self.dst.len(),
+            "depthwise destination"
+        );
+        assert!(lay.span >= l);
+        let q = self.q.as_ptr();
+        let taps = g.kh * g.kw;
+        // Offsets of every tap from its output row's start, row-major over (ky, kx).
+        let mut tap_off = [0usize; MAX_TAPS];
+        let tap_off: &[usize] = if taps <= MAX_TAPS {
+            for (t, o) in tap_off.iter_mut().enumerate().take(taps) {
+                *o = lay.tap(g, 0, t / g.kw, t % g.kw);
+            }
+            &tap_off[..taps]
+        } else {
+            &(0..taps)
+                .map(|t| lay.tap(g, 0, t / g.kw, t % g.kw))
+                .collect::<Vec<_>>()
+        };
+        let bias = s.splat(self.bias);
+        let mut tmp = [0.0f32; MAX_LANES];
+        for oy0 in (0..oh).step_by(UR) {
+            let nrows = UR.min(oh - oy0);
+            // Rows past the end repeat the last row (not stored).
+            let row_off: [usize; UR] =
+                std::array::from_fn(|i| (oy0 + i.min(nrows - 1)) * g.sh * lay.cols);
+            for ox0 in (0..lay.span).step_by(NV * l) {
+                // Vector starts, the last ones shifted to end at the span's end.
+                let start: [usize; NV] = std::array::from_fn(|v| (ox0 + v * l).min(lay.span - l));
+                let mut acc = [[s.zero(); NV]; UR];
+                for (&off, &wt) in tap_off.iter().zip(self.w) {
+                    let wv = s.splat(wt);
+                    for (acc_i, &ro) in acc.iter_mut().zip(&row_off) {
+                        for (a, &st) in acc_i.iter_mut().zip(&start) {
+                            // SAFETY: off + ro = lay.tap(oy, ky, kx) for some oy < oh, and
+                            // st + l <= span, so the vector ends below lay.end(oy) <= q.len()
+                            // (asserted above).
+                            let xv = unsafe { s.load(q.add(off + ro + st)) };
+                            *a = s.mul_add(wv, xv, *a);
+                        }
+                    }
+                }
+                for (i, acc_i) in acc.iter().enumerate().take(nrows) {
+                    let row = self.dst_base + (oy0 + i) * ow;
+                    for (a, &st) in acc_i.iter().zip(&start) {
+                        let mut v = s.add(*a, bias);
+                        if self.relu {
+                            v = s.max(v, s.zero());
+                        }
+                        if ow >= l {
+                            // SAFETY: st + l <= span = ow, so row + st + l <= dst_base + oh*ow
+                            // <= dst.len() (asserted); this channel belongs to this task.
+                            unsafe { s.store(self.dst.at(row + st), v) };
+                        } else {
+                            // SAFETY: tmp holds MAX_LANES >= l floats.
+                            unsafe { s.store(tmp.as_mut_ptr(), v) };
+                            for (px, t) in tmp.iter().enumerate().take(ow) {
+                                // SAFETY: row + px < row + ow <= dst.len() (asserted).
+                                unsafe { *self.dst.at(row + px) = *t };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `grad_y` plane `src` (`oh x ow`) copied into `dst` (`oh x span`), zero-padded.
+fn pad_rows(g: &ConvGeom, src: &[f32], span: usize, dst: &mut [f32]) {
+    for (d, s) in dst.chunks_exact_mut(span).zip(src.chunks_exact(g.ow)) {
+        d[..g.ow].copy_from_slice(s);
+        d[g.ow..].fill(0.0);
+    }
+}
+
+fn backward_data<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    dy: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    dx: &mut [f32],
+) {
+    let l = S::LANES;
+    let lay = Layout::new(g, g.ow.div_ceil(l) * l);
+    let taps = g.kh * g.kw;
+    let out = SharedMut::new(dx);
+    for_each_task(g.n * g.c_in, |t| {
+        let c = t % g.c_in;
+        let plane = &dy[t * g.oh * g.ow..][..g.oh * g.ow];
+        with_scratch(lay.len() + g.oh * lay.span, |buf| {
+            let (q, dyp) = buf.split_at_mut(lay.len());
+            q.fill(0.0);
+            pad_rows(g, plane, lay.span, dyp);
+            let mut job = BwdDataJob {
+                g,
+                lay: &lay,
+                q,
+                dy: dyp,
+                w: &weight[c * taps..][..taps],
+            };
+            s.dispatch(&mut job);
+            // SAFETY: plane t of grad_x belongs to this task alone, and lies in the buffer
+            // (t < n*c_in, so (t+1)*h*w <= x_len = dx.len()).
+            let dst = unsafe { out.slice_mut(t * g.h * g.w, g.h * g.w) };
+            lay.crop(g, q, bias.map_or(0.0, |b| b[c]), dst);
+        });
+    });
+}
+
+struct BwdDataJob<'a> {
+    g: &'a ConvGeom,
+    lay: &'a Layout,
+    q: &'a mut [f32],
+    dy: &'a [f32],
+    w: &'a [f32],
+}
+
+impl SimdJob for BwdDataJob<'_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (g, lay, l) = (self.g, self.lay, S::LANES);
+        assert!(
+            lay.end(g, g.oh - 1) <= self.q.len(),
+            "depthwise target out of range"
+        );
+        assert!(self.dy.len() == g.oh * lay.span && self.w.len() == g.kh * g.kw);
+        let q = self.q.as_mut_ptr();
+        let dy = self.dy.as_ptr();
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let wv = s.splat(self.w[ky * g.kw + kx]);
+                for oy in 0..g.oh {
+                    let base = lay.tap(g, oy, ky, kx);
+                    for v in (0..lay.span).step_by(l) {
+                        // SAFETY: oy*span + v + l <= oh*span = dy.len(); base + v + l <=
+                        // lay.end(oy) <= q.len() (asserted above).
+                        unsafe {
+                            let d = s.load(dy.add(oy * lay.span + v));
+                            let p = q.add(base + v);
+                            s.store(p, s.mul_add(wv, d, s.load(p)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn backward_weight<S: DirectIsa>(s: S, g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let l = S::LANES;
+    let lay = Layout::new(g, g.ow.div_ceil(l) * l);
+    let taps = g.kh * g.kw;
+    crate::parallel::for_each_chunk_mut(dw, taps, |c, dw_c| {
+        with_scratch(lay.len() + l + g.oh * lay.span + taps * NACC * l, |buf| {
+            let (q, rest) = buf.split_at_mut(lay.len() + l);
+            let (dyp, acc) = rest.split_at_mut(g.oh * lay.span);
+            acc.fill(0.0);
+            for b in 0..g.n {
+                let t = b * g.c_in + c;
+                pad_rows(g, &dy[t * g.oh * g.ow..][..g.oh * g.ow], lay.span, dyp);
+                let mut job = BwdWeightJob {
+                    g,
+                    lay: &lay,
+                    plane: &x[t * g.h * g.w..][..g.h * g.w],
+                    q,
+                    dy: dyp,
+                    acc,
+                };
+                s.dispatch(&mut job);
+            }
+            for (d, a) in dw_c.iter_mut().zip(acc.chunks_exact(NACC * l)) {
+                *d = a.iter().sum();
+            }
+        });
+    });
+}
+
+struct BwdWeightJob<'a> {
+    g: &'a ConvGeom,
+    lay: &'a Layout,
+    /// The channel's input plane, and its padded copy (filled by `run`).
+    plane: &'a [f32],
+    q: &'a mut [f32],
+    dy: &'a [f32],
+    /// `[tap][NACC][LANES]` running sums.
+    acc: &'a mut [f32],
+}
+
+impl SimdJob for BwdWeightJob<'_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (g, lay, l) = (self.g, self.lay, S::LANES);
+        lay.fill(s, g, self.plane, self.q);
+        assert!(
+            lay.end(g, g.oh - 1) <= self.q.len(),
+            "depthwise source out of range"
+        );
+        assert!(self.dy.len() == g.oh * lay.span);
+        assert!(self.acc.len() == g.kh * g.kw * NACC * l);
+        let q = self.q.as_ptr();
+        let dy = self.dy.as_ptr();
+        let vecs = lay.span / l;
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let tap = ky * g.kw + kx;
+                let sums = &mut self.acc[tap * NACC * l..][..NACC * l];
+                // SAFETY: sums holds NACC*l floats.
+                let mut a: [S::V; NACC] =
+                    std::array::from_fn(|i| unsafe { s.load(sums.as_ptr().add(i * l)) });
+                // Pixel vectors of the whole plane, dealt round-robin to the accumulators.
+                let mut k = 0;
+                for oy in 0..g.oh {
+                    let base = lay.tap(g, oy, ky, kx);
+                    for v in 0..vecs {
+                        // SAFETY: oy*span + v*l + l <= oh*span = dy.len(); base + v*l + l <=
+                        // lay.end(oy) <= q.len() (asserted above).
+                        unsafe {
+                            let d = s.load(dy.add(oy * lay.span + v * l));
+                            let xv = s.load(q.add(base + v * l));
+                            a[k] = s.mul_add(d, xv, a[k]);
+                        }
+                        k = (k + 1) % NACC;
+                    }
+                }
+                for (i, ai) in a.iter().enumerate() {
+                    // SAFETY: sums holds NACC*l floats.
+                    unsafe { s.store(sums.as_mut_ptr().add(i * l), *ai) };
+                }
+            }
+        }
+    }
+}
