@@ -348,7 +348,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
             // resolve to the same kernel (Auto and its pick) share its timing.
             let mut rows: Vec<(Algorithm, &'static dyn ConvKernel, Vec<f64>)> = Vec::new();
             for &algo in &algos {
-                match conv.kernel(algo, pass) {
+                // Resolved inside the pool, so an autotuning Auto times its candidates on
+                // the thread count being measured.
+                match pool.install(|| conv.kernel(algo, pass)) {
                     Ok(k) => rows.push((algo, k, Vec::new())),
                     Err(e) if !args.json => {
                         println!(
