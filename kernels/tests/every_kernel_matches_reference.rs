@@ -127,6 +127,9 @@ boundary_cases! {
     // padding wider than the kernel, a batch.
     depthwise_widths: [1, 5, 8, 9, 16, 17, 23, 33].map(|w| conv(1, 3, [4, w], 3, [3, 3], 1, 1, 1, 3));
     depthwise_strided: [conv(2, 4, [9, 13], 4, [3, 3], 2, 1, 1, 4), conv(1, 2, [11, 20], 2, [5, 5], 3, 2, 1, 2), conv(1, 2, [8, 19], 2, [3, 3], 2, 0, 1, 2)];
+    // Enough planes that a forward task runs several: each reuses the zeros of its first
+    // plane's padded copy.
+    depthwise_many_planes: [conv(2, 40, [5, 11], 40, [3, 3], 1, 1, 1, 40), conv(3, 24, [9, 9], 24, [3, 3], 2, 1, 1, 24)];
     depthwise_dilated: [conv(1, 3, [9, 21], 3, [3, 3], 1, 2, 2, 3), conv(1, 2, [10, 10], 2, [3, 3], 2, 1, 3, 2)];
     depthwise_padding: [
         ConvParams { padding: [0, 2, 1, 0], stride: [1, 2], groups: 5, ..ConvParams::new(1, 5, 7, 18, 5, [3, 3]) },

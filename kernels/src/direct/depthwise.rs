@@ -41,8 +41,6 @@ const NV: usize = 2;
 const NACC: usize = 4;
 /// Largest `LANES` of any ISA (staging for narrow rows and reductions).
 const MAX_LANES: usize = 16;
-/// Filter taps whose offsets the forward tile keeps on the stack (7x7 and below).
-const MAX_TAPS: usize = 49;
 
 /// The depthwise direct kernel on ISA `S`.
 pub struct DirectDepthwise<S>(S);
@@ -142,6 +140,8 @@ struct Layout {
     kx_off: Vec<usize>,
     /// The largest of `kx_off`.
     max_kx_off: usize,
+    /// Per tap `(ky, kx)`, row-major: its offset from its output row's start.
+    tap_off: Vec<usize>,
     /// Pixels computed per row: `ow` rounded so whole vectors cover it.
     span: usize,
 }
@@ -164,8 +164,12 @@ impl Layout {
         let kx_off: Vec<usize> = (0..g.kw)
             .map(|kx| slot_of[kx] * rows * cols + kx * g.dw / g.sw)
             .collect();
+        let tap_off = (0..g.kh * g.kw)
+            .map(|t| kx_off[t % g.kw] + t / g.kw * g.dh * cols)
+            .collect();
         Layout {
             max_kx_off: kx_off.iter().copied().max().unwrap_or(0),
+            tap_off,
             rows,
             cols,
             slots: phase.len(),
@@ -189,8 +193,12 @@ impl Layout {
     /// Fills `q` (at least `len() + LANES` floats) with channel plane `plane` (`h x w`),
     /// zero outside. Called inside a dispatched job, so the fast path's vector copies are
     /// inlined instead of a `memcpy` and two `memset` calls per row.
+    ///
+    /// The zeros depend on the geometry only, so with `borders == false` (a plane of the same
+    /// geometry was filled into `q` before and nothing has written `q` since) the fast path
+    /// copies just the rows of x.
     #[inline(always)]
-    fn fill<S: DirectIsa>(&self, s: S, g: &ConvGeom, plane: &[f32], q: &mut [f32]) {
+    fn fill<S: DirectIsa>(&self, s: S, g: &ConvGeom, plane: &[f32], q: &mut [f32], borders: bool) {
         let l = S::LANES;
         let len = g.w.min(self.cols.saturating_sub(g.pad_l));
         assert!(
@@ -203,6 +211,9 @@ impl Layout {
             for r in 0..self.rows {
                 let row = r * cols;
                 let Some(iy) = r.checked_sub(g.pad_t).filter(|&iy| iy < g.h) else {
+                    if !borders {
+                        continue;
+                    }
                     for c in (0..cols).step_by(l) {
                         // SAFETY: row + c < rows*cols = len(), and q has l floats of slack.
                         unsafe { s.store(dst.add(row + c), s.zero()) };
@@ -212,7 +223,7 @@ impl Layout {
                 // Zeros over the left padding, the row (the last vector shifted to end at
                 // left + len; len >= l), zeros from there to the row's end. Stores past the
                 // row's end land in the next row, written after this one, or in the slack.
-                for c in (0..left).step_by(l) {
+                for c in (0..if borders { left } else { 0 }).step_by(l) {
                     // SAFETY: row + c < row + left < row + cols (len > 0 so left < cols).
                     unsafe { s.store(dst.add(row + c), s.zero()) };
                 }
@@ -222,7 +233,7 @@ impl Layout {
                     // c + l <= row + left + len <= row + cols <= len().
                     unsafe { s.store(dst.add(row + left + c), s.load(src.add(iy * g.w + c))) };
                 }
-                for c in (left + len..cols).step_by(l) {
+                for c in (left + len..if borders { cols } else { 0 }).step_by(l) {
                     // SAFETY: row + c < rows*cols = len(), and q has l floats of slack.
                     unsafe { s.store(dst.add(row + c), s.zero()) };
                 }
@@ -290,76 +301,80 @@ fn forward<S: DirectIsa>(
     relu: bool,
     y: &mut [f32],
 ) {
-    let l = S::LANES;
-    let lay = Layout::new(g, g.ow.max(l));
-    let taps = g.kh * g.kw;
+    let lay = Layout::new(g, g.ow.max(S::LANES));
     let out = SharedMut::new(y);
-    for_each_task(g.n * g.c_out, |t| {
-        let c = t % g.c_out;
-        let plane = &x[t * g.h * g.w..][..g.h * g.w];
+    let planes = g.n * g.c_out;
+    let per_task = planes_per_task(planes);
+    for_each_task(planes.div_ceil(per_task), |t| {
         with_scratch(lay.len() + S::LANES, |q| {
             let mut job = FwdJob {
                 g,
                 lay: &lay,
-                plane,
+                x,
                 q,
-                w: &weight[c * taps..][..taps],
-                bias: bias.map_or(0.0, |b| b[c]),
+                weight,
+                bias,
                 relu,
                 dst: out,
-                dst_base: t * g.oh * g.ow,
+                planes: t * per_task..planes.min((t + 1) * per_task),
             };
             s.dispatch(&mut job);
         });
     });
 }
 
+/// Channel planes per task: up to 8 (the padded copy's zeros and the task's setup are
+/// shared by them), fewer when that would leave fewer than 8 tasks.
+fn planes_per_task(planes: usize) -> usize {
+    (planes / 8).clamp(1, 8)
+}
+
 struct FwdJob<'a> {
     g: &'a ConvGeom,
     lay: &'a Layout,
-    /// The channel's input plane, and its padded copy (filled by `run`).
-    plane: &'a [f32],
+    x: &'a [f32],
+    /// The padded copy of the current plane.
     q: &'a mut [f32],
-    w: &'a [f32],
-    bias: f32,
+    weight: &'a [f32],
+    bias: Option<&'a [f32]>,
     relu: bool,
     dst: SharedMut,
-    dst_base: usize,
+    /// This task's planes (`image * c + channel`).
+    planes: std::ops::Range<usize>,
 }
 
 impl SimdJob for FwdJob<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
+        for t in self.planes.clone() {
+            self.plane(s, t, t == self.planes.start);
+        }
+    }
+}
+
+impl FwdJob<'_> {
+    /// Output plane `t` (image `t / c`, channel `t % c`).
+    #[inline(always)]
+    fn plane<S: DirectIsa>(&mut self, s: S, t: usize, borders: bool) {
         let (g, lay, l) = (self.g, self.lay, S::LANES);
-        lay.fill(s, g, self.plane, self.q);
-        let (oh, ow) = (g.oh, g.ow);
+        let (oh, ow, taps) = (g.oh, g.ow, g.kh * g.kw);
+        let c = t % g.c_out;
+        lay.fill(s, g, &self.x[t * g.h * g.w..][..g.h * g.w], self.q, borders);
+        let w = &self.weight[c * taps..][..taps];
+        let dst_base = t * oh * ow;
         // Bounds for the raw accesses below, checked once: every tap of the last output row
         // reads below lay.end(oh - 1) <= q.len(); the task owns y[dst_base..+oh*ow].
         assert!(
             lay.end(g, oh - 1) <= self.q.len(),
             "depthwise source out of range"
         );
-        assert!(self.w.len() == g.kh * g.kw, "depthwise weights");
         assert!(
-            self.dst_base + oh * ow <= self.dst.len(),
+            dst_base + oh * ow <= self.dst.len(),
             "depthwise destination"
         );
-        assert!(lay.span >= l);
+        assert!(lay.span >= l && lay.tap_off.len() == taps);
         let q = self.q.as_ptr();
-        let taps = g.kh * g.kw;
-        // Offsets of every tap from its output row's start, row-major over (ky, kx).
-        let mut tap_off = [0usize; MAX_TAPS];
-        let tap_off: &[usize] = if taps <= MAX_TAPS {
-            for (t, o) in tap_off.iter_mut().enumerate().take(taps) {
-                *o = lay.tap(g, 0, t / g.kw, t % g.kw);
-            }
-            &tap_off[..taps]
-        } else {
-            &(0..taps)
-                .map(|t| lay.tap(g, 0, t / g.kw, t % g.kw))
-                .collect::<Vec<_>>()
-        };
-        let bias = s.splat(self.bias);
+        let bias = s.splat(self.bias.map_or(0.0, |b| b[c]));
         let mut tmp = [0.0f32; MAX_LANES];
         for oy0 in (0..oh).step_by(UR) {
             let nrows = UR.min(oh - oy0);
@@ -370,7 +385,7 @@ impl SimdJob for FwdJob<'_> {
                 // Vector starts, the last ones shifted to end at the span's end.
                 let start: [usize; NV] = std::array::from_fn(|v| (ox0 + v * l).min(lay.span - l));
                 let mut acc = [[s.zero(); NV]; UR];
-                for (&off, &wt) in tap_off.iter().zip(self.w) {
+                for (&off, &wt) in lay.tap_off.iter().zip(w) {
                     let wv = s.splat(wt);
                     for (acc_i, &ro) in acc.iter_mut().zip(&row_off) {
                         for (a, &st) in acc_i.iter_mut().zip(&start) {
@@ -383,7 +398,7 @@ impl SimdJob for FwdJob<'_> {
                     }
                 }
                 for (i, acc_i) in acc.iter().enumerate().take(nrows) {
-                    let row = self.dst_base + (oy0 + i) * ow;
+                    let row = dst_base + (oy0 + i) * ow;
                     for (a, &st) in acc_i.iter().zip(&start) {
                         let mut v = s.add(*a, bias);
                         if self.relu {
@@ -507,6 +522,7 @@ fn backward_weight<S: DirectIsa>(s: S, g: &ConvGeom, x: &[f32], dy: &[f32], dw: 
                     lay: &lay,
                     plane: &x[t * g.h * g.w..][..g.h * g.w],
                     q,
+                    borders: b == 0,
                     dy: dyp,
                     acc,
                 };
@@ -525,6 +541,8 @@ struct BwdWeightJob<'a> {
     /// The channel's input plane, and its padded copy (filled by `run`).
     plane: &'a [f32],
     q: &'a mut [f32],
+    /// Whether `q` needs its zeros (the first image; see `Layout::fill`).
+    borders: bool,
     dy: &'a [f32],
     /// `[tap][NACC][LANES]` running sums.
     acc: &'a mut [f32],
@@ -534,7 +552,7 @@ impl SimdJob for BwdWeightJob<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
         let (g, lay, l) = (self.g, self.lay, S::LANES);
-        lay.fill(s, g, self.plane, self.q);
+        lay.fill(s, g, self.plane, self.q, self.borders);
         assert!(
             lay.end(g, g.oh - 1) <= self.q.len(),
             "depthwise source out of range"
