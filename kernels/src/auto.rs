@@ -127,8 +127,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   64 3x3 stem, 27): im2col (1.15-1.2x; the register tile's loops are too short to
 ///   amortise its stores);
 /// - 1x1 stride-1 convs: im2col, a plain GEMM (1.3-2x direct), except backward-weight
-///   over at least 2048 pixels with fewer than 256 input channels, where direct's tap loop
-///   wins (1.05-1.15x on DenseNet-121's first block);
+///   over at least 2048 pixels with fewer than 256 input and at most 128 output channels,
+///   where direct's tap loop wins (1.05-1.15x on DenseNet-121's first block; im2col wins
+///   1.2x on ResNet-50's 64 -> 256 expansion);
 /// - 1x1 stride-2 convs (ResNet downsampling): im2col over >= 512 output pixels on forward
 ///   and backward-weight (1.1x), direct below (1.1-2.8x: the strided GEMM copy dominates);
 /// - dilated convs and 5x5+ kernels with >= 32 channels in and out: im2col on every pass
@@ -172,7 +173,7 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         _ => {}
     }
     if g.is_pointwise() {
-        if pass == Pass::BackwardWeight && pixels >= 2048 && c_in_g < 256 {
+        if pass == Pass::BackwardWeight && pixels >= 2048 && c_in_g < 256 && c_out_g <= 128 {
             return Algorithm::Direct;
         }
         return Algorithm::Im2col;
