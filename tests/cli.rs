@@ -174,6 +174,71 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 }
 
 #[test]
+fn bench_times_every_row_and_rates_auto() {
+    // LeNet-5's 3 convs x 3 passes x {direct, im2col, auto}: a few seconds.
+    let args = [
+        "bench",
+        "--suite",
+        "lenet",
+        "--pass",
+        "all",
+        "--algos",
+        "direct,im2col,auto",
+        "--reps",
+        "1",
+    ];
+    let out = convnet(&args);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("peak (1 threads, "), "{text}");
+    assert_eq!(text.matches(" winner: ").count(), 9, "{text}");
+    // Every row of the table, with its GFLOP/s and % of peak.
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("lenet5.") && !l.contains(" winner: "))
+        .collect();
+    assert_eq!(rows.len(), 27, "{text}");
+    for row in &rows {
+        let gflops: f64 = row.split_whitespace().nth(5).unwrap().parse().unwrap();
+        assert!(gflops > 0.0 && gflops.is_finite(), "{row}");
+    }
+    // The summary rates Auto on every (shape, pass) row.
+    let summary = text.lines().last().unwrap();
+    assert!(
+        summary.starts_with("auto within 5% of the best allowed algorithm on ")
+            && summary.contains(" of 9 rows"),
+        "{summary}"
+    );
+
+    // --json: the DESIGN.md fields on every line, Auto's line naming the kernel it ran.
+    let out = convnet(&[&args[..], &["--json"]].concat());
+    assert!(out.status.success(), "{out:?}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 27);
+    for l in &lines {
+        for field in [
+            "shape", "algo", "kernel", "pass", "threads", "ms", "gflops", "pct_peak",
+        ] {
+            assert!(l.get(field).is_some(), "{l} lacks {field}");
+        }
+        assert!(["fwd", "bwd_data", "bwd_weight"].contains(&l["pass"].as_str().unwrap()));
+        assert!(l["ms"].as_f64().unwrap() > 0.0, "{l}");
+    }
+    let auto_kernels = lines.iter().filter(|l| l["algo"] == "auto");
+    for a in auto_kernels {
+        assert!(
+            lines.iter().any(|l| l["algo"] != "auto"
+                && l["kernel"] == a["kernel"]
+                && l["shape"] == a["shape"]
+                && l["pass"] == a["pass"]),
+            "auto ran {a}, which no other row of its shape and pass timed"
+        );
+    }
+    fails_with(&["bench", "--suite", "nosuchsuite"], "nosuchsuite");
+    fails_with(&["bench", "--threads", "0"], "--threads must be at least 1");
+}
+
+#[test]
 fn train_saves_eval_scores_and_resume_continues() {
     let tmp = tempfile::tempdir().unwrap();
     let ckpt = tmp.path().join("lenet5.safetensors");

@@ -309,6 +309,10 @@ pub fn peak_gflops(threads: usize) -> f64 {
     peak::measure(Isa::detect(), threads, Duration::from_millis(300)).unwrap_or(f64::NAN)
 }
 
+/// Auto counts as choosing well when it runs at this fraction of the best allowed
+/// algorithm's speed or better.
+const AUTO_WITHIN: f64 = 0.95;
+
 pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let shapes = match &args.shapes {
         Some(path) => read_shapes(path)?,
@@ -334,6 +338,8 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
             "shape", "pass", "algo", "kernel", "ms", "GFLOP/s", "%peak"
         );
     }
+    // Auto's ratio to the best allowed algorithm per (shape, pass), for the summary line.
+    let mut auto_ratios: Vec<(String, f64)> = Vec::new();
     for shape in &shapes {
         let conv = Conv2d::new(shape.params)?;
         let mut bufs = Buffers {
@@ -433,6 +439,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                     );
                 }
             }
+            if let (Some(a), Some((_, ms))) = (auto_ms, best_allowed) {
+                auto_ratios.push((format!("{} {}", shape.name, pass.name()), ms / a));
+            }
             if let (Some(best), false) = (best, args.json) {
                 let ratio = match (auto_ms, best_allowed) {
                     (Some(a), Some((algo, ms))) if algo == best.0 => {
@@ -455,6 +464,21 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                 );
             }
         }
+    }
+    if !args.json && !auto_ratios.is_empty() {
+        let misses: Vec<String> = auto_ratios
+            .iter()
+            .filter(|(_, r)| *r < AUTO_WITHIN)
+            .map(|(row, r)| format!("{row} ({r:.2}x)"))
+            .collect();
+        println!(
+            "auto within {:.0}% of the best allowed algorithm on {} of {} rows{}{}",
+            100.0 * (1.0 - AUTO_WITHIN),
+            auto_ratios.len() - misses.len(),
+            auto_ratios.len(),
+            if misses.is_empty() { "" } else { "; below: " },
+            misses.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
