@@ -126,10 +126,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - forward and backward-weight with fewer than 32 weights per output channel (VGG's 3 ->
 ///   64 3x3 stem, 27): im2col (1.15-1.2x; the register tile's loops are too short to
 ///   amortise its stores);
-/// - 1x1 stride-1 convs: im2col, a plain GEMM (1.3-2x direct), except backward-weight
-///   over at least 2048 pixels with fewer than 256 input and at most 128 output channels,
-///   where direct's tap loop wins (1.05-1.15x on DenseNet-121's first block; im2col wins
-///   1.2x on ResNet-50's 64 -> 256 expansion);
+/// - 1x1 stride-1 convs: im2col, a plain GEMM (1.3-2x direct; on backward-weight over
+///   56x56 images direct is within 10% either way, and slows more than im2col when the
+///   machine is busy);
 /// - 1x1 stride-2 convs (ResNet downsampling): im2col over >= 512 output pixels on forward
 ///   and backward-weight (1.1x), direct below (1.1-2.8x: the strided GEMM copy dominates);
 /// - dilated convs and 5x5+ kernels with >= 32 channels in and out: im2col on every pass
@@ -139,15 +138,16 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   and 7x7, AlexNet's at 13x13, the DCGAN 4x4 s2 layer);
 /// - strided backward-data and transposed convs: im2col (col2im beat the phase split by 1.3x
 ///   on ResNet-50's stride-2 3x3 layers);
-/// - backward-weight of 3x3+ convs with at least 32 input channels and 256 output
-///   channels, or 128 output channels over 4096 pixels: im2col (1.05-1.15x in the median of
-///   four runs on VGG-16's layers; direct and im2col are within 5% of each other on
-///   ResNet-50's 128-channel 3x3 layers);
+/// - backward-weight of 3x3+ convs with at least 32 input channels, 64 output channels and
+///   256 output channels or 2^19 output values per image: im2col (1.05-1.2x on VGG-16's layers,
+///   whose long pixel reductions the direct tap loop handles worse; direct stays 1.3x ahead
+///   on ResNet-50's 56x56x64 and stride-2 128-channel layers, and 1.1x on batches of
+///   small images, where im2col's per-image GEMMs reduce over too few pixels);
 /// - 3x3 stride-1 convs with >= 32 channels in and out: Winograd when the batch has enough
 ///   tiles to amortise the filter transform and the 4x larger transformed filters: F(4x4,3x3)
-///   from 32 tiles of 4x4 (16 for backward-data, and with prepared filters) (1.5-1.9x direct
+///   from 32 tiles of 4x4 (16 with prepared filters) (1.5-1.9x direct
 ///   on ResNet-50 conv2 / VGG-16 conv3 / CIFAR layers), else F(2x2,3x3) from 32 tiles of
-///   2x2 when >= 64 channels are vectorised (with 32, as in DenseNet's 3x3 layers at 14x14,
+///   2x2 (16 on backward-data) when >= 64 channels are vectorised (with 32, as in DenseNet's 3x3 layers at 14x14,
 ///   the direct tile is 1.1x F(2x2));
 /// - everything else: direct.
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
@@ -173,9 +173,6 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         _ => {}
     }
     if g.is_pointwise() {
-        if pass == Pass::BackwardWeight && pixels >= 2048 && c_in_g < 256 && c_out_g <= 128 {
-            return Algorithm::Direct;
-        }
         return Algorithm::Im2col;
     }
     if kh * kw == 1 && g.dilation() == [1, 1] && pass != Pass::BackwardData {
@@ -201,7 +198,9 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     if pass == Pass::BackwardWeight
         && kh * kw > 1
         && c_in_g >= 32
-        && (c_out_g >= 256 || (c_out_g >= 128 && pixels >= 4096))
+        && c_out_g >= 64
+        && (c_out_g >= 256 || oh * ow * c_out_g >= 128 * 4096)
+        && (g.n() == 1 || oh * ow >= 196)
     {
         return Algorithm::Im2col;
     }
@@ -212,18 +211,20 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         } else {
             ([h, w], c_in_g)
         };
-        let enough = if prepared || pass == Pass::BackwardData {
-            16
-        } else {
-            32
-        };
+        let enough = if prepared { 16 } else { 32 };
         let tiles = |m: usize| g.n() * ph.div_ceil(m) * pw.div_ceil(m);
         let f4 = Algorithm::Winograd(WinogradTile::F4);
         let f2 = Algorithm::Winograd(WinogradTile::F2);
         if tiles(4) >= enough && t.allows(f4) {
             return f4;
         }
-        if tiles(2) >= enough && vectorised >= 64 && t.allows(f2) {
+        // Backward-data's F(2x2) wins from fewer tiles (DenseNet's 7x7 layers: 1.1x direct).
+        let enough2 = if pass == Pass::BackwardData {
+            16
+        } else {
+            enough
+        };
+        if tiles(2) >= enough2 && vectorised >= 64 && t.allows(f2) {
             return f2;
         }
     }
