@@ -17,11 +17,13 @@
 //!   broadcast and `UR*NV` loads feed `UR*NV` FMAs. The last vector of a row is shifted left
 //!   to end at the row's end (it recomputes a few pixels, bit for bit the same), so every
 //!   store is a whole vector; rows narrower than a vector go through a staging array.
-//! - backward-data: the transposed scatter `dq[slot][oy*sh + ky*dh][ox + jo] += w * dy`,
-//!   one tap at a time over the whole plane (so no store feeds an overlapping load soon
-//!   after), into a zeroed padded plane that is then cropped into `grad_x`.
-//! - backward-weight: per tap, `NACC` vector accumulators over every pixel vector of every
-//!   image (grad_y zero-padded to whole vectors), summed in a fixed order.
+//! - backward-data: at stride 1 (padding at most the dilated kernel's extent), the forward
+//!   kernel on `grad_y` with the filters flipped and the complementary padding; otherwise
+//!   the transposed scatter `dq[slot][oy*sh + ky*dh][ox + jo] += w * dy`, one tap at a time
+//!   over the whole plane (so no store feeds an overlapping load soon after), into a zeroed
+//!   padded plane that is then cropped into `grad_x`.
+//! - backward-weight: per tap, `NACC` vector accumulators over each row's pixel vectors of
+//!   every image (grad_y zero-padded to whole vectors), summed in a fixed order.
 //!
 //! Tasks are (image, channel) for the data passes and channels for backward-weight; every
 //! output is computed by one task in a fixed order, so results do not depend on the thread
@@ -29,7 +31,7 @@
 
 use super::{DirectIsa, SimdJob};
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
-use crate::params::ConvGeom;
+use crate::params::{ConvGeom, ConvParams};
 use crate::registry::ConvKernel;
 use crate::{Algorithm, Isa, Pass};
 
@@ -439,6 +441,22 @@ fn backward_data<S: DirectIsa>(
     bias: Option<&[f32]>,
     dx: &mut [f32],
 ) {
+    if let Some(gf) = gather_view(g) {
+        // Stride 1: grad_x is the forward conv of grad_y with the flipped filters.
+        let taps = g.kh * g.kw;
+        with_scratch(g.w_len, |flipped| {
+            for (f, w) in flipped
+                .chunks_exact_mut(taps)
+                .zip(weight.chunks_exact(taps))
+            {
+                for (fi, wi) in f.iter_mut().zip(w.iter().rev()) {
+                    *fi = *wi;
+                }
+            }
+            forward(s, &gf, dy, flipped, bias, false, dx);
+        });
+        return;
+    }
     let l = S::LANES;
     let lay = Layout::new(g, g.ow.div_ceil(l) * l);
     let taps = g.kh * g.kw;
@@ -464,6 +482,41 @@ fn backward_data<S: DirectIsa>(
             lay.crop(g, q, bias.map_or(0.0, |b| b[c]), dst);
         });
     });
+}
+
+/// For stride 1 with padding no wider than the dilated kernel, backward-data as a forward
+/// conv: input `grad_y` (`oh x ow`), output `grad_x` (`h x w`), padding `(k-1)*d - pad` on
+/// each side, the filters flipped in both axes (`None` otherwise).
+fn gather_view(g: &ConvGeom) -> Option<ConvGeom> {
+    if g.sh != 1 || g.sw != 1 {
+        return None;
+    }
+    let (eh, ew) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
+    // Stride 1: oh = h + pad_t + pad_b - eh, so pad_b = oh + eh - h - pad_t.
+    let pad_b = (g.oh + eh).checked_sub(g.h + g.pad_t)?;
+    let pad_r = (g.ow + ew).checked_sub(g.w + g.pad_l)?;
+    let p = ConvParams {
+        n: g.n,
+        c_in: g.c_out,
+        h: g.oh,
+        w: g.ow,
+        c_out: g.c_in,
+        kh: g.kh,
+        kw: g.kw,
+        stride: [1, 1],
+        padding: [
+            eh.checked_sub(g.pad_t)?,
+            eh.checked_sub(pad_b)?,
+            ew.checked_sub(g.pad_l)?,
+            ew.checked_sub(pad_r)?,
+        ],
+        dilation: [g.dh, g.dw],
+        groups: g.g,
+        transposed: false,
+        output_padding: [0, 0],
+    };
+    let gf = p.validate().ok()?;
+    (gf.oh == g.h && gf.ow == g.w && gf.oh > 0 && gf.ow > 0).then_some(gf)
 }
 
 struct BwdDataJob<'a> {
@@ -569,19 +622,22 @@ impl SimdJob for BwdWeightJob<'_> {
                 // SAFETY: sums holds NACC*l floats.
                 let mut a: [S::V; NACC] =
                     std::array::from_fn(|i| unsafe { s.load(sums.as_ptr().add(i * l)) });
-                // Pixel vectors of the whole plane, dealt round-robin to the accumulators.
-                let mut k = 0;
+                // Each row's pixel vectors in groups of NACC, one per accumulator; a row's
+                // last partial group goes to the first accumulators (a fixed order).
                 for oy in 0..g.oh {
                     let base = lay.tap(g, oy, ky, kx);
-                    for v in 0..vecs {
-                        // SAFETY: oy*span + v*l + l <= oh*span = dy.len(); base + v*l + l <=
-                        // lay.end(oy) <= q.len() (asserted above).
-                        unsafe {
-                            let d = s.load(dy.add(oy * lay.span + v * l));
-                            let xv = s.load(q.add(base + v * l));
-                            a[k] = s.mul_add(d, xv, a[k]);
+                    let row = oy * lay.span;
+                    for v0 in (0..vecs).step_by(NACC) {
+                        for (i, ai) in a.iter_mut().enumerate().take(vecs - v0) {
+                            let v = (v0 + i) * l;
+                            // SAFETY: v < vecs*l = span, so row + v + l <= oh*span = dy.len()
+                            // and base + v + l <= lay.end(oy) <= q.len() (asserted above).
+                            unsafe {
+                                let d = s.load(dy.add(row + v));
+                                let xv = s.load(q.add(base + v));
+                                *ai = s.mul_add(d, xv, *ai);
+                            }
                         }
-                        k = (k + 1) % NACC;
                     }
                 }
                 for (i, ai) in a.iter().enumerate() {
