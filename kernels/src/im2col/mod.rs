@@ -19,7 +19,8 @@
 //! a strided 1x1 unpadded conv reads `x` through GEMM strides (`cs = sw`), one output row
 //! per GEMM, with no copy.
 //!
-//! **Determinism.** Tasks are (image, group, pixel tile) for forward, (image, group,
+//! **Determinism.** Tasks are (image, group, output-channel block, pixel tile) for forward
+//! (one channel block unless there are fewer than 4 of the rest), (image, group,
 //! channel block) for backward-data and (group, channel block, output-channel block) for
 //! backward-weight, chosen from the geometry alone; each output element is produced by one
 //! task in a fixed order, so any thread count gives the same bits.
@@ -147,21 +148,33 @@ fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mu
     let tiles = p.div_ceil(tp.max(1));
     let out = SharedMut::new(y);
     let mode = cols(g);
-    // LOOP: tasks over (image, group, pixel tile).
-    for_each_task(g.n * g.g * tiles, |t| {
-        let (b, grp, tile) = (t / (g.g * tiles), t / tiles % g.g, t % tiles);
+    // Few (image, group, tile) tasks (a small image, batch 1): split the output channels too,
+    // so two threads have work (each block re-forms the column tile, a small copy).
+    let oc_blocks = if g.n * g.g * tiles >= 4 {
+        1
+    } else {
+        c_out_g.div_ceil(32).clamp(1, 4)
+    };
+    // LOOP: tasks over (image, group, output-channel block, pixel tile).
+    for_each_task(g.n * g.g * oc_blocks * tiles, |t| {
+        let tile = t % tiles;
+        let ob = t / tiles % oc_blocks;
+        let grp = t / (tiles * oc_blocks) % g.g;
+        let b = t / (tiles * oc_blocks * g.g);
+        let (oc0, n_oc) = block(c_out_g, oc_blocks, ob);
         let p0 = tile * tp;
         let np = tp.min(p - p0);
         let w_g =
-            MatRef::row_major(&weight[grp * c_out_g * k..][..c_out_g * k], c_out_g, k).unwrap();
+            MatRef::row_major(&weight[(grp * c_out_g + oc0) * k..][..n_oc * k], n_oc, k).unwrap();
         let x_img = &x[b * g.c_in * hw..][..g.c_in * hw];
-        let y_off = (b * g.c_out + grp * c_out_g) * p + p0;
-        // The output block: rows oc < c_out_g (stride p), columns p0..p0+np of image b, group grp.
+        let y_off = (b * g.c_out + grp * c_out_g + oc0) * p + p0;
+        // The output block: rows oc < n_oc (stride p), columns p0..p0+np of image b, group
+        // grp, channels oc0.. of the group.
         let c_block = out.at(y_off);
         let beta = match bias {
             Some(bias) => {
-                for oc in 0..c_out_g {
-                    let v = bias[grp * c_out_g + oc];
+                for oc in 0..n_oc {
+                    let v = bias[grp * c_out_g + oc0 + oc];
                     // SAFETY: row oc of this task's block, columns p0..p0+np, lies inside y
                     // (y_off + oc*p + np <= y_len) and no other task writes it.
                     unsafe { std::slice::from_raw_parts_mut(c_block.add(oc * p), np) }.fill(v);
@@ -171,7 +184,7 @@ fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mu
             None => 0.0,
         };
         let gemm = |src: MatRef<'_>, col0: usize| {
-            // SAFETY: C is this task's block (or a row run inside it): rows oc < c_out_g at
+            // SAFETY: C is this task's block (or a row run inside it): rows oc < n_oc at
             // stride p, columns col0..col0+src.cols() inside p0..p0+np; in bounds of y and
             // written by no other task.
             unsafe { gemm_raw(1.0, w_g, src, beta, c_block.add(col0), p, 1) }
