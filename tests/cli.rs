@@ -192,15 +192,19 @@ fn bench_times_every_row_and_rates_auto() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("peak (1 threads, "), "{text}");
     assert_eq!(text.matches(" winner: ").count(), 9, "{text}");
-    // Every row of the table, with its GFLOP/s and % of peak.
+    // Every row of the table: shape, pass, algo, kernel, then ms, GFLOP/s and % of peak.
     let rows: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("lenet5.") && !l.contains(" winner: "))
         .collect();
     assert_eq!(rows.len(), 27, "{text}");
     for row in &rows {
-        let gflops: f64 = row.split_whitespace().nth(5).unwrap().parse().unwrap();
-        assert!(gflops > 0.0 && gflops.is_finite(), "{row}");
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(fields.len(), 7, "{row}");
+        for f in &fields[4..] {
+            f.parse::<f64>()
+                .unwrap_or_else(|e| panic!("{row}: {f:?}: {e}"));
+        }
     }
     // The summary rates Auto on every (shape, pass) row.
     let summary = text.lines().last().unwrap();
@@ -222,7 +226,15 @@ fn bench_times_every_row_and_rates_auto() {
             assert!(l.get(field).is_some(), "{l} lacks {field}");
         }
         assert!(["fwd", "bwd_data", "bwd_weight"].contains(&l["pass"].as_str().unwrap()));
-        assert!(l["ms"].as_f64().unwrap() > 0.0, "{l}");
+    }
+    // GFLOP/s is the shape's FLOP count over the time: ms * gflops is the same for every
+    // row of a shape (the FLOPs / 1e6), whatever the algorithm, pass or timing.
+    for l in &lines {
+        let mflop =
+            |r: &serde_json::Value| r["ms"].as_f64().unwrap() * r["gflops"].as_f64().unwrap();
+        let first = lines.iter().find(|r| r["shape"] == l["shape"]).unwrap();
+        let (a, b) = (mflop(l), mflop(first));
+        assert!((a - b).abs() <= 1e-9 * b.abs(), "{l} vs {first}");
     }
     let auto_kernels = lines.iter().filter(|l| l["algo"] == "auto");
     for a in auto_kernels {
