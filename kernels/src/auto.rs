@@ -160,7 +160,7 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     // The channels each pass vectorises over: output channels, except backward-data (input
     // channels). Few of them: the pixel-vectorised direct kernel for forward, im2col for
     // backward-data (its GEMM does not care).
-    if c_in_g == 1 && c_out_g == 1 {
+    if g.is_depthwise() {
         return Algorithm::Direct;
     }
     match pass {

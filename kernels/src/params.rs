@@ -508,6 +508,10 @@ impl ConvGeom {
     pub fn macs(&self) -> u64 {
         self.flops / 2
     }
+    /// Whether each group has one input and one output channel (a depthwise conv).
+    pub fn is_depthwise(&self) -> bool {
+        self.c_in / self.g == 1 && self.c_out / self.g == 1
+    }
     /// Whether this is a 1x1, stride-1, unpadded conv (a plain GEMM per image and group).
     pub fn is_pointwise(&self) -> bool {
         self.kh == 1

@@ -439,21 +439,23 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                     );
                 }
             }
-            if let (Some(a), Some((_, ms))) = (auto_ms, best_allowed) {
-                auto_ratios.push((format!("{} {}", shape.name, pass.name()), ms / a));
+            // Auto's speed relative to the best allowed algorithm, with that algorithm.
+            let auto_vs = match (auto_ms, best_allowed) {
+                (Some(a), Some((algo, ms))) => Some((algo, ms / a)),
+                _ => None,
+            };
+            if let Some((_, r)) = auto_vs {
+                auto_ratios.push((format!("{} {}", shape.name, pass.name()), r));
             }
             if let (Some(best), false) = (best, args.json) {
-                let ratio = match (auto_ms, best_allowed) {
-                    (Some(a), Some((algo, ms))) if algo == best.0 => {
-                        format!(", auto at {:.2}x of the best", ms / a)
-                    }
-                    (Some(a), Some((algo, ms))) => format!(
-                        ", auto at {:.2}x of the best allowed at accuracy {} ({})",
-                        ms / a,
+                let ratio = match auto_vs {
+                    Some((algo, r)) if algo == best.0 => format!(", auto at {r:.2}x of the best"),
+                    Some((algo, r)) => format!(
+                        ", auto at {r:.2}x of the best allowed at accuracy {} ({})",
                         tolerance.name(),
                         algo.name()
                     ),
-                    _ => String::new(),
+                    None => String::new(),
                 };
                 println!(
                     "{:<28} {:<10} winner: {} ({}){ratio}",

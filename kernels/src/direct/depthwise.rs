@@ -54,13 +54,9 @@ impl<S: DirectIsa> DirectDepthwise<S> {
     }
 }
 
-fn depthwise(g: &ConvGeom) -> bool {
-    g.c_in / g.g == 1 && g.c_out / g.g == 1
-}
-
 // SAFETY: a DirectDepthwise<S> holds the proof value S; every raw access is bounded by the
-// checks in `Layout::new` and the jobs' `run`, and raw writes to shared outputs touch the
-// task's own channel only.
+// asserts in `Layout::fill` and the jobs' `run` (via `Layout::end`), and raw writes to shared
+// outputs touch the task's own plane only.
 unsafe impl<S: DirectIsa> ConvKernel for DirectDepthwise<S> {
     fn name(&self) -> &'static str {
         S::DW_NAME
@@ -72,7 +68,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectDepthwise<S> {
         S::ISA
     }
     fn supports(&self, g: &ConvGeom, _pass: Pass) -> Result<(), &'static str> {
-        if !depthwise(g) {
+        if !g.is_depthwise() {
             return Err("convs other than depthwise (one input and one output channel per group)");
         }
         Ok(())
@@ -86,7 +82,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectDepthwise<S> {
         y: &mut [f32],
     ) {
         g.assert_forward(x, weight, bias, y);
-        assert!(depthwise(g), "unsupported geometry");
+        assert!(g.is_depthwise(), "unsupported geometry");
         forward(self.0, g, x, weight, bias, false, y);
     }
     fn backward_data(
@@ -98,12 +94,12 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectDepthwise<S> {
         dx: &mut [f32],
     ) {
         g.assert_backward_data(dy, weight, bias, dx);
-        assert!(depthwise(g), "unsupported geometry");
+        assert!(g.is_depthwise(), "unsupported geometry");
         backward_data(self.0, g, dy, weight, bias, dx);
     }
     fn backward_weight(&self, g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         g.assert_backward_weight(x, dy, dw);
-        assert!(depthwise(g), "unsupported geometry");
+        assert!(g.is_depthwise(), "unsupported geometry");
         backward_weight(self.0, g, x, dy, dw);
     }
     fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
@@ -121,7 +117,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectDepthwise<S> {
         relu: bool,
         y: &mut [f32],
     ) {
-        assert!(depthwise(g), "unsupported geometry");
+        assert!(g.is_depthwise(), "unsupported geometry");
         g.assert_forward(x, prepared, bias, y);
         forward(self.0, g, x, prepared, bias, relu, y);
     }
@@ -133,14 +129,9 @@ struct Layout {
     rows: usize,
     /// Columns per phase row.
     cols: usize,
-    /// Phase slots stored.
-    slots: usize,
     /// Per slot: its column phase.
     phase: Vec<usize>,
-    /// Per tap column `kx`: offset of its first float in a slot's row block,
-    /// `slot(kx)*rows*cols + jo(kx)`.
-    kx_off: Vec<usize>,
-    /// The largest of `kx_off`.
+    /// The largest tap-column offset `slot(kx)*rows*cols + jo(kx)`.
     max_kx_off: usize,
     /// Per tap `(ky, kx)`, row-major: its offset from its output row's start.
     tap_off: Vec<usize>,
@@ -163,6 +154,7 @@ impl Layout {
             slot_of.push(s);
         }
         let cols = span + (g.kw - 1) * g.dw / g.sw;
+        // Per tap column: the offset of its first float, slot(kx)*rows*cols + jo(kx).
         let kx_off: Vec<usize> = (0..g.kw)
             .map(|kx| slot_of[kx] * rows * cols + kx * g.dw / g.sw)
             .collect();
@@ -174,18 +166,16 @@ impl Layout {
             tap_off,
             rows,
             cols,
-            slots: phase.len(),
             phase,
-            kx_off,
             span,
         }
     }
     fn len(&self) -> usize {
-        self.slots * self.rows * self.cols
+        self.phase.len() * self.rows * self.cols
     }
     /// Offset of tap `(ky, kx)` for output row `oy`, pixel 0.
     fn tap(&self, g: &ConvGeom, oy: usize, ky: usize, kx: usize) -> usize {
-        self.kx_off[kx] + (oy * g.sh + ky * g.dh) * self.cols
+        self.tap_off[ky * g.kw + kx] + oy * g.sh * self.cols
     }
     /// One past the last float a tap reads for output row `oy`: at most `len()` for every
     /// `oy < oh`, since `(oh-1)*sh + (kh-1)*dh = rows - 1` and `jo + span <= cols`.

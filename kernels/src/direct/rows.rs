@@ -43,10 +43,6 @@ impl<S: DirectIsa> DirectRows<S> {
     }
 }
 
-fn depthwise(g: &ConvGeom) -> bool {
-    g.c_in / g.g == 1 && g.c_out / g.g == 1
-}
-
 // SAFETY: a DirectRows<S> holds the proof value S; raw reads are bounded by the checks in
 // `RowJob::run`, raw writes by the range check there and disjoint between tasks.
 unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
@@ -66,7 +62,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         if g.sw != 1 {
             return Err("horizontal strides other than 1");
         }
-        if !(depthwise(g) || g.c_out / g.g <= 8) {
+        if !(g.is_depthwise() || g.c_out / g.g <= 8) {
             return Err(
                 "more than 8 output channels per group (the channel-vectorised tile is faster)",
             );
@@ -137,7 +133,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
 
 /// Channels per weight block: 1 for depthwise, else NJ.
 fn nj(g: &ConvGeom) -> usize {
-    if depthwise(g) { 1 } else { NJ }
+    if g.is_depthwise() { 1 } else { NJ }
 }
 
 /// Packed weights `[grp][c_out block][ic][ky][kx][nj]`.
@@ -167,7 +163,11 @@ fn forward<S: DirectIsa>(
     y: &mut [f32],
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
-    let (nj, ur) = if depthwise(g) { (1, UR_DW) } else { (NJ, 1) };
+    let (nj, ur) = if g.is_depthwise() {
+        (1, UR_DW)
+    } else {
+        (NJ, 1)
+    };
     let k = c_in_g * g.kh * g.kw;
     let span = NV * S::LANES;
     // Each task pads its own group's input planes: rows for every output row's taps,
