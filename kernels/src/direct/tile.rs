@@ -183,12 +183,9 @@ fn reduce<S: F32Simd, const UR: usize, const NB: usize>(
             // SAFETY: w is vecs + r*vstride for the r-th entry, and r*vstride + NR <= vecs.len().
             *wv = unsafe { s.load(w.add(v * S::LANES)) };
         }
-        for (i, acc_i) in acc.iter_mut().enumerate() {
+        for (acc_i, &o) in acc.iter_mut().zip(offs) {
             // SAFETY: see x above.
-            let bx = unsafe { s.broadcast(x.add(offs[i])) };
-            for (a, wv) in acc_i.iter_mut().zip(&wv) {
-                *a = s.mul_add(bx, *wv, *a);
-            }
+            unsafe { s.bcast_fma(acc_i, &wv, x, o) };
         }
         // Past the last entry this may point beyond vecs; it is never read there.
         w = w.wrapping_add(vstride);

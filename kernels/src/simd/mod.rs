@@ -56,4 +56,28 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p` must be valid for writing `LANES` f32.
     unsafe fn store(self, p: *mut f32, v: Self::V);
+    /// `acc[v] = x[o] * w[v] + acc[v]` for every `v`: one broadcast feeding `NB` fused
+    /// multiply-adds, the step of the direct kernel's register tile.
+    ///
+    /// The x86 levels override it with one `asm!` block per call, so the compiler keeps the
+    /// broadcast in a single scratch register: left to itself, LLVM hoists a whole tile's
+    /// broadcasts above its FMAs, which needs a register per broadcast and spills
+    /// accumulators (12 broadcasts + 24 accumulators + 2 weights > 32 zmm registers).
+    ///
+    /// # Safety
+    /// `x + o` must be valid for reading one f32.
+    #[inline(always)]
+    unsafe fn bcast_fma<const NB: usize>(
+        self,
+        acc: &mut [Self::V; NB],
+        w: &[Self::V; NB],
+        x: *const f32,
+        o: usize,
+    ) {
+        // SAFETY: the caller guarantees x + o is readable.
+        let b = unsafe { self.broadcast(x.add(o)) };
+        for (a, w) in acc.iter_mut().zip(w) {
+            *a = self.mul_add(b, *w, *a);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! x86_64 AVX2 + FMA: 8 f32 lanes in a ymm register, 16 registers.
 
+use core::arch::asm;
 use core::arch::x86_64::{
     __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps,
     _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
@@ -53,7 +54,7 @@ unsafe impl F32Simd for Avx2Fma {
     }
     #[inline(always)]
     unsafe fn broadcast(self, p: *const f32) -> __m256 {
-        // SAFETY: AVX is present; the caller guarantees p is readable.
+        // SAFETY: AVX is present; the caller guarantees x + o is readable.
         unsafe { _mm256_broadcast_ss(&*p) }
     }
     #[inline(always)]
@@ -65,5 +66,52 @@ unsafe impl F32Simd for Avx2Fma {
     unsafe fn store(self, p: *mut f32, v: __m256) {
         // SAFETY: AVX is present; the caller guarantees 8 writable floats (unaligned store).
         unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn bcast_fma<const NB: usize>(
+        self,
+        acc: &mut [__m256; NB],
+        w: &[__m256; NB],
+        x: *const f32,
+        o: usize,
+    ) {
+        match NB {
+            // SAFETY: AVX2 and FMA are present; the caller guarantees x + o is readable.
+            2 => unsafe { fma2(acc, w, x, o) },
+            _ => {
+                // SAFETY: as above.
+                let b = unsafe { self.broadcast(x.add(o)) };
+                for (a, w) in acc.iter_mut().zip(w) {
+                    *a = self.mul_add(b, *w, *a);
+                }
+            }
+        }
+    }
+}
+
+/// `acc[v] += bcast(x[o]) * w[v]` for `v < 2` through one scratch register (`acc` has at
+/// least 2 entries: the caller matched `NB == 2`).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `x + o` is valid for reading one f32.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn fma2<const NB: usize>(acc: &mut [__m256; NB], w: &[__m256; NB], x: *const f32, o: usize) {
+    // SAFETY: reads the one f32 at x + o (the caller's guarantee); `b` is an `out` (not
+    // `lateout`) operand, so it is never one of the inputs it overwrites.
+    unsafe {
+        asm!(
+            "vbroadcastss {b}, dword ptr [{x} + {o}*4]",
+            "vfmadd231ps {a0}, {b}, {w0}",
+            "vfmadd231ps {a1}, {b}, {w1}",
+            b = out(ymm_reg) _,
+            a0 = inout(ymm_reg) acc[0],
+            a1 = inout(ymm_reg) acc[1],
+            w0 = in(ymm_reg) w[0],
+            w1 = in(ymm_reg) w[1],
+            x = in(reg) x,
+            o = in(reg) o,
+            options(nostack, preserves_flags, readonly),
+        )
     }
 }

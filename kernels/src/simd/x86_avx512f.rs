@@ -1,5 +1,6 @@
 //! x86_64 AVX-512F: 16 f32 lanes in a zmm register, 32 registers.
 
+use core::arch::asm;
 use core::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_set1_ps,
     _mm512_setzero_ps, _mm512_storeu_ps,
@@ -51,7 +52,7 @@ unsafe impl F32Simd for Avx512F {
     }
     #[inline(always)]
     unsafe fn broadcast(self, p: *const f32) -> __m512 {
-        // SAFETY: AVX-512F is present; the caller guarantees p is readable.
+        // SAFETY: AVX-512F is present; the caller guarantees x + o is readable.
         unsafe { _mm512_set1_ps(*p) }
     }
     #[inline(always)]
@@ -63,5 +64,73 @@ unsafe impl F32Simd for Avx512F {
     unsafe fn store(self, p: *mut f32, v: __m512) {
         // SAFETY: AVX-512F is present; the caller guarantees 16 writable floats (unaligned).
         unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn bcast_fma<const NB: usize>(
+        self,
+        acc: &mut [__m512; NB],
+        w: &[__m512; NB],
+        x: *const f32,
+        o: usize,
+    ) {
+        match NB {
+            // SAFETY (both arms): AVX-512F is present; the caller guarantees x + o is readable.
+            1 => unsafe { fma1(&mut acc[0], w[0], x, o) },
+            2 => unsafe { fma2(acc, w, x, o) },
+            _ => {
+                // SAFETY: as above.
+                let b = unsafe { self.broadcast(x.add(o)) };
+                for (a, w) in acc.iter_mut().zip(w) {
+                    *a = self.mul_add(b, *w, *a);
+                }
+            }
+        }
+    }
+}
+
+/// `a += bcast(x[o]) * w`, the broadcast embedded in the FMA's memory operand.
+///
+/// # Safety
+/// The CPU has AVX-512F; `x + o` is valid for reading one f32.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn fma1(a: &mut __m512, w: __m512, x: *const f32, o: usize) {
+    // SAFETY: reads the one f32 at x + o (the caller's guarantee); registers only otherwise.
+    unsafe {
+        asm!(
+            "vfmadd231ps {a}, {w}, dword ptr [{x} + {o}*4]{{1to16}}",
+            a = inout(zmm_reg) *a,
+            w = in(zmm_reg) w,
+            x = in(reg) x,
+            o = in(reg) o,
+            options(nostack, preserves_flags, readonly),
+        )
+    }
+}
+
+/// `acc[v] += bcast(x[o]) * w[v]` for `v < 2` through one scratch register (`acc` has at
+/// least 2 entries: the caller matched `NB == 2`).
+///
+/// # Safety
+/// The CPU has AVX-512F; `x + o` is valid for reading one f32.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn fma2<const NB: usize>(acc: &mut [__m512; NB], w: &[__m512; NB], x: *const f32, o: usize) {
+    // SAFETY: reads the one f32 at x + o (the caller's guarantee); `b` is an `out` (not
+    // `lateout`) operand, so it is never one of the inputs it overwrites.
+    unsafe {
+        asm!(
+            "vbroadcastss {b}, dword ptr [{x} + {o}*4]",
+            "vfmadd231ps {a0}, {b}, {w0}",
+            "vfmadd231ps {a1}, {b}, {w1}",
+            b = out(zmm_reg) _,
+            a0 = inout(zmm_reg) acc[0],
+            a1 = inout(zmm_reg) acc[1],
+            w0 = in(zmm_reg) w[0],
+            w1 = in(zmm_reg) w[1],
+            x = in(reg) x,
+            o = in(reg) o,
+            options(nostack, preserves_flags, readonly),
+        )
     }
 }
