@@ -330,8 +330,12 @@ fn forward<S: DirectIsa>(
     let k = c_in_g * g.kh * g.kw;
     let p = g.oh * g.ow;
     let blocks = c_out_g.div_ceil(nr);
-    let chunk = ROWS_PER_TASK.div_ceil(ur) * ur;
-    let chunks = p.div_ceil(chunk);
+    // The rows are the output pixels of the whole batch, image after image: a pixel's
+    // source offset includes its image's offset, so one task may span images and a batch
+    // of small images fills whole tiles and reuses each chunk of weights over many of
+    // them (ResNet-50's 7x7 layers at batch 8: 392 rows, not 8 tasks of 49).
+    let total = g.n * p;
+    let (chunk, chunks) = row_chunks(total, ur);
     let out = SharedMut::new(y);
     with_padded_input(g, x, |src| {
         with_index_scratch(k, |red| {
@@ -340,26 +344,24 @@ fn forward<S: DirectIsa>(
                 *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
             }
             let red = &*red;
-            // Tasks (image, group, pixel chunk, channel block): neighbours share the input chunk.
-            for_each_task(g.n * g.g * chunks * blocks, |t| {
-                let (b, grp, ch, blk) = (
-                    t / (g.g * chunks * blocks),
-                    t / (chunks * blocks) % g.g,
-                    t / blocks % chunks,
-                    t % blocks,
-                );
-                let px0 = ch * chunk;
-                let npx = chunk.min(p - px0);
+            // Tasks (group, row chunk, channel block): neighbours share the input chunk.
+            for_each_task(g.g * chunks * blocks, |t| {
+                let (grp, ch, blk) = (t / (chunks * blocks), t / blocks % chunks, t % blocks);
+                let q0 = ch * chunk;
+                let npx = chunk.min(total - q0);
                 let c0 = grp * c_out_g + blk * nr;
                 let n_ch = nr.min(c_out_g - blk * nr);
                 with_index_scratch(2 * npx, |idx| {
                     let (rows, offs) = idx.split_at_mut(npx);
                     for (i, (r, o)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
-                        let q = px0 + i;
-                        (*r, *o) = ((q / g.ow) * g.sh * src.row + (q % g.ow) * g.sw, q);
+                        let (b, q) = ((q0 + i) / p, (q0 + i) % p);
+                        *r = b * g.c_in * src.plane
+                            + (q / g.ow) * g.sh * src.row
+                            + (q % g.ow) * g.sw;
+                        *o = b * g.c_out * p + q;
                     }
                     let block = Block {
-                        src: &src.data[(b * g.c_in + grp * c_in_g) * src.plane..],
+                        src: &src.data[grp * c_in_g * src.plane..],
                         red: Red::List(red),
                         vecs: &packed[(grp * blocks + blk) * k * nr..][..k * nr],
                         vstride: nr,
@@ -370,21 +372,30 @@ fn forward<S: DirectIsa>(
                         run_chunked(s, wide, &block, nr, buf);
                         let scatter = Scatter {
                             dst: out,
-                            base: (b * g.c_out + c0) * p,
+                            base: c0 * p,
                             ch_stride: p,
                             offs,
                             n_ch,
                             bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
                             relu,
                         };
-                        // SAFETY: this task writes channels c0..c0+n_ch of image b at its own
-                        // pixels, disjoint from every other task; y stays borrowed throughout.
+                        // SAFETY: this task writes channels c0..c0+n_ch at its own pixels
+                        // (image and position), disjoint from every other task; y stays
+                        // borrowed throughout.
                         unsafe { scatter.write(buf, nr) };
                     });
                 });
             });
         });
     });
+}
+
+/// `(chunk, chunks)`: `total` rows in `chunks` tasks of about [`ROWS_PER_TASK`], balanced
+/// and rounded up to whole tiles of `ur` rows, so no task ends in a sliver.
+fn row_chunks(total: usize, ur: usize) -> (usize, usize) {
+    let chunks = total.div_ceil(ROWS_PER_TASK).max(1);
+    let chunk = total.div_ceil(chunks).div_ceil(ur).max(1) * ur;
+    (chunk, total.div_ceil(chunk))
 }
 
 /// `floor(a / b)` for a possibly negative `a` (in i128: a stride may exceed `isize::MAX`).
@@ -498,9 +509,10 @@ fn backward_data<S: DirectIsa>(
                 let phase_packed = &packed[at..at + blocks_len(g.g, c_in_g, nr, red_len)];
                 at += phase_packed.len();
                 let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
-                let npx_all = na_y * na_x;
-                let chunk = ROWS_PER_TASK.div_ceil(ur) * ur;
-                let chunks = npx_all.div_ceil(chunk);
+                // Rows span the batch, as in the forward pass.
+                let npx_img = na_y * na_x;
+                let npx_all = g.n * npx_img;
+                let (chunk, chunks) = row_chunks(npx_all, ur);
                 with_index_scratch(red_len, |red| {
                     let qys = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
                         .map(|t| (t.1 + top as isize) as usize);
@@ -520,13 +532,9 @@ fn backward_data<S: DirectIsa>(
                         }
                     }
                     let red = &*red;
-                    for_each_task(g.n * g.g * chunks * blocks, |t| {
-                        let (b, grp, ch, blk) = (
-                            t / (g.g * chunks * blocks),
-                            t / (chunks * blocks) % g.g,
-                            t / blocks % chunks,
-                            t % blocks,
-                        );
+                    for_each_task(g.g * chunks * blocks, |t| {
+                        let (grp, ch, blk) =
+                            (t / (chunks * blocks), t / blocks % chunks, t % blocks);
                         let px0 = ch * chunk;
                         let npx = chunk.min(npx_all - px0);
                         let c0 = grp * c_in_g + blk * nr;
@@ -534,11 +542,13 @@ fn backward_data<S: DirectIsa>(
                         with_index_scratch(2 * npx, |idx| {
                             let (rows, offs) = idx.split_at_mut(npx);
                             for (i, (r, o)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
-                                let (a, c) = ((px0 + i) / na_x, (px0 + i) % na_x);
-                                (*r, *o) = (a * src.row + c, (ry + g.sh * a) * g.w + rx + g.sw * c);
+                                let (b, q) = ((px0 + i) / npx_img, (px0 + i) % npx_img);
+                                let (a, c) = (q / na_x, q % na_x);
+                                *r = b * g.c_out * src.plane + a * src.row + c;
+                                *o = b * g.c_in * hw + (ry + g.sh * a) * g.w + rx + g.sw * c;
                             }
                             let block = Block {
-                                src: &src.data[(b * g.c_out + grp * c_out_g) * src.plane..],
+                                src: &src.data[grp * c_out_g * src.plane..],
                                 red: Red::List(red),
                                 vecs: &phase_packed[(grp * blocks + blk) * red_len * nr..]
                                     [..red_len * nr],
@@ -550,16 +560,17 @@ fn backward_data<S: DirectIsa>(
                                 run_chunked(s, wide, &block, nr, buf);
                                 let scatter = Scatter {
                                     dst: out,
-                                    base: (b * g.c_in + c0) * hw,
+                                    base: c0 * hw,
                                     ch_stride: hw,
                                     offs,
                                     n_ch,
                                     bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
                                     relu: false,
                                 };
-                                // SAFETY: this task writes channels c0..c0+n_ch of image b at the
-                                // pixels of phase (ry, rx) in its chunk: disjoint from every other
-                                // task of the phase, and phases partition the pixels.
+                                // SAFETY: this task writes channels c0..c0+n_ch at the pixels
+                                // (image and position) of phase (ry, rx) in its chunk: disjoint
+                                // from every other task of the phase, and phases partition the
+                                // pixels.
                                 unsafe { scatter.write(buf, nr) };
                             });
                         });
