@@ -79,6 +79,9 @@ pub(crate) fn pad_planes<'a>(
     }
 }
 
+/// Reduction entries [`pack_blocks`] moves per lane at a time.
+const PACK_RUN: usize = 16;
+
 /// Floats [`pack_blocks`] writes.
 pub(crate) fn blocks_len(groups: usize, n: usize, nr: usize, red: usize) -> usize {
     groups * n.div_ceil(nr) * red * nr
@@ -115,13 +118,51 @@ pub(crate) fn pack_blocks(
             let (grp, blk) = (gb / blocks, gb % blocks);
             let lanes = nr.min(n - blk * nr);
             let base = grp * group_stride + blk * nr * ch_stride;
-            for (dst, &off) in blk_out.chunks_exact_mut(nr).zip(red_src) {
-                for (lane, d) in dst.iter_mut().enumerate() {
-                    *d = if lane < lanes {
-                        src[base + lane * ch_stride + off]
+            // Reduction entries in runs of PACK_RUN, lane by lane within a run: the reads of
+            // a lane walk its channel's (usually contiguous) entries and the writes stay in
+            // a PACK_RUN x nr patch, instead of a cache line per float read.
+            for (dst, offs) in blk_out
+                .chunks_mut(PACK_RUN * nr)
+                .zip(red_src.chunks(PACK_RUN))
+            {
+                // The common case (forward weights): a full run of consecutive entries, moved
+                // as PACK_RUN x PACK_RUN squares through a local array, so no index is
+                // bounds-checked per float and the writes are whole rows.
+                if offs.len() == PACK_RUN
+                    && offs[PACK_RUN - 1] == offs[0] + PACK_RUN - 1
+                    && lanes.is_multiple_of(PACK_RUN)
+                {
+                    for l0 in (0..lanes).step_by(PACK_RUN) {
+                        let mut sq = [[0.0f32; PACK_RUN]; PACK_RUN];
+                        for (l, row) in sq.iter_mut().enumerate() {
+                            row.copy_from_slice(
+                                &src[base + (l0 + l) * ch_stride + offs[0]..][..PACK_RUN],
+                            );
+                        }
+                        for (j, d) in dst.chunks_exact_mut(nr).enumerate() {
+                            let d: &mut [f32; PACK_RUN] =
+                                (&mut d[l0..l0 + PACK_RUN]).try_into().expect("PACK_RUN");
+                            for (l, v) in d.iter_mut().enumerate() {
+                                *v = sq[l][j];
+                            }
+                        }
+                    }
+                    dst[..PACK_RUN * nr]
+                        .chunks_exact_mut(nr)
+                        .for_each(|d| d[lanes..].fill(0.0));
+                    continue;
+                }
+                for lane in 0..nr {
+                    if lane < lanes {
+                        let s = &src[base + lane * ch_stride..];
+                        for (j, &off) in offs.iter().enumerate() {
+                            dst[j * nr + lane] = s[off];
+                        }
                     } else {
-                        0.0
-                    };
+                        for j in 0..offs.len() {
+                            dst[j * nr + lane] = 0.0;
+                        }
+                    }
                 }
             }
         },
