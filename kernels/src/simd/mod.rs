@@ -56,6 +56,42 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p` must be valid for writing `LANES` f32.
     unsafe fn store(self, p: *mut f32, v: Self::V);
+    /// Stores the transpose of the `LANES x LANES` block at `src` (row `i` at
+    /// `src + i*src_stride`), plus a bias per output row, through a ReLU when `relu`:
+    ///
+    /// ```text
+    ///   dst[j*dst_stride + i] = f(src[i*src_stride + j] + bias[j])   for i < LANES, j < n_out
+    /// ```
+    ///
+    /// (`bias[j]` is 0 without a bias.) The direct kernel's epilogue: its buffer holds a
+    /// tile's outputs pixel-major, NCHW wants them channel-major.
+    ///
+    /// # Safety
+    /// `n_out <= LANES`; the `LANES` rows of `LANES` floats at `src` must be readable and the
+    /// `n_out` rows of `LANES` floats at `dst` writable.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn transpose_store(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        bias: Option<&[f32]>,
+        n_out: usize,
+        relu: bool,
+    ) {
+        for j in 0..n_out {
+            let b = bias.map_or(0.0, |b| b[j]);
+            for i in 0..Self::LANES {
+                // SAFETY: i, j < LANES and j < n_out: in the caller's ranges.
+                unsafe {
+                    let v = *src.add(i * src_stride + j) + b;
+                    *dst.add(j * dst_stride + i) = if relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+    }
     /// `acc[v] = x[o] * w[v] + acc[v]` for every `v`: one broadcast feeding `NB` fused
     /// multiply-adds, the step of the direct kernel's register tile.
     ///
@@ -78,6 +114,68 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
         let b = unsafe { self.broadcast(x.add(o)) };
         for (a, w) in acc.iter_mut().zip(w) {
             *a = self.mul_add(b, *w, *a);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `transpose_store` against its formula, with row strides wider than a vector so a
+    /// store past `LANES` floats or past `n_out` rows shows up as an overwritten NaN.
+    fn check_transpose<S: F32Simd>(s: S) {
+        let l = S::LANES;
+        let (src_stride, dst_stride) = (l + 3, l + 5);
+        let src: Vec<f32> = (0..l * src_stride).map(|i| i as f32 - 40.0).collect();
+        let bias: Vec<f32> = (0..l).map(|j| j as f32 * 0.5 - 2.0).collect();
+        for n_out in [1, l.saturating_sub(1).max(1), l] {
+            for with_bias in [false, true] {
+                for relu in [false, true] {
+                    let mut dst = vec![f32::NAN; l * dst_stride];
+                    let b = with_bias.then_some(&bias[..]);
+                    // SAFETY: l rows of src_stride >= l floats at src, l rows of
+                    // dst_stride >= l floats at dst, n_out <= l.
+                    unsafe {
+                        s.transpose_store(
+                            src.as_ptr(),
+                            src_stride,
+                            dst.as_mut_ptr(),
+                            dst_stride,
+                            b,
+                            n_out,
+                            relu,
+                        )
+                    };
+                    for j in 0..l {
+                        for i in 0..dst_stride {
+                            let got = dst[j * dst_stride + i];
+                            if j < n_out && i < l {
+                                let v = src[i * src_stride + j] + b.map_or(0.0, |b| b[j]);
+                                let want = if relu { v.max(0.0) } else { v };
+                                assert_eq!(got, want, "{l} lanes, n_out {n_out}: [{j}][{i}]");
+                            } else {
+                                assert!(got.is_nan(), "{l} lanes, n_out {n_out}: wrote [{j}][{i}]");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_store_matches_its_formula_on_every_isa() {
+        check_transpose(Scalar);
+        check_transpose(Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = Avx2Fma::new() {
+                check_transpose(s);
+            }
+            if let Some(s) = Avx512F::new() {
+                check_transpose(s);
+            }
         }
     }
 }

@@ -3,7 +3,8 @@
 use core::arch::asm;
 use core::arch::x86_64::{
     __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps,
-    _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
+    _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
 use super::F32Simd;
@@ -66,6 +67,62 @@ unsafe impl F32Simd for Avx2Fma {
     unsafe fn store(self, p: *mut f32, v: __m256) {
         // SAFETY: AVX is present; the caller guarantees 8 writable floats (unaligned store).
         unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn transpose_store(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        bias: Option<&[f32]>,
+        n_out: usize,
+        relu: bool,
+    ) {
+        // SAFETY: AVX is present; reads rows i < 8 of 8 floats at src and writes rows
+        // j < n_out of 8 floats at dst (the caller's guarantee).
+        unsafe {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (i, r) in r.iter_mut().enumerate() {
+                *r = _mm256_loadu_ps(src.add(i * src_stride));
+            }
+            // Pairs: t[2k] = a0 b0 a1 b1 | a4 b4 a5 b5, t[2k + 1] the odd columns.
+            let mut t = [_mm256_setzero_ps(); 8];
+            for (k, out) in t.iter_mut().enumerate() {
+                let (x, y) = (r[k & !1], r[k | 1]);
+                *out = if k % 2 == 0 {
+                    _mm256_unpacklo_ps(x, y)
+                } else {
+                    _mm256_unpackhi_ps(x, y)
+                };
+            }
+            // Quads: u[4q + c] = column c | column c + 4 of rows 4q..4q+3.
+            let mut u = [_mm256_setzero_ps(); 8];
+            for (k, out) in u.iter_mut().enumerate() {
+                let (q, c) = (k / 4, k % 4);
+                let (x, y) = (t[4 * q + (c / 2)], t[4 * q + 2 + (c / 2)]);
+                *out = if c % 2 == 0 {
+                    _mm256_shuffle_ps::<0x44>(x, y)
+                } else {
+                    _mm256_shuffle_ps::<0xEE>(x, y)
+                };
+            }
+            let zero = _mm256_setzero_ps();
+            for j in 0..n_out {
+                let mut col = if j < 4 {
+                    _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j])
+                } else {
+                    _mm256_permute2f128_ps::<0x31>(u[j - 4], u[j])
+                };
+                if let Some(bias) = bias {
+                    col = _mm256_add_ps(col, _mm256_set1_ps(bias[j]));
+                }
+                if relu {
+                    col = _mm256_max_ps(col, zero);
+                }
+                _mm256_storeu_ps(dst.add(j * dst_stride), col);
+            }
+        }
     }
     #[inline(always)]
     unsafe fn bcast_fma<const NB: usize>(

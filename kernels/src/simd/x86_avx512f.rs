@@ -3,7 +3,8 @@
 use core::arch::asm;
 use core::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_set1_ps,
-    _mm512_setzero_ps, _mm512_storeu_ps,
+    _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps,
+    _mm512_unpackhi_ps, _mm512_unpacklo_ps,
 };
 
 use super::F32Simd;
@@ -64,6 +65,77 @@ unsafe impl F32Simd for Avx512F {
     unsafe fn store(self, p: *mut f32, v: __m512) {
         // SAFETY: AVX-512F is present; the caller guarantees 16 writable floats (unaligned).
         unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn transpose_store(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        bias: Option<&[f32]>,
+        n_out: usize,
+        relu: bool,
+    ) {
+        // SAFETY: AVX-512F is present; reads rows i < 16 of 16 floats at src and writes
+        // rows j < n_out of 16 floats at dst (the caller's guarantee).
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, r) in r.iter_mut().enumerate() {
+                *r = _mm512_loadu_ps(src.add(i * src_stride));
+            }
+            // Rows a..p, columns 0..15. Pairs: t[2k] = a0 b0 a1 b1 | a4 b4 a5 b5 | ...
+            let mut t = [_mm512_setzero_ps(); 16];
+            for (k, out) in t.iter_mut().enumerate() {
+                let (x, y) = (r[k & !1], r[k | 1]);
+                *out = if k % 2 == 0 {
+                    _mm512_unpacklo_ps(x, y)
+                } else {
+                    _mm512_unpackhi_ps(x, y)
+                };
+            }
+            // Quads per 128-bit lane: u[4q + c] = column c (+4, +8, +12 in lanes 1-3) of
+            // rows 4q..4q+3.
+            let mut u = [_mm512_setzero_ps(); 16];
+            for (k, out) in u.iter_mut().enumerate() {
+                let (q, c) = (k / 4, k % 4);
+                let (x, y) = (t[4 * q + (c / 2)], t[4 * q + 2 + (c / 2)]);
+                *out = if c % 2 == 0 {
+                    _mm512_shuffle_ps::<0x44>(x, y)
+                } else {
+                    _mm512_shuffle_ps::<0xEE>(x, y)
+                };
+            }
+            // 128-bit lanes: v[c] (c < 4) = column c, c + 8 of rows 0-3 and 4-7; v[c + 4] =
+            // columns c + 4, c + 12; v[8..16] the same for rows 8-15.
+            let mut v = [_mm512_setzero_ps(); 16];
+            for (k, out) in v.iter_mut().enumerate() {
+                let (half, c) = (k / 8, k % 8);
+                let (x, y) = (u[8 * half + c % 4], u[8 * half + 4 + c % 4]);
+                *out = if c < 4 {
+                    _mm512_shuffle_f32x4::<0x88>(x, y)
+                } else {
+                    _mm512_shuffle_f32x4::<0xDD>(x, y)
+                };
+            }
+            let zero = _mm512_setzero_ps();
+            for j in 0..n_out {
+                // Column j: columns 0-7 from the 0x88 pairs, 8-15 from the 0xDD pairs.
+                let (a, b) = (v[j % 8], v[8 + j % 8]);
+                let mut col = if j < 8 {
+                    _mm512_shuffle_f32x4::<0x88>(a, b)
+                } else {
+                    _mm512_shuffle_f32x4::<0xDD>(a, b)
+                };
+                if let Some(bias) = bias {
+                    col = _mm512_add_ps(col, _mm512_set1_ps(bias[j]));
+                }
+                if relu {
+                    col = _mm512_max_ps(col, zero);
+                }
+                _mm512_storeu_ps(dst.add(j * dst_stride), col);
+            }
+        }
     }
     #[inline(always)]
     unsafe fn bcast_fma<const NB: usize>(
