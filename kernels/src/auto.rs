@@ -2,8 +2,10 @@
 //! caller allows.
 //!
 //! Two modes:
-//! - **Heuristic** (default): rules calibrated from `convnet bench --suite all` on this
-//!   project's reference machine (2-core AVX2 Zen 3; see BENCHMARKS.md), in [`heuristic`].
+//! - **Heuristic** (default): rules calibrated from `convnet bench --suite all`, in
+//!   [`heuristic`]: one set for AVX-512 (a 2-core Sapphire Rapids Xeon, where the direct
+//!   and Winograd tiles are 16 lanes wide and im2col's GEMM is not), one for the other
+//!   levels (a 2-core AVX2 Zen 3).
 //! - **Autotune** (opt-in: [`set_autotune`] or `CONVNET_AUTOTUNE=1`): the first request for
 //!   a (geometry, pass, tolerance) times every candidate kernel a few times on synthetic
 //!   data and caches the fastest in-process; with `CONVNET_AUTOTUNE_CACHE=FILE` decisions
@@ -21,7 +23,7 @@ use std::time::Instant;
 
 use crate::params::ConvGeom;
 use crate::registry::{ConvKernel, select};
-use crate::{Algorithm, ConvError, Pass, WinogradTile, accuracy};
+use crate::{Algorithm, ConvError, Isa, Pass, WinogradTile, accuracy};
 
 /// How much error `Auto` may trade for speed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,8 +115,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
     .filter(move |a| t.allows(*a))
 }
 
-/// The heuristic's choice. Calibrated with `convnet bench --suite all --pass all` (single
-/// thread, AVX2, 107 shapes x 3 passes; the figures below are GFLOP/s ratios from that run):
+/// The heuristic's choice: on AVX-512 [`heuristic_avx512`]'s; otherwise, calibrated with
+/// `convnet bench --suite all --pass all` (single thread, AVX2 on a Zen 3, 107 shapes x 3
+/// passes; the figures below are GFLOP/s ratios from that run):
 /// - depthwise convs, every pass: the depthwise direct kernel (2.5-8x im2col on MobileNet's
 ///   3x3 layers, stride 1 and 2);
 /// - forward with <= 8 output channels per group (LeNet's C1): the pixel-vectorised direct
@@ -151,6 +154,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   the direct tile is 1.1x F(2x2));
 /// - everything else: direct.
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
+    if Isa::detect() == Isa::Avx512F {
+        return heuristic_avx512(g, pass, t);
+    }
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
     let [kh, kw] = g.kernel_hw();
     let [sh, sw] = g.stride();
@@ -226,6 +232,83 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         };
         if tiles(2) >= enough2 && vectorised >= 64 && t.allows(f2) {
             return f2;
+        }
+    }
+    Algorithm::Direct
+}
+
+/// The heuristic on AVX-512, where the direct and Winograd kernels run 16-lane tiles and
+/// im2col's GEMM (`matrixmultiply`, AVX2 at most) does not: calibrated with `convnet bench
+/// --suite all --pass all` (single thread, 2-core Sapphire Rapids Xeon, 107 shapes x 3
+/// passes, two runs; GFLOP/s ratios from those runs):
+/// - depthwise convs, and forward with <= 8 output channels per group: the direct kernels
+///   (as on AVX2);
+/// - backward-data with < 8 input channels per group (the 3-channel stems: 2-2.6x) or an
+///   output smaller than the kernel (LeNet's C5: 1.3x), and backward-weight with < 8 output
+///   channels per group (LeNet's C1: 1.4x): im2col;
+/// - backward-data whose stride phases have at most 64 pixels in the batch and whose
+///   reduction has >= 128 channels (ResNet-50's 7x7 layers: 1.1-1.8x, DenseNet's 1x1
+///   layers at 7x7: 1.05-1.4x), except strided 1x1 convs (only one phase has taps; direct
+///   1.3x): im2col, whose GEMM blocks the long channel reduction better than the phase
+///   split's few tiles (with 32 channels, DenseNet's 3x3 layers at 7x7, direct is 2.2x);
+/// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data, by
+///   pixels per image: at 224x224 and above direct (1.2-1.4x F(4x4): the transformed
+///   input outgrows the caches); from 112x112 Winograd F(4x4) (VGG-16's 112x112 layers:
+///   1.1-1.3x direct; F(2x2) where F(4x4) is not allowed: 1.0-1.15x); from 56x56
+///   F(4x4) when >= 64 channels are vectorised and one side has <= 64 channels (ResNet-50's
+///   conv2 1.0-1.15x, DenseNet's 128 -> 32 backward-data 1.2x), F(2x2) when both sides
+///   have >= 128 (VGG-16's 56x56 layers: within 5% of direct and F(4x4), ahead of both in
+///   most runs); below 56x56 direct (1.2-2x Winograd at 28x28 and 14x14, 1.7x at 7x7
+///   batch 8);
+/// - everything else, including 1x1 and strided convs and backward-weight: direct
+///   (1.2-3x im2col).
+fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
+    let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
+    let [kh, kw] = g.kernel_hw();
+    let [sh, sw] = g.stride();
+    let [oh, ow] = g.output_hw();
+    let [h, w] = g.input_hw();
+    if g.is_depthwise() {
+        return Algorithm::Direct;
+    }
+    match pass {
+        Pass::Forward if c_out_g <= 8 => return Algorithm::Direct,
+        Pass::BackwardData if c_in_g < 8 || oh < kh || ow < kw => return Algorithm::Im2col,
+        Pass::BackwardWeight if c_out_g < 8 => return Algorithm::Im2col,
+        _ => {}
+    }
+    let strided_1x1 = kh * kw == 1 && (sh > 1 || sw > 1);
+    if pass == Pass::BackwardData
+        && g.n() * h.div_ceil(sh) * w.div_ceil(sw) <= 64
+        && c_out_g >= 128
+        && !strided_1x1
+    {
+        return Algorithm::Im2col;
+    }
+    let winograd_shape = kh == 3 && kw == 3 && sh == 1 && sw == 1 && g.dilation() == [1, 1];
+    if winograd_shape && pass != Pass::BackwardWeight && c_in_g >= 32 && c_out_g >= 32 {
+        let ([ph, pw], vectorised) = if pass == Pass::Forward {
+            ([oh, ow], c_out_g)
+        } else {
+            ([h, w], c_in_g)
+        };
+        let pixels = ph * pw;
+        let f4 = Algorithm::Winograd(WinogradTile::F4);
+        let f2 = Algorithm::Winograd(WinogradTile::F2);
+        if pixels >= 224 * 224 {
+            return Algorithm::Direct;
+        }
+        if pixels >= 112 * 112 {
+            return if t.allows(f4) { f4 } else { f2 };
+        }
+        if pixels >= 56 * 56 && vectorised >= 64 {
+            if c_in_g.min(c_out_g) <= 64 {
+                if t.allows(f4) {
+                    return f4;
+                }
+            } else {
+                return f2;
+            }
         }
     }
     Algorithm::Direct
