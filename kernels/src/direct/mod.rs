@@ -448,9 +448,19 @@ fn forward<S: DirectIsa>(
                 *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
             }
             let red = &*red;
-            // Tasks (group, row chunk, channel block): neighbours share the input chunk.
+            // Tasks (group, row chunk, channel block): neighbours share the input chunk;
+            // or (group, channel block, row chunk) when a group's packed weights outweigh
+            // its input, so neighbours share a block of weights instead (ResNet-50's 14x14
+            // and 7x7 layers: 2.4 and 9.4 MB of weights against 0.26 and 1.3 MB of input;
+            // 1.2x faster, and 0.8x on a CIFAR batch, whose input is 32x its weights).
+            let weights_major = blocks * k * nr > g.n * c_in_g * src.plane;
             for_each_task(g.g * chunks * blocks, |t| {
-                let (grp, ch, blk) = (t / (chunks * blocks), t / blocks % chunks, t % blocks);
+                let (ch, blk) = if weights_major {
+                    (t % chunks, t / chunks % blocks)
+                } else {
+                    (t / blocks % chunks, t % blocks)
+                };
+                let grp = t / (chunks * blocks);
                 let q0 = ch * chunk;
                 let npx = chunk.min(total - q0);
                 let c0 = grp * c_out_g + blk * nr;
@@ -644,9 +654,16 @@ fn backward_data<S: DirectIsa>(
                         }
                     }
                     let red = &*red;
+                    // Neighbouring tasks share a block of weights when a group's phase
+                    // weights outweigh its input, else the input chunk (as in forward).
+                    let weights_major = blocks * red_len * nr > g.n * c_out_g * src.plane;
                     for_each_task(g.g * chunks * blocks, |t| {
-                        let (grp, ch, blk) =
-                            (t / (chunks * blocks), t / blocks % chunks, t % blocks);
+                        let (ch, blk) = if weights_major {
+                            (t % chunks, t / chunks % blocks)
+                        } else {
+                            (t / blocks % chunks, t % blocks)
+                        };
+                        let grp = t / (chunks * blocks);
                         let px0 = ch * chunk;
                         let npx = chunk.min(npx_all - px0);
                         let c0 = grp * c_in_g + blk * nr;
