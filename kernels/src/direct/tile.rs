@@ -20,7 +20,9 @@
 //!
 //! Per reduction step: NB loads + UR broadcasts for UR*NB FMAs, e.g. 2 + 6 for 12 on AVX2
 //! (12 ymm accumulators + 2 weight registers + 1 broadcast = 15 of 16 registers), so FMA
-//! throughput, not loads, is the limit. Padding never reaches this loop: sources are
+//! throughput, not loads, is the limit. Each broadcast and its NB FMAs are issued together
+//! ([`F32Simd::bcast_fma`], one `asm!` block on x86), so the compiler cannot hoist a tile's
+//! broadcasts into registers it does not have. Padding never reaches this loop: sources are
 //! zero-padded copies, so every `src` index is in range. A final partial tile repeats its
 //! last row's source offset (a valid address) and stores only its real rows. The caller
 //! moves `buf` to the real output (NCHW, or the weight-gradient layout) with the epilogue.
