@@ -307,7 +307,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         g.assert_forward(x, weight, bias, y);
         let nr = tile_for::<S>(g.c_out / g.g).2;
         with_scratch(forward_packed_len(g, nr), |packed| {
-            pack_forward(g, weight, nr, packed);
+            pack_forward(self.0, g, weight, nr, packed);
             forward(self.0, g, x, packed, bias, y, false);
         });
     }
@@ -322,7 +322,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         g.assert_backward_data(grad_y, weight, bias, grad_x);
         let nr = tile_for::<S>(g.c_in / g.g).2;
         with_scratch(backward_packed_len(g, nr), |packed| {
-            pack_backward(g, weight, nr, packed);
+            pack_backward(self.0, g, weight, nr, packed);
             backward_data(self.0, g, grad_y, packed, bias, grad_x);
         });
     }
@@ -336,13 +336,13 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
             Pass::Forward => {
                 let nr = tile_for::<S>(g.c_out / g.g).2;
                 let mut packed = vec![0.0; forward_packed_len(g, nr)];
-                pack_forward(g, weight, nr, &mut packed);
+                pack_forward(self.0, g, weight, nr, &mut packed);
                 Some(packed)
             }
             Pass::BackwardData => {
                 let nr = tile_for::<S>(g.c_in / g.g).2;
                 let mut packed = vec![0.0; backward_packed_len(g, nr)];
-                pack_backward(g, weight, nr, &mut packed);
+                pack_backward(self.0, g, weight, nr, &mut packed);
                 Some(packed)
             }
             Pass::BackwardWeight => None,
@@ -408,14 +408,14 @@ fn forward_packed_len(g: &ConvGeom, nr: usize) -> usize {
 }
 
 /// Forward weights `[grp][c_out block][ic][ky][kx][nr]` into `out`.
-fn pack_forward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
+fn pack_forward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
     with_index_scratch(k, |red_src| {
         for (r, o) in red_src.iter_mut().enumerate() {
             *o = r;
         }
-        pack_blocks(weight, g.g, c_out_g, nr, c_out_g * k, k, red_src, out);
+        pack_blocks(s, weight, g.g, c_out_g, nr, c_out_g * k, k, red_src, out);
     });
 }
 
@@ -562,7 +562,7 @@ fn backward_packed_len(g: &ConvGeom, nr: usize) -> usize {
 }
 
 /// Backward-data weights of every phase, concatenated in [`phases`] order.
-fn pack_backward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
+fn pack_backward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let khw = g.kh * g.kw;
     let mut at = 0;
@@ -581,6 +581,7 @@ fn pack_backward(g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
                 }
             }
             pack_blocks(
+                s,
                 weight,
                 g.g,
                 c_in_g,
@@ -748,7 +749,7 @@ fn backward_weight<S: DirectIsa>(
                 for (r, o) in red_src.iter_mut().enumerate() {
                     *o = (r / p) * g.c_out * p + r % p;
                 }
-                pack_blocks(grad_y, g.g, c_out_g, nr, c_out_g * p, p, red_src, packed);
+                pack_blocks(s, grad_y, g.g, c_out_g, nr, c_out_g * p, p, red_src, packed);
             });
             let packed = &*packed;
             with_index_scratch(np + k, |idx| {

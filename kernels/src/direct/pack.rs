@@ -2,7 +2,9 @@
 //! (so the microkernel never tests a bound) and channel-blocked packing of the vector
 //! operand (so each reduction step loads `NB` contiguous vectors).
 
+use super::{DirectIsa, SimdJob};
 use crate::parallel::for_each_chunk_mut;
+use crate::simd::F32Simd;
 
 /// A stack of NCHW planes of `row` floats per row and `plane` floats per plane, borrowed
 /// from the caller's tensor or from a scratch buffer.
@@ -94,9 +96,11 @@ pub(crate) fn blocks_len(groups: usize, n: usize, nr: usize, red: usize) -> usiz
 ///                          for lane < n - blk*nr, else 0
 /// ```
 ///
-/// with `n` channels per group and `red_src.len()` reduction entries per channel.
+/// with `n` channels per group and `red_src.len()` reduction entries per channel; each
+/// block is packed on ISA `s` (its transposes in registers).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pack_blocks(
+pub(crate) fn pack_blocks<S: DirectIsa>(
+    s: S,
     src: &[f32],
     groups: usize,
     n: usize,
@@ -111,60 +115,105 @@ pub(crate) fn pack_blocks(
     if per_block == 0 {
         return;
     }
+    struct Job<'a> {
+        src: &'a [f32],
+        base: usize,
+        lanes: usize,
+        nr: usize,
+        ch_stride: usize,
+        red_src: &'a [usize],
+        out: &'a mut [f32],
+    }
+    impl SimdJob for Job<'_> {
+        #[inline(always)]
+        fn run<S: DirectIsa>(&mut self, s: S) {
+            pack_block(s, self);
+        }
+    }
     for_each_chunk_mut(
         &mut out[..groups * blocks * per_block],
         per_block,
         |gb, blk_out| {
             let (grp, blk) = (gb / blocks, gb % blocks);
-            let lanes = nr.min(n - blk * nr);
-            let base = grp * group_stride + blk * nr * ch_stride;
-            // Reduction entries in runs of PACK_RUN, lane by lane within a run: the reads of
-            // a lane walk its channel's (usually contiguous) entries and the writes stay in
-            // a PACK_RUN x nr patch, instead of a cache line per float read.
-            for (dst, offs) in blk_out
-                .chunks_mut(PACK_RUN * nr)
-                .zip(red_src.chunks(PACK_RUN))
-            {
-                // The common case (forward weights): a full run of consecutive entries, moved
-                // as PACK_RUN x PACK_RUN squares through a local array, so no index is
-                // bounds-checked per float and the writes are whole rows.
-                if offs.len() == PACK_RUN
-                    && offs[PACK_RUN - 1] == offs[0] + PACK_RUN - 1
-                    && lanes.is_multiple_of(PACK_RUN)
-                {
-                    for l0 in (0..lanes).step_by(PACK_RUN) {
-                        let mut sq = [[0.0f32; PACK_RUN]; PACK_RUN];
-                        for (l, row) in sq.iter_mut().enumerate() {
-                            row.copy_from_slice(
-                                &src[base + (l0 + l) * ch_stride + offs[0]..][..PACK_RUN],
-                            );
-                        }
-                        for (j, d) in dst.chunks_exact_mut(nr).enumerate() {
-                            let d: &mut [f32; PACK_RUN] =
-                                (&mut d[l0..l0 + PACK_RUN]).try_into().expect("PACK_RUN");
-                            for (l, v) in d.iter_mut().enumerate() {
-                                *v = sq[l][j];
-                            }
+            s.dispatch(&mut Job {
+                src,
+                base: grp * group_stride + blk * nr * ch_stride,
+                lanes: nr.min(n - blk * nr),
+                nr,
+                ch_stride,
+                red_src,
+                out: blk_out,
+            });
+        },
+    );
+
+    /// One block: `out[r][lane] = src[base + lane*ch_stride + red_src[r]]` for `lane <
+    /// lanes`, else 0.
+    #[inline(always)]
+    fn pack_block<S: F32Simd>(s: S, j: &mut Job<'_>) {
+        let (src, base, lanes, nr, ch_stride) = (j.src, j.base, j.lanes, j.nr, j.ch_stride);
+        // Reduction entries in runs, lane by lane within a run: the reads of a lane walk
+        // its channel's (usually contiguous) entries and the writes stay in a run x nr
+        // patch, instead of a cache line per float read.
+        let simd = S::LANES >= 8;
+        let run = if simd { S::LANES } else { PACK_RUN };
+        for (dst, offs) in j.out.chunks_mut(run * nr).zip(j.red_src.chunks(run)) {
+            // The common case (forward weights, backward-weight's grad_y): a full run of
+            // consecutive entries and whole runs of lanes, moved as run x run squares.
+            let square = offs.len() == run
+                && offs[run - 1] == offs[0] + run - 1
+                && lanes.is_multiple_of(run);
+            if square && simd {
+                for l0 in (0..lanes).step_by(run) {
+                    let from = &src[base + l0 * ch_stride + offs[0]..];
+                    assert!((run - 1) * ch_stride + run <= from.len(), "pack source");
+                    // SAFETY: reads rows l < run of run floats at from + l*ch_stride (in
+                    // from, asserted); writes rows r < run of run floats at dst[l0 + r*nr..]
+                    // (l0 + run <= lanes <= nr, and dst has run*nr floats).
+                    unsafe {
+                        s.transpose_store(
+                            from.as_ptr(),
+                            ch_stride,
+                            dst[l0..].as_mut_ptr(),
+                            nr,
+                            None,
+                            run,
+                            false,
+                        )
+                    };
+                }
+                dst.chunks_exact_mut(nr).for_each(|d| d[lanes..].fill(0.0));
+                continue;
+            }
+            if square {
+                for l0 in (0..lanes).step_by(run) {
+                    let mut sq = [[0.0f32; PACK_RUN]; PACK_RUN];
+                    for (l, row) in sq.iter_mut().enumerate() {
+                        row.copy_from_slice(&src[base + (l0 + l) * ch_stride + offs[0]..][..run]);
+                    }
+                    for (r, d) in dst.chunks_exact_mut(nr).enumerate() {
+                        let d: &mut [f32; PACK_RUN] =
+                            (&mut d[l0..l0 + run]).try_into().expect("PACK_RUN");
+                        for (l, v) in d.iter_mut().enumerate() {
+                            *v = sq[l][r];
                         }
                     }
-                    dst[..PACK_RUN * nr]
-                        .chunks_exact_mut(nr)
-                        .for_each(|d| d[lanes..].fill(0.0));
-                    continue;
                 }
-                for lane in 0..nr {
-                    if lane < lanes {
-                        let s = &src[base + lane * ch_stride..];
-                        for (j, &off) in offs.iter().enumerate() {
-                            dst[j * nr + lane] = s[off];
-                        }
-                    } else {
-                        for j in 0..offs.len() {
-                            dst[j * nr + lane] = 0.0;
-                        }
+                dst.chunks_exact_mut(nr).for_each(|d| d[lanes..].fill(0.0));
+                continue;
+            }
+            for lane in 0..nr {
+                if lane < lanes {
+                    let s = &src[base + lane * ch_stride..];
+                    for (r, &off) in offs.iter().enumerate() {
+                        dst[r * nr + lane] = s[off];
+                    }
+                } else {
+                    for r in 0..offs.len() {
+                        dst[r * nr + lane] = 0.0;
                     }
                 }
             }
-        },
-    );
+        }
+    }
 }

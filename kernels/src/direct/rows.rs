@@ -83,7 +83,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
             "unsupported geometry"
         );
         with_scratch(packed_len(g), |packed| {
-            pack(g, weight, packed);
+            pack(self.0, g, weight, packed);
             forward(self.0, g, x, packed, bias, false, y);
         });
     }
@@ -110,7 +110,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         assert_eq!(weight.len(), g.w_len, "weight length");
         self.supports(g, pass).ok()?;
         let mut packed = vec![0.0; packed_len(g)];
-        pack(g, weight, &mut packed);
+        pack(self.0, g, weight, &mut packed);
         Some(packed)
     }
     fn forward_prepared(
@@ -142,14 +142,14 @@ fn packed_len(g: &ConvGeom) -> usize {
     g.g * c_out_g.div_ceil(nj(g)) * c_in_g * g.kh * g.kw * nj(g)
 }
 
-fn pack(g: &ConvGeom, weight: &[f32], out: &mut [f32]) {
+fn pack<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
     with_index_scratch(k, |red_src| {
         for (r, o) in red_src.iter_mut().enumerate() {
             *o = r;
         }
-        pack_blocks(weight, g.g, c_out_g, nj(g), c_out_g * k, k, red_src, out);
+        pack_blocks(s, weight, g.g, c_out_g, nj(g), c_out_g * k, k, red_src, out);
     });
 }
 
