@@ -5,7 +5,7 @@
 //! - **Heuristic** (default): rules calibrated from `convnet bench --suite all`, in
 //!   [`heuristic`]: one set for AVX-512 (a 2-core Sapphire Rapids Xeon, where the direct
 //!   and Winograd tiles are 16 lanes wide and im2col's GEMM is not), one for the other
-//!   levels (a 2-core AVX2 Zen 3).
+//!   levels (the same machine capped at AVX2).
 //! - **Autotune** (opt-in: [`set_autotune`] or `CONVNET_AUTOTUNE=1`): the first request for
 //!   a (geometry, pass, tolerance) times every candidate kernel a few times on synthetic
 //!   data and caches the fastest in-process; with `CONVNET_AUTOTUNE_CACHE=FILE` decisions
@@ -115,44 +115,39 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
     .filter(move |a| t.allows(*a))
 }
 
-/// The heuristic's choice: on AVX-512 [`heuristic_avx512`]'s; otherwise, calibrated with
-/// `convnet bench --suite all --pass all` (single thread, AVX2 on a Zen 3, 107 shapes x 3
-/// passes; the figures below are GFLOP/s ratios from that run):
+/// The heuristic's choice: on AVX-512 [`heuristic_avx512`]'s; otherwise rules calibrated
+/// with `CONVNET_MAX_ISA=avx2 convnet bench --suite all --pass all` (single thread, the
+/// 2-core Sapphire Rapids Xeon capped at AVX2, 107 shapes x 3 passes, two runs; the figures
+/// are GFLOP/s ratios from them):
 /// - depthwise convs, every pass: the depthwise direct kernel (2.5-8x im2col on MobileNet's
-///   3x3 layers, stride 1 and 2);
+///   3x3 layers);
 /// - forward with <= 8 output channels per group (LeNet's C1): the pixel-vectorised direct
-///   kernel (3x im2col on LeNet C1); backward-data with < 8 input channels per group and
+///   kernel (3x im2col); backward-data with < 8 input channels per group and
 ///   backward-weight with < 8 output channels per group: im2col (the channel-vectorised
-///   direct tile would leave most lanes empty: 6x slower on LeNet C1's backward-data);
-/// - backward-data of a conv whose output is smaller than its kernel (LeNet's C5, 5x5 on
-///   5x5): im2col (2.7x; the stride-phase split has almost nothing to split);
-/// - forward and backward-weight with fewer than 32 weights per output channel (VGG's 3 ->
-///   64 3x3 stem, 27): im2col (1.15-1.2x; the register tile's loops are too short to
-///   amortise its stores);
-/// - 1x1 stride-1 convs: im2col, a plain GEMM (1.3-2x direct; on backward-weight over
-///   56x56 images direct is within 10% either way, and slows more than im2col when the
-///   machine is busy);
-/// - 1x1 stride-2 convs (ResNet downsampling): im2col over >= 512 output pixels on forward
-///   and backward-weight (1.1x), direct below (1.1-2.8x: the strided GEMM copy dominates);
-/// - dilated convs and 5x5+ kernels with >= 32 channels in and out: im2col on every pass
-///   (DeepLab's 3x3 d2 1.1-1.3x, AlexNet's 5x5 1.1-1.3x);
-/// - 3x3+ convs over at most 256 output pixels with >= 64 channels in and out: im2col on
-///   every pass (1.2-1.9x the register tile and Winograd on ResNet-50's 3x3 layers at 14x14
-///   and 7x7, AlexNet's at 13x13, the DCGAN 4x4 s2 layer);
-/// - strided backward-data and transposed convs: im2col (col2im beat the phase split by 1.3x
-///   on ResNet-50's stride-2 3x3 layers);
-/// - backward-weight of 3x3+ convs with at least 32 input channels, 64 output channels and
-///   256 output channels or 2^19 output values per image: im2col (1.05-1.2x on VGG-16's layers,
-///   whose long pixel reductions the direct tap loop handles worse; direct stays 1.3x ahead
-///   on ResNet-50's 56x56x64 and stride-2 128-channel layers, and 1.1x on batches of
-///   small images, where im2col's per-image GEMMs reduce over too few pixels);
-/// - 3x3 stride-1 convs with >= 32 channels in and out: Winograd when the batch has enough
-///   tiles to amortise the filter transform and the 4x larger transformed filters: F(4x4,3x3)
-///   from 32 tiles of 4x4 (16 with prepared filters) (1.5-1.9x direct
-///   on ResNet-50 conv2 / VGG-16 conv3 / CIFAR layers), else F(2x2,3x3) from 32 tiles of
-///   2x2 (16 on backward-data) when >= 64 channels are vectorised (with 32, as in DenseNet's 3x3 layers at 14x14,
-///   the direct tile is 1.1x F(2x2));
-/// - everything else: direct.
+///   tile would leave most lanes empty: 1.2-5x);
+/// - backward-data of a conv whose output is smaller than its kernel (LeNet's C5): im2col
+///   (1.6x);
+/// - forward with fewer than 32 weights per output channel (VGG's 3 -> 64 stem, 27): im2col
+///   (1.07x);
+/// - 1x1 stride-1 convs: backward-data im2col (1.05-2x, its GEMM over the long channel
+///   reduction); forward im2col over >= 56x56 output pixels with >= 128 output channels
+///   (DenseNet's first block: 1.2-1.5x), else direct (1.05-1.2x at 7x7 and 14x14);
+///   backward-weight direct (1.05-1.7x) except over <= 49 pixels (ResNet-50's last 1x1
+///   layers: im2col 1.3-1.5x);
+/// - strided 1x1 convs (downsampling): direct for forward and backward-weight (1.25-2x);
+/// - 3x3+ convs over at most 49 output pixels with >= 64 channels in and out (ResNet-50's
+///   7x7 layers): im2col on every pass (1.05-1.8x; from 13x13 up direct is 1.1-1.4x);
+/// - strided backward-data: im2col (col2im beat the phase split by 1.05-1.7x on ResNet-50's
+///   stride-2 3x3 layers);
+/// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data: Winograd
+///   when the batch has enough tiles to amortise the filter transform: F(4x4,3x3) from 32
+///   tiles of 4x4 (16 with prepared filters) when the two channel counts multiply to at most
+///   128 x 128 or there are >= 128 tiles (1.3-1.6x direct on ResNet-50 conv2, CIFAR, VGG-16's
+///   56x56 and 112x112 layers; with 256 x 512 channels over 49 tiles F(2x2) is 1.4x it), else
+///   F(2x2,3x3) from 32 tiles of 2x2 (16 on backward-data) when >= 64 channels are
+///   vectorised and the channel counts multiply to at most 256 x 512 or there are >= 256
+///   tiles (512 x 512 at 7x7, batch 8: direct 1.5x both);
+/// - everything else, including dilated and 5x5+ convs: direct (1.1-1.4x im2col).
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
     if Isa::detect() == Isa::Avx512F {
         return heuristic_avx512(g, pass, t);
@@ -163,9 +158,6 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     let [oh, ow] = g.output_hw();
     let [h, w] = g.input_hw();
     let pixels = g.n() * oh * ow;
-    // The channels each pass vectorises over: output channels, except backward-data (input
-    // channels). Few of them: the pixel-vectorised direct kernel for forward, im2col for
-    // backward-data (its GEMM does not care).
     if g.is_depthwise() {
         return Algorithm::Direct;
     }
@@ -173,43 +165,32 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         Pass::Forward if c_out_g <= 8 => return Algorithm::Direct,
         Pass::BackwardData if c_in_g < 8 || oh < kh || ow < kw => return Algorithm::Im2col,
         Pass::BackwardWeight if c_out_g < 8 => return Algorithm::Im2col,
-        Pass::Forward | Pass::BackwardWeight if c_in_g * kh * kw < 32 => {
-            return Algorithm::Im2col;
-        }
+        Pass::Forward if c_in_g * kh * kw < 32 => return Algorithm::Im2col,
         _ => {}
     }
     if g.is_pointwise() {
-        return Algorithm::Im2col;
-    }
-    if kh * kw == 1 && g.dilation() == [1, 1] && pass != Pass::BackwardData {
-        // Strided 1x1 (downsampling).
-        return if pixels >= 512 {
+        let im2col = match pass {
+            Pass::BackwardData => true,
+            Pass::Forward => pixels >= 56 * 56 && c_out_g >= 128,
+            Pass::BackwardWeight => pixels <= 49,
+        };
+        return if im2col {
             Algorithm::Im2col
         } else {
             Algorithm::Direct
         };
     }
-    let deep = c_in_g >= 32 && c_out_g >= 32;
-    if deep && (g.dilation() != [1, 1] || kh * kw >= 25) {
-        return Algorithm::Im2col;
+    if kh * kw == 1 && g.dilation() == [1, 1] && pass != Pass::BackwardData {
+        // Strided 1x1 (downsampling).
+        return Algorithm::Direct;
     }
-    // Small images with deep reductions (ResNet-50's 3x3 layers at 14x14 and 7x7): GEMM's
-    // cache blocking beats the register tile and Winograd's transforms on every pass.
-    if pixels <= 256 && kh * kw > 1 && c_in_g >= 64 && c_out_g >= 64 {
+    if pixels <= 49 && kh * kw > 1 && c_in_g >= 64 && c_out_g >= 64 {
         return Algorithm::Im2col;
     }
     if pass == Pass::BackwardData && (sh > 1 || sw > 1) {
         return Algorithm::Im2col;
     }
-    if pass == Pass::BackwardWeight
-        && kh * kw > 1
-        && c_in_g >= 32
-        && c_out_g >= 64
-        && (c_out_g >= 256 || oh * ow * c_out_g >= 128 * 4096)
-        && (g.n() == 1 || oh * ow >= 196)
-    {
-        return Algorithm::Im2col;
-    }
+    let deep = c_in_g >= 32 && c_out_g >= 32;
     let winograd_shape = kh == 3 && kw == 3 && sh == 1 && sw == 1 && g.dilation() == [1, 1];
     if winograd_shape && pass != Pass::BackwardWeight && deep {
         let ([ph, pw], vectorised) = if pass == Pass::Forward {
@@ -219,18 +200,23 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         };
         let enough = if prepared { 16 } else { 32 };
         let tiles = |m: usize| g.n() * ph.div_ceil(m) * pw.div_ceil(m);
+        let channels = c_in_g * c_out_g;
         let f4 = Algorithm::Winograd(WinogradTile::F4);
         let f2 = Algorithm::Winograd(WinogradTile::F2);
-        if tiles(4) >= enough && t.allows(f4) {
+        if tiles(4) >= enough && (channels <= 128 * 128 || tiles(4) >= 128) && t.allows(f4) {
             return f4;
         }
-        // Backward-data's F(2x2) wins from fewer tiles (DenseNet's 7x7 layers: 1.1x direct).
+        // Backward-data's F(2x2) wins from fewer tiles (DenseNet's 7x7 layers).
         let enough2 = if pass == Pass::BackwardData {
             16
         } else {
             enough
         };
-        if tiles(2) >= enough2 && vectorised >= 64 && t.allows(f2) {
+        if tiles(2) >= enough2
+            && vectorised >= 64
+            && (channels <= 256 * 512 || tiles(2) >= 256)
+            && t.allows(f2)
+        {
             return f2;
         }
     }
