@@ -114,6 +114,10 @@ boundary_cases! {
     // to -1 in the backward-data phase arithmetic.
     stride_above_isize_max: [
         ConvParams { stride: [3, usize::MAX], padding: [2, 1, 3, 2], dilation: [1, 2], ..ConvParams::new(1, 2, 7, 5, 3, [2, 3]) },
+        // Found by fuzz/api_never_panics: im2col's strided 1x1 path gave its one-column
+        // GEMM view the unused stride, which failed the view's isize bound (a panic).
+        ConvParams { stride: [1, usize::MAX], dilation: [7, 2], ..ConvParams::new(1, 5, 4, 4, 3, [1, 1]) },
+        ConvParams { stride: [usize::MAX, usize::MAX], ..ConvParams::new(2, 4, 6, 6, 3, [1, 1]) },
     ];
     pad_wider_than_padded_copy: [
         ConvParams { stride: [1, 9], padding: [0, 0, 5, 0], ..ConvParams::new(1, 1, 4, 4, 1, [1, 1]) },

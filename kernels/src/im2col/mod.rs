@@ -198,7 +198,7 @@ fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mu
             Cols::Strided1x1 => for_each_row_run(g, p0, np, |oy, ox0, len, d| {
                 let off = grp * c_in_g * hw + oy * g.sh * g.w + ox0 * g.sw;
                 gemm(
-                    MatRef::new(&x_img[off..], c_in_g, len, hw, g.sw).unwrap(),
+                    MatRef::new(&x_img[off..], c_in_g, len, hw, col_stride(len, g.sw)).unwrap(),
                     d,
                 );
             }),
@@ -283,9 +283,14 @@ fn backward_data(
                 dx.fill(0.0);
                 for oy in 0..g.oh {
                     let dy = MatRef::new(&dy_g[oy * g.ow..], c_out_g, g.ow, p, 1).unwrap();
-                    let c =
-                        crate::gemm::MatMut::new(&mut dx[oy * g.sh * g.w..], nc, g.ow, hw, g.sw)
-                            .unwrap();
+                    let c = crate::gemm::MatMut::new(
+                        &mut dx[oy * g.sh * g.w..],
+                        nc,
+                        g.ow,
+                        hw,
+                        col_stride(g.ow, g.sw),
+                    )
+                    .unwrap();
                     crate::gemm::gemm(1.0, w_t, dy, 0.0, c).unwrap();
                 }
             }
@@ -363,7 +368,14 @@ fn backward_weight(g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f
                 Cols::Strided1x1 => {
                     for oy in 0..g.oh {
                         let dy = MatRef::new(&dy_g[oy * g.ow..], noc, g.ow, p, 1).unwrap();
-                        let xs = MatRef::new(&x_c[oy * g.sh * g.w..], nc, g.ow, hw, g.sw).unwrap();
+                        let xs = MatRef::new(
+                            &x_c[oy * g.sh * g.w..],
+                            nc,
+                            g.ow,
+                            hw,
+                            col_stride(g.ow, g.sw),
+                        )
+                        .unwrap();
                         gemm(dy, xs.t());
                     }
                 }
@@ -385,4 +397,11 @@ fn backward_weight(g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f
             }
         }
     });
+}
+
+/// The column stride of a strided 1x1 view with `cols` columns `s` pixels apart: `s`, or 1
+/// for a single column, where the stride is never used but a huge one (a valid geometry
+/// with one output column) would fail the view's `isize` bound.
+fn col_stride(cols: usize, s: usize) -> usize {
+    if cols > 1 { s } else { 1 }
 }
