@@ -158,15 +158,11 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     let [oh, ow] = g.output_hw();
     let [h, w] = g.input_hw();
     let pixels = g.n() * oh * ow;
-    if g.is_depthwise() {
-        return Algorithm::Direct;
+    if let Some(algo) = few_channels(g, pass) {
+        return algo;
     }
-    match pass {
-        Pass::Forward if c_out_g <= 8 => return Algorithm::Direct,
-        Pass::BackwardData if c_in_g < 8 || oh < kh || ow < kw => return Algorithm::Im2col,
-        Pass::BackwardWeight if c_out_g < 8 => return Algorithm::Im2col,
-        Pass::Forward if c_in_g * kh * kw < 32 => return Algorithm::Im2col,
-        _ => {}
+    if pass == Pass::Forward && c_in_g * kh * kw < 32 {
+        return Algorithm::Im2col;
     }
     if g.is_pointwise() {
         let im2col = match pass {
@@ -223,6 +219,26 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     Algorithm::Direct
 }
 
+/// The rules every ISA shares, for convs with too few channels in the vectorised dimension
+/// for the channel-vectorised tile: depthwise convs and forward with <= 8 output channels
+/// per group to the direct kernels (depthwise, pixel-vectorised); backward-data with < 8
+/// input channels per group or an output smaller than the kernel, and backward-weight with
+/// < 8 output channels per group, to im2col. `None` for everything else.
+fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
+    let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
+    let [kh, kw] = g.kernel_hw();
+    let [oh, ow] = g.output_hw();
+    if g.is_depthwise() {
+        return Some(Algorithm::Direct);
+    }
+    match pass {
+        Pass::Forward if c_out_g <= 8 => Some(Algorithm::Direct),
+        Pass::BackwardData if c_in_g < 8 || oh < kh || ow < kw => Some(Algorithm::Im2col),
+        Pass::BackwardWeight if c_out_g < 8 => Some(Algorithm::Im2col),
+        _ => None,
+    }
+}
+
 /// The heuristic on AVX-512, where the direct and Winograd kernels run 16-lane tiles and
 /// im2col's GEMM (`matrixmultiply`, AVX2 at most) does not: calibrated with `convnet bench
 /// --suite all --pass all` (single thread, 2-core Sapphire Rapids Xeon, 107 shapes x 3
@@ -254,14 +270,8 @@ fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
     let [sh, sw] = g.stride();
     let [oh, ow] = g.output_hw();
     let [h, w] = g.input_hw();
-    if g.is_depthwise() {
-        return Algorithm::Direct;
-    }
-    match pass {
-        Pass::Forward if c_out_g <= 8 => return Algorithm::Direct,
-        Pass::BackwardData if c_in_g < 8 || oh < kh || ow < kw => return Algorithm::Im2col,
-        Pass::BackwardWeight if c_out_g < 8 => return Algorithm::Im2col,
-        _ => {}
+    if let Some(algo) = few_channels(g, pass) {
+        return algo;
     }
     let strided_1x1 = kh * kw == 1 && (sh > 1 || sw > 1);
     if pass == Pass::BackwardData

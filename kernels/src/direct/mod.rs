@@ -448,19 +448,9 @@ fn forward<S: DirectIsa>(
                 *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
             }
             let red = &*red;
-            // Tasks (group, row chunk, channel block): neighbours share the input chunk;
-            // or (group, channel block, row chunk) when a group's packed weights outweigh
-            // its input, so neighbours share a block of weights instead (ResNet-50's 14x14
-            // and 7x7 layers: 2.4 and 9.4 MB of weights against 0.26 and 1.3 MB of input;
-            // 1.2x faster, and 0.8x on a CIFAR batch, whose input is 32x its weights).
-            let weights_major = blocks * k * nr > g.n * c_in_g * src.plane;
+            let order = TaskOrder::new(chunks, blocks, k * nr, g.n * c_in_g * src.plane);
             for_each_task(g.g * chunks * blocks, |t| {
-                let (ch, blk) = if weights_major {
-                    (t % chunks, t / chunks % blocks)
-                } else {
-                    (t / blocks % chunks, t % blocks)
-                };
-                let grp = t / (chunks * blocks);
+                let (grp, ch, blk) = order.task(t);
                 let q0 = ch * chunk;
                 let npx = chunk.min(total - q0);
                 let c0 = grp * c_out_g + blk * nr;
@@ -510,6 +500,41 @@ fn forward<S: DirectIsa>(
             });
         });
     });
+}
+
+/// The order of a data pass's tasks over (group, row chunk, channel block).
+#[derive(Clone, Copy)]
+struct TaskOrder {
+    chunks: usize,
+    blocks: usize,
+    /// Channel block outermost within a group: neighbouring tasks share a block of weights.
+    weights_major: bool,
+}
+
+impl TaskOrder {
+    /// Row chunks innermost when a group's packed weights (`blocks` blocks of
+    /// `block_floats`) outweigh its input (`input_floats`), so neighbouring tasks share a
+    /// block of weights (ResNet-50's 14x14 and 7x7 layers: 2.4 and 9.4 MB of weights against
+    /// 0.26 and 1.3 MB of input; 1.2x faster); else channel blocks innermost, so they share
+    /// the input chunk (a CIFAR batch, whose input is 32x its weights: 1.25x the other way).
+    fn new(chunks: usize, blocks: usize, block_floats: usize, input_floats: usize) -> Self {
+        TaskOrder {
+            chunks,
+            blocks,
+            weights_major: blocks * block_floats > input_floats,
+        }
+    }
+
+    /// Task `t` as `(group, row chunk, channel block)`.
+    fn task(self, t: usize) -> (usize, usize, usize) {
+        let (chunks, blocks) = (self.chunks, self.blocks);
+        let (ch, blk) = if self.weights_major {
+            (t % chunks, t / chunks % blocks)
+        } else {
+            (t / blocks % chunks, t % blocks)
+        };
+        (t / (chunks * blocks), ch, blk)
+    }
 }
 
 /// `(chunk, chunks)`: `total` rows in `chunks` tasks of about [`ROWS_PER_TASK`], balanced
@@ -655,16 +680,10 @@ fn backward_data<S: DirectIsa>(
                         }
                     }
                     let red = &*red;
-                    // Neighbouring tasks share a block of weights when a group's phase
-                    // weights outweigh its input, else the input chunk (as in forward).
-                    let weights_major = blocks * red_len * nr > g.n * c_out_g * src.plane;
+                    let order =
+                        TaskOrder::new(chunks, blocks, red_len * nr, g.n * c_out_g * src.plane);
                     for_each_task(g.g * chunks * blocks, |t| {
-                        let (ch, blk) = if weights_major {
-                            (t % chunks, t / chunks % blocks)
-                        } else {
-                            (t / blocks % chunks, t % blocks)
-                        };
-                        let grp = t / (chunks * blocks);
+                        let (grp, ch, blk) = order.task(t);
                         let px0 = ch * chunk;
                         let npx = chunk.min(npx_all - px0);
                         let c0 = grp * c_in_g + blk * nr;

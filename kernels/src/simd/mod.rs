@@ -110,11 +110,28 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
         x: *const f32,
         o: usize,
     ) {
-        // SAFETY: the caller guarantees x + o is readable.
-        let b = unsafe { self.broadcast(x.add(o)) };
-        for (a, w) in acc.iter_mut().zip(w) {
-            *a = self.mul_add(b, *w, *a);
-        }
+        // SAFETY: the caller's guarantee.
+        unsafe { bcast_fma_plain(self, acc, w, x, o) }
+    }
+}
+
+/// [`F32Simd::bcast_fma`] from the trait's other methods: the default, and the x86 levels'
+/// path for tile widths their `asm!` does not cover.
+///
+/// # Safety
+/// `x + o` must be valid for reading one f32.
+#[inline(always)]
+pub(crate) unsafe fn bcast_fma_plain<S: F32Simd, const NB: usize>(
+    s: S,
+    acc: &mut [S::V; NB],
+    w: &[S::V; NB],
+    x: *const f32,
+    o: usize,
+) {
+    // SAFETY: the caller guarantees x + o is readable.
+    let b = unsafe { s.broadcast(x.add(o)) };
+    for (a, w) in acc.iter_mut().zip(w) {
+        *a = s.mul_add(b, *w, *a);
     }
 }
 

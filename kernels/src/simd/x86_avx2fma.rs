@@ -7,7 +7,7 @@ use core::arch::x86_64::{
     _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
-use super::F32Simd;
+use super::{F32Simd, bcast_fma_plain};
 
 /// Proof that the CPU has AVX2 and FMA (construct with [`Avx2Fma::new`]).
 #[derive(Clone, Copy, Debug)]
@@ -135,13 +135,8 @@ unsafe impl F32Simd for Avx2Fma {
         match NB {
             // SAFETY: AVX2 and FMA are present; the caller guarantees x + o is readable.
             2 => unsafe { fma2(acc, w, x, o) },
-            _ => {
-                // SAFETY: as above.
-                let b = unsafe { self.broadcast(x.add(o)) };
-                for (a, w) in acc.iter_mut().zip(w) {
-                    *a = self.mul_add(b, *w, *a);
-                }
-            }
+            // SAFETY: the caller guarantees x + o is readable.
+            _ => unsafe { bcast_fma_plain(self, acc, w, x, o) },
         }
     }
 }

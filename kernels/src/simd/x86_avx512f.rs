@@ -7,7 +7,7 @@ use core::arch::x86_64::{
     _mm512_unpackhi_ps, _mm512_unpacklo_ps,
 };
 
-use super::F32Simd;
+use super::{F32Simd, bcast_fma_plain};
 
 /// Proof that the CPU has AVX-512F (construct with [`Avx512F::new`]).
 #[derive(Clone, Copy, Debug)]
@@ -149,13 +149,8 @@ unsafe impl F32Simd for Avx512F {
             // SAFETY (both arms): AVX-512F is present; the caller guarantees x + o is readable.
             1 => unsafe { fma1(&mut acc[0], w[0], x, o) },
             2 => unsafe { fma2(acc, w, x, o) },
-            _ => {
-                // SAFETY: as above.
-                let b = unsafe { self.broadcast(x.add(o)) };
-                for (a, w) in acc.iter_mut().zip(w) {
-                    *a = self.mul_add(b, *w, *a);
-                }
-            }
+            // SAFETY: the caller guarantees x + o is readable.
+            _ => unsafe { bcast_fma_plain(self, acc, w, x, o) },
         }
     }
 }
