@@ -142,6 +142,18 @@ boundary_cases! {
     ];
     groups_grouped: [conv(1, 8, [6, 6], 12, [3, 3], 1, 1, 1, 4), conv(1, 6, [7, 5], 9, [3, 1], 1, 0, 2, 3)];
     k_1x1: [conv(1, 16, [7, 7], 24, [1, 1], 1, 0, 1, 1), conv(2, 5, [6, 9], 3, [1, 1], 2, 0, 1, 1), conv(1, 4, [5, 5], 8, [1, 1], 1, 1, 1, 1)];
+    // The direct kernel's column form (more channels per group than pixels, at most 128
+    // pixels): rows past a whole tile, a partial last column of pixels, reductions longer
+    // than a chunk, groups, stride-2 phases, dilation, a batch spanning a column.
+    column_form: [
+        conv(1, 5, [3, 4], 40, [3, 3], 1, 1, 1, 1),
+        conv(2, 6, [5, 5], 64, [3, 3], 2, 1, 1, 2),
+        conv(1, 48, [4, 4], 8, [3, 3], 2, 1, 1, 1),
+        conv(1, 4, [6, 7], 50, [1, 1], 1, 0, 1, 1),
+        conv(1, 20, [4, 5], 30, [3, 3], 1, 1, 1, 1),
+        conv(1, 8, [5, 6], 32, [3, 3], 1, 2, 2, 1),
+        conv(3, 40, [3, 4], 40, [3, 3], 1, 1, 1, 1),
+    ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];

@@ -32,33 +32,38 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn warm_prepared_forward_allocates_nothing() {
-    let conv = Conv2d::builder(2, 32, 20, 20, 48, [3, 3])
-        .padding(Padding::Same)
-        .build()
-        .unwrap();
-    let x = fill(1, conv.input_len(), DataKind::Real);
-    let w = fill(2, conv.weight_len(), DataKind::Real);
-    let b = fill(3, conv.bias_len(), DataKind::Real);
-    let mut y = vec![0.0; conv.output_len()];
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .unwrap();
-    for algo in [Algorithm::Direct, Algorithm::Winograd(WinogradTile::F4)] {
-        let plan = conv.plan(algo, &w).unwrap();
-        pool.install(|| {
-            for _ in 0..3 {
-                plan.forward(&x, Some(&b), &mut y).unwrap();
-            }
-            let before = ALLOCATIONS.load(Ordering::Relaxed);
-            for _ in 0..5 {
-                plan.forward(&x, Some(&b), &mut y).unwrap();
-            }
-            let allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
-            assert_eq!(
-                allocs, 0,
-                "{algo:?}: {allocs} allocations in 5 warm forward calls"
-            );
-        });
+    // The second conv has more output channels than pixels: the direct kernel's column
+    // form on AVX-512.
+    for (n, c, hw, k) in [(2, 32, 20, 48), (1, 64, 4, 96)] {
+        let conv = Conv2d::builder(n, c, hw, hw, k, [3, 3])
+            .padding(Padding::Same)
+            .build()
+            .unwrap();
+        let x = fill(1, conv.input_len(), DataKind::Real);
+        let w = fill(2, conv.weight_len(), DataKind::Real);
+        let b = fill(3, conv.bias_len(), DataKind::Real);
+        let mut y = vec![0.0; conv.output_len()];
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for algo in [Algorithm::Direct, Algorithm::Winograd(WinogradTile::F4)] {
+            let plan = conv.plan(algo, &w).unwrap();
+            pool.install(|| {
+                for _ in 0..3 {
+                    plan.forward(&x, Some(&b), &mut y).unwrap();
+                }
+                let before = ALLOCATIONS.load(Ordering::Relaxed);
+                for _ in 0..5 {
+                    plan.forward(&x, Some(&b), &mut y).unwrap();
+                }
+                let allocs = ALLOCATIONS.load(Ordering::Relaxed) - before;
+                assert_eq!(
+                    allocs, 0,
+                    "{algo:?} on {n}x{c}x{hw}x{hw} -> {k}: {allocs} allocations in 5 warm \
+                     forward calls"
+                );
+            });
+        }
     }
 }

@@ -25,6 +25,7 @@
 mod avx2fma;
 #[cfg(target_arch = "x86_64")]
 mod avx512f;
+mod columns;
 mod depthwise;
 #[cfg(feature = "testing")]
 mod emulated;
@@ -305,10 +306,13 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         y: &mut [f32],
     ) {
         g.assert_forward(x, weight, bias, y);
+        if forward_in_columns::<S>(g) {
+            return forward(self.0, g, x, Weights::Raw(weight), bias, y, false);
+        }
         let nr = tile_for::<S>(g.c_out / g.g).2;
         with_scratch(forward_packed_len(g, nr), |packed| {
             pack_forward(self.0, g, weight, nr, packed);
-            forward(self.0, g, x, packed, bias, y, false);
+            forward(self.0, g, x, Weights::Packed(packed), bias, y, false);
         });
     }
     fn backward_data(
@@ -320,10 +324,13 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         grad_x: &mut [f32],
     ) {
         g.assert_backward_data(grad_y, weight, bias, grad_x);
+        if backward_in_columns(g) {
+            return backward_data(self.0, g, grad_y, Weights::Raw(weight), bias, grad_x);
+        }
         let nr = tile_for::<S>(g.c_in / g.g).2;
         with_scratch(backward_packed_len(g, nr), |packed| {
             pack_backward(self.0, g, weight, nr, packed);
-            backward_data(self.0, g, grad_y, packed, bias, grad_x);
+            backward_data(self.0, g, grad_y, Weights::Packed(packed), bias, grad_x);
         });
     }
     fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]) {
@@ -333,6 +340,9 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
     fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
         assert_eq!(weight.len(), g.w_len, "weight length");
         match pass {
+            // The column form reads the weights as they are.
+            Pass::Forward if forward_in_columns::<S>(g) => Some(weight.to_vec()),
+            Pass::BackwardData if backward_in_columns(g) => Some(weight.to_vec()),
             Pass::Forward => {
                 let nr = tile_for::<S>(g.c_out / g.g).2;
                 let mut packed = vec![0.0; forward_packed_len(g, nr)];
@@ -357,12 +367,16 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         relu: bool,
         y: &mut [f32],
     ) {
+        if forward_in_columns::<S>(g) {
+            assert_eq!(prepared.len(), g.w_len, "prepared weights");
+            return forward(self.0, g, x, Weights::Raw(prepared), bias, y, relu);
+        }
         assert_eq!(
             prepared.len(),
             forward_packed_len(g, tile_for::<S>(g.c_out / g.g).2),
             "prepared weights"
         );
-        forward(self.0, g, x, prepared, bias, y, relu);
+        forward(self.0, g, x, Weights::Packed(prepared), bias, y, relu);
     }
     fn backward_data_prepared(
         &self,
@@ -372,12 +386,16 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         bias: Option<&[f32]>,
         grad_x: &mut [f32],
     ) {
+        if backward_in_columns(g) {
+            assert_eq!(prepared.len(), g.w_len, "prepared weights");
+            return backward_data(self.0, g, grad_y, Weights::Raw(prepared), bias, grad_x);
+        }
         assert_eq!(
             prepared.len(),
             backward_packed_len(g, tile_for::<S>(g.c_in / g.g).2),
             "prepared weights"
         );
-        backward_data(self.0, g, grad_y, prepared, bias, grad_x);
+        backward_data(self.0, g, grad_y, Weights::Packed(prepared), bias, grad_x);
     }
 }
 
@@ -419,12 +437,33 @@ fn pack_forward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out
     });
 }
 
-/// Forward pass with packed weights (see [`pack_forward`]); `relu` fuses a ReLU.
+/// The weights a data pass gets: packed for the pixel form, or as the caller has them for
+/// the column form (`columns.rs`).
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    Packed(&'a [f32]),
+    Raw(&'a [f32]),
+}
+
+/// The forward pass runs in column form (`columns.rs`): few pixels, more output channels per
+/// group, and 16-lane vectors (AVX-512; with AVX2's 8 the pixel form keeps up).
+fn forward_in_columns<S: DirectIsa>(g: &ConvGeom) -> bool {
+    S::LANES >= 16 && columns::preferred(g.c_out / g.g, g.n * g.oh * g.ow)
+}
+
+/// Backward-data runs in column form: few pixels in its largest stride phase, and more
+/// input channels per group.
+fn backward_in_columns(g: &ConvGeom) -> bool {
+    columns::preferred(g.c_in / g.g, g.n * g.h.div_ceil(g.sh) * g.w.div_ceil(g.sw))
+}
+
+/// Forward pass, pixel form with packed weights (see [`pack_forward`]) or column form with
+/// the raw ones; `relu` fuses a ReLU.
 fn forward<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
     x: &[f32],
-    packed: &[f32],
+    weights: Weights<'_>,
     bias: Option<&[f32]>,
     y: &mut [f32],
     relu: bool,
@@ -448,6 +487,39 @@ fn forward<S: DirectIsa>(
                 *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
             }
             let red = &*red;
+            let packed = match weights {
+                Weights::Packed(packed) => packed,
+                Weights::Raw(w) => {
+                    return with_index_scratch(2 * total, |idx| {
+                        let (pix, offs) = idx.split_at_mut(total);
+                        for (q, (r, o)) in pix.iter_mut().zip(offs.iter_mut()).enumerate() {
+                            let (b, qq) = (q / p, q % p);
+                            let (oy, ox) = (qq / g.ow, qq % g.ow);
+                            *r = b * g.c_in * src.plane + oy * g.sh * src.row + ox * g.sw;
+                            *o = b * g.c_out * p + qq;
+                        }
+                        let pass = columns::Columns {
+                            src: src.data,
+                            src_grp: c_in_g * src.plane,
+                            red,
+                            pix,
+                            w,
+                            w_grp: c_out_g * k,
+                            w_row: k,
+                            w_red: Red::Strided { stride: 1, len: k },
+                            rows: c_out_g,
+                            groups: g.g,
+                            dst_offs: offs,
+                            ch_stride: p,
+                            bias,
+                            relu,
+                        };
+                        // SAFETY: y is borrowed (as `out`) for the whole call, and only
+                        // this call writes it.
+                        unsafe { columns::run(s, &pass, out) };
+                    });
+                }
+            };
             let order = TaskOrder::new(chunks, blocks, k * nr, g.n * c_in_g * src.plane);
             for_each_task(g.g * chunks * blocks, |t| {
                 let (grp, ch, blk) = order.task(t);
@@ -621,13 +693,13 @@ fn pack_backward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, ou
     }
 }
 
-/// Backward-data with packed weights (see [`pack_backward`]); `bias` serves a transposed
-/// conv's forward.
+/// Backward-data, pixel form with packed weights (see [`pack_backward`]) or column form
+/// with the raw ones; `bias` serves a transposed conv's forward.
 fn backward_data<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
     grad_y: &[f32],
-    packed: &[f32],
+    weights: Weights<'_>,
     bias: Option<&[f32]>,
     grad_x: &mut [f32],
 ) {
@@ -654,7 +726,12 @@ fn backward_data<S: DirectIsa>(
             for (ry, rx, ty, tx) in phases(g) {
                 let taps = ty * tx;
                 let red_len = c_out_g * taps;
-                let phase_packed = &packed[at..at + blocks_len(g.g, c_in_g, nr, red_len)];
+                let phase_packed = match weights {
+                    Weights::Packed(packed) => {
+                        &packed[at..at + blocks_len(g.g, c_in_g, nr, red_len)]
+                    }
+                    Weights::Raw(_) => &[],
+                };
                 at += phase_packed.len();
                 let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
                 // Rows span the batch, as in the forward pass.
@@ -680,6 +757,48 @@ fn backward_data<S: DirectIsa>(
                         }
                     }
                     let red = &*red;
+                    if let Weights::Raw(w) = weights {
+                        let khw = g.kh * g.kw;
+                        return with_index_scratch(red_len + 2 * npx_all, |idx| {
+                            let (w_red, rest) = idx.split_at_mut(red_len);
+                            let (pix, offs) = rest.split_at_mut(npx_all);
+                            // Step (oc, ky, kx) reads w[oc][ic][ky][kx]: ic*khw + w_red.
+                            let mut r = 0;
+                            for oc in 0..c_out_g {
+                                for (ky, _) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
+                                    for (kx, _) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
+                                        w_red[r] = oc * c_in_g * khw + ky * g.kw + kx;
+                                        r += 1;
+                                    }
+                                }
+                            }
+                            for (q, (r, o)) in pix.iter_mut().zip(offs.iter_mut()).enumerate() {
+                                let (b, qq) = (q / npx_img, q % npx_img);
+                                let (a, c) = (qq / na_x, qq % na_x);
+                                *r = b * g.c_out * src.plane + a * src.row + c;
+                                *o = b * g.c_in * hw + (ry + g.sh * a) * g.w + rx + g.sw * c;
+                            }
+                            let pass = columns::Columns {
+                                src: src.data,
+                                src_grp: c_out_g * src.plane,
+                                red,
+                                pix,
+                                w,
+                                w_grp: c_out_g * c_in_g * khw,
+                                w_row: khw,
+                                w_red: Red::List(w_red),
+                                rows: c_in_g,
+                                groups: g.g,
+                                dst_offs: offs,
+                                ch_stride: hw,
+                                bias,
+                                relu: false,
+                            };
+                            // SAFETY: grad_x is borrowed (as `out`) for the whole call; this
+                            // phase's pixels are written by this call alone.
+                            unsafe { columns::run(s, &pass, out) };
+                        });
+                    }
                     let order =
                         TaskOrder::new(chunks, blocks, red_len * nr, g.n * c_out_g * src.plane);
                     for_each_task(g.g * chunks * blocks, |t| {

@@ -1,0 +1,305 @@
+//! The column form of the direct kernel's data passes, for layers with more output
+//! channels per group than pixels (ResNet-50's 7x7 and 14x14 layers at small batches).
+//!
+//! The pixel form (`mod.rs`) vectorises over channels: the weights are the vector operand,
+//! repacked `[block][r][NR]` on every call, and the tile's rows are pixels. When a group has
+//! more output channels than the batch has pixels, that repacking moves more data than the
+//! convolution then reuses: ResNet-50's last 3x3 layer at batch 1 repacks 9.4 MB of weights
+//! for 49 pixels. The column form swaps the operands of the same [`Block`] microkernel:
+//!
+//! ```text
+//!   rows (tile height)   output channels            broadcast: the weights, read in place
+//!   vector operand       NR pixels of one column    packed [grp][col][r][NR] from the
+//!                                                   pixel form's broadcast operand
+//!   buf[col][ch][NR] = sum_r w[grp*w_grp + ch*w_row + w_red[r]] * src[red[r] + pix[col*NR + lane]]
+//! ```
+//!
+//! so the weights are read once where they lie and the smaller operand is the one packed.
+//! Each pass describes itself as a [`Columns`]: the pixel form's reduction and pixel
+//! offsets into its padded source, and where a channel's weights and outputs are.
+
+use super::tile::{Block, Red};
+use super::{DirectIsa, RED_CHUNK, SimdJob};
+use crate::parallel::{
+    SharedMut, for_each_chunk_mut, for_each_task, with_index_scratch, with_scratch,
+};
+
+/// Row tiles (output channels) per task: the task's weights for one reduction chunk
+/// (`4 * 12` channels x [`RED_CHUNK`] floats = 24 KiB on AVX-512) stay in L1 beside one
+/// column's chunk of pixels (16 KiB).
+const SLICE_TILES: usize = 4;
+/// Pixel columns per task at most: the task's partial sums (`16 * 48 * 32` floats = 96 KiB
+/// on AVX-512) stay in L2.
+const COLS_PER_TASK: usize = 16;
+
+/// Output pixels (the whole batch, or one stride phase of it) up to which the column form
+/// can pay: four columns of the AVX-512 tile.
+const MAX_PIXELS: usize = 128;
+
+/// True when the column form serves a pass with `rows` output channels per group and `npx`
+/// output pixels better than the pixel form, whose per-call packing of the weights costs
+/// one pass over them per `npx` pixels of use: few pixels, and more channels than pixels
+/// (so the packed pixels are the smaller operand).
+///
+/// Measured on ResNet-50's layers (AVX-512, 1 thread, medians of 3-5 alternating runs,
+/// column / pixel form): at 7x7 and batch 1 or 2 (49 or 98 pixels) forward 1.1-1.9x and
+/// backward-data 1.1-2.1x, the 3x3 stride-2 layer's backward-data (49-pixel phases)
+/// 1.3-2.0x; at 196 pixels 0.8-0.9x with 256 channels and a tie with 512. On AVX2 only
+/// backward-data gains (1.1-1.7x at 49-pixel phases; forward 0.8-1.06x): its pixel form
+/// packs blocks of 16 channels, not 32.
+pub(super) fn preferred(rows: usize, npx: usize) -> bool {
+    npx <= MAX_PIXELS && rows >= npx
+}
+
+/// One data pass in column form; see the module docs for the formula.
+pub(super) struct Columns<'a> {
+    /// The pixel form's padded broadcast operand (all images, all groups).
+    pub src: &'a [f32],
+    /// Floats between consecutive groups' first channels in `src`.
+    pub src_grp: usize,
+    /// Offset of each reduction step into `src` (from the group's first channel).
+    pub red: &'a [usize],
+    /// Offset of each output pixel into `src` (the whole batch).
+    pub pix: &'a [usize],
+    /// The weights, as the caller got them.
+    pub w: &'a [f32],
+    /// Floats between consecutive groups' weights.
+    pub w_grp: usize,
+    /// Floats between the weights of consecutive output channels of a group.
+    pub w_row: usize,
+    /// Offset of each reduction step into a channel's weights (as `red`, step for step).
+    pub w_red: Red<'a>,
+    /// Output channels per group.
+    pub rows: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Destination offset of each output pixel in channel 0 (as `pix`, pixel for pixel).
+    pub dst_offs: &'a [usize],
+    /// Floats between consecutive output channels in the destination.
+    pub ch_stride: usize,
+    /// One bias per output channel (all groups).
+    pub bias: Option<&'a [f32]>,
+    /// Fuse a ReLU.
+    pub relu: bool,
+}
+
+/// Runs the pass `c` into `out`, on ISA `s`.
+///
+/// # Safety
+/// No other thread may access `out` during the call (the ranges written are checked).
+pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
+    let npx = c.pix.len();
+    let red_len = c.red.len();
+    assert_eq!(c.dst_offs.len(), npx, "one destination offset per pixel");
+    assert_eq!(
+        c.w_red.len(),
+        red_len,
+        "one weight offset per reduction step"
+    );
+    if npx == 0 || c.rows == 0 || c.groups == 0 {
+        return;
+    }
+    // Always the wide tile: the narrow one's 24 row offsets (one weight row each) do not
+    // fit the general-purpose registers and reload from the stack on every FMA (1.3-1.5x
+    // slower on ResNet-50's 14x14 and 7x7 layers, AVX-512).
+    let (wide, (ur, nb)) = (true, S::TILES[1]);
+    let nr = nb * S::LANES;
+    let cols = npx.div_ceil(nr);
+    let col_len = red_len * nr;
+    with_scratch(c.groups * cols * col_len, |packed| {
+        if col_len > 0 {
+            for_each_chunk_mut(packed, col_len, |gj, out| {
+                let (grp, j) = (gj / cols, gj % cols);
+                let px = &c.pix[j * nr..npx.min((j + 1) * nr)];
+                s.dispatch(&mut PackColumn {
+                    src: &c.src[grp * c.src_grp..],
+                    red: c.red,
+                    pix: px,
+                    nr,
+                    out,
+                });
+            });
+        }
+        let packed = &*packed;
+        let slice = SLICE_TILES * ur;
+        let slices = c.rows.div_ceil(slice);
+        let col_chunk = COLS_PER_TASK.min(cols);
+        let chunks = cols.div_ceil(col_chunk);
+        // Slices innermost: neighbouring tasks share their columns of pixels.
+        for_each_task(c.groups * chunks * slices, |t| {
+            let (grp, ch, sl) = (t / (chunks * slices), t / slices % chunks, t % slices);
+            let r0 = sl * slice;
+            let nrows = slice.min(c.rows - r0);
+            let j0 = ch * col_chunk;
+            let ncols = col_chunk.min(cols - j0);
+            with_index_scratch(nrows, |wrows| {
+                for (i, o) in wrows.iter_mut().enumerate() {
+                    *o = (r0 + i) * c.w_row;
+                }
+                with_scratch(ncols * nrows * nr, |buf| {
+                    let w = &c.w[grp * c.w_grp..];
+                    if red_len == 0 {
+                        buf.fill(0.0);
+                    }
+                    for k0 in (0..red_len).step_by(RED_CHUNK) {
+                        let k1 = red_len.min(k0 + RED_CHUNK);
+                        for (j, buf_j) in buf.chunks_exact_mut(nrows * nr).enumerate() {
+                            let col = &packed[(grp * cols + j0 + j) * col_len..][..col_len];
+                            let block = Block {
+                                src: &w[c.w_red.src_shift(k0)..],
+                                red: c.w_red.slice(k0, k1),
+                                vecs: &col[k0 * nr..k1 * nr],
+                                vstride: nr,
+                                rows: wrows,
+                                accumulate: k0 > 0,
+                            };
+                            s.run(&block, buf_j, wide);
+                        }
+                    }
+                    let px0 = j0 * nr;
+                    let px1 = npx.min((j0 + ncols) * nr);
+                    let ch0 = grp * c.rows + r0;
+                    let mut job = WriteColumns {
+                        buf,
+                        nr,
+                        nrows,
+                        dst_offs: &c.dst_offs[px0..px1],
+                        dst: out,
+                        base: ch0 * c.ch_stride,
+                        ch_stride: c.ch_stride,
+                        bias: c.bias.map(|b| &b[ch0..ch0 + nrows]),
+                        relu: c.relu,
+                    };
+                    // SAFETY: this task writes channels ch0..ch0+nrows at pixels px0..px1:
+                    // no other task has both (tasks partition groups x columns x slices, and
+                    // the caller's pixels have distinct destinations); run's caller keeps
+                    // everyone else out of `out`.
+                    unsafe { job.write(s) };
+                });
+            });
+        });
+    });
+}
+
+/// Packs one column: `out[r][lane] = src[red[r] + pix[lane]]` for `lane < pix.len()`,
+/// else 0.
+struct PackColumn<'a> {
+    src: &'a [f32],
+    red: &'a [usize],
+    pix: &'a [usize],
+    nr: usize,
+    out: &'a mut [f32],
+}
+
+impl SimdJob for PackColumn<'_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (nr, valid) = (self.nr, self.pix.len());
+        assert!(valid <= nr, "column wider than its tile");
+        // The column's pixels as runs of consecutive source offsets (an output row, or a
+        // whole column for a 1x1 layer): each run moves as vectors.
+        with_index_scratch(2 * valid, |runs| {
+            let (starts, lens) = runs.split_at_mut(valid);
+            let mut n_runs = 0;
+            for (l, &p) in self.pix.iter().enumerate() {
+                if l > 0 && p == self.pix[l - 1] + 1 {
+                    lens[n_runs - 1] += 1;
+                } else {
+                    starts[n_runs] = l;
+                    lens[n_runs] = 1;
+                    n_runs += 1;
+                }
+            }
+            for (dst, &off) in self.out.chunks_exact_mut(nr).zip(self.red) {
+                for (&l0, &len) in starts[..n_runs].iter().zip(&lens[..n_runs]) {
+                    let from = &self.src[off + self.pix[l0]..][..len];
+                    let to = &mut dst[l0..l0 + len];
+                    let mut l = 0;
+                    while l + S::LANES <= len {
+                        // SAFETY: l + LANES <= len = from.len() = to.len().
+                        unsafe { s.store(to.as_mut_ptr().add(l), s.load(from.as_ptr().add(l))) };
+                        l += S::LANES;
+                    }
+                    to[l..].copy_from_slice(&from[l..]);
+                }
+                dst[valid..].fill(0.0);
+            }
+        });
+    }
+}
+
+/// A task's epilogue: its buffer `[col][row][NR]` to the destination, with bias and ReLU.
+struct WriteColumns<'a> {
+    buf: &'a [f32],
+    nr: usize,
+    nrows: usize,
+    dst_offs: &'a [usize],
+    dst: SharedMut,
+    base: usize,
+    ch_stride: usize,
+    bias: Option<&'a [f32]>,
+    relu: bool,
+}
+
+impl WriteColumns<'_> {
+    /// # Safety
+    /// No other thread may access the destination elements during the call (their range is
+    /// checked here).
+    unsafe fn write<S: DirectIsa>(&mut self, s: S) {
+        let (Some(&max_off), true) = (self.dst_offs.iter().max(), self.nrows > 0) else {
+            return;
+        };
+        assert!(
+            self.buf.len() >= self.dst_offs.len().div_ceil(self.nr) * self.nrows * self.nr,
+            "column buffer too short"
+        );
+        assert!(self.nr.is_multiple_of(S::LANES), "columns of whole vectors");
+        assert!(
+            self.bias.is_none_or(|b| b.len() >= self.nrows),
+            "column bias"
+        );
+        // at() asserts its offset <= len: the last element written must exist.
+        let _ = self
+            .dst
+            .at(self.base + (self.nrows - 1) * self.ch_stride + max_off + 1);
+        s.dispatch(self);
+    }
+}
+
+impl SimdJob for WriteColumns<'_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (nr, l) = (self.nr, S::LANES);
+        let first = self.dst.at(self.base);
+        for (j, offs) in self.dst_offs.chunks(nr).enumerate() {
+            let col = &self.buf[j * self.nrows * nr..][..self.nrows * nr];
+            for (v, offs) in offs.chunks(l).enumerate() {
+                let run = offs.len() == l && offs.windows(2).all(|w| w[1] == w[0] + 1);
+                for (i, row) in col.chunks_exact(nr).enumerate() {
+                    let b = self.bias.map_or(0.0, |b| b[i]);
+                    let at = i * self.ch_stride;
+                    if run {
+                        // SAFETY: reads row[v*l..(v+1)*l] (v*l + l <= nr = row.len(), as
+                        // offs is a whole vector); writes pixels offs[0]..offs[0]+l of
+                        // channel i, in dst (checked in write); write's caller guarantees
+                        // exclusive access.
+                        unsafe {
+                            let mut a = s.add(s.load(row.as_ptr().add(v * l)), s.splat(b));
+                            if self.relu {
+                                a = s.max(a, s.zero());
+                            }
+                            s.store(first.add(at + offs[0]), a);
+                        }
+                    } else {
+                        for (lane, &o) in offs.iter().enumerate() {
+                            let a = row[v * l + lane] + b;
+                            // SAFETY: pixel o of channel i is in dst (checked in write),
+                            // exclusive to this call (write's caller).
+                            unsafe { *first.add(at + o) = if self.relu { a.max(0.0) } else { a } };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
