@@ -248,11 +248,6 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 /// - backward-data with < 8 input channels per group (the 3-channel stems: 2-2.6x) or an
 ///   output smaller than the kernel (LeNet's C5: 1.3x), and backward-weight with < 8 output
 ///   channels per group (LeNet's C1: 1.4x): im2col;
-/// - backward-data whose stride phases have at most 64 pixels in the batch and whose
-///   reduction has >= 128 channels (ResNet-50's 7x7 layers: 1.1-1.8x, DenseNet's 1x1
-///   layers at 7x7: 1.05-1.4x), except strided 1x1 convs (only one phase has taps; direct
-///   1.3x): im2col, whose GEMM blocks the long channel reduction better than the phase
-///   split's few tiles (with 32 channels, DenseNet's 3x3 layers at 7x7, direct is 2.2x);
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data, by
 ///   pixels per image: at 224x224 and above direct (1.2-1.4x F(4x4): the transformed
 ///   input outgrows the caches); from 112x112 Winograd F(4x4) (VGG-16's 112x112 layers:
@@ -263,7 +258,9 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   most runs); below 56x56 direct (1.2-2x Winograd at 28x28 and 14x14, 1.7x at 7x7
 ///   batch 8);
 /// - everything else, including 1x1 and strided convs and backward-weight: direct
-///   (1.2-3x im2col).
+///   (1.2-3x im2col). That includes backward-data over small stride phases with a deep
+///   reduction (ResNet-50's and DenseNet's 7x7 layers), which went to im2col (1.05-1.8x)
+///   until the direct kernel's column form took them (1.1-1.5x im2col).
 fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
     let [kh, kw] = g.kernel_hw();
@@ -272,14 +269,6 @@ fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
     let [h, w] = g.input_hw();
     if let Some(algo) = few_channels(g, pass) {
         return algo;
-    }
-    let strided_1x1 = kh * kw == 1 && (sh > 1 || sw > 1);
-    if pass == Pass::BackwardData
-        && g.n() * h.div_ceil(sh) * w.div_ceil(sw) <= 64
-        && c_out_g >= 128
-        && !strided_1x1
-    {
-        return Algorithm::Im2col;
     }
     let winograd_shape = kh == 3 && kw == 3 && sh == 1 && sw == 1 && g.dilation() == [1, 1];
     if winograd_shape && pass != Pass::BackwardWeight && c_in_g >= 32 && c_out_g >= 32 {
