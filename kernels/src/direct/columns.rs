@@ -111,12 +111,17 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
             for_each_chunk_mut(packed, col_len, |gj, out| {
                 let (grp, j) = (gj / cols, gj % cols);
                 let px = &c.pix[j * nr..npx.min((j + 1) * nr)];
-                s.dispatch(&mut PackColumn {
-                    src: &c.src[grp * c.src_grp..],
-                    red: c.red,
-                    pix: px,
-                    nr,
-                    out,
+                // The scratch is taken here, outside the dispatched body: a closure in there
+                // would be compiled without the ISA's features (and call its intrinsics).
+                with_index_scratch(3 * px.len(), |runs| {
+                    s.dispatch(&mut PackColumn {
+                        src: &c.src[grp * c.src_grp..],
+                        red: c.red,
+                        pix: px,
+                        nr,
+                        runs,
+                        out,
+                    })
                 });
             });
         }
@@ -188,43 +193,70 @@ struct PackColumn<'a> {
     red: &'a [usize],
     pix: &'a [usize],
     nr: usize,
+    /// Scratch for the runs: `3 * pix.len()` entries.
+    runs: &'a mut [usize],
     out: &'a mut [f32],
 }
 
 impl SimdJob for PackColumn<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
-        let (nr, valid) = (self.nr, self.pix.len());
+        let (nr, valid, l) = (self.nr, self.pix.len(), S::LANES);
         assert!(valid <= nr, "column wider than its tile");
-        // The column's pixels as runs of consecutive source offsets (an output row, or a
-        // whole column for a 1x1 layer): each run moves as vectors.
-        with_index_scratch(2 * valid, |runs| {
-            let (starts, lens) = runs.split_at_mut(valid);
+        // The column's pixels as runs a constant step apart in the source (an output row:
+        // step 1, or the stride), found once and replayed for every reduction step.
+        {
+            let (starts, rest) = self.runs[..3 * valid].split_at_mut(valid);
+            let (lens, steps) = rest.split_at_mut(valid);
             let mut n_runs = 0;
-            for (l, &p) in self.pix.iter().enumerate() {
-                if l > 0 && p == self.pix[l - 1] + 1 {
-                    lens[n_runs - 1] += 1;
-                } else {
-                    starts[n_runs] = l;
-                    lens[n_runs] = 1;
-                    n_runs += 1;
-                }
-            }
-            for (dst, &off) in self.out.chunks_exact_mut(nr).zip(self.red) {
-                for (&l0, &len) in starts[..n_runs].iter().zip(&lens[..n_runs]) {
-                    let from = &self.src[off + self.pix[l0]..][..len];
-                    let to = &mut dst[l0..l0 + len];
-                    let mut l = 0;
-                    while l + S::LANES <= len {
-                        // SAFETY: l + LANES <= len = from.len() = to.len().
-                        unsafe { s.store(to.as_mut_ptr().add(l), s.load(from.as_ptr().add(l))) };
-                        l += S::LANES;
+            for (lane, &p) in self.pix.iter().enumerate() {
+                if n_runs > 0 {
+                    let r = n_runs - 1;
+                    let prev = self.pix[starts[r] + lens[r] - 1];
+                    if p > prev && (lens[r] == 1 || p - prev == steps[r]) {
+                        steps[r] = p - prev;
+                        lens[r] += 1;
+                        continue;
                     }
-                    to[l..].copy_from_slice(&from[l..]);
+                }
+                (starts[n_runs], lens[n_runs], steps[n_runs]) = (lane, 1, 1);
+                n_runs += 1;
+            }
+            let runs = starts[..n_runs]
+                .iter()
+                .zip(&lens[..n_runs])
+                .zip(&steps[..n_runs]);
+            for (dst, &off) in self.out.chunks_exact_mut(nr).zip(self.red) {
+                for ((&l0, &len), &step) in runs.clone() {
+                    let base = off + self.pix[l0];
+                    if step > 1 {
+                        for i in 0..len {
+                            dst[l0 + i] = self.src[base + i * step];
+                        }
+                        continue;
+                    }
+                    // Whole vectors where both sides have room, even past the run's end:
+                    // the lanes beyond it belong to later runs (written after this one) or
+                    // lie past `valid` (zeroed below).
+                    let mut i = 0;
+                    while i < len {
+                        if l0 + i + l <= nr && base + i + l <= self.src.len() {
+                            // SAFETY: reads src[base + i..+l] and writes dst[l0 + i..+l], both
+                            // in range (just checked; dst has nr floats).
+                            unsafe {
+                                let v = s.load(self.src.as_ptr().add(base + i));
+                                s.store(dst.as_mut_ptr().add(l0 + i), v);
+                            }
+                            i += l;
+                        } else {
+                            dst[l0 + i] = self.src[base + i];
+                            i += 1;
+                        }
+                    }
                 }
                 dst[valid..].fill(0.0);
             }
-        });
+        }
     }
 }
 

@@ -50,6 +50,8 @@ use pack::{blocks_len, pack_blocks, pad_planes, padded_len};
 
 /// Output rows per task (rounded up to whole register tiles).
 const ROWS_PER_TASK: usize = 192;
+/// Largest `LANES` of any ISA (the epilogue's staging block).
+const MAX_LANES: usize = 16;
 /// Reduction steps per pass over a task's rows: the vector operand of one chunk
 /// (`RED_CHUNK * NR` floats, 8 KiB at NR = 16) stays in L1 beside the task's input rows
 /// while every tile of the task consumes it; partial sums wait in the task's buffer in
@@ -215,47 +217,67 @@ impl Scatter<'_> {
         }
     }
 
-    /// The body of [`Scatter::write`], compiled for `S` (inside its `dispatch`): runs of
-    /// `LANES` consecutive destination pixels move as `LANES x LANES` blocks transposed in
-    /// registers (the tile's buffer is `[row][channel]`, NCHW wants channel-major), other
-    /// rows one float at a time.
+    /// The body of [`Scatter::write`], compiled for `S` (inside its `dispatch`): runs of up
+    /// to `LANES` destination pixels a constant stride apart move as `LANES x LANES` blocks
+    /// transposed in registers (the tile's buffer is `[row][channel]`, NCHW wants
+    /// channel-major): straight to the destination when `LANES` pixels are consecutive,
+    /// else through a small block on the stack (the end of an output row, a stride phase of
+    /// backward-data); a task's last rows, where a block would read past the buffer, one
+    /// float at a time.
     ///
     /// # Safety
     /// As for `write`, which has checked `buf.len() >= offs.len() * nr`, `n_ch <= nr`, that
-    /// `nr` is a multiple of `LANES`, the bias length, and that `first + ch*ch_stride + off` is in `dst` for every `ch < n_ch`
-    /// and `off` in `offs`.
+    /// `nr` is a multiple of `LANES`, the bias length, and that `first + ch*ch_stride + off`
+    /// is in `dst` for every `ch < n_ch` and `off` in `offs`.
     #[inline(always)]
     unsafe fn write_on<S: F32Simd>(&self, s: S, first: *mut f32, buf: &[f32], nr: usize) {
         let lanes = S::LANES;
         let rows = self.offs.len();
         let mut i = 0;
         while i < rows {
-            let run = lanes > 1
-                && i + lanes <= rows
-                && self.offs[i..i + lanes].windows(2).all(|w| w[1] == w[0] + 1);
-            if run {
-                let off = self.offs[i];
+            // The run from row i: m <= lanes increasing offsets a constant `step` apart,
+            // offs[i + l] = offs[i] + l*step.
+            let off = self.offs[i];
+            let step = self.offs.get(i + 1).map_or(0, |&o| o.saturating_sub(off));
+            let mut m = 1;
+            while m < lanes.min(rows - i)
+                && step > 0
+                && self.offs[i + m] > self.offs[i + m - 1]
+                && self.offs[i + m] - self.offs[i + m - 1] == step
+            {
+                m += 1;
+            }
+            // A block transpose reads `lanes` rows of buf, so it needs them to exist.
+            if lanes > 1 && m >= 2 && i + lanes <= rows {
                 for c in (0..self.n_ch).step_by(lanes) {
+                    let n_out = lanes.min(self.n_ch - c);
+                    let bias = self.bias.map(|b| &b[c..]);
                     // SAFETY: reads buf rows i..i+lanes, columns c..c+lanes: c < n_ch <= nr
                     // and nr is a whole number of vectors, so c + lanes <= nr, and
-                    // (i + lanes)*nr <= rows*nr <= buf.len(). Writes channels c + j <
-                    // n_ch at pixels off + l = offs[i + l] (a run), l < lanes: in dst
-                    // (checked in write).
+                    // i + lanes <= rows with rows*nr <= buf.len(). Writes channels c + j <
+                    // n_ch at pixels off + l*step = offs[i + l], l < m: in dst (checked in
+                    // write); through `block` (MAX_LANES^2 >= lanes^2 floats) unless the
+                    // whole block goes to consecutive pixels.
                     unsafe {
-                        s.transpose_store(
-                            buf.as_ptr().add(i * nr + c),
-                            nr,
-                            first.add(c * self.ch_stride + off),
-                            self.ch_stride,
-                            self.bias.map(|b| &b[c..]),
-                            lanes.min(self.n_ch - c),
-                            self.relu,
-                        )
+                        let src = buf.as_ptr().add(i * nr + c);
+                        if step == 1 && m == lanes {
+                            let to = first.add(c * self.ch_stride + off);
+                            s.transpose_store(src, nr, to, self.ch_stride, bias, n_out, self.relu);
+                        } else {
+                            let mut block = [0.0f32; MAX_LANES * MAX_LANES];
+                            let b = block.as_mut_ptr();
+                            s.transpose_store(src, nr, b, lanes, bias, n_out, self.relu);
+                            for j in 0..n_out {
+                                let to = first.add((c + j) * self.ch_stride + off);
+                                for l in 0..m {
+                                    *to.add(l * step) = *b.add(j * lanes + l);
+                                }
+                            }
+                        }
                     };
                 }
-                i += lanes;
+                i += m;
             } else {
-                let off = self.offs[i];
                 for ch in 0..self.n_ch {
                     let v = buf[i * nr + ch] + self.bias.map_or(0.0, |b| b[ch]);
                     // SAFETY: first + ch*ch_stride + off is in dst (checked in write); the
