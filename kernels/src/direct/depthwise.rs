@@ -248,8 +248,28 @@ impl Layout {
                 };
                 let src = &plane[iy * g.w..][..g.w];
                 row[..j_lo].fill(0.0);
-                for (j, v) in row[j_lo..j_hi].iter_mut().enumerate() {
-                    *v = src[(j_lo + j) * g.sw + p - g.pad_l];
+                // Columns start + j*sw for j < n, bounds checked once: a check per float
+                // (indexed, or a stepped iterator's) made this copy the bulk of a stride-2
+                // depthwise pass.
+                let n = j_hi - j_lo;
+                if n > 0 {
+                    let start = j_lo * g.sw + p - g.pad_l;
+                    assert!(start + (n - 1) * g.sw < g.w, "depthwise fill columns");
+                    let from = src[start..].as_ptr();
+                    let to = row[j_lo..j_hi].as_mut_ptr();
+                    // Stride 2: a vector of every other float from two loads.
+                    let mut j0 = 0;
+                    while g.sw == 2 && j0 + l <= n && start + 2 * (j0 + l) <= g.w {
+                        // SAFETY: reads floats start + 2*j0 .. start + 2*(j0 + l) <= w =
+                        // src.len(); writes j0 .. j0 + l <= n.
+                        unsafe { s.store(to.add(j0), s.even_lanes(from.add(2 * j0))) };
+                        j0 += l;
+                    }
+                    for j in j0..n {
+                        // SAFETY: start + j*sw <= start + (n-1)*sw < w = src.len()
+                        // (asserted), and j < n = the length of row[j_lo..j_hi].
+                        unsafe { *to.add(j) = *from.add(j * g.sw) };
+                    }
                 }
                 row[j_hi..].fill(0.0);
             }
@@ -602,6 +622,9 @@ impl SimdJob for BwdWeightJob<'_> {
         );
         assert!(self.dy.len() == g.oh * lay.span);
         assert!(self.acc.len() == g.kh * g.kw * NACC * l);
+        if g.kh * g.kw == 9 {
+            return self.taps_in_registers::<S, 9>(s);
+        }
         let q = self.q.as_ptr();
         let dy = self.dy.as_ptr();
         let vecs = lay.span / l;
@@ -635,6 +658,43 @@ impl SimdJob for BwdWeightJob<'_> {
                     unsafe { s.store(sums.as_mut_ptr().add(i * l), *ai) };
                 }
             }
+        }
+    }
+}
+
+impl BwdWeightJob<'_> {
+    /// The pass for `T` taps (3x3: 9) with one accumulator per tap in registers: each
+    /// `dy` vector is loaded once for all taps, and the `T` independent sums cover the FMA
+    /// latency that the per-tap loop (2 pixel vectors per row at 28x28: 2 chains) waits on.
+    /// Sums land in the first accumulator of each tap's `[NACC][LANES]`; the plane has been
+    /// filled and the bounds asserted by `run`.
+    #[inline(always)]
+    fn taps_in_registers<S: DirectIsa, const T: usize>(&mut self, s: S) {
+        let (g, lay, l) = (self.g, self.lay, S::LANES);
+        debug_assert_eq!(g.kh * g.kw, T);
+        let q = self.q.as_ptr();
+        let dy = self.dy.as_ptr();
+        let mut offs = [0usize; T];
+        offs.copy_from_slice(&lay.tap_off[..T]);
+        let mut a = [s.zero(); T];
+        for oy in 0..g.oh {
+            let rowx = oy * g.sh * lay.cols;
+            let row = oy * lay.span;
+            for v in (0..lay.span).step_by(l) {
+                // SAFETY: v + l <= span, so row + v + l <= oh*span = dy.len(); tap t reads
+                // tap_off[t] + oy*sh*cols + v + l <= lay.end(oy) <= q.len() (asserted in run).
+                unsafe {
+                    let d = s.load(dy.add(row + v));
+                    for (at, &o) in a.iter_mut().zip(&offs) {
+                        *at = s.mul_add(d, s.load(q.add(o + rowx + v)), *at);
+                    }
+                }
+            }
+        }
+        for (t, at) in a.iter().enumerate() {
+            let sums = &mut self.acc[t * NACC * l..][..l];
+            // SAFETY: sums holds l floats.
+            unsafe { s.store(sums.as_mut_ptr(), s.add(s.load(sums.as_ptr()), *at)) };
         }
     }
 }

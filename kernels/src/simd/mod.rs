@@ -92,6 +92,22 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
             }
         }
     }
+    /// The even-indexed floats of the `2 * LANES` at `p`: `p[0], p[2], ..., p[2*LANES - 2]`
+    /// (a stride-2 row split into its column phases).
+    ///
+    /// # Safety
+    /// `p` must be valid for reading `2 * LANES` f32.
+    #[inline(always)]
+    unsafe fn even_lanes(self, p: *const f32) -> Self::V {
+        let mut v = [0.0f32; 16];
+        for (i, x) in v.iter_mut().enumerate().take(Self::LANES) {
+            // SAFETY: 2*i < 2*LANES floats at p (the caller's guarantee).
+            *x = unsafe { *p.add(2 * i) };
+        }
+        assert!(Self::LANES <= v.len(), "at most 16 lanes");
+        // SAFETY: v holds 16 >= LANES floats.
+        unsafe { self.load(v.as_ptr()) }
+    }
     /// `acc[v] = x[o] * w[v] + acc[v]` for every `v`: one broadcast feeding `NB` fused
     /// multiply-adds, the step of the direct kernel's register tile.
     ///
@@ -177,6 +193,33 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `even_lanes` against its formula.
+    fn check_even_lanes<S: F32Simd>(s: S) {
+        let l = S::LANES;
+        let src: Vec<f32> = (0..2 * l).map(|i| i as f32 * 1.5 - 7.0).collect();
+        let mut got = vec![f32::NAN; l];
+        // SAFETY: src holds 2*l floats, got l.
+        unsafe { s.store(got.as_mut_ptr(), s.even_lanes(src.as_ptr())) };
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(*g, src[2 * i], "{l} lanes: lane {i}");
+        }
+    }
+
+    #[test]
+    fn even_lanes_matches_its_formula_on_every_isa() {
+        check_even_lanes(Scalar);
+        check_even_lanes(Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = Avx2Fma::new() {
+                check_even_lanes(s);
+            }
+            if let Some(s) = Avx512F::new() {
+                check_even_lanes(s);
             }
         }
     }

@@ -2,9 +2,10 @@
 
 use core::arch::asm;
 use core::arch::x86_64::{
-    __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps,
-    _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
-    _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_castpd_ps, _mm256_castps_pd,
+    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd,
+    _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
+    _mm256_unpacklo_ps,
 };
 
 use super::{F32Simd, bcast_fma_plain};
@@ -67,6 +68,16 @@ unsafe impl F32Simd for Avx2Fma {
     unsafe fn store(self, p: *mut f32, v: __m256) {
         // SAFETY: AVX is present; the caller guarantees 8 writable floats (unaligned store).
         unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn even_lanes(self, p: *const f32) -> __m256 {
+        // SAFETY: AVX2 is present; the caller guarantees 16 readable floats.
+        unsafe {
+            let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+            // [a0 a2 b0 b2 | a4 a6 b4 b6], then 64-bit pairs reordered 0, 2, 1, 3.
+            let t = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(t)))
+        }
     }
     #[inline(always)]
     unsafe fn transpose_store(

@@ -2,9 +2,9 @@
 
 use core::arch::asm;
 use core::arch::x86_64::{
-    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_set1_ps,
-    _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps,
-    _mm512_unpackhi_ps, _mm512_unpacklo_ps,
+    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_permutex2var_ps,
+    _mm512_set_epi32, _mm512_set1_ps, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps,
+    _mm512_storeu_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
 };
 
 use super::{F32Simd, bcast_fma_plain};
@@ -65,6 +65,16 @@ unsafe impl F32Simd for Avx512F {
     unsafe fn store(self, p: *mut f32, v: __m512) {
         // SAFETY: AVX-512F is present; the caller guarantees 16 writable floats (unaligned).
         unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn even_lanes(self, p: *const f32) -> __m512 {
+        // SAFETY: AVX-512F is present; the caller guarantees 32 readable floats.
+        unsafe {
+            let (a, b) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
+            // Index i < 16 picks a[i], 16 + i picks b[i]: the even floats of a then b.
+            let even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+            _mm512_permutex2var_ps(a, even, b)
+        }
     }
     #[inline(always)]
     unsafe fn transpose_store(
