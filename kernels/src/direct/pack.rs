@@ -152,39 +152,44 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
     #[inline(always)]
     fn pack_block<S: F32Simd>(s: S, j: &mut Job<'_>) {
         let (src, base, lanes, nr, ch_stride) = (j.src, j.base, j.lanes, j.nr, j.ch_stride);
+        let l = S::LANES;
+        if l >= 8 && nr.is_multiple_of(l) {
+            // Segments of up to LANES consecutive entries (forward weights: whole runs of
+            // 16; backward-data's stride-1 3x3 phase: each output channel's 9 taps), each
+            // moved LANES lanes at a time by one register transpose.
+            let red = j.red_src;
+            let mut r0 = 0;
+            while r0 < red.len() {
+                let mut len = 1;
+                while len < l && r0 + len < red.len() && red[r0 + len] == red[r0] + len {
+                    len += 1;
+                }
+                let offs = &red[r0..r0 + len];
+                let dst = &mut j.out[r0 * nr..(r0 + len) * nr];
+                for l0 in (0..nr).step_by(l) {
+                    segment(
+                        s,
+                        src,
+                        base + l0 * ch_stride,
+                        lanes.saturating_sub(l0),
+                        ch_stride,
+                        offs,
+                        &mut dst[l0..],
+                        nr,
+                    );
+                }
+                r0 += len;
+            }
+            return;
+        }
         // Reduction entries in runs, lane by lane within a run: the reads of a lane walk
         // its channel's (usually contiguous) entries and the writes stay in a run x nr
         // patch, instead of a cache line per float read.
-        let simd = S::LANES >= 8;
-        let run = if simd { S::LANES } else { PACK_RUN };
+        let run = PACK_RUN;
         for (dst, offs) in j.out.chunks_mut(run * nr).zip(j.red_src.chunks(run)) {
-            // The common case (forward weights, backward-weight's grad_y): a full run of
-            // consecutive entries and whole runs of lanes, moved as run x run squares.
             let square = offs.len() == run
                 && offs[run - 1] == offs[0] + run - 1
                 && lanes.is_multiple_of(run);
-            if square && simd {
-                for l0 in (0..lanes).step_by(run) {
-                    let from = &src[base + l0 * ch_stride + offs[0]..];
-                    assert!((run - 1) * ch_stride + run <= from.len(), "pack source");
-                    // SAFETY: reads rows l < run of run floats at from + l*ch_stride (in
-                    // from, asserted); writes rows r < run of run floats at dst[l0 + r*nr..]
-                    // (l0 + run <= lanes <= nr, and dst has run*nr floats).
-                    unsafe {
-                        s.transpose_store(
-                            from.as_ptr(),
-                            ch_stride,
-                            dst[l0..].as_mut_ptr(),
-                            nr,
-                            None,
-                            run,
-                            false,
-                        )
-                    };
-                }
-                dst.chunks_exact_mut(nr).for_each(|d| d[lanes..].fill(0.0));
-                continue;
-            }
             if square {
                 for l0 in (0..lanes).step_by(run) {
                     let mut sq = [[0.0f32; PACK_RUN]; PACK_RUN];
@@ -215,5 +220,61 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
                 }
             }
         }
+    }
+
+    /// One segment of one group of `LANES` lanes: `dst[r*nr + i] = src[at + i*ch_stride +
+    /// offs[r]]` for `i < min(valid, LANES)`, else 0, for `r < offs.len() <= LANES`, with
+    /// `offs` consecutive. Straight from the source by a register transpose when all `LANES`
+    /// rows of `LANES` floats are there; else through a square on the stack.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn segment<S: F32Simd>(
+        s: S,
+        src: &[f32],
+        at: usize,
+        valid: usize,
+        ch_stride: usize,
+        offs: &[usize],
+        dst: &mut [f32],
+        nr: usize,
+    ) {
+        let l = S::LANES;
+        let n = offs.len();
+        assert!(n >= 1 && n <= l && l <= 16, "pack segment");
+        assert!(dst.len() >= (n - 1) * nr + l, "pack segment destination");
+        if valid == 0 {
+            for r in 0..n {
+                dst[r * nr..r * nr + l].fill(0.0);
+            }
+            return;
+        }
+        let start = at + offs[0];
+        if valid >= l && start + (l - 1) * ch_stride + l <= src.len() {
+            // SAFETY: reads rows i < l of l floats at src[start + i*ch_stride..], in src
+            // (checked); writes rows r < n of l floats at dst[r*nr..] (checked).
+            unsafe {
+                s.transpose_store(
+                    src[start..].as_ptr(),
+                    ch_stride,
+                    dst.as_mut_ptr(),
+                    nr,
+                    None,
+                    n,
+                    false,
+                )
+            };
+            return;
+        }
+        let mut sq = [0.0f32; 16 * 16];
+        for (i, row) in sq.chunks_exact_mut(l).enumerate().take(l) {
+            if i < valid {
+                row[..n].copy_from_slice(&src[start + i * ch_stride..][..n]);
+            } else {
+                row.fill(0.0);
+            }
+        }
+        // SAFETY: reads l rows of l floats from sq (l <= 16); writes rows r < n of l
+        // floats at dst[r*nr..] (checked).
+        unsafe { s.transpose_store(sq.as_ptr(), l, dst.as_mut_ptr(), nr, None, n, false) };
     }
 }
