@@ -86,7 +86,9 @@ pub(super) struct Columns<'a> {
 /// Runs the pass `c` into `out`, on ISA `s`.
 ///
 /// # Safety
-/// No other thread may access `out` during the call (the ranges written are checked).
+/// No other thread may access `out` during the call, and `c.dst_offs` must not repeat an
+/// offset (tasks write disjoint channel x pixel sets only then); the ranges written are
+/// checked.
 pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
     let npx = c.pix.len();
     let red_len = c.red.len();

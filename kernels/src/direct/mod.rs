@@ -537,7 +537,7 @@ fn forward<S: DirectIsa>(
                             relu,
                         };
                         // SAFETY: y is borrowed (as `out`) for the whole call, and only
-                        // this call writes it.
+                        // this call writes it; offs holds each pixel (image, position) once.
                         unsafe { columns::run(s, &pass, out) };
                     });
                 }
@@ -817,7 +817,8 @@ fn backward_data<S: DirectIsa>(
                                 relu: false,
                             };
                             // SAFETY: grad_x is borrowed (as `out`) for the whole call; this
-                            // phase's pixels are written by this call alone.
+                            // phase's pixels are written by this call alone, each once (offs
+                            // lists each image and phase position once).
                             unsafe { columns::run(s, &pass, out) };
                         });
                     }

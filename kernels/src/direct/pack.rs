@@ -225,7 +225,8 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
     /// One segment of one group of `LANES` lanes: `dst[r*nr + i] = src[at + i*ch_stride +
     /// offs[r]]` for `i < min(valid, LANES)`, else 0, for `r < offs.len() <= LANES`, with
     /// `offs` consecutive. Straight from the source by a register transpose when all `LANES`
-    /// rows of `LANES` floats are there; else through a square on the stack.
+    /// rows of `LANES` floats are there (a plain copy when the lanes are adjacent); else
+    /// through a square on the stack.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn segment<S: F32Simd>(
@@ -249,6 +250,21 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
             return;
         }
         let start = at + offs[0];
+        if ch_stride == 1 && valid >= l && start + (n - 1) + l <= src.len() {
+            // Lanes already contiguous (a 1x1 layer's backward-data weights): a copy per
+            // entry, no transpose.
+            for r in 0..n {
+                // SAFETY: reads l floats at src[start + r..] (start + r + l <= src.len(),
+                // checked); writes l floats at dst[r*nr..] (checked above).
+                unsafe {
+                    s.store(
+                        dst[r * nr..].as_mut_ptr(),
+                        s.load(src[start + r..].as_ptr()),
+                    )
+                };
+            }
+            return;
+        }
         if valid >= l && start + (l - 1) * ch_stride + l <= src.len() {
             // SAFETY: reads rows i < l of l floats at src[start + i*ch_stride..], in src
             // (checked); writes rows r < n of l floats at dst[r*nr..] (checked).
