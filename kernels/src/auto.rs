@@ -129,12 +129,14 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   (1.6x);
 /// - forward with fewer than 32 weights per output channel (VGG's 3 -> 64 stem, 27): im2col
 ///   (1.07x);
-/// - 1x1 stride-1 convs: backward-data im2col (1.05-2x, its GEMM over the long channel
-///   reduction); forward im2col over >= 56x56 output pixels with >= 128 output channels
+/// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
+///   reduction) except over >= 56x56 pixels with <= 128 input and >= 128 output channels
+///   (direct 1.05-1.4x); forward im2col over >= 56x56 output pixels with >= 128 output channels
 ///   (DenseNet's first block: 1.2-1.5x), else direct (1.05-1.2x at 7x7 and 14x14);
 ///   backward-weight direct (1.05-1.7x) except over <= 49 pixels (ResNet-50's last 1x1
 ///   layers: im2col 1.3-1.5x);
-/// - strided 1x1 convs (downsampling): direct for forward and backward-weight (1.25-2x);
+/// - strided 1x1 convs (downsampling): direct (forward and backward-weight 1.25-2x;
+///   backward-data, whose stride phases but one are zeros, 1.03-1.6x over three runs);
 /// - 3x3+ convs over at most 49 output pixels with >= 64 channels in and out (ResNet-50's
 ///   7x7 layers): im2col on every pass (1.05-1.8x; from 13x13 up direct is 1.1-1.4x);
 /// - strided backward-data: im2col (col2im beat the phase split by 1.05-1.7x on ResNet-50's
@@ -145,8 +147,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   128 x 128 or there are >= 128 tiles (1.3-1.6x direct on ResNet-50 conv2, CIFAR, VGG-16's
 ///   56x56 and 112x112 layers; with 256 x 512 channels over 49 tiles F(2x2) is 1.4x it), else
 ///   F(2x2,3x3) from 32 tiles of 2x2 (16 on backward-data) when >= 64 channels are
-///   vectorised and the channel counts multiply to at most 256 x 512 or there are >= 256
-///   tiles (512 x 512 at 7x7, batch 8: direct 1.5x both);
+///   vectorised, the channel counts multiply to at most 256 x 512 or there are >= 256
+///   tiles (512 x 512 at 7x7, batch 8: direct 1.5x both), and the tiles cover the image
+///   exactly (AlexNet's 13x13 layers: direct 1.07-1.4x);
 /// - everything else, including dilated and 5x5+ convs: direct (1.1-1.4x im2col).
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
     if Isa::detect() == Isa::Avx512F {
@@ -166,7 +169,10 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     }
     if g.is_pointwise() {
         let im2col = match pass {
-            Pass::BackwardData => true,
+            // Direct where its vectorised side (c_in) is narrow and the reduction wide,
+            // over large images (ResNet-50's 64 -> 256: 1.4x, DenseNet's first block:
+            // 1.05-1.2x, two runs).
+            Pass::BackwardData => !(c_in_g <= 128 && c_out_g >= 128 && pixels >= 56 * 56),
             Pass::Forward => pixels >= 56 * 56 && c_out_g >= 128,
             Pass::BackwardWeight => pixels <= 49,
         };
@@ -176,8 +182,8 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
             Algorithm::Direct
         };
     }
-    if kh * kw == 1 && g.dilation() == [1, 1] && pass != Pass::BackwardData {
-        // Strided 1x1 (downsampling).
+    if kh * kw == 1 && g.dilation() == [1, 1] {
+        // Strided 1x1 (downsampling), every pass.
         return Algorithm::Direct;
     }
     if pixels <= 49 && kh * kw > 1 && c_in_g >= 64 && c_out_g >= 64 {
@@ -202,15 +208,20 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         if tiles(4) >= enough && (channels <= 128 * 128 || tiles(4) >= 128) && t.allows(f4) {
             return f4;
         }
-        // Backward-data's F(2x2) wins from fewer tiles (DenseNet's 7x7 layers).
+        // Backward-data's F(2x2) keeps up from fewer tiles (calibrated on DenseNet's 7x7
+        // layers, where it now ties direct; their odd size sends them to direct below).
         let enough2 = if pass == Pass::BackwardData {
             16
         } else {
             enough
         };
+        // Whole 2x2 tiles only: at AlexNet's 13x13 the partial last row and column of
+        // tiles cost F(2x2) its margin (direct 1.07-1.4x on all three layers, two runs).
         if tiles(2) >= enough2
             && vectorised >= 64
             && (channels <= 256 * 512 || tiles(2) >= 256)
+            && ph % 2 == 0
+            && pw % 2 == 0
             && t.allows(f2)
         {
             return f2;
