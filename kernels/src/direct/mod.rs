@@ -672,6 +672,22 @@ fn phases(g: &ConvGeom) -> impl Iterator<Item = (usize, usize, usize, usize)> + 
     })
 }
 
+/// The reduction steps `(oc, ky, kx)` of stride phase `(ry, rx)` as offsets into the
+/// weights of input channel 0 of the group: step `r` reads `w[oc][ic][ky][kx]` at
+/// `ic*kh*kw + out[r]`.
+fn phase_weight_offsets(g: &ConvGeom, ry: usize, rx: usize, out: &mut [usize]) {
+    let (c_in_g, c_out_g, khw) = (g.c_in / g.g, g.c_out / g.g, g.kh * g.kw);
+    let mut r = 0;
+    for oc in 0..c_out_g {
+        for (ky, _) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
+            for (kx, _) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
+                out[r] = oc * c_in_g * khw + ky * g.kw + kx;
+                r += 1;
+            }
+        }
+    }
+}
+
 /// Floats of the packed backward-data weights: every phase's `[grp][c_in block][oc][tap][nr]`.
 fn backward_packed_len(g: &ConvGeom, nr: usize) -> usize {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
@@ -688,17 +704,8 @@ fn pack_backward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, ou
     for (ry, rx, ty, tx) in phases(g) {
         let taps = ty * tx;
         let len = blocks_len(g.g, c_in_g, nr, c_out_g * taps);
-        // Entry (oc, ky, kx) of the phase reads w[oc][ic][ky][kx] = ic*khw + (oc*c_in_g*khw + ky*kw + kx).
         with_index_scratch(c_out_g * taps, |red_src| {
-            let mut r = 0;
-            for oc in 0..c_out_g {
-                for (ky, _) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
-                    for (kx, _) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
-                        red_src[r] = oc * c_in_g * khw + ky * g.kw + kx;
-                        r += 1;
-                    }
-                }
-            }
+            phase_weight_offsets(g, ry, rx, red_src);
             pack_blocks(
                 s,
                 weight,
@@ -784,16 +791,7 @@ fn backward_data<S: DirectIsa>(
                         return with_index_scratch(red_len + 2 * npx_all, |idx| {
                             let (w_red, rest) = idx.split_at_mut(red_len);
                             let (pix, offs) = rest.split_at_mut(npx_all);
-                            // Step (oc, ky, kx) reads w[oc][ic][ky][kx]: ic*khw + w_red.
-                            let mut r = 0;
-                            for oc in 0..c_out_g {
-                                for (ky, _) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
-                                    for (kx, _) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
-                                        w_red[r] = oc * c_in_g * khw + ky * g.kw + kx;
-                                        r += 1;
-                                    }
-                                }
-                            }
+                            phase_weight_offsets(g, ry, rx, w_red);
                             for (q, (r, o)) in pix.iter_mut().zip(offs.iter_mut()).enumerate() {
                                 let (b, qq) = (q / npx_img, q % npx_img);
                                 let (a, c) = (qq / na_x, qq % na_x);
