@@ -304,6 +304,12 @@ fn run_once(
     Ok(())
 }
 
+/// `(GFLOP/s, % of peak)` of `flops` done in `ms` milliseconds against `peak` GFLOP/s.
+fn rates(flops: u64, ms: f64, peak: f64) -> (f64, f64) {
+    let gflops = flops as f64 / ms / 1e6;
+    (gflops, 100.0 * gflops / peak)
+}
+
 /// The best ISA's peak for `threads`, as used for `pct_peak`.
 pub fn peak_gflops(threads: usize) -> f64 {
     peak::measure(Isa::detect(), threads, Duration::from_millis(300)).unwrap_or(f64::NAN)
@@ -408,8 +414,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
             for (algo, kernel, times) in &mut rows {
                 times.sort_by(f64::total_cmp);
                 let ms = times[times.len() / 2];
-                let gflops = conv.flops() as f64 / ms / 1e6;
-                let pct = 100.0 * gflops / peak;
+                let (gflops, pct) = rates(conv.flops(), ms, peak);
                 if *algo == Algorithm::Auto {
                     auto_ms = Some(ms);
                 } else {
@@ -510,4 +515,17 @@ pub fn run_peak(args: &PeakArgs) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rates;
+
+    #[test]
+    fn rates_are_flops_over_time_and_a_share_of_the_peak() {
+        // 2e9 FLOPs in 10 ms: 200 GFLOP/s, 50% of a 400 GFLOP/s peak.
+        let (gflops, pct) = rates(2_000_000_000, 10.0, 400.0);
+        assert!((gflops - 200.0).abs() < 1e-9, "{gflops}");
+        assert!((pct - 50.0).abs() < 1e-9, "{pct}");
+    }
 }
