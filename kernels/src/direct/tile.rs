@@ -133,8 +133,11 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
                 }
             }
         }
-        match b.red {
-            Red::List(list) => reduce::<S, UR, NB>(
+        // A full tile of consecutive rows (pixels along an output row at stride 1, the
+        // rows of a packed operand) is addressed from one base register.
+        let consecutive = chunk.len() == UR && chunk.windows(2).all(|p| p[1] == p[0] + 1);
+        match (b.red, consecutive) {
+            (Red::List(list), false) => reduce::<S, UR, NB>(
                 s,
                 &mut acc,
                 src,
@@ -143,11 +146,27 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
                 b.vstride,
                 list.iter().copied(),
             ),
-            Red::Strided { stride, len } => reduce::<S, UR, NB>(
+            (Red::Strided { stride, len }, false) => reduce::<S, UR, NB>(
                 s,
                 &mut acc,
                 src,
                 &offs,
+                b.vecs,
+                b.vstride,
+                (0..len).map(|r| r * stride),
+            ),
+            (Red::List(list), true) => reduce_consecutive::<S, UR, NB>(
+                s,
+                &mut acc,
+                src.wrapping_add(offs[0]),
+                b.vecs,
+                b.vstride,
+                list.iter().copied(),
+            ),
+            (Red::Strided { stride, len }, true) => reduce_consecutive::<S, UR, NB>(
+                s,
+                &mut acc,
+                src.wrapping_add(offs[0]),
                 b.vecs,
                 b.vstride,
                 (0..len).map(|r| r * stride),
@@ -189,6 +208,44 @@ fn reduce<S: F32Simd, const UR: usize, const NB: usize>(
             // SAFETY: see x above.
             unsafe { s.bcast_fma(acc_i, &wv, x, o) };
         }
+        // Past the last entry this may point beyond vecs; it is never read there.
+        w = w.wrapping_add(vstride);
+    }
+}
+
+/// [`reduce`] for a tile whose row `i` reads `src[red_r + i]` (`src` already moved to the
+/// first row): each broadcast is `src + red_r` plus the constant `4*i` bytes. The caller
+/// has checked `red_r + UR - 1` in range of the block's source for every `r`.
+#[inline(always)]
+fn reduce_consecutive<S: F32Simd, const UR: usize, const NB: usize>(
+    s: S,
+    acc: &mut [[S::V; NB]; UR],
+    src: *const f32,
+    vecs: &[f32],
+    vstride: usize,
+    red: impl Iterator<Item = usize>,
+) {
+    let mut w = vecs.as_ptr();
+    // LOOP: the reduction; all operands in registers.
+    for r in red {
+        // Only read through below, at offsets the caller checked.
+        let x = src.wrapping_add(r);
+        let mut wv = [s.zero(); NB];
+        for (v, wv) in wv.iter_mut().enumerate() {
+            // SAFETY: w is vecs + r*vstride for the r-th entry, and r*vstride + NR <= vecs.len().
+            *wv = unsafe { s.load(w.add(v * S::LANES)) };
+        }
+        // Row I < UR, unrolled by hand: the row must be a constant for its displacement.
+        macro_rules! rows {
+            ($($i:literal)*) => {$(
+                if let Some(acc_i) = acc.get_mut($i) {
+                    // SAFETY: x + I is the block's src + red_r + rows[I], in range (see above).
+                    unsafe { s.bcast_fma_at::<NB, $i>(acc_i, &wv, x) };
+                }
+            )*};
+        }
+        rows!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23);
+        const { assert!(UR <= 24, "rows! covers 24 rows") };
         // Past the last entry this may point beyond vecs; it is never read there.
         w = w.wrapping_add(vstride);
     }

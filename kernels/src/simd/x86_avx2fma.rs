@@ -150,6 +150,20 @@ unsafe impl F32Simd for Avx2Fma {
             _ => unsafe { bcast_fma_plain(self, acc, w, x, o) },
         }
     }
+    #[inline(always)]
+    unsafe fn bcast_fma_at<const NB: usize, const I: usize>(
+        self,
+        acc: &mut [__m256; NB],
+        w: &[__m256; NB],
+        x: *const f32,
+    ) {
+        match NB {
+            // SAFETY: AVX2 and FMA are present; the caller guarantees x + I is readable.
+            2 => unsafe { fma2_at::<NB, I>(acc, w, x) },
+            // SAFETY: the caller's guarantee.
+            _ => unsafe { self.bcast_fma(acc, w, x, I) },
+        }
+    }
 }
 
 /// `acc[v] += bcast(x[o]) * w[v]` for `v < 2` through one scratch register (`acc` has at
@@ -174,6 +188,36 @@ unsafe fn fma2<const NB: usize>(acc: &mut [__m256; NB], w: &[__m256; NB], x: *co
             w1 = in(ymm_reg) w[1],
             x = in(reg) x,
             o = in(reg) o,
+            options(nostack, preserves_flags, readonly),
+        )
+    }
+}
+
+/// [`fma2`] reading `x[I]` at the constant displacement `4*I` from `x`.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `x + I` is valid for reading one f32.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn fma2_at<const NB: usize, const I: usize>(
+    acc: &mut [__m256; NB],
+    w: &[__m256; NB],
+    x: *const f32,
+) {
+    // SAFETY: reads the one f32 at x + I (the caller's guarantee); `b` is an `out` (not
+    // `lateout`) operand, so it is never one of the inputs it overwrites.
+    unsafe {
+        asm!(
+            "vbroadcastss {b}, dword ptr [{x} + {d}]",
+            "vfmadd231ps {a0}, {b}, {w0}",
+            "vfmadd231ps {a1}, {b}, {w1}",
+            b = out(ymm_reg) _,
+            a0 = inout(ymm_reg) acc[0],
+            a1 = inout(ymm_reg) acc[1],
+            w0 = in(ymm_reg) w[0],
+            w1 = in(ymm_reg) w[1],
+            x = in(reg) x,
+            d = const 4 * I,
             options(nostack, preserves_flags, readonly),
         )
     }

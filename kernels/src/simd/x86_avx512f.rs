@@ -163,6 +163,22 @@ unsafe impl F32Simd for Avx512F {
             _ => unsafe { bcast_fma_plain(self, acc, w, x, o) },
         }
     }
+    #[inline(always)]
+    unsafe fn bcast_fma_at<const NB: usize, const I: usize>(
+        self,
+        acc: &mut [__m512; NB],
+        w: &[__m512; NB],
+        x: *const f32,
+    ) {
+        match NB {
+            // SAFETY: AVX-512F is present; the caller guarantees x + I is readable.
+            1 => unsafe { fma1_at::<NB, I>(acc, w, x) },
+            // SAFETY: AVX-512F is present; the caller guarantees x + I is readable.
+            2 => unsafe { fma2_at::<NB, I>(acc, w, x) },
+            // SAFETY: the caller's guarantee.
+            _ => unsafe { self.bcast_fma(acc, w, x, I) },
+        }
+    }
 }
 
 /// `a += bcast(x[o]) * w`, the broadcast embedded in the FMA's memory operand.
@@ -207,6 +223,61 @@ unsafe fn fma2<const NB: usize>(acc: &mut [__m512; NB], w: &[__m512; NB], x: *co
             w1 = in(zmm_reg) w[1],
             x = in(reg) x,
             o = in(reg) o,
+            options(nostack, preserves_flags, readonly),
+        )
+    }
+}
+
+/// [`fma2`] reading `x[I]` at the constant displacement `4*I` from `x`.
+///
+/// # Safety
+/// The CPU has AVX-512F; `x + I` is valid for reading one f32.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn fma2_at<const NB: usize, const I: usize>(
+    acc: &mut [__m512; NB],
+    w: &[__m512; NB],
+    x: *const f32,
+) {
+    // SAFETY: reads the one f32 at x + I (the caller's guarantee); `b` is an `out` (not
+    // `lateout`) operand, so it is never one of the inputs it overwrites.
+    unsafe {
+        asm!(
+            "vbroadcastss {b}, dword ptr [{x} + {d}]",
+            "vfmadd231ps {a0}, {b}, {w0}",
+            "vfmadd231ps {a1}, {b}, {w1}",
+            b = out(zmm_reg) _,
+            a0 = inout(zmm_reg) acc[0],
+            a1 = inout(zmm_reg) acc[1],
+            w0 = in(zmm_reg) w[0],
+            w1 = in(zmm_reg) w[1],
+            x = in(reg) x,
+            d = const 4 * I,
+            options(nostack, preserves_flags, readonly),
+        )
+    }
+}
+
+/// [`fma1`] reading `x[I]` at the constant displacement `4*I` from `x` (`acc` has at least
+/// one entry).
+///
+/// # Safety
+/// The CPU has AVX-512F; `x + I` is valid for reading one f32.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn fma1_at<const NB: usize, const I: usize>(
+    acc: &mut [__m512; NB],
+    w: &[__m512; NB],
+    x: *const f32,
+) {
+    // SAFETY: reads the one f32 at x + I (the caller's guarantee); registers only otherwise.
+    unsafe {
+        asm!(
+            "vfmadd231ps {a}, {w}, dword ptr [{x} + {d}]{{1to16}}",
+            a = inout(zmm_reg) acc[0],
+            w = in(zmm_reg) w[0],
+            x = in(reg) x,
+            d = const 4 * I,
             options(nostack, preserves_flags, readonly),
         )
     }
