@@ -154,6 +154,18 @@ boundary_cases! {
         conv(1, 8, [5, 6], 32, [3, 3], 1, 2, 2, 1),
         conv(3, 40, [3, 4], 40, [3, 3], 1, 1, 1, 1),
     ];
+    // The direct kernel's pointwise form (1x1, stride 1, unpadded, planes of >= 256 pixels
+    // that fill whole vector columns up to 1/16): whole and partial columns of pixels (the
+    // last column of 16x17 is partial at 32 lanes, of 18x18 at 16), rows past a tile and
+    // past a task's tiles, a reduction longer than a chunk, groups, a batch, planes spanning
+    // several tasks.
+    pointwise_form: [
+        conv(1, 16, [16, 16], 26, [1, 1], 1, 0, 1, 1),
+        conv(1, 5, [16, 17], 13, [1, 1], 1, 0, 1, 1),
+        conv(2, 8, [18, 18], 26, [1, 1], 1, 0, 1, 2),
+        conv(1, 1100, [16, 16], 3, [1, 1], 1, 0, 1, 1),
+        conv(1, 3, [20, 20], 100, [1, 1], 1, 0, 1, 1),
+    ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];

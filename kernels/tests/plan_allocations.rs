@@ -33,9 +33,9 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn warm_prepared_forward_allocates_nothing() {
     // The second conv has more output channels than pixels: the direct kernel's column
-    // form on AVX-512.
-    for (n, c, hw, k) in [(2, 32, 20, 48), (1, 64, 4, 96)] {
-        let conv = Conv2d::builder(n, c, hw, hw, k, [3, 3])
+    // form on AVX-512; the third is 1x1: its pointwise form.
+    for (n, c, hw, k, r) in [(2, 32, 20, 48, 3), (1, 64, 4, 96, 3), (1, 16, 16, 24, 1)] {
+        let conv = Conv2d::builder(n, c, hw, hw, k, [r, r])
             .padding(Padding::Same)
             .build()
             .unwrap();
@@ -48,6 +48,9 @@ fn warm_prepared_forward_allocates_nothing() {
             .build()
             .unwrap();
         for algo in [Algorithm::Direct, Algorithm::Winograd(WinogradTile::F4)] {
+            if r != 3 && algo != Algorithm::Direct {
+                continue;
+            }
             let plan = conv.plan(algo, &w).unwrap();
             pool.install(|| {
                 for _ in 0..3 {

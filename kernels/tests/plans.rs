@@ -3,7 +3,7 @@
 //! a `ConvPlan` equals the one-shot API for every algorithm.
 
 use convnet_kernels::testing::{self, ConvProblem, DataKind};
-use convnet_kernels::{Algorithm, ConvError, Pass, WinogradTile, registry};
+use convnet_kernels::{Algorithm, Conv2d, ConvError, ConvParams, Pass, WinogradTile, registry};
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
@@ -62,6 +62,20 @@ fn check_prepared(p: &ConvProblem) {
 fn prepared_passes_equal_unprepared() {
     for p in testing::sample_problems(120, 21, DataKind::Real) {
         check_prepared(&p);
+    }
+}
+
+#[test]
+fn pointwise_prepared_passes_equal_unprepared() {
+    // The direct kernel's pointwise form (1x1, stride 1, unpadded, >= 256 pixels), which the
+    // random samples do not reach: a partial row tile, a partial vector column, groups.
+    for (n, c, hw, k, groups) in [(1, 20, 16, 30, 1), (2, 8, 20, 14, 2)] {
+        let params = ConvParams {
+            groups,
+            ..ConvParams::new(n, c, hw, hw, k, [1, 1])
+        };
+        let conv = Conv2d::new(params).unwrap();
+        check_prepared(&ConvProblem::new(conv, DataKind::Real, 31, true));
     }
 }
 

@@ -30,6 +30,7 @@ mod depthwise;
 #[cfg(feature = "testing")]
 mod emulated;
 mod pack;
+mod pointwise;
 mod portable;
 mod rows;
 mod scalar;
@@ -328,6 +329,9 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         y: &mut [f32],
     ) {
         g.assert_forward(x, weight, bias, y);
+        if pointwise::applies::<S>(g) {
+            return pointwise_run(self.0, g, Pass::Forward, x, weight, bias, false, y);
+        }
         if forward_in_columns::<S>(g) {
             return forward(self.0, g, x, Weights::Raw(weight), bias, y, false);
         }
@@ -346,6 +350,10 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         grad_x: &mut [f32],
     ) {
         g.assert_backward_data(grad_y, weight, bias, grad_x);
+        if pointwise::applies::<S>(g) {
+            let pass = Pass::BackwardData;
+            return pointwise_run(self.0, g, pass, grad_y, weight, bias, false, grad_x);
+        }
         if backward_in_columns(g) {
             return backward_data(self.0, g, grad_y, Weights::Raw(weight), bias, grad_x);
         }
@@ -362,7 +370,9 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
     fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
         assert_eq!(weight.len(), g.w_len, "weight length");
         match pass {
-            // The column form reads the weights as they are.
+            // The pointwise and column forms read the weights as they are.
+            Pass::Forward if pointwise::applies::<S>(g) => Some(weight.to_vec()),
+            Pass::BackwardData if pointwise::applies::<S>(g) => Some(weight.to_vec()),
             Pass::Forward if forward_in_columns::<S>(g) => Some(weight.to_vec()),
             Pass::BackwardData if backward_in_columns(g) => Some(weight.to_vec()),
             Pass::Forward => {
@@ -389,6 +399,10 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         relu: bool,
         y: &mut [f32],
     ) {
+        if pointwise::applies::<S>(g) {
+            assert_eq!(prepared.len(), g.w_len, "prepared weights");
+            return pointwise_run(self.0, g, Pass::Forward, x, prepared, bias, relu, y);
+        }
         if forward_in_columns::<S>(g) {
             assert_eq!(prepared.len(), g.w_len, "prepared weights");
             return forward(self.0, g, x, Weights::Raw(prepared), bias, y, relu);
@@ -408,6 +422,19 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         bias: Option<&[f32]>,
         grad_x: &mut [f32],
     ) {
+        if pointwise::applies::<S>(g) {
+            assert_eq!(prepared.len(), g.w_len, "prepared weights");
+            return pointwise_run(
+                self.0,
+                g,
+                Pass::BackwardData,
+                grad_y,
+                prepared,
+                bias,
+                false,
+                grad_x,
+            );
+        }
         if backward_in_columns(g) {
             assert_eq!(prepared.len(), g.w_len, "prepared weights");
             return backward_data(self.0, g, grad_y, Weights::Raw(prepared), bias, grad_x);
@@ -419,6 +446,41 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         );
         backward_data(self.0, g, grad_y, Weights::Packed(prepared), bias, grad_x);
     }
+}
+
+/// A data pass in pointwise form (`pointwise.rs`): `src` is the input (forward) or the
+/// output gradient, `y` the output or the input gradient.
+#[allow(clippy::too_many_arguments)]
+fn pointwise_run<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    pass: Pass,
+    src: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let (m, k, w_row, w_red) = match pass {
+        Pass::Forward => (c_out_g, c_in_g, c_in_g, 1),
+        _ => (c_in_g, c_out_g, 1, c_in_g),
+    };
+    let pw = pointwise::Pointwise {
+        src,
+        w: weight,
+        w_row,
+        w_red,
+        n: g.n,
+        groups: g.g,
+        m,
+        k,
+        p: g.oh * g.ow,
+        bias,
+        relu,
+    };
+    // SAFETY: y is borrowed for the whole call and only the pass writes it.
+    unsafe { pointwise::run(s, &pw, SharedMut::new(y)) }
 }
 
 /// The padded input a forward or backward-weight pass reads (every tap of every output

@@ -1,0 +1,250 @@
+//! The pointwise form of the direct kernel's data passes: 1x1, stride-1, unpadded layers
+//! (ResNet's bottleneck layers, Inception's and DenseNet's reductions) as a GEMM on the NCHW
+//! planes as they lie.
+//!
+//! For such a layer each image's output plane is a matrix product, `out[m][p] = sum_k
+//! A[m][k] * B[k][p]`, with the pixels `p` contiguous in both the source planes `B` and the
+//! output planes. The pixel form vectorises over channels and so must transpose every tile
+//! back to NCHW; here the vector operand is `NR` pixels of the source, the tile's rows are
+//! `UR` output channels whose weights are broadcast where they lie (no packing), and each
+//! tile row is `NR` consecutive output pixels:
+//!
+//! ```text
+//!   rows (tile height)   UR output channels      broadcast: A[m][k] = w[m*w_row + k*w_red]
+//!   vector operand       NR pixels of a plane    B[k][p0 .. p0 + NR], one reduction chunk
+//!                                                copied to a contiguous column
+//!   epilogue             buf[i][0..NR]           -> out[m0 + i][p0 .. p0 + NR] (+ bias, ReLU)
+//! ```
+//!
+//! The column copy costs a load and a store per vector that every row tile of the task then
+//! reuses; read in place, a plane's rows are a plane apart, and at 1024 pixels (4 KiB) they
+//! all fall in the same L1 sets.
+//!
+//! Forward: `A = W` (`m` output channels, `k` input channels: `w_row = k`, `w_red = 1`).
+//! Backward-data: `A = W^T` (`m` input channels, `k` output channels: `w_row = 1`, `w_red =
+//! m`, so a tile's rows are consecutive floats, one base register), `B` the output gradient.
+
+use super::tile::{Block, Red};
+use super::{DirectIsa, SimdJob};
+use crate::parallel::{SharedMut, for_each_task, with_scratch};
+use crate::params::ConvGeom;
+
+/// Pixels from which an image plane goes the pointwise way. Pointwise / pixel form (medians
+/// of 5-7 alternating pairs, ResNet-50's 1x1 layers): at 56x56 forward 1.03-1.21x and
+/// backward-data 1.4-1.48x on AVX-512 (AVX2 0.99x and 1.24x); at 28x28 1.05-1.3x (AVX2
+/// 1.17-1.22x); at 14x14 0.95-1.09x (AVX2 0.84-0.96x: the pixel form's tiles span the
+/// whole small plane, and a 14x14 plane wastes 28 of 224 lanes in 32-pixel columns).
+const MIN_PIXELS: usize = 256;
+/// The most a plane's last partial vector column may waste, as a fraction `1 / WASTE` of the
+/// plane.
+const WASTE: usize = 16;
+/// Row tiles (output channels) per task: each packed column chunk serves them all.
+const TILES_PER_TASK: usize = 8;
+/// The largest tile height of any ISA (bounds a task's row offsets on the stack).
+const MAX_UR: usize = 16;
+/// Row tiles of a task.
+const MAX_TILES: usize = TILES_PER_TASK;
+/// Pixels per task (rounded to whole vector columns).
+const PANEL_PIXELS: usize = 256;
+/// Floats of one packed column chunk (`NR` pixels x the chunk): 16 KiB.
+const CHUNK_FLOATS: usize = 4 * 1024;
+
+/// Reduction steps per packed column chunk for vectors of `nr` pixels.
+fn chunk(nr: usize) -> usize {
+    (CHUNK_FLOATS / nr).max(1)
+}
+
+/// True when a data pass (forward, or backward-data) over geometry `g` takes the pointwise
+/// form on ISA `S`: 1x1, stride 1, unpadded, and planes that fill whole vector columns of
+/// pixels (up to a small remainder).
+pub(super) fn applies<S: DirectIsa>(g: &ConvGeom) -> bool {
+    let p = g.oh * g.ow;
+    let nr = S::TILES[1].1 * S::LANES;
+    g.is_pointwise() && p >= MIN_PIXELS && (p.div_ceil(nr) * nr - p) * WASTE <= p
+}
+
+/// One data pass in pointwise form; see the module docs.
+pub(super) struct Pointwise<'a> {
+    /// The source planes `[n][groups * k][p]`.
+    pub src: &'a [f32],
+    /// The weights of all groups, `m * k` per group.
+    pub w: &'a [f32],
+    /// Floats between the weights of consecutive output channels.
+    pub w_row: usize,
+    /// Floats between the weights of consecutive reduction steps.
+    pub w_red: usize,
+    /// Images.
+    pub n: usize,
+    /// Groups.
+    pub groups: usize,
+    /// Output channels per group.
+    pub m: usize,
+    /// Reduction (source channels per group).
+    pub k: usize,
+    /// Pixels per plane.
+    pub p: usize,
+    /// One bias per output channel (all groups).
+    pub bias: Option<&'a [f32]>,
+    /// Fuse a ReLU.
+    pub relu: bool,
+}
+
+/// Runs the pass `pw` into `out` (`[n][groups * m][p]`), on ISA `s`.
+///
+/// # Safety
+/// No other thread may access `out` during the call; the ranges written are checked.
+pub(super) unsafe fn run<S: DirectIsa>(s: S, pw: &Pointwise<'_>, out: SharedMut) {
+    let (ur, nb) = S::TILES[1];
+    let nr = nb * S::LANES;
+    let (n, groups, m, k, p) = (pw.n, pw.groups, pw.m, pw.k, pw.p);
+    assert_eq!(pw.src.len(), n * groups * k * p, "source length");
+    assert_eq!(pw.w.len(), groups * m * k, "weights length");
+    assert!(
+        m * k == 0 || (m - 1) * pw.w_row + (k - 1) * pw.w_red < m * k,
+        "weight strides"
+    );
+    assert_eq!(out.len(), n * groups * m * p, "output length");
+    assert!(pw.bias.is_none_or(|b| b.len() == groups * m), "bias length");
+    if n * groups * m * p == 0 {
+        return;
+    }
+    let blocks = m.div_ceil(ur);
+    let slices = blocks.div_ceil(TILES_PER_TASK);
+    let panel = PANEL_PIXELS.div_ceil(nr) * nr;
+    let panels = p.div_ceil(panel);
+    for_each_task(n * groups * panels * slices, |t| {
+        // Row slices innermost: neighbouring tasks share the source panel.
+        let (slice, pan, ig) = (t % slices, t / slices % panels, t / (slices * panels));
+        let p0 = pan * panel;
+        let width = panel.min(p - p0);
+        // Scratch outside the dispatched body (a closure in there would lose the ISA's
+        // features): the tiles' buffer and one packed column chunk.
+        let buf_len = TILES_PER_TASK * ur * nr;
+        with_scratch(buf_len + chunk(nr).min(k) * nr, |scratch| {
+            let (buf, col) = scratch.split_at_mut(buf_len);
+            s.dispatch(&mut Task {
+                pw,
+                out,
+                ig,
+                p0,
+                width,
+                blocks: slice * TILES_PER_TASK..blocks.min((slice + 1) * TILES_PER_TASK),
+                buf,
+                col,
+            });
+        });
+    });
+}
+
+/// One task: row tiles `blocks` of image x group `ig`, pixels `p0 .. p0 + width`.
+struct Task<'a, 'b> {
+    pw: &'a Pointwise<'a>,
+    out: SharedMut,
+    ig: usize,
+    p0: usize,
+    width: usize,
+    blocks: std::ops::Range<usize>,
+    buf: &'b mut [f32],
+    col: &'b mut [f32],
+}
+
+impl SimdJob for Task<'_, '_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let pw = self.pw;
+        let (ur, nb) = S::TILES[1];
+        let (nr, l) = (nb * S::LANES, S::LANES);
+        let (m, k, p) = (pw.m, pw.k, pw.p);
+        let grp = self.ig % pw.groups;
+        let src = &pw.src[self.ig * k * p..][..k * p];
+        let cols = self.width.div_ceil(nr);
+        let kc = chunk(nr);
+        let w = &pw.w[grp * m * k..][..m * k];
+        // The weight offsets of each row tile's channels (a tile past row m uses its real rows).
+        let mut offs = [0usize; MAX_TILES * MAX_UR];
+        assert!(
+            self.blocks.len() <= MAX_TILES && ur <= MAX_UR,
+            "tile bounds"
+        );
+        for (t, mb) in self.blocks.clone().enumerate() {
+            for i in 0..ur {
+                offs[t * MAX_UR + i] = (mb * ur + i) * pw.w_row;
+            }
+        }
+        // LOOP: columns of the task's pixels; per column, reduction chunks (one column's
+        // chunk stays in L1 while every row tile of the task consumes it), then the epilogue.
+        for col in 0..cols {
+            let c0 = self.p0 + col * nr;
+            let width = nr.min(self.p0 + self.width - c0);
+            if k == 0 {
+                self.buf.fill(0.0);
+            }
+            for k0 in (0..k).step_by(kc) {
+                let k1 = k.min(k0 + kc);
+                // The column's chunk, packed [kk][NR] (zero past the plane's last pixel).
+                let packed = &mut self.col[..(k1 - k0) * nr];
+                for (kk, dst) in (k0..k1).zip(packed.chunks_exact_mut(nr)) {
+                    let from = &src[kk * p + c0..][..width];
+                    if width == nr {
+                        for v in 0..nb {
+                            // SAFETY: (v + 1) * l <= nr floats in both from and dst.
+                            unsafe {
+                                s.store(
+                                    dst.as_mut_ptr().add(v * l),
+                                    s.load(from.as_ptr().add(v * l)),
+                                )
+                            };
+                        }
+                    } else {
+                        dst[..width].copy_from_slice(from);
+                        dst[width..].fill(0.0);
+                    }
+                }
+                let packed = &*packed;
+                for (t, mb) in self.blocks.clone().enumerate() {
+                    let real = ur.min(m - mb * ur);
+                    let block = Block {
+                        src: &w[k0 * pw.w_red..],
+                        red: Red::Strided {
+                            stride: pw.w_red,
+                            len: k1 - k0,
+                        },
+                        vecs: packed,
+                        vstride: nr,
+                        rows: &offs[t * MAX_UR..][..real],
+                        accumulate: k0 > 0,
+                    };
+                    s.run(&block, &mut self.buf[t * ur * nr..][..ur * nr], true);
+                }
+            }
+            for (t, mb) in self.blocks.clone().enumerate() {
+                let m0 = mb * ur;
+                let real = ur.min(m - m0);
+                for i in 0..real {
+                    // SAFETY: this task alone writes row m0 + i of image x group ig at pixels
+                    // c0 .. c0 + width (tasks split images, groups, row tiles and pixel
+                    // panels); the caller keeps `out` borrowed and unaccessed meanwhile.
+                    let to = unsafe { self.out.slice_mut((self.ig * m + m0 + i) * p + c0, width) };
+                    let from = &self.buf[(t * ur + i) * nr..][..width];
+                    let b = pw.bias.map_or(0.0, |b| b[grp * m + m0 + i]);
+                    let (bv, zero) = (s.splat(b), s.zero());
+                    let vecs = width / l;
+                    for v in 0..vecs {
+                        // SAFETY: (v + 1) * l <= width floats in both from and to.
+                        unsafe {
+                            let mut x = s.add(s.load(from.as_ptr().add(v * l)), bv);
+                            if pw.relu {
+                                x = s.max(x, zero);
+                            }
+                            s.store(to.as_mut_ptr().add(v * l), x);
+                        }
+                    }
+                    for (t, f) in to[vecs * l..].iter_mut().zip(&from[vecs * l..]) {
+                        let x = f + b;
+                        *t = if pw.relu { x.max(0.0) } else { x };
+                    }
+                }
+            }
+        }
+    }
+}
