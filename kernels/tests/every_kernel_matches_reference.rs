@@ -165,6 +165,12 @@ boundary_cases! {
         conv(2, 8, [18, 18], 26, [1, 1], 1, 0, 1, 2),
         conv(1, 1100, [16, 16], 3, [1, 1], 1, 0, 1, 1),
         conv(1, 3, [20, 20], 100, [1, 1], 1, 0, 1, 1),
+        // Strided: the subsampled planes (per-axis strides; in transposed mode the scatter
+        // with the bias everywhere), and bottom/right padding, which leaves the last
+        // output row and column outside the input (so not the pointwise form).
+        conv(1, 6, [32, 34], 14, [1, 1], 2, 0, 1, 1),
+        ConvParams { stride: [2, 3], ..ConvParams::new(2, 5, 32, 51, 13, [1, 1]) },
+        ConvParams { stride: [2, 2], padding: [0, 1, 0, 1], ..ConvParams::new(1, 4, 32, 32, 9, [1, 1]) },
     ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];

@@ -42,7 +42,9 @@ pub(crate) use emulated::{Emu16, OddScalar};
 pub(crate) use rows::DirectRows;
 pub(crate) use tile::{Block, Red};
 
-use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
+use crate::parallel::{
+    SharedMut, for_each_chunk_mut, for_each_task, with_index_scratch, with_scratch,
+};
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
 use crate::simd::F32Simd;
@@ -449,7 +451,9 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
 }
 
 /// A data pass in pointwise form (`pointwise.rs`): `src` is the input (forward) or the
-/// output gradient, `y` the output or the input gradient.
+/// output gradient, `y` the output or the input gradient. A strided 1x1 layer runs on the
+/// subsampled input planes: gathered before the forward pass, scattered after the
+/// backward-data pass.
 #[allow(clippy::too_many_arguments)]
 fn pointwise_run<S: DirectIsa>(
     s: S,
@@ -466,21 +470,52 @@ fn pointwise_run<S: DirectIsa>(
         Pass::Forward => (c_out_g, c_in_g, c_in_g, 1),
         _ => (c_in_g, c_out_g, 1, c_in_g),
     };
-    let pw = pointwise::Pointwise {
-        src,
-        w: weight,
-        w_row,
-        w_red,
-        n: g.n,
-        groups: g.g,
-        m,
-        k,
-        p: g.oh * g.ow,
-        bias,
-        relu,
+    let p = g.oh * g.ow;
+    let run = |src: &[f32], y: &mut [f32]| {
+        let pw = pointwise::Pointwise {
+            src,
+            w: weight,
+            w_row,
+            w_red,
+            n: g.n,
+            groups: g.g,
+            m,
+            k,
+            p,
+            bias,
+            relu,
+        };
+        // SAFETY: y is borrowed for the whole call and only the pass writes it.
+        unsafe { pointwise::run(s, &pw, SharedMut::new(y)) }
     };
-    // SAFETY: y is borrowed for the whole call and only the pass writes it.
-    unsafe { pointwise::run(s, &pw, SharedMut::new(y)) }
+    if p == g.h * g.w {
+        return run(src, y);
+    }
+    // Strided: the pass runs on the subsampled input planes (pixels (oy*sh, ox*sw)).
+    let (h, w, ow, sh, sw) = (g.h, g.w, g.ow, g.sh, g.sw);
+    let sub_pixel = move |q: usize| (q / ow) * sh * w + (q % ow) * sw;
+    with_scratch(g.n * g.c_in * p, |sub| match pass {
+        Pass::Forward => {
+            for_each_chunk_mut(sub, p, |plane, dst| {
+                let x = &src[plane * h * w..][..h * w];
+                for (q, d) in dst.iter_mut().enumerate() {
+                    *d = x[sub_pixel(q)];
+                }
+            });
+            run(sub, y);
+        }
+        _ => {
+            run(src, sub);
+            let sub = &*sub;
+            // The rest of each input-gradient plane gets no contribution: zero, or the bias.
+            for_each_chunk_mut(y, h * w, |plane, dst| {
+                dst.fill(bias.map_or(0.0, |b| b[plane % g.c_in]));
+                for (q, v) in sub[plane * p..][..p].iter().enumerate() {
+                    dst[sub_pixel(q)] = *v;
+                }
+            });
+        }
+    })
 }
 
 /// The padded input a forward or backward-weight pass reads (every tap of every output
