@@ -47,7 +47,7 @@ use crate::parallel::{
 };
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
-use crate::simd::F32Simd;
+use crate::simd::{F32Simd, prefetch_l2};
 use crate::{Algorithm, Isa, Pass};
 use pack::{blocks_len, pack_blocks, pad_planes, padded_len};
 
@@ -193,29 +193,21 @@ impl Scatter<'_> {
     /// the epilogue's stores find them there instead of each waiting for a line from L3 or
     /// memory (a 1x1 layer writes 4 bytes of output per 64 multiply-adds).
     fn prefetch(&self) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use core::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-            let Some(&max_off) = self.offs.iter().max() else {
-                return;
-            };
-            if self.n_ch == 0 {
-                return;
-            }
-            let first = self.dst.at(self.base);
-            let _ = self
-                .dst
-                .at(self.base + (self.n_ch - 1) * self.ch_stride + max_off + 1);
-            for ch in 0..self.n_ch {
-                // One address per 16 rows: a cache line of consecutive pixels.
-                for &off in self.offs.iter().step_by(16) {
-                    // SAFETY: base + ch*ch_stride + off <= last < len (checked above), so
-                    // the pointer stays inside dst; a prefetch reads nothing and never
-                    // faults.
-                    unsafe {
-                        _mm_prefetch::<_MM_HINT_T1>(first.add(ch * self.ch_stride + off).cast())
-                    };
-                }
+        let Some(&max_off) = self.offs.iter().max() else {
+            return;
+        };
+        if self.n_ch == 0 {
+            return;
+        }
+        let first = self.dst.at(self.base);
+        let _ = self
+            .dst
+            .at(self.base + (self.n_ch - 1) * self.ch_stride + max_off + 1);
+        for ch in 0..self.n_ch {
+            // One address per 16 rows: a cache line of consecutive pixels. In range (checked
+            // above), though a prefetch could take any address.
+            for &off in self.offs.iter().step_by(16) {
+                prefetch_l2(first.wrapping_add(ch * self.ch_stride + off));
             }
         }
     }

@@ -147,6 +147,22 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     }
 }
 
+/// Asks for the cache line holding `p` to be brought into L2 (a hint: it reads nothing,
+/// never faults, and does nothing off x86-64). The direct kernel's epilogues issue it for
+/// their destination lines ahead of the stores, which would otherwise each wait for a line
+/// from L3 or memory.
+#[inline(always)]
+pub(crate) fn prefetch_l2(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint with no architectural effect: any address is allowed.
+    unsafe {
+        use core::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T1>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// [`F32Simd::bcast_fma`] from the trait's other methods: the default, and the x86 levels'
 /// path for tile widths their `asm!` does not cover.
 ///
