@@ -130,8 +130,8 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - forward with fewer than 32 weights per output channel (VGG's 3 -> 64 stem, 27): im2col
 ///   (1.07x);
 /// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
-///   reduction) except over >= 56x56 pixels with <= 128 input and >= 128 output channels
-///   (direct 1.05-1.4x); forward im2col over >= 56x56 output pixels with >= 128 output channels
+///   reduction) except over planes of >= 28x28 with <= 256 input channels, at most twice
+///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward im2col over >= 56x56 output pixels with >= 128 output channels
 ///   (DenseNet's first block: 1.2-1.5x), else direct (1.05-1.2x at 7x7 and 14x14);
 ///   backward-weight direct (1.05-1.7x) except over <= 49 pixels (ResNet-50's last 1x1
 ///   layers: im2col 1.3-1.5x);
@@ -169,10 +169,13 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     }
     if g.is_pointwise() {
         let im2col = match pass {
-            // Direct where its vectorised side (c_in) is narrow and the reduction wide,
-            // over large images (ResNet-50's 64 -> 256: 1.4x, DenseNet's first block:
-            // 1.05-1.2x, two runs).
-            Pass::BackwardData => !(c_in_g <= 128 && c_out_g >= 128 && pixels >= 56 * 56),
+            // Direct (its pointwise form) over planes of >= 28x28 where the input side is
+            // at most 256 channels and at most twice the output side (medians of four
+            // runs: ResNet-50's 64 -> 256 1.48x, 64 -> 64 1.09x, DenseNet's first block
+            // 1.03-1.34x, 28x28 128 -> 512 1.17x, DenseNet's 28x28 layers up to 256 -> 128
+            // ties at 0.97-1.02x; beyond, e.g. 256 -> 64 at 56x56 or 384 -> 128 at 28x28,
+            // im2col 1.3x).
+            Pass::BackwardData => !(oh * ow >= 28 * 28 && c_in_g <= 256 && c_in_g <= 2 * c_out_g),
             Pass::Forward => pixels >= 56 * 56 && c_out_g >= 128,
             Pass::BackwardWeight => pixels <= 49,
         };
