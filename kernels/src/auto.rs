@@ -131,8 +131,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   (1.07x);
 /// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
 ///   reduction) except over planes of >= 28x28 with <= 256 input channels, at most twice
-///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward im2col over >= 56x56 output pixels with >= 128 output channels
-///   (DenseNet's first block: 1.2-1.5x), else direct (1.05-1.2x at 7x7 and 14x14);
+///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward
+///   im2col over >= 56x56 output pixels with >= 128 output channels (DenseNet's first
+///   block: 1.2-1.5x), else direct (1.05-1.2x at 7x7 and 14x14);
 ///   backward-weight direct (1.05-1.7x) except over <= 49 pixels (ResNet-50's last 1x1
 ///   layers: im2col 1.3-1.5x);
 /// - strided 1x1 convs (downsampling): direct (forward and backward-weight 1.25-2x;

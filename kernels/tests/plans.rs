@@ -67,11 +67,17 @@ fn prepared_passes_equal_unprepared() {
 
 #[test]
 fn pointwise_prepared_passes_equal_unprepared() {
-    // The direct kernel's pointwise form (1x1, stride 1, unpadded, >= 256 pixels), which the
-    // random samples do not reach: a partial row tile, a partial vector column, groups.
-    for (n, c, hw, k, groups) in [(1, 20, 16, 30, 1), (2, 8, 20, 14, 2)] {
+    // The direct kernel's pointwise form (1x1, unpadded, >= 256 output pixels), which the
+    // random samples do not reach: a partial row tile, a partial vector column, groups, a
+    // strided layer (its subsampled planes).
+    for (n, c, hw, k, groups, s) in [
+        (1, 20, 16, 30, 1, 1),
+        (2, 8, 20, 14, 2, 1),
+        (1, 6, 32, 10, 1, 2),
+    ] {
         let params = ConvParams {
             groups,
+            stride: [s, s],
             ..ConvParams::new(n, c, hw, hw, k, [1, 1])
         };
         let conv = Conv2d::new(params).unwrap();

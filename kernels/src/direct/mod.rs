@@ -298,9 +298,9 @@ impl<S: DirectIsa> Direct<S> {
     }
 }
 
-// SAFETY: a Direct<S> holds the proof value S; every raw write goes through Scatter::write,
-// whose range is checked there, and each task's destination elements are disjoint (argued at
-// each call).
+// SAFETY: a Direct<S> holds the proof value S; every raw write goes through Scatter::write
+// or, in the pointwise form, SharedMut::slice_mut over one output row's pixels, whose ranges
+// are checked there, and each task's destination elements are disjoint (argued at each call).
 unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
     fn name(&self) -> &'static str {
         S::NAME
@@ -460,8 +460,16 @@ fn pointwise_run<S: DirectIsa>(
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let (m, k, w_row, w_red) = match pass {
         Pass::Forward => (c_out_g, c_in_g, c_in_g, 1),
-        _ => (c_in_g, c_out_g, 1, c_in_g),
+        Pass::BackwardData => (c_in_g, c_out_g, 1, c_in_g),
+        Pass::BackwardWeight => unreachable!("the pointwise form runs data passes only"),
     };
+    // The prepared entry points reach here without the geometry's own length checks.
+    let (src_len, y_len) = match pass {
+        Pass::Forward => (g.x_len, g.y_len),
+        _ => (g.y_len, g.x_len),
+    };
+    assert_eq!(src.len(), src_len, "source length");
+    assert_eq!(y.len(), y_len, "destination length");
     let p = g.oh * g.ow;
     let run = |src: &[f32], y: &mut [f32]| {
         let pw = pointwise::Pointwise {

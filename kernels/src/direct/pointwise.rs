@@ -1,6 +1,6 @@
-//! The pointwise form of the direct kernel's data passes: 1x1, stride-1, unpadded layers
-//! (ResNet's bottleneck layers, Inception's and DenseNet's reductions) as a GEMM on the NCHW
-//! planes as they lie.
+//! The pointwise form of the direct kernel's data passes: 1x1 unpadded layers (ResNet's
+//! bottleneck layers, Inception's and DenseNet's reductions; strided ones on their subsampled
+//! input planes, see `pointwise_run` in `mod.rs`) as a GEMM on the NCHW planes as they lie.
 //!
 //! For such a layer each image's output plane is a matrix product, `out[m][p] = sum_k
 //! A[m][k] * B[k][p]`, with the pixels `p` contiguous in both the source planes `B` and the
@@ -34,16 +34,17 @@ use crate::simd::prefetch_l2;
 /// of 5-7 alternating pairs, ResNet-50's 1x1 layers): at 56x56 forward 1.03-1.21x and
 /// backward-data 1.4-1.48x on AVX-512 (AVX2 0.99x and 1.24x); at 28x28 1.05-1.3x (AVX2
 /// 1.17-1.22x); at 14x14 0.95-1.09x (AVX2 0.84-0.96x: the pixel form's tiles span the
-/// whole small plane, and a 14x14 plane wastes 28 of 224 lanes in 32-pixel columns). The
+/// whole small plane, and a 14x14 plane wastes 28 of 224 lanes in AVX-512's 32-pixel
+/// columns). The
 /// stride-2 downsampling layers alike: 56x56 -> 28x28 forward 0.99x, backward-data 1.22x;
 /// 28x28 -> 14x14 1.13x and 0.88x; 14x14 -> 7x7 0.84x and 0.96x (AVX-512).
 const MIN_PIXELS: usize = 256;
 /// The most a plane's last partial vector column may waste, as a fraction `1 / WASTE` of the
 /// plane.
 const WASTE: usize = 16;
-/// Row tiles (output channels) per task: each packed column chunk serves them all.
+/// Row tiles (the pass's output channels) per task: each packed column chunk serves them all.
 const TILES_PER_TASK: usize = 8;
-/// The largest tile height of any ISA (bounds a task's row offsets on the stack).
+/// The largest wide-tile height of any ISA (bounds a task's row offsets on the stack).
 const MAX_UR: usize = 16;
 /// Row tiles of a task.
 const MAX_TILES: usize = TILES_PER_TASK;
@@ -166,7 +167,7 @@ impl SimdJob for Task<'_, '_> {
         let cols = self.width.div_ceil(nr);
         let kc = chunk(nr);
         let w = &pw.w[grp * m * k..][..m * k];
-        // The weight offsets of each row tile's channels (a tile past row m uses its real rows).
+        // The weight offsets of each row tile's channels (entries past row m are never used).
         let mut offs = [0usize; MAX_TILES * MAX_UR];
         assert!(
             self.blocks.len() <= MAX_TILES && ur <= MAX_UR,

@@ -1,7 +1,8 @@
 //! The direct-convolution microkernel, written once for every ISA.
 //!
 //! A [`Block`] is a set of output rows (pixels for forward and backward-data, weight taps
-//! for backward-weight) that share one reduction. It accumulates into a row-major buffer of
+//! for backward-weight; channels in the column and pointwise forms, which broadcast the
+//! weights) that share one reduction. It accumulates into a row-major buffer of
 //! `NR` channels per row, so partial sums over reduction chunks stay in vector form:
 //!
 //! ```text

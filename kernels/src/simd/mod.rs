@@ -130,8 +130,9 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
         unsafe { bcast_fma_plain(self, acc, w, x, o) }
     }
     /// [`F32Simd::bcast_fma`] reading `x[I]`, a row index fixed at compile time: the x86
-    /// levels address it as `x + 4*I`, a constant displacement, so a tile whose rows are consecutive floats needs one base register
-    /// instead of one offset register per row (12 on AVX-512: more than x86-64 has free).
+    /// levels address it as `x + 4*I`, a constant displacement, so a tile whose rows are
+    /// consecutive floats needs one base register instead of one offset register per row
+    /// (12 on AVX-512: more than x86-64 has free).
     ///
     /// # Safety
     /// `x + I` must be valid for reading one f32.
