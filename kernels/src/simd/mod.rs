@@ -6,6 +6,72 @@
 //! loads and stores, and fused multiply-adds — so that each ISA's part is a handful of
 //! one-line intrinsic calls whose correctness can be read off.
 
+/// Defines, for one x86 level, the two-vector steps of [`F32Simd::bcast_fma`] and
+/// [`F32Simd::bcast_fma_at`] as `asm!` blocks: `fma2(acc, w, x, o)` reads `x[o]` (addressed
+/// `x + o*4`), `fma2_at::<NB, I>(acc, w, x)` reads `x[I]` (the constant displacement `4*I`);
+/// both do `acc[v] += bcast(x[..]) * w[v]` for `v < 2` through one scratch register (`acc`
+/// has at least 2 entries: their callers match `NB == 2`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_fma2 {
+    ($feature:literal, $reg:ident, $v:ty, $cpu:literal) => {
+        /// `acc[v] += bcast(x[o]) * w[v]` for `v < 2` (see `x86_fma2!` in `simd/mod.rs`).
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU has ", $cpu, "; `x + o` is valid for reading one f32.")]
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn fma2<const NB: usize>(acc: &mut [$v; NB], w: &[$v; NB], x: *const f32, o: usize) {
+            // SAFETY: reads the one f32 at x + o (the caller's guarantee); `b` is an `out`
+            // (not `lateout`) operand, so it is never one of the inputs it overwrites.
+            unsafe {
+                core::arch::asm!(
+                    "vbroadcastss {b}, dword ptr [{x} + {o}*4]",
+                    "vfmadd231ps {a0}, {b}, {w0}",
+                    "vfmadd231ps {a1}, {b}, {w1}",
+                    b = out($reg) _,
+                    a0 = inout($reg) acc[0],
+                    a1 = inout($reg) acc[1],
+                    w0 = in($reg) w[0],
+                    w1 = in($reg) w[1],
+                    x = in(reg) x,
+                    o = in(reg) o,
+                    options(nostack, preserves_flags, readonly),
+                )
+            }
+        }
+
+        /// [`fma2`] reading `x[I]` at the constant displacement `4*I` from `x`.
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU has ", $cpu, "; `x + I` is valid for reading one f32.")]
+        #[target_feature(enable = $feature)]
+        #[inline]
+        unsafe fn fma2_at<const NB: usize, const I: usize>(
+            acc: &mut [$v; NB],
+            w: &[$v; NB],
+            x: *const f32,
+        ) {
+            // SAFETY: reads the one f32 at x + I (the caller's guarantee); `b` is an `out`
+            // (not `lateout`) operand, so it is never one of the inputs it overwrites.
+            unsafe {
+                core::arch::asm!(
+                    "vbroadcastss {b}, dword ptr [{x} + {d}]",
+                    "vfmadd231ps {a0}, {b}, {w0}",
+                    "vfmadd231ps {a1}, {b}, {w1}",
+                    b = out($reg) _,
+                    a0 = inout($reg) acc[0],
+                    a1 = inout($reg) acc[1],
+                    w0 = in($reg) w[0],
+                    w1 = in($reg) w[1],
+                    x = in(reg) x,
+                    d = const 4 * I,
+                    options(nostack, preserves_flags, readonly),
+                )
+            }
+        }
+    };
+}
+
 mod portable;
 mod scalar;
 #[cfg(target_arch = "x86_64")]

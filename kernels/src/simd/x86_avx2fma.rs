@@ -1,6 +1,5 @@
 //! x86_64 AVX2 + FMA: 8 f32 lanes in a ymm register, 16 registers.
 
-use core::arch::asm;
 use core::arch::x86_64::{
     __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_castpd_ps, _mm256_castps_pd,
     _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd,
@@ -166,59 +165,4 @@ unsafe impl F32Simd for Avx2Fma {
     }
 }
 
-/// `acc[v] += bcast(x[o]) * w[v]` for `v < 2` through one scratch register (`acc` has at
-/// least 2 entries: the caller matched `NB == 2`).
-///
-/// # Safety
-/// The CPU has AVX2 and FMA; `x + o` is valid for reading one f32.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn fma2<const NB: usize>(acc: &mut [__m256; NB], w: &[__m256; NB], x: *const f32, o: usize) {
-    // SAFETY: reads the one f32 at x + o (the caller's guarantee); `b` is an `out` (not
-    // `lateout`) operand, so it is never one of the inputs it overwrites.
-    unsafe {
-        asm!(
-            "vbroadcastss {b}, dword ptr [{x} + {o}*4]",
-            "vfmadd231ps {a0}, {b}, {w0}",
-            "vfmadd231ps {a1}, {b}, {w1}",
-            b = out(ymm_reg) _,
-            a0 = inout(ymm_reg) acc[0],
-            a1 = inout(ymm_reg) acc[1],
-            w0 = in(ymm_reg) w[0],
-            w1 = in(ymm_reg) w[1],
-            x = in(reg) x,
-            o = in(reg) o,
-            options(nostack, preserves_flags, readonly),
-        )
-    }
-}
-
-/// [`fma2`] reading `x[I]` at the constant displacement `4*I` from `x`.
-///
-/// # Safety
-/// The CPU has AVX2 and FMA; `x + I` is valid for reading one f32.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn fma2_at<const NB: usize, const I: usize>(
-    acc: &mut [__m256; NB],
-    w: &[__m256; NB],
-    x: *const f32,
-) {
-    // SAFETY: reads the one f32 at x + I (the caller's guarantee); `b` is an `out` (not
-    // `lateout`) operand, so it is never one of the inputs it overwrites.
-    unsafe {
-        asm!(
-            "vbroadcastss {b}, dword ptr [{x} + {d}]",
-            "vfmadd231ps {a0}, {b}, {w0}",
-            "vfmadd231ps {a1}, {b}, {w1}",
-            b = out(ymm_reg) _,
-            a0 = inout(ymm_reg) acc[0],
-            a1 = inout(ymm_reg) acc[1],
-            w0 = in(ymm_reg) w[0],
-            w1 = in(ymm_reg) w[1],
-            x = in(reg) x,
-            d = const 4 * I,
-            options(nostack, preserves_flags, readonly),
-        )
-    }
-}
+x86_fma2!("avx2,fma", ymm_reg, __m256, "AVX2 and FMA");

@@ -201,62 +201,7 @@ unsafe fn fma1(a: &mut __m512, w: __m512, x: *const f32, o: usize) {
     }
 }
 
-/// `acc[v] += bcast(x[o]) * w[v]` for `v < 2` through one scratch register (`acc` has at
-/// least 2 entries: the caller matched `NB == 2`).
-///
-/// # Safety
-/// The CPU has AVX-512F; `x + o` is valid for reading one f32.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn fma2<const NB: usize>(acc: &mut [__m512; NB], w: &[__m512; NB], x: *const f32, o: usize) {
-    // SAFETY: reads the one f32 at x + o (the caller's guarantee); `b` is an `out` (not
-    // `lateout`) operand, so it is never one of the inputs it overwrites.
-    unsafe {
-        asm!(
-            "vbroadcastss {b}, dword ptr [{x} + {o}*4]",
-            "vfmadd231ps {a0}, {b}, {w0}",
-            "vfmadd231ps {a1}, {b}, {w1}",
-            b = out(zmm_reg) _,
-            a0 = inout(zmm_reg) acc[0],
-            a1 = inout(zmm_reg) acc[1],
-            w0 = in(zmm_reg) w[0],
-            w1 = in(zmm_reg) w[1],
-            x = in(reg) x,
-            o = in(reg) o,
-            options(nostack, preserves_flags, readonly),
-        )
-    }
-}
-
-/// [`fma2`] reading `x[I]` at the constant displacement `4*I` from `x`.
-///
-/// # Safety
-/// The CPU has AVX-512F; `x + I` is valid for reading one f32.
-#[target_feature(enable = "avx512f")]
-#[inline]
-unsafe fn fma2_at<const NB: usize, const I: usize>(
-    acc: &mut [__m512; NB],
-    w: &[__m512; NB],
-    x: *const f32,
-) {
-    // SAFETY: reads the one f32 at x + I (the caller's guarantee); `b` is an `out` (not
-    // `lateout`) operand, so it is never one of the inputs it overwrites.
-    unsafe {
-        asm!(
-            "vbroadcastss {b}, dword ptr [{x} + {d}]",
-            "vfmadd231ps {a0}, {b}, {w0}",
-            "vfmadd231ps {a1}, {b}, {w1}",
-            b = out(zmm_reg) _,
-            a0 = inout(zmm_reg) acc[0],
-            a1 = inout(zmm_reg) acc[1],
-            w0 = in(zmm_reg) w[0],
-            w1 = in(zmm_reg) w[1],
-            x = in(reg) x,
-            d = const 4 * I,
-            options(nostack, preserves_flags, readonly),
-        )
-    }
-}
+x86_fma2!("avx512f", zmm_reg, __m512, "AVX-512F");
 
 /// [`fma1`] reading `x[I]` at the constant displacement `4*I` from `x` (`acc` has at least
 /// one entry).
