@@ -220,19 +220,14 @@ fn bench_times_every_row_and_rates_auto() {
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 27);
     for l in &lines {
-        for field in [
-            "shape", "algo", "kernel", "pass", "threads", "ms", "gflops", "pct_peak",
-        ] {
-            assert!(l.get(field).is_some(), "{l} lacks {field}");
+        // The DESIGN.md schema: field names and JSON types only (no value is judged).
+        for field in ["shape", "algo", "kernel", "pass"] {
+            assert!(l[field].is_string(), "{l}: {field} is not a string");
         }
-        assert!(["fwd", "bwd_data", "bwd_weight"].contains(&l["pass"].as_str().unwrap()));
-    }
-    // The measured fields are numbers (their formula is unit-tested in src/cli/bench.rs; a
-    // test does not judge timings).
-    for l in &lines {
-        for field in ["ms", "gflops", "pct_peak"] {
+        for field in ["threads", "ms", "gflops", "pct_peak"] {
             assert!(l[field].is_number(), "{l}: {field} is not a number");
         }
+        assert!(["fwd", "bwd_data", "bwd_weight"].contains(&l["pass"].as_str().unwrap()));
     }
     let auto_kernels = lines.iter().filter(|l| l["algo"] == "auto");
     for a in auto_kernels {
