@@ -125,8 +125,11 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   kernel (3x im2col); backward-data with < 8 input channels per group and
 ///   backward-weight with < 8 output channels per group: im2col (the channel-vectorised
 ///   tile would leave most lanes empty: 1.2-5x);
-/// - backward-data of a conv whose output is smaller than its kernel (LeNet's C5): im2col
-///   (1.6x);
+/// - dense layers (the window covers the whole input: LeNet's C5, DCGAN's first transposed
+///   layer), every pass: the direct kernel (its dense form for backward-data and
+///   backward-weight: one GEMM over the batch, 10-15x im2col's GEMV per image);
+/// - backward-data of a conv whose output is smaller than its kernel: im2col (1.6x on
+///   LeNet's C5 before the dense form);
 /// - forward with fewer than 32 weights per output channel (VGG's 3 -> 64 stem, 27): im2col
 ///   (1.07x);
 /// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
@@ -236,14 +239,17 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
 
 /// The rules every ISA shares, for convs with too few channels in the vectorised dimension
 /// for the channel-vectorised tile: depthwise convs and forward with <= 8 output channels
-/// per group to the direct kernels (depthwise, pixel-vectorised); backward-data with < 8
-/// input channels per group or an output smaller than the kernel, and backward-weight with
-/// < 8 output channels per group, to im2col. `None` for everything else.
+/// per group to the direct kernels (depthwise, pixel-vectorised); dense layers (the window
+/// covers the input: LeNet-5's C5, DCGAN's first transposed layer) to the direct kernel,
+/// whose dense form runs them as one GEMM over the batch (backward-data 15-30x, backward-
+/// weight and forward 10-20x im2col's GEMV per image, AVX-512 and AVX2); backward-data with
+/// < 8 input channels per group or an output smaller than the kernel, and backward-weight
+/// with < 8 output channels per group, to im2col. `None` for everything else.
 fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
     let [kh, kw] = g.kernel_hw();
     let [oh, ow] = g.output_hw();
-    if g.is_depthwise() {
+    if g.is_depthwise() || g.is_dense() {
         return Some(Algorithm::Direct);
     }
     match pass {
@@ -260,8 +266,9 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 /// passes, two runs; GFLOP/s ratios from those runs):
 /// - depthwise convs, and forward with <= 8 output channels per group: the direct kernels
 ///   (as on AVX2);
+/// - dense layers (the window covers the input): direct (as on AVX2);
 /// - backward-data with < 8 input channels per group (the 3-channel stems: 2-2.6x) or an
-///   output smaller than the kernel (LeNet's C5: 1.3x), and backward-weight with < 8 output
+///   output smaller than the kernel, and backward-weight with < 8 output
 ///   channels per group (LeNet's C1: 1.4x): im2col;
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data, by
 ///   pixels per image: at 224x224 and above direct (1.2-1.4x F(4x4): the transformed

@@ -524,6 +524,22 @@ impl ConvGeom {
             && self.ow == self.w
     }
 
+    /// Whether the window covers the whole unpadded input (one output pixel, ungrouped,
+    /// undilated): LeNet-5's C5, or a transposed conv from 1x1 (DCGAN's first layer). Such a
+    /// layer is a dense (fully connected) layer over the batch, `y[n][o] = sum_j w[o][j]
+    /// x[n][j]` with `j` running over the `c_in * h * w` input floats of an image.
+    pub fn is_dense(&self) -> bool {
+        self.g == 1
+            && self.kh == self.h
+            && self.kw == self.w
+            && self.dh == 1
+            && self.dw == 1
+            && self.pad_t == 0
+            && self.pad_l == 0
+            && self.oh == 1
+            && self.ow == 1
+    }
+
     /// Panics unless the slices fit a forward pass. Kernels call this first; the public API
     /// has already returned an `Err` for any mismatch, so it only fires on direct misuse of a
     /// kernel, and it turns that misuse into a panic rather than an out-of-bounds access.

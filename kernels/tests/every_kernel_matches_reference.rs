@@ -172,6 +172,19 @@ boundary_cases! {
         ConvParams { stride: [2, 3], ..ConvParams::new(2, 5, 32, 51, 13, [1, 1]) },
         ConvParams { stride: [2, 2], padding: [0, 1, 0, 1], ..ConvParams::new(1, 4, 32, 32, 9, [1, 1]) },
     ];
+    // The direct kernel's dense form (the window covers the whole unpadded input, one
+    // output pixel: LeNet-5's C5; in transposed mode a conv from 1x1, DCGAN's first layer):
+    // a partial last vector column, rows past a tile and past a task's tiles, reductions
+    // longer than a chunk on both backward passes (output channels, the batch), a 1x1 input,
+    // and a stride with trailing padding that keeps one output pixel.
+    dense_form: [
+        conv(3, 16, [5, 5], 120, [5, 5], 1, 0, 1, 1),
+        conv(100, 2, [3, 3], 5, [3, 3], 1, 0, 1, 1),
+        conv(300, 3, [2, 3], 290, [2, 3], 1, 0, 1, 1),
+        conv(2, 6, [4, 4], 10, [4, 4], 1, 0, 1, 1),
+        conv(5, 20, [1, 1], 30, [1, 1], 1, 0, 1, 1),
+        ConvParams { stride: [2, 2], padding: [0, 1, 0, 1], ..ConvParams::new(2, 3, 3, 3, 7, [3, 3]) },
+    ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];

@@ -86,6 +86,21 @@ fn pointwise_prepared_passes_equal_unprepared() {
 }
 
 #[test]
+fn dense_prepared_passes_equal_unprepared() {
+    // The direct kernel's dense form (the window covers the whole input), normal and
+    // transposed: the transposed forward is the dense backward-data with a bias.
+    for (transposed, [h, w]) in [(false, [4, 5]), (true, [1, 1])] {
+        let params = ConvParams {
+            transposed,
+            ..ConvParams::new(3, 7, h, w, 40, [4, 5])
+        };
+        assert!(Conv2d::new(params).unwrap().geom().is_dense());
+        let conv = Conv2d::new(params).unwrap();
+        check_prepared(&ConvProblem::new(conv, DataKind::Real, 32, true));
+    }
+}
+
+#[test]
 fn plans_equal_the_one_shot_api() {
     let algos = [
         Algorithm::Auto,

@@ -299,8 +299,9 @@ impl<S: DirectIsa> Direct<S> {
 }
 
 // SAFETY: a Direct<S> holds the proof value S; every raw write goes through Scatter::write
-// or, in the pointwise form, SharedMut::slice_mut over one output row's pixels, whose ranges
-// are checked there, and each task's destination elements are disjoint (argued at each call).
+// or, in the pointwise form (and the dense form on it), SharedMut::slice_mut over one output
+// row's pixels, whose ranges are checked there, and each task's destination elements are
+// disjoint (argued at each call).
 unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
     fn name(&self) -> &'static str {
         S::NAME
@@ -344,6 +345,9 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         grad_x: &mut [f32],
     ) {
         g.assert_backward_data(grad_y, weight, bias, grad_x);
+        if g.is_dense() {
+            return dense_run(self.0, g, Pass::BackwardData, grad_y, weight, bias, grad_x);
+        }
         if pointwise::applies::<S>(g) {
             let pass = Pass::BackwardData;
             return pointwise_run(self.0, g, pass, grad_y, weight, bias, false, grad_x);
@@ -359,12 +363,24 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
     }
     fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]) {
         g.assert_backward_weight(x, grad_y, grad_weight);
+        if g.is_dense() {
+            return dense_run(
+                self.0,
+                g,
+                Pass::BackwardWeight,
+                grad_y,
+                x,
+                None,
+                grad_weight,
+            );
+        }
         backward_weight(self.0, g, x, grad_y, grad_weight);
     }
     fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
         assert_eq!(weight.len(), g.w_len, "weight length");
         match pass {
-            // The pointwise and column forms read the weights as they are.
+            // The dense, pointwise and column forms read the weights as they are.
+            Pass::BackwardData if g.is_dense() => Some(weight.to_vec()),
             Pass::Forward if pointwise::applies::<S>(g) => Some(weight.to_vec()),
             Pass::BackwardData if pointwise::applies::<S>(g) => Some(weight.to_vec()),
             Pass::Forward if forward_in_columns::<S>(g) => Some(weight.to_vec()),
@@ -416,6 +432,14 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         bias: Option<&[f32]>,
         grad_x: &mut [f32],
     ) {
+        if g.is_dense() {
+            assert_eq!(prepared.len(), g.w_len, "prepared weights");
+            assert_eq!(grad_y.len(), g.y_len, "grad_y length");
+            assert_eq!(grad_x.len(), g.x_len, "grad_x length");
+            assert!(bias.is_none_or(|b| b.len() == g.c_in), "bias length");
+            let pass = Pass::BackwardData;
+            return dense_run(self.0, g, pass, grad_y, prepared, bias, grad_x);
+        }
         if pointwise::applies::<S>(g) {
             assert_eq!(prepared.len(), g.w_len, "prepared weights");
             return pointwise_run(
@@ -439,6 +463,60 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
             "prepared weights"
         );
         backward_data(self.0, g, grad_y, Weights::Packed(prepared), bias, grad_x);
+    }
+}
+
+/// Backward-data or backward-weight of a dense layer ([`ConvGeom::is_dense`]: the window
+/// covers the whole input) on the pointwise form's GEMM, with the batch as the tile's rows or
+/// the reduction. With `j` over an image's `c_in * h * w` input floats and `o` over the
+/// output channels:
+///
+/// ```text
+///   backward-data    dx[b][j] = sum_o dy[b][o] w[o][j]   rows b, reduction o, vectors w[o]
+///   backward-weight  dw[o][j] = sum_b dy[b][o] x[b][j]   rows o, reduction b, vectors x[b]
+/// ```
+///
+/// In the pixel form these layers run one pixel per image and, for backward-data, a
+/// reduction over every tap of a zero-padded output gradient, all but one of them zero.
+/// `a` is `grad_y`; `b` the weights (backward-data) or the input; `bias` (a transposed conv's
+/// forward) is added per input channel.
+fn dense_run<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    pass: Pass,
+    a: &[f32],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    debug_assert!(g.is_dense());
+    let (n, c_out, j) = (g.n, g.c_out, g.c_in * g.h * g.w);
+    let (m, k, w_row, w_red) = match pass {
+        Pass::BackwardData => (n, c_out, c_out, 1),
+        Pass::BackwardWeight => (c_out, n, 1, c_out),
+        Pass::Forward => unreachable!("the dense form runs backward passes only"),
+    };
+    let pw = pointwise::Pointwise {
+        src: b,
+        w: a,
+        w_row,
+        w_red,
+        n: 1,
+        groups: 1,
+        m,
+        k,
+        p: j,
+        bias: None,
+        relu: false,
+    };
+    // SAFETY: out is borrowed for the whole call and only the pass writes it.
+    unsafe { pointwise::run(s, &pw, SharedMut::new(out)) };
+    if let Some(bias) = bias {
+        let hw = g.h * g.w;
+        for_each_chunk_mut(out, hw, |plane, dst| {
+            let b = bias[plane % g.c_in];
+            dst.iter_mut().for_each(|v| *v += b);
+        });
     }
 }
 
