@@ -39,7 +39,7 @@ mod tile;
 pub(crate) use depthwise::DirectDepthwise;
 #[cfg(feature = "testing")]
 pub(crate) use emulated::{Emu16, OddScalar};
-pub(crate) use rows::DirectRows;
+pub(crate) use rows::{DirectRows, backward_data_fits as rows_backward_data_fits};
 pub(crate) use tile::{Block, Red};
 
 use crate::parallel::{

@@ -1,6 +1,8 @@
 //! Pixel-vectorised direct convolution for the layers the channel-vectorised tile serves
 //! badly: depthwise convs (one channel per group) and convs with few output channels per
-//! group (LeNet's C1: 1 -> 6). Forward pass, horizontal stride 1.
+//! group (LeNet's C1: 1 -> 6). Forward pass, horizontal stride 1; and backward-data of
+//! stride-1 convs with few input channels per group (LeNet's C3: 16 -> 6), as the forward
+//! conv it is (see [`backward_as_forward`]).
 //!
 //! The accumulators are vectors of `LANES` consecutive output pixels of one row, so they
 //! store straight into NCHW, and no lane is wasted on missing channels:
@@ -17,10 +19,10 @@
 //! is a zero-padded copy wide enough for whole vectors, so partial vectors at the end of a
 //! row compute on padding and only their valid lanes are stored.
 
-use super::pack::{pack_blocks, pad_planes};
+use super::pack::{Planes, pack_blocks, pad_planes, padded_len};
 use super::{DirectIsa, SimdJob};
 use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
-use crate::params::ConvGeom;
+use crate::params::{ConvGeom, ConvParams};
 use crate::registry::ConvKernel;
 use crate::{Algorithm, Isa, Pass};
 
@@ -56,8 +58,11 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         S::ISA
     }
     fn supports(&self, g: &ConvGeom, pass: Pass) -> Result<(), &'static str> {
+        if pass == Pass::BackwardData {
+            return backward_data_fits(g);
+        }
         if pass != Pass::Forward {
-            return Err("passes other than forward (the channel-vectorised kernel has them)");
+            return Err("backward-weight (the channel-vectorised kernel has it)");
         }
         if g.sw != 1 {
             return Err("horizontal strides other than 1");
@@ -89,29 +94,60 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
     }
     fn backward_data(
         &self,
-        _g: &ConvGeom,
-        _dy: &[f32],
-        _w: &[f32],
-        _b: Option<&[f32]>,
-        _dx: &mut [f32],
+        g: &ConvGeom,
+        grad_y: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        grad_x: &mut [f32],
     ) {
-        panic!(
-            "{} implements the forward pass only (supports() says so)",
-            self.name()
-        );
+        g.assert_backward_data(grad_y, weight, bias, grad_x);
+        let eq = backward_as_forward(g).expect("unsupported geometry (supports() says so)");
+        with_scratch(g.w_len + packed_len(&eq), |scratch| {
+            let (flipped, packed) = scratch.split_at_mut(g.w_len);
+            flip(g, weight, flipped);
+            pack(self.0, &eq, flipped, packed);
+            forward(self.0, &eq, grad_y, packed, bias, false, grad_x);
+        });
     }
     fn backward_weight(&self, _g: &ConvGeom, _x: &[f32], _dy: &[f32], _dw: &mut [f32]) {
         panic!(
-            "{} implements the forward pass only (supports() says so)",
+            "{} implements no backward-weight pass (supports() says so)",
             self.name()
         );
     }
     fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
         assert_eq!(weight.len(), g.w_len, "weight length");
         self.supports(g, pass).ok()?;
+        if pass == Pass::BackwardData {
+            let eq = backward_as_forward(g)?;
+            let mut flipped = vec![0.0; g.w_len];
+            flip(g, weight, &mut flipped);
+            let mut packed = vec![0.0; packed_len(&eq)];
+            pack(self.0, &eq, &flipped, &mut packed);
+            return Some(packed);
+        }
         let mut packed = vec![0.0; packed_len(g)];
         pack(self.0, g, weight, &mut packed);
         Some(packed)
+    }
+    fn backward_data_prepared(
+        &self,
+        g: &ConvGeom,
+        grad_y: &[f32],
+        prepared: &[f32],
+        bias: Option<&[f32]>,
+        grad_x: &mut [f32],
+    ) {
+        let eq = backward_as_forward(g).expect("unsupported geometry (supports() says so)");
+        assert!(
+            self.supports(g, Pass::BackwardData).is_ok(),
+            "unsupported geometry"
+        );
+        assert_eq!(prepared.len(), packed_len(&eq), "prepared weights");
+        assert_eq!(grad_y.len(), eq.x_len, "grad_y length");
+        assert_eq!(grad_x.len(), eq.y_len, "grad_x length");
+        assert!(bias.is_none_or(|b| b.len() == g.c_in), "bias length");
+        forward(self.0, &eq, grad_y, prepared, bias, false, grad_x);
     }
     fn forward_prepared(
         &self,
@@ -128,6 +164,78 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         );
         assert_eq!(prepared.len(), packed_len(g), "prepared weights");
         forward(self.0, g, x, prepared, bias, relu, y);
+    }
+}
+
+/// Whether this kernel runs backward-data of `g`: a stride-1 conv with at most 8 input
+/// channels per group (not depthwise), padding within the dilated kernel (see
+/// [`backward_as_forward`]), and the output-gradient rows one row of `grad_x` reads in L1
+/// (32 KiB). LeNet's C3 (16 -> 6, 10x10 planes) reads 6 KiB and runs 1.6x im2col; VGG's
+/// 3 -> 64 stem (64 planes of 224 + 2 columns, 3 rows: 170 KiB) ran at 0.6x the
+/// channel-vectorised kernel, every tap missing L1.
+pub(crate) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
+    if g.is_depthwise() || g.c_in / g.g > 8 {
+        return Err(
+            "backward-data with more than 8 input channels per group, or depthwise \
+                    (the channel-vectorised and depthwise kernels have it)",
+        );
+    }
+    backward_as_forward(g)
+        .ok_or("backward-data other than stride 1 with padding within the dilated kernel")?;
+    let row_bytes = (g.c_out / g.g)
+        .saturating_mul((g.kh - 1) * g.dh + 1)
+        .saturating_mul(g.w + (g.kw - 1) * g.dw)
+        .saturating_mul(4);
+    if row_bytes > 32 * 1024 {
+        return Err("backward-data whose output-gradient rows per input row exceed L1");
+    }
+    Ok(())
+}
+
+/// The forward conv whose output is backward-data of `g`, for a stride-1 `g` whose padding
+/// is within its dilated kernel: over the output gradient padded by `(k - 1) * d - pad` on
+/// each side, with the weights flipped in both axes and their channel axes swapped (see
+/// [`flip`]); it maps `c_out` channels to `c_in`, `oh x ow` to `h x w`. `None` otherwise.
+fn backward_as_forward(g: &ConvGeom) -> Option<ConvGeom> {
+    if g.sh != 1 || g.sw != 1 {
+        return None;
+    }
+    let (eh, ew) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
+    // At stride 1, oh = h + pad_t + pad_b - eh: the far sides' padding is eh - pad_b.
+    let padding = [
+        eh.checked_sub(g.pad_t)?,
+        (g.h + g.pad_t).checked_sub(g.oh)?,
+        ew.checked_sub(g.pad_l)?,
+        (g.w + g.pad_l).checked_sub(g.ow)?,
+    ];
+    let eq = ConvParams {
+        padding,
+        dilation: [g.dh, g.dw],
+        groups: g.g,
+        ..ConvParams::new(g.n, g.c_out, g.oh, g.ow, g.c_in, [g.kh, g.kw])
+    }
+    .validate()
+    .ok()?;
+    (eq.oh == g.h && eq.ow == g.w).then_some(eq)
+}
+
+/// The weights of [`backward_as_forward`]'s conv: `out[grp*c_in_g + ic][oc][kh-1-ky][kw-1-kx]
+/// = w[grp*c_out_g + oc][ic][ky][kx]`.
+fn flip(g: &ConvGeom, w: &[f32], out: &mut [f32]) {
+    let (c_in_g, c_out_g, khw) = (g.c_in / g.g, g.c_out / g.g, g.kh * g.kw);
+    assert_eq!(w.len(), g.w_len, "weight length");
+    assert_eq!(out.len(), g.w_len, "flipped weight length");
+    for grp in 0..g.g {
+        for oc in 0..c_out_g {
+            for ic in 0..c_in_g {
+                let from = &w[((grp * c_out_g + oc) * c_in_g + ic) * khw..][..khw];
+                let to = &mut out[((grp * c_in_g + ic) * c_out_g + oc) * khw..][..khw];
+                // Flipping both axes of a row-major window reverses it.
+                for (t, f) in to.iter_mut().zip(from.iter().rev()) {
+                    *t = *f;
+                }
+            }
+        }
     }
 }
 
@@ -170,13 +278,27 @@ fn forward<S: DirectIsa>(
     };
     let k = c_in_g * g.kh * g.kw;
     let span = NV * S::LANES;
+    // Flat mode, for narrow outputs (LeNet's 10x10 and 14x14 planes would fill 10 or 14 of
+    // a row's 32 or 64 lanes): at stride 1 the output pixel (oy, ox) at flat index
+    // q = oy * R + ox, R the padded row width, reads the padded input at q plus a constant
+    // per tap, so a tile's vectors run across output rows; the R - ow columns past each row
+    // are computed and not stored.
+    let flat_row = g.ow + (g.kw - 1) * g.dw;
+    let flat_len = (g.oh - 1) * flat_row + g.ow;
+    let flat =
+        !g.is_depthwise() && g.sh == 1 && flat_len.div_ceil(span) < g.oh * g.ow.div_ceil(span);
     // Each task pads its own group's input planes: rows for every output row's taps,
-    // columns for whole vectors (a small copy, used at once while it is in cache).
+    // columns for whole vectors (a small copy, used at once while it is in cache); in flat
+    // mode columns for the taps and a vector tile's worth of zeros after the last plane.
     let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
-    let cols = g.ow.div_ceil(span) * span + (g.kw - 1) * g.dw;
+    let cols = if flat {
+        flat_row
+    } else {
+        g.ow.div_ceil(span) * span + (g.kw - 1) * g.dw
+    };
     let blocks = c_out_g.div_ceil(nj);
     // Tasks: (image, group, channel block), split into bands of rows when there are few.
-    let bands = if g.n * g.g * blocks >= 8 {
+    let bands = if flat || g.n * g.g * blocks >= 8 {
         1
     } else {
         g.oh.div_ceil(16)
@@ -194,9 +316,30 @@ fn forward<S: DirectIsa>(
             let oc0 = grp * c_out_g + blk * nj;
             let n_ch = nj.min(c_out_g - blk * nj);
             let planes = &x[(b * g.c_in + grp * c_in_g) * g.h * g.w..][..c_in_g * g.h * g.w];
-            with_scratch(c_in_g * rows * cols, |buf| {
-                // Borrowed in place when no padding is needed; plane and row strides say which.
-                let src = pad_planes(planes, c_in_g, g.h, g.w, rows, cols, g.pad_t, g.pad_l, buf);
+            let need = padded_len(c_in_g, g.h, g.w, rows, cols, g.pad_t, g.pad_l);
+            let body = if need == 0 { planes.len() } else { need };
+            let scratch = if flat { body + span } else { need };
+            with_scratch(scratch, |buf| {
+                // Borrowed in place when no padding is needed (except in flat mode, whose
+                // tiles read past the last plane); plane and row strides say which.
+                let src = if flat {
+                    let (row, plane) = if need == 0 {
+                        buf[..body].copy_from_slice(planes);
+                        (g.w, g.h * g.w)
+                    } else {
+                        let p =
+                            pad_planes(planes, c_in_g, g.h, g.w, rows, cols, g.pad_t, g.pad_l, buf);
+                        (p.row, p.plane)
+                    };
+                    buf[body..].fill(0.0);
+                    Planes {
+                        data: &*buf,
+                        row,
+                        plane,
+                    }
+                } else {
+                    pad_planes(planes, c_in_g, g.h, g.w, rows, cols, g.pad_t, g.pad_l, buf)
+                };
                 with_index_scratch(k, |red| {
                     for (r, o) in red.iter_mut().enumerate() {
                         let (ic, ky, kx) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
@@ -211,7 +354,13 @@ fn forward<S: DirectIsa>(
                         nj,
                         ur,
                         n_ch,
-                        rows: band_i * band..g.oh.min((band_i + 1) * band),
+                        rows: if flat {
+                            0..1
+                        } else {
+                            band_i * band..g.oh.min((band_i + 1) * band)
+                        },
+                        width: if flat { flat_len } else { g.ow },
+                        flat_row: flat.then_some(flat_row),
                         dst: out,
                         dst_base: (b * g.c_out + oc0) * g.oh * g.ow,
                         bias: bias.map(|bias| &bias[oc0..oc0 + n_ch]),
@@ -234,7 +383,12 @@ struct RowJob<'a> {
     nj: usize,
     ur: usize,
     n_ch: usize,
+    /// Output rows (in flat mode one row of `width` flat pixels).
     rows: std::ops::Range<usize>,
+    /// Pixels of a tile row: `ow`, or in flat mode the flat length `(oh - 1) * R + ow`.
+    width: usize,
+    /// Flat mode's padded row width `R` (`None`: rows as they are).
+    flat_row: Option<usize>,
     dst: SharedMut,
     dst_base: usize,
     bias: Option<&'a [f32]>,
@@ -263,7 +417,7 @@ impl RowJob<'_> {
         // the last row stays inside src; the weights hold red.len() * J floats.
         let max_red = self.red.iter().copied().max().unwrap_or(0);
         let last_row = (self.rows.end.max(1) - 1) * g.sh * self.row_stride;
-        let last_col = g.ow.div_ceil(span) * span - 1;
+        let last_col = self.width.div_ceil(span) * span - 1;
         assert!(
             self.red.is_empty() || max_red + last_row + last_col < self.src.len(),
             "row tile source out of range"
@@ -285,7 +439,7 @@ impl RowJob<'_> {
             for (i, o) in offs.iter_mut().enumerate() {
                 *o = (oy0 + i.min(nrows - 1)) * g.sh * self.row_stride;
             }
-            for ox0 in (0..g.ow).step_by(span) {
+            for ox0 in (0..self.width).step_by(span) {
                 let mut acc = [[[s.zero(); NV]; J]; UR];
                 for (r, &red) in self.red.iter().enumerate() {
                     let mut xv = [[s.zero(); NV]; UR];
@@ -324,6 +478,34 @@ impl RowJob<'_> {
         let g = self.g;
         let l = S::LANES;
         let mut tmp = [0.0f32; MAX_LANES];
+        if let Some(r) = self.flat_row {
+            for (j, acc_j) in acc[0].iter().enumerate().take(self.n_ch) {
+                let bias = self.bias.map_or(0.0, |b| b[j]);
+                let plane = self.dst_base + j * g.oh * g.ow;
+                for (v, a) in acc_j.iter().enumerate() {
+                    let q0 = ox0 + v * l;
+                    if q0 >= self.width {
+                        break;
+                    }
+                    let mut a = s.add(*a, s.splat(bias));
+                    if self.relu {
+                        a = s.max(a, s.zero());
+                    }
+                    // SAFETY: tmp holds MAX_LANES >= LANES floats.
+                    unsafe { s.store(tmp.as_mut_ptr(), a) };
+                    for (lane, t) in tmp.iter().enumerate().take(self.width - q0) {
+                        let (oy, ox) = ((q0 + lane) / r, (q0 + lane) % r);
+                        if ox < g.ow {
+                            // SAFETY: q0 + lane < width = (oh - 1) * R + ow, so oy < oh and
+                            // plane + oy * ow + ox < dst_base + n_ch * oh * ow <= dst.len()
+                            // (asserted in tiles); this channel's pixels belong to this task.
+                            unsafe { *self.dst.at(plane + oy * g.ow + ox) = *t };
+                        }
+                    }
+                }
+            }
+            return;
+        }
         for (i, acc_i) in acc.iter().enumerate().take(nrows) {
             for (j, acc_ij) in acc_i.iter().enumerate().take(self.n_ch) {
                 let bias = self.bias.map_or(0.0, |b| b[j]);
