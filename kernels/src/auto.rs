@@ -122,9 +122,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - depthwise convs, every pass: the depthwise direct kernel (2.5-8x im2col on MobileNet's
 ///   3x3 layers);
 /// - forward with <= 8 output channels per group (LeNet's C1): the pixel-vectorised direct
-///   kernel (3x im2col), and its backward-data (stride 1, the gradient rows of an input row
-///   in L1, >= 16 output channels: LeNet's C3, 1.45x im2col); other backward-data with < 8
-///   input channels per group and
+///   kernel (3x im2col), and its backward-data (stride 1, <= 8 input channels, the gradient
+///   rows of an input row in L1, >= 16 output channels: LeNet's C3, 1.45x im2col); other
+///   backward-data with < 8 input channels per group and
 ///   backward-weight with < 8 output channels per group: im2col (the channel-vectorised
 ///   tile would leave most lanes empty: 1.2-5x);
 /// - dense layers (the window covers the whole input: LeNet's C5, DCGAN's first transposed

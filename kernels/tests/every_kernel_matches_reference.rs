@@ -176,7 +176,7 @@ boundary_cases! {
     // output pixel: LeNet-5's C5; in transposed mode a conv from 1x1, DCGAN's first layer):
     // a partial last vector column, rows past a tile and past a task's tiles, reductions
     // longer than a chunk on both backward passes (output channels, the batch), a 1x1 input,
-    // and a stride with trailing padding that keeps one output pixel.
+    // a stride with trailing padding that keeps one output pixel, and an empty batch.
     dense_form: [
         conv(3, 16, [5, 5], 120, [5, 5], 1, 0, 1, 1),
         conv(100, 2, [3, 3], 5, [3, 3], 1, 0, 1, 1),
@@ -184,6 +184,7 @@ boundary_cases! {
         conv(2, 6, [4, 4], 10, [4, 4], 1, 0, 1, 1),
         conv(5, 20, [1, 1], 30, [1, 1], 1, 0, 1, 1),
         ConvParams { stride: [2, 2], padding: [0, 1, 0, 1], ..ConvParams::new(2, 3, 3, 3, 7, [3, 3]) },
+        conv(0, 16, [5, 5], 120, [5, 5], 1, 0, 1, 1),
     ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];

@@ -20,6 +20,10 @@
 //! reuses; read in place, a plane's rows are a plane apart, and at 1024 pixels (4 KiB) they
 //! all fall in the same L1 sets.
 //!
+//! The dense form (`dense_run` in `mod.rs`) runs the backward passes of layers whose window
+//! covers the whole input on the same GEMM, with one "image" whose planes are the weights
+//! (backward-data) or the batch's inputs (backward-weight), and the batch as `m` or `k`.
+//!
 //! Forward: `A = W` (`m` output channels, `k` input channels: `w_row = k`, `w_red = 1`).
 //! Backward-data: `A = W^T` (`m` input channels, `k` output channels: `w_row = 1`, `w_red =
 //! m`, so a tile's rows are consecutive floats, one base register), `B` the output gradient.

@@ -17,7 +17,9 @@
 //! FMA, folded into it as a memory operand). Few-channel convs use `UR = 1`, `NJ = 6`,
 //! `NV = 2` (12 accumulators; 2 input loads and 6 weight broadcasts feed 12 FMAs). The input
 //! is a zero-padded copy wide enough for whole vectors, so partial vectors at the end of a
-//! row compute on padding and only their valid lanes are stored.
+//! row compute on padding and only their valid lanes are stored; in flat mode (narrow
+//! planes, see `forward`) the copy is as wide as the taps need, followed by a vector tile
+//! of zeros, and a tile's vectors run across output rows.
 
 use super::pack::{Planes, pack_blocks, pad_planes, padded_len};
 use super::{DirectIsa, SimdJob};
@@ -46,7 +48,7 @@ impl<S: DirectIsa> DirectRows<S> {
 }
 
 // SAFETY: a DirectRows<S> holds the proof value S; raw reads are bounded by the checks in
-// `RowJob::run`, raw writes by the range check there and disjoint between tasks.
+// `RowJob::tiles`, raw writes by the range check there and disjoint between tasks.
 unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
     fn name(&self) -> &'static str {
         S::ROWS_NAME
@@ -101,7 +103,11 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         grad_x: &mut [f32],
     ) {
         g.assert_backward_data(grad_y, weight, bias, grad_x);
-        let eq = backward_as_forward(g).expect("unsupported geometry (supports() says so)");
+        assert!(
+            self.supports(g, Pass::BackwardData).is_ok(),
+            "unsupported geometry"
+        );
+        let eq = backward_as_forward(g).expect("supported, so stride 1 within the kernel");
         with_scratch(g.w_len + packed_len(&eq), |scratch| {
             let (flipped, packed) = scratch.split_at_mut(g.w_len);
             flip(g, weight, flipped);
@@ -174,6 +180,9 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
 /// 3 -> 64 stem (64 planes of 224 + 2 columns, 3 rows: 170 KiB) ran at 0.6x the
 /// channel-vectorised kernel, every tap missing L1.
 pub(crate) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
+    if g.is_dense() || g.is_pointwise() {
+        return Err("dense and 1x1 backward-data (the channel-vectorised kernel's GEMM forms)");
+    }
     if g.is_depthwise() || g.c_in / g.g > 8 {
         return Err(
             "backward-data with more than 8 input channels per group, or depthwise \
@@ -193,15 +202,17 @@ pub(crate) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
 }
 
 /// The forward conv whose output is backward-data of `g`, for a stride-1 `g` whose padding
-/// is within its dilated kernel: over the output gradient padded by `(k - 1) * d - pad` on
-/// each side, with the weights flipped in both axes and their channel axes swapped (see
+/// is within its dilated kernel: over the output gradient padded by `(k - 1) * d - pad_t`
+/// on top (`pad_l` left) and `h + pad_t - oh` at the bottom (`w + pad_l - ow` right), which
+/// makes its output `h x w` also when `oh` was cropped (a transposed conv's output padding), with the weights flipped in both axes and their channel axes swapped (see
 /// [`flip`]); it maps `c_out` channels to `c_in`, `oh x ow` to `h x w`. `None` otherwise.
 fn backward_as_forward(g: &ConvGeom) -> Option<ConvGeom> {
     if g.sh != 1 || g.sw != 1 {
         return None;
     }
     let (eh, ew) = ((g.kh - 1) * g.dh, (g.kw - 1) * g.dw);
-    // At stride 1, oh = h + pad_t + pad_b - eh: the far sides' padding is eh - pad_b.
+    // Output row oy' = iy of the equivalent conv reads grad_y rows iy + pad_t - eh + ky*dh,
+    // up to h - 1 + pad_t: the rows past oh - 1 are its bottom padding.
     let padding = [
         eh.checked_sub(g.pad_t)?,
         (g.h + g.pad_t).checked_sub(g.oh)?,
@@ -283,10 +294,14 @@ fn forward<S: DirectIsa>(
     // q = oy * R + ox, R the padded row width, reads the padded input at q plus a constant
     // per tap, so a tile's vectors run across output rows; the R - ow columns past each row
     // are computed and not stored.
+    // It runs one task per image, group and channel block: only where there are two.
+    let blocks = c_out_g.div_ceil(nj);
     let flat_row = g.ow + (g.kw - 1) * g.dw;
     let flat_len = (g.oh - 1) * flat_row + g.ow;
-    let flat =
-        !g.is_depthwise() && g.sh == 1 && flat_len.div_ceil(span) < g.oh * g.ow.div_ceil(span);
+    let flat = !g.is_depthwise()
+        && g.sh == 1
+        && g.n * g.g * blocks >= 2
+        && flat_len.div_ceil(span) < g.oh * g.ow.div_ceil(span);
     // Each task pads its own group's input planes: rows for every output row's taps,
     // columns for whole vectors (a small copy, used at once while it is in cache); in flat
     // mode columns for the taps and a vector tile's worth of zeros after the last plane.
@@ -296,7 +311,6 @@ fn forward<S: DirectIsa>(
     } else {
         g.ow.div_ceil(span) * span + (g.kw - 1) * g.dw
     };
-    let blocks = c_out_g.div_ceil(nj);
     // Tasks: (image, group, channel block), split into bands of rows when there are few.
     let bands = if flat || g.n * g.g * blocks >= 8 {
         1
