@@ -123,10 +123,10 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   3x3 layers);
 /// - forward with <= 8 output channels per group (LeNet's C1): the pixel-vectorised direct
 ///   kernel (3x im2col), and its backward-data (stride 1, <= 8 input channels, the gradient
-///   rows of an input row in L1, >= 16 output channels: LeNet's C3, 1.45x im2col); other
-///   backward-data with < 8 input channels per group and
-///   backward-weight with < 8 output channels per group: im2col (the channel-vectorised
-///   tile would leave most lanes empty: 1.2-5x);
+///   rows of an input row in L1, >= 16 output channels: LeNet's C3, 1.45x im2col) and
+///   backward-weight (stride 1: LeNet's C1, 3-3.7x im2col); other backward-data with < 8
+///   input channels per group and backward-weight with < 8 output channels per group:
+///   im2col (the channel-vectorised tile would leave most lanes empty: 1.2-5x);
 /// - dense layers (the window covers the whole input: LeNet's C5, DCGAN's first transposed
 ///   layer), every pass: the direct kernel (its dense form for backward-data and
 ///   backward-weight: one GEMM over the batch, 10-15x im2col's GEMV per image);
@@ -244,9 +244,11 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
 /// per group to the direct kernels (depthwise, pixel-vectorised); dense layers (the window
 /// covers the input: LeNet-5's C5, DCGAN's first transposed layer) to the direct kernel,
 /// whose dense form runs them as one GEMM over the batch (backward-data 15-30x, backward-
-/// weight and forward 10-20x im2col's GEMV per image, AVX-512 and AVX2); backward-data with
-/// < 8 input channels per group or an output smaller than the kernel, and backward-weight
-/// with < 8 output channels per group, to im2col. `None` for everything else.
+/// weight and forward 10-20x im2col's GEMV per image, AVX-512 and AVX2); stride-1
+/// backward-data and backward-weight with few channels on the pixel-vectorised side to the
+/// pixel-vectorised kernel where it runs them (see the arms); other backward-data with < 8
+/// input channels per group or an output smaller than the kernel, and backward-weight with
+/// < 8 output channels per group, to im2col. `None` for everything else.
 fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
     let [kh, kw] = g.kernel_hw();
@@ -266,6 +268,12 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
             Some(Algorithm::Direct)
         }
         Pass::BackwardData if c_in_g < 8 || oh < kh || ow < kw => Some(Algorithm::Im2col),
+        // The pixel-vectorised kernel's backward-weight (stride 1, <= 8 output channels):
+        // LeNet's C1 5-6x im2col on AVX-512, 3-3.7x on AVX2; 3 or 64 -> 8 channels and
+        // 4-channel groups 1.8-5x the channel-vectorised kernel.
+        Pass::BackwardWeight if crate::direct::rows_backward_weight_fits(g).is_ok() => {
+            Some(Algorithm::Direct)
+        }
         Pass::BackwardWeight if c_out_g < 8 => Some(Algorithm::Im2col),
         _ => None,
     }
@@ -280,9 +288,11 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 /// - dense layers (the window covers the input): direct (as on AVX2);
 /// - backward-data of stride-1 convs with <= 8 input channels per group whose gradient rows
 ///   fit L1 (LeNet's C1 and C3): the pixel-vectorised direct kernel (1.07-1.6x im2col);
+///   its backward-weight at stride 1 with <= 8 output channels per group (LeNet's C1: 5-6x
+///   im2col);
 /// - backward-data with < 8 input channels per group (the 3-channel stems: 2-2.6x) or an
-///   output smaller than the kernel, and backward-weight with < 8 output
-///   channels per group (LeNet's C1: 1.4x): im2col;
+///   output smaller than the kernel, and strided backward-weight with < 8 output channels
+///   per group: im2col;
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data, by
 ///   pixels per image: at 224x224 and above direct (1.2-1.4x F(4x4): the transformed
 ///   input outgrows the caches); from 112x112 Winograd F(4x4) (VGG-16's 112x112 layers:

@@ -33,6 +33,7 @@ mod pack;
 mod pointwise;
 mod portable;
 mod rows;
+mod rows_weight;
 mod scalar;
 mod tile;
 
@@ -40,6 +41,7 @@ pub(crate) use depthwise::DirectDepthwise;
 #[cfg(feature = "testing")]
 pub(crate) use emulated::{Emu16, OddScalar};
 pub(crate) use rows::{DirectRows, backward_data_fits as rows_backward_data_fits};
+pub(crate) use rows_weight::fits as rows_backward_weight_fits;
 pub(crate) use tile::{Block, Red};
 
 use crate::parallel::{

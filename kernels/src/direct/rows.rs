@@ -63,8 +63,8 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         if pass == Pass::BackwardData {
             return backward_data_fits(g);
         }
-        if pass != Pass::Forward {
-            return Err("backward-weight (the channel-vectorised kernel has it)");
+        if pass == Pass::BackwardWeight {
+            return super::rows_weight::fits(g);
         }
         if g.sw != 1 {
             return Err("horizontal strides other than 1");
@@ -115,15 +115,20 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
             forward(self.0, &eq, grad_y, packed, bias, false, grad_x);
         });
     }
-    fn backward_weight(&self, _g: &ConvGeom, _x: &[f32], _dy: &[f32], _dw: &mut [f32]) {
-        panic!(
-            "{} implements no backward-weight pass (supports() says so)",
-            self.name()
+    fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]) {
+        g.assert_backward_weight(x, grad_y, grad_weight);
+        assert!(
+            self.supports(g, Pass::BackwardWeight).is_ok(),
+            "unsupported geometry"
         );
+        super::rows_weight::backward_weight(self.0, g, x, grad_y, grad_weight);
     }
     fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
         assert_eq!(weight.len(), g.w_len, "weight length");
         self.supports(g, pass).ok()?;
+        if pass == Pass::BackwardWeight {
+            return None;
+        }
         if pass == Pass::BackwardData {
             let eq = backward_as_forward(g)?;
             let mut flipped = vec![0.0; g.w_len];

@@ -1,0 +1,252 @@
+//! Backward-weight of the pixel-vectorised kernel for stride-1 convs with few output
+//! channels per group (LeNet's C1: 1 -> 6, 5x5, whose channel-vectorised tile filled 6 of 16
+//! or 32 lanes).
+//!
+//! Each weight gradient is a dot product over the batch's pixels, `dw[o][t] = sum_b sum_q
+//! dy[b][o][q] * x[b][q + off(t)]`, on flat planes: with `R = ow + (kw - 1) * dw` the
+//! padded input's row width, output pixel `(oy, ox)` sits at `q = oy * R + ox` and tap
+//! `t = (ic, ky, kx)` reads the padded input at `q + ic * plane + ky * dh * R + kx * dw`.
+//! The output gradient is copied onto the same grid (zeros at `ox >= ow`), so the lanes past
+//! a row add nothing. The tile keeps `J` output channels x `T` taps of vector accumulators:
+//!
+//! ```text
+//!   acc[j][t] += dy[o0 + j][q ..] * x[off(t0 + t) + q ..]    (J + T loads, J*T FMAs)
+//! ```
+//!
+//! Tasks split groups and chunks of images; a task keeps its vector accumulators across its
+//! images and sums their lanes once at the end, into its own partial gradient, and the
+//! partials are added in task order (bitwise the same for any thread count).
+
+use super::pack::pad_planes;
+use super::{DirectIsa, SimdJob};
+use crate::parallel::{for_each_chunk_mut, with_index_scratch, with_scratch};
+use crate::params::ConvGeom;
+
+/// Images per task.
+const TASK_IMAGES: usize = 8;
+/// Output channels per tile.
+const J: usize = 6;
+/// Taps per tile with 16-lane vectors (24 accumulators of 32 registers); 2 below (12 of 16).
+const T_WIDE: usize = 4;
+const T_NARROW: usize = 2;
+/// The larger of the two.
+const MAX_T: usize = T_WIDE;
+/// Largest `LANES` of any ISA (staging for the lane sums).
+const MAX_LANES: usize = 16;
+
+/// Whether the pixel-vectorised kernel runs backward-weight of `g`: stride 1, at most 8
+/// output channels per group, not depthwise, 1x1 or dense (the depthwise kernel and the
+/// channel-vectorised kernel's GEMM forms have those).
+pub(crate) fn fits(g: &ConvGeom) -> Result<(), &'static str> {
+    if g.is_depthwise() || g.is_dense() || g.is_pointwise() {
+        return Err("depthwise, dense and 1x1 backward-weight (their own kernels and forms)");
+    }
+    if g.c_out / g.g > 8 {
+        return Err("backward-weight with more than 8 output channels per group");
+    }
+    if g.sh != 1 || g.sw != 1 {
+        return Err("backward-weight at strides other than 1");
+    }
+    Ok(())
+}
+
+/// Backward-weight of `g` (see the module docs); `fits(g)` holds.
+pub(super) fn backward_weight<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    x: &[f32],
+    grad_y: &[f32],
+    grad_weight: &mut [f32],
+) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let k = c_in_g * g.kh * g.kw;
+    let chunks = g.n.div_ceil(TASK_IMAGES);
+    if chunks == 0 || g.oh * g.ow == 0 {
+        // No pixels to sum over: the gradient is zero.
+        grad_weight.fill(0.0);
+        return;
+    }
+    let per_task = c_out_g * k;
+    with_scratch(g.g * chunks * per_task, |partials| {
+        for_each_chunk_mut(partials, per_task, |t, partial| {
+            let (grp, chunk) = (t / chunks, t % chunks);
+            let images = chunk * TASK_IMAGES..g.n.min((chunk + 1) * TASK_IMAGES);
+            task(s, g, x, grad_y, grp, images, partial);
+        });
+        // The partials in task order, for every thread count alike.
+        for grp in 0..g.g {
+            let dst = &mut grad_weight[grp * per_task..][..per_task];
+            dst.copy_from_slice(&partials[grp * chunks * per_task..][..per_task]);
+            for chunk in 1..chunks {
+                let p = &partials[(grp * chunks + chunk) * per_task..][..per_task];
+                dst.iter_mut().zip(p).for_each(|(d, v)| *d += v);
+            }
+        }
+    });
+}
+
+/// One task: group `grp`'s gradient over `images`, into `partial` (`[oc][tap]`).
+fn task<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    x: &[f32],
+    grad_y: &[f32],
+    grp: usize,
+    images: std::ops::Range<usize>,
+    partial: &mut [f32],
+) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let l = S::LANES;
+    let t_tile = if l >= 16 { T_WIDE } else { T_NARROW };
+    let k = c_in_g * g.kh * g.kw;
+    let r = g.ow + (g.kw - 1) * g.dw;
+    let rows = g.oh + (g.kh - 1) * g.dh;
+    let plane = rows * r;
+    // Flat output pixels, (oh - 1) * R + ow, in whole vectors: the last vector of the last
+    // tap ends before (c_in_g - 1) * plane + (rows - 1) * R + R + l = c_in_g * plane + l.
+    let q_len = ((g.oh - 1) * r + g.ow).div_ceil(l) * l;
+    let x_len = c_in_g * plane + l;
+    let oc_pad = c_out_g.div_ceil(J) * J;
+    let k_pad = k.div_ceil(t_tile) * t_tile;
+    let dy_len = oc_pad * q_len;
+    let acc_len = oc_pad * k_pad * l;
+    with_scratch(x_len + dy_len + acc_len, |buf| {
+        let (xs, rest) = buf.split_at_mut(x_len);
+        let (dys, accs) = rest.split_at_mut(dy_len);
+        // Zeros once: the columns past each row, the planes past c_out_g and the slack
+        // after the input planes are never written below.
+        xs[c_in_g * plane..].fill(0.0);
+        dys.fill(0.0);
+        accs.fill(0.0);
+        with_index_scratch(k_pad, |offs| {
+            for (t, o) in offs.iter_mut().enumerate() {
+                // Taps past k read tap 0's pixels into accumulators that are never summed.
+                let t = if t < k { t } else { 0 };
+                let (ic, ky, kx) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
+                *o = ic * plane + ky * g.dh * r + kx * g.dw;
+            }
+            for b in images {
+                let src = &x[(b * g.c_in + grp * c_in_g) * g.h * g.w..][..c_in_g * g.h * g.w];
+                let (h, w) = (g.h, g.w);
+                let (top, left) = (g.pad_t, g.pad_l);
+                let planes = &mut xs[..c_in_g * plane];
+                let borrowed = pad_planes(src, c_in_g, h, w, rows, r, top, left, planes)
+                    .data
+                    .as_ptr()
+                    == src.as_ptr();
+                if borrowed {
+                    // No padding needed (r == w, rows <= h): the first rows of each plane.
+                    for (ic, to) in planes.chunks_exact_mut(plane).enumerate() {
+                        to.copy_from_slice(&src[ic * h * w..][..plane]);
+                    }
+                }
+                for oc in 0..c_out_g {
+                    let from =
+                        &grad_y[(b * g.c_out + grp * c_out_g + oc) * g.oh * g.ow..][..g.oh * g.ow];
+                    for (oy, row) in from.chunks_exact(g.ow).enumerate() {
+                        dys[oc * q_len + oy * r..][..g.ow].copy_from_slice(row);
+                    }
+                }
+                s.dispatch(&mut Job {
+                    x: xs,
+                    dy: dys,
+                    acc: accs,
+                    offs,
+                    q_len,
+                    oc_pad,
+                    t_tile,
+                });
+            }
+        });
+        // Lane sums of the accumulators of the real channels and taps.
+        let mut lanes = [0.0f32; MAX_LANES];
+        for oc in 0..c_out_g {
+            for t in 0..k {
+                lanes[..l].copy_from_slice(&accs[(oc * k_pad + t) * l..][..l]);
+                partial[oc * k + t] = lanes[..l].iter().sum();
+            }
+        }
+    });
+}
+
+/// One image's contribution to a task's vector accumulators `acc` (`[oc][tap][lane]`).
+struct Job<'a> {
+    x: &'a [f32],
+    dy: &'a [f32],
+    acc: &'a mut [f32],
+    offs: &'a [usize],
+    q_len: usize,
+    oc_pad: usize,
+    t_tile: usize,
+}
+
+impl SimdJob for Job<'_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        if self.t_tile == T_WIDE {
+            self.tiles::<S, T_WIDE>(s);
+        } else {
+            self.tiles::<S, T_NARROW>(s);
+        }
+    }
+}
+
+impl Job<'_> {
+    #[inline(always)]
+    fn tiles<S: DirectIsa, const T: usize>(&mut self, s: S) {
+        let l = S::LANES;
+        let k_pad = self.offs.len();
+        debug_assert!(T <= MAX_T && k_pad.is_multiple_of(T));
+        // Bounds for the raw reads below, checked once: every tap's last vector stays in x,
+        // every channel's in dy, every accumulator in acc.
+        let max_off = self.offs.iter().copied().max().unwrap_or(0);
+        assert!(
+            self.q_len.is_multiple_of(l) && max_off + self.q_len <= self.x.len(),
+            "flat input out of range"
+        );
+        assert!(
+            self.oc_pad * self.q_len <= self.dy.len(),
+            "flat gradient out of range"
+        );
+        assert!(
+            self.oc_pad * k_pad * l <= self.acc.len(),
+            "accumulators out of range"
+        );
+        let (x, dy, acc) = (self.x.as_ptr(), self.dy.as_ptr(), self.acc.as_mut_ptr());
+        for o0 in (0..self.oc_pad).step_by(J) {
+            for t0 in (0..k_pad).step_by(T) {
+                let mut offs = [0usize; T];
+                offs.copy_from_slice(&self.offs[t0..t0 + T]);
+                let mut a = [[s.zero(); T]; J];
+                for (j, a_j) in a.iter_mut().enumerate() {
+                    for (t, a_jt) in a_j.iter_mut().enumerate() {
+                        // SAFETY: ((o0 + j) * k_pad + t0 + t + 1) * l <= oc_pad * k_pad * l
+                        // <= acc.len() (asserted above).
+                        *a_jt = unsafe { s.load(acc.add(((o0 + j) * k_pad + t0 + t) * l)) };
+                    }
+                }
+                // LOOP: the flat pixels, one vector at a time.
+                for q in (0..self.q_len).step_by(l) {
+                    let mut d = [s.zero(); J];
+                    for (j, d_j) in d.iter_mut().enumerate() {
+                        // SAFETY: (o0 + j) * q_len + q + l <= oc_pad * q_len <= dy.len().
+                        *d_j = unsafe { s.load(dy.add((o0 + j) * self.q_len + q)) };
+                    }
+                    for (t, &off) in offs.iter().enumerate() {
+                        // SAFETY: off + q + l <= max_off + q_len <= x.len() (asserted above).
+                        let xv = unsafe { s.load(x.add(off + q)) };
+                        for (a_j, d_j) in a.iter_mut().zip(&d) {
+                            a_j[t] = s.mul_add(*d_j, xv, a_j[t]);
+                        }
+                    }
+                }
+                for (j, a_j) in a.iter().enumerate() {
+                    for (t, a_jt) in a_j.iter().enumerate() {
+                        // SAFETY: as for the loads above.
+                        unsafe { s.store(acc.add(((o0 + j) * k_pad + t0 + t) * l), *a_jt) };
+                    }
+                }
+            }
+        }
+    }
+}
