@@ -392,6 +392,15 @@ fn avg_forward_unclipped(g: &PoolGeom, x: &[f32], y: &mut [f32]) {
             yrow.fill(0.0);
             for ky in 0..kh {
                 let xrow = &xp[(oy * sh + ky) * g.w..][..g.w];
+                if kw == 2 && sw == 2 {
+                    // The common 2x2 / 2 window as pairs, which the compiler vectorises (the
+                    // same additions in the same order).
+                    for (acc, pair) in yrow.iter_mut().zip(xrow.chunks_exact(2)) {
+                        *acc += pair[0];
+                        *acc += pair[1];
+                    }
+                    continue;
+                }
                 for kx in 0..kw {
                     for (ox, acc) in yrow.iter_mut().enumerate() {
                         *acc += xrow[ox * sw + kx];
@@ -421,6 +430,14 @@ fn avg_backward_unclipped(g: &PoolGeom, grad_y: &[f32], grad_x: &mut [f32]) {
             }
             for ky in 0..kh {
                 let gxrow = &mut gxp[(oy * sh + ky) * g.w..][..g.w];
+                if kw == 2 && sw == 2 {
+                    // Disjoint pairs: each element gets exactly its one share.
+                    for (pair, &s) in gxrow.chunks_exact_mut(2).zip(&share) {
+                        pair[0] += s;
+                        pair[1] += s;
+                    }
+                    continue;
+                }
                 for (ox, &s) in share.iter().enumerate() {
                     for v in &mut gxrow[ox * sw..][..kw] {
                         *v += s;
