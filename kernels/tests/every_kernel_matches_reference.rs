@@ -229,6 +229,48 @@ fn transposed_with_output_padding() {
     }
 }
 
+#[test]
+fn non_finite_inputs_propagate_like_the_reference() {
+    // An infinite input pixel reaches exactly the outputs and weight gradients whose true
+    // sums multiply it (at its row's first column, of a 5-wide window only the taps with
+    // kx = 0), and a NaN the same: every kernel's outputs are NaN, infinite or finite where
+    // the reference's are. Flat-plane kernels must not let it into other sums through the
+    // lanes past a row.
+    let params = ConvParams::new(2, 2, 9, 12, 3, [3, 5]);
+    let conv = Conv2d::new(params).unwrap();
+    for bad in [f32::INFINITY, f32::NAN] {
+        let mut p = ConvProblem::new(conv, DataKind::Real, 5, false);
+        p.x[3 * 12] = bad;
+        let reference = registry::by_name("reference_f32").unwrap();
+        for pass in [Pass::Forward, Pass::BackwardWeight] {
+            let want = testing::run_pass(reference, &p, pass)
+                .unwrap()
+                .swap_remove(0);
+            let n = match pass {
+                Pass::Forward => conv.output_len(),
+                _ => conv.weight_len(),
+            };
+            let class = |v: f32| (v.is_nan(), v.is_infinite());
+            for kernel in registry::available() {
+                let Ok(got) = testing::run_pass(kernel.as_ref(), &p, pass) else {
+                    continue;
+                };
+                for i in 0..n {
+                    assert_eq!(
+                        class(got[0][i]),
+                        class(want[i]),
+                        "{} {} at {i}: {} vs reference {}",
+                        kernel.name(),
+                        pass.name(),
+                        got[0][i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
 trait WithOutputPadding {
     fn with_op(self, op: [usize; 2]) -> ConvParams;
 }

@@ -16,6 +16,11 @@
 //! Tasks split groups and chunks of images; a task keeps its vector accumulators across its
 //! images and sums their lanes once at the end, into its own partial gradient, and the
 //! partials are added in task order (bitwise the same for any thread count).
+//!
+//! The lanes past each row multiply the gradient's zeros by real input pixels (of the next
+//! columns or rows): nothing for finite inputs, but NaN for an infinite or NaN pixel that the
+//! true sum never multiplies there. An input with a non-finite value therefore takes the
+//! channel-vectorised kernel's backward-weight, which multiplies only real pairs.
 
 use super::pack::pad_planes;
 use super::{DirectIsa, SimdJob};
@@ -65,6 +70,15 @@ pub(super) fn backward_weight<S: DirectIsa>(
         // No pixels to sum over: the gradient is zero.
         grad_weight.fill(0.0);
         return;
+    }
+    // (Counted with integer lanes, which the compiler vectorises: a few percent of C1's
+    // pass.)
+    let non_finite: usize = x
+        .iter()
+        .map(|v| usize::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000))
+        .sum();
+    if non_finite > 0 {
+        return super::backward_weight(s, g, x, grad_y, grad_weight);
     }
     let per_task = c_out_g * k;
     with_scratch(g.g * chunks * per_task, |partials| {
@@ -205,7 +219,7 @@ impl Job<'_> {
             "flat input out of range"
         );
         assert!(
-            self.oc_pad * self.q_len <= self.dy.len(),
+            self.oc_pad.is_multiple_of(J) && self.oc_pad * self.q_len <= self.dy.len(),
             "flat gradient out of range"
         );
         assert!(
