@@ -108,10 +108,8 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
             "unsupported geometry"
         );
         let eq = backward_as_forward(g).expect("supported, so stride 1 within the kernel");
-        with_scratch(g.w_len + packed_len(&eq), |scratch| {
-            let (flipped, packed) = scratch.split_at_mut(g.w_len);
-            flip(g, weight, flipped);
-            pack(self.0, &eq, flipped, packed);
+        with_scratch(packed_len(&eq), |packed| {
+            pack_flipped(self.0, g, &eq, weight, packed);
             forward(self.0, &eq, grad_y, packed, bias, false, grad_x);
         });
     }
@@ -131,10 +129,8 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         }
         if pass == Pass::BackwardData {
             let eq = backward_as_forward(g)?;
-            let mut flipped = vec![0.0; g.w_len];
-            flip(g, weight, &mut flipped);
             let mut packed = vec![0.0; packed_len(&eq)];
-            pack(self.0, &eq, &flipped, &mut packed);
+            pack_flipped(self.0, g, &eq, weight, &mut packed);
             return Some(packed);
         }
         let mut packed = vec![0.0; packed_len(g)];
@@ -253,6 +249,14 @@ fn flip(g: &ConvGeom, w: &[f32], out: &mut [f32]) {
             }
         }
     }
+}
+
+/// The packed weights of `eq = backward_as_forward(g)`, from `g`'s weights.
+fn pack_flipped<S: DirectIsa>(s: S, g: &ConvGeom, eq: &ConvGeom, weight: &[f32], out: &mut [f32]) {
+    with_scratch(g.w_len, |flipped| {
+        flip(g, weight, flipped);
+        pack(s, eq, flipped, out);
+    });
 }
 
 /// Channels per weight block: 1 for depthwise, else NJ.
