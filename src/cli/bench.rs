@@ -516,15 +516,3 @@ pub fn run_peak(args: &PeakArgs) -> Result<ExitCode, CliError> {
     }
     Ok(ExitCode::SUCCESS)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::rates;
-
-    #[test]
-    fn rates_formula_on_fixed_numbers() {
-        // Arithmetic only, nothing measured: 2e9 FLOPs over 10 (ms) is 200 GFLOP/s, 50% of
-        // a 400 GFLOP/s peak; every step is exact in f64.
-        assert_eq!(rates(2_000_000_000, 10.0, 400.0), (200.0, 50.0));
-    }
-}
