@@ -137,16 +137,18 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
 ///   reduction) except over planes of >= 28x28 with <= 256 input channels, at most twice
 ///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward
-///   im2col over >= 56x56 output pixels with >= 128 output channels (DenseNet's first
-///   block: 1.2-1.5x), else direct (1.05-1.2x at 7x7 and 14x14);
+///   direct (1.05-1.1x from 7x7 to 56x56: its pointwise form, since its buffers start on a
+///   cache line; im2col had led DenseNet's 56x56 layers by 1.2-1.5x before);
 ///   backward-weight direct (1.05-1.7x) except over <= 49 pixels (ResNet-50's last 1x1
 ///   layers: im2col 1.3-1.5x);
 /// - strided 1x1 convs (downsampling): direct (forward and backward-weight 1.25-2x;
 ///   backward-data, whose stride phases but one are zeros, 1.03-1.6x over three runs);
-/// - 3x3+ convs over at most 49 output pixels with >= 64 channels in and out (ResNet-50's
-///   7x7 layers): im2col on every pass (1.05-1.8x; from 13x13 up direct is 1.1-1.4x);
-/// - strided backward-data: im2col (col2im beat the phase split by 1.05-1.7x on ResNet-50's
-///   stride-2 3x3 layers);
+/// - strided backward-data: im2col (col2im beat the phase split by 1.05-1.2x on ResNet-50's
+///   stride-2 3x3 layers at 28x28 and 14x14) except over stride phases of >= 28x28 pixels
+///   (ResNet-50's 56x56 -> 28x28 layer: direct 1.1x);
+/// - ResNet-50's 7x7 3x3 layers (512 channels): direct on every pass (forward 1.07-1.1x,
+///   stride-1 backward-data 1.06x, backward-weight a tie; best of four runs each), where
+///   im2col led by 1.05-1.8x before the direct kernel's column form and aligned buffers;
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data: Winograd
 ///   when the batch has enough tiles to amortise the filter transform: F(4x4,3x3) from 32
 ///   tiles of 4x4 (16 with prepared filters) when the two channel counts multiply to at most
@@ -182,7 +184,7 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
             // ties at 0.97-1.02x; beyond, e.g. 256 -> 64 at 56x56 or 384 -> 128 at 28x28,
             // im2col 1.3x).
             Pass::BackwardData => !(oh * ow >= 28 * 28 && c_in_g <= 256 && c_in_g <= 2 * c_out_g),
-            Pass::Forward => pixels >= 56 * 56 && c_out_g >= 128,
+            Pass::Forward => false,
             Pass::BackwardWeight => pixels <= 49,
         };
         return if im2col {
@@ -195,10 +197,8 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         // Strided 1x1 (downsampling), every pass.
         return Algorithm::Direct;
     }
-    if pixels <= 49 && kh * kw > 1 && c_in_g >= 64 && c_out_g >= 64 {
-        return Algorithm::Im2col;
-    }
-    if pass == Pass::BackwardData && (sh > 1 || sw > 1) {
+    if pass == Pass::BackwardData && (sh > 1 || sw > 1) && h.div_ceil(sh) * w.div_ceil(sw) < 28 * 28
+    {
         return Algorithm::Im2col;
     }
     let deep = c_in_g >= 32 && c_out_g >= 32;
