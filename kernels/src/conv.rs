@@ -471,7 +471,7 @@ fn check_len(buffer: &'static str, got: usize, expected: usize) -> Result<(), Co
 #[derive(Debug)]
 struct PassPlan {
     kernel: Result<&'static dyn ConvKernel, ConvError>,
-    prepared: Option<Vec<f32>>,
+    prepared: Option<crate::parallel::AlignedVec>,
 }
 
 impl std::fmt::Debug for dyn ConvKernel {
@@ -523,7 +523,8 @@ impl Conv2d {
             let prepared = kernel
                 .as_ref()
                 .ok()
-                .and_then(|k| k.prepare(&self.geom, self.canonical_pass(pass), weight));
+                .and_then(|k| k.prepare(&self.geom, self.canonical_pass(pass), weight))
+                .map(|p| crate::parallel::AlignedVec::from_slice(&p));
             PassPlan { kernel, prepared }
         };
         Ok(ConvPlan {

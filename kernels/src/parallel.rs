@@ -52,6 +52,51 @@ const POOL_KEEP: usize = 4;
 /// load at 16 bytes past a line touches two.
 const SCRATCH_ALIGN: usize = 64;
 
+/// The index of the first [`SCRATCH_ALIGN`]-aligned element of `buf`, if it is within the
+/// slack of `SCRATCH_ALIGN` bytes the callers allocate; else 0 (`align_offset` may decline,
+/// and then the slice just starts unaligned).
+fn aligned_start<T>(buf: &[T]) -> usize {
+    let slack = SCRATCH_ALIGN / std::mem::size_of::<T>().max(1);
+    match buf.as_ptr().align_offset(SCRATCH_ALIGN) {
+        off if off <= slack => off,
+        _ => 0,
+    }
+}
+
+/// A copy of a slice of floats that starts on a cache line (see [`SCRATCH_ALIGN`]): the
+/// weights a plan prepares once and its kernels then load whole vectors of on every call.
+pub(crate) struct AlignedVec {
+    buf: Vec<f32>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedVec {
+    pub(crate) fn from_slice(data: &[f32]) -> Self {
+        let mut buf = vec![0.0; data.len() + SCRATCH_ALIGN / 4];
+        let start = aligned_start(&buf);
+        buf[start..start + data.len()].copy_from_slice(data);
+        AlignedVec {
+            buf,
+            start,
+            len: data.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for AlignedVec {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+impl std::fmt::Debug for AlignedVec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedVec({} floats)", self.len)
+    }
+}
+
 /// Takes a buffer from `pool` with room for `len` elements from its first
 /// [`SCRATCH_ALIGN`]-aligned one (the smallest that fits, else the largest, grown), runs `f`
 /// on those `len` elements and gives it back.
@@ -76,11 +121,7 @@ fn with_pooled<T: Copy + Default, R>(
     if buf.len() < want {
         buf.resize(want, T::default());
     }
-    // align_offset may decline (usize::MAX); then the slice just starts unaligned.
-    let start = match buf.as_ptr().align_offset(SCRATCH_ALIGN) {
-        off if off <= slack => off,
-        _ => 0,
-    };
+    let start = aligned_start(&buf);
     let r = f(&mut buf[start..start + len]);
     pool.with(|pool| {
         let mut pool = pool.borrow_mut();
@@ -198,6 +239,16 @@ mod tests {
                 });
                 assert!(a.iter().all(|&v| v == 1.0), "nested scratch overlapped");
             });
+        }
+        for len in [0, 1, 5, 1000, 300_000] {
+            let data: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let a = AlignedVec::from_slice(&data);
+            assert_eq!(&a[..], &data[..]);
+            assert_eq!(
+                a.as_ptr() as usize % SCRATCH_ALIGN,
+                0,
+                "AlignedVec, len {len}"
+            );
         }
         with_index_scratch(9, |i| {
             assert_eq!(i.len(), 9);
