@@ -9,7 +9,8 @@
 //! - **Autotune** (opt-in: [`set_autotune`] or `CONVNET_AUTOTUNE=1`): the first request for
 //!   a (geometry, pass, tolerance) times every candidate kernel a few times on synthetic
 //!   data and caches the fastest in-process; with `CONVNET_AUTOTUNE_CACHE=FILE` decisions
-//!   are also loaded from and saved to that file (JSON lines, written atomically).
+//!   are also loaded from and saved to that file (one `key<TAB>kernel` line per decision,
+//!   written atomically).
 //!
 //! The tolerance decides which Winograd tiles `Auto` may use: [`Tolerance::Exact`] only the
 //! algorithms within `rho = 1` (direct, im2col, F(2x2,3x3)); [`Tolerance::Standard`]
@@ -137,8 +138,8 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
 ///   reduction) except over planes of >= 28x28 with <= 256 input channels, at most twice
 ///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward
-///   direct (1.05-1.1x from 7x7 to 56x56: its pointwise form, since its buffers start on a
-///   cache line; im2col had led DenseNet's 56x56 layers by 1.2-1.5x before);
+///   direct (1.05-1.1x from 7x7 to 56x56: its pointwise form from 28x28, since its buffers
+///   start on a cache line; im2col had led DenseNet's 56x56 layers by 1.2-1.5x before);
 ///   backward-weight direct (1.05-1.7x) except over <= 49 pixels (ResNet-50's last 1x1
 ///   layers: im2col 1.3-1.5x);
 /// - strided 1x1 convs (downsampling): direct (forward and backward-weight 1.25-2x;
@@ -146,9 +147,10 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - strided backward-data: im2col (col2im beat the phase split by 1.05-1.2x on ResNet-50's
 ///   stride-2 3x3 layers at 28x28 and 14x14) except over stride phases of >= 28x28 pixels
 ///   (ResNet-50's 56x56 -> 28x28 layer: direct 1.1x);
-/// - ResNet-50's 7x7 3x3 layers (512 channels): direct on every pass (forward 1.07-1.1x,
-///   stride-1 backward-data 1.06x, backward-weight a tie; best of four runs each), where
-///   im2col led by 1.05-1.8x before the direct kernel's column form and aligned buffers;
+/// - 3x3+ convs over <= 49 output pixels (ResNet-50's 7x7 layers, 512 channels): direct on
+///   every pass but strided backward-data (above): forward 1.07-1.1x, stride-1 backward-data
+///   1.06x, backward-weight a tie (best of four runs each), where im2col led by 1.05-1.8x
+///   before the direct kernel's column form and aligned buffers;
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data: Winograd
 ///   when the batch has enough tiles to amortise the filter transform: F(4x4,3x3) from 32
 ///   tiles of 4x4 (16 with prepared filters) when the two channel counts multiply to at most
