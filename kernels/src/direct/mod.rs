@@ -55,7 +55,7 @@ use pack::{blocks_len, pack_blocks, pad_planes, padded_len};
 
 /// Output rows per task (rounded up to whole register tiles).
 const ROWS_PER_TASK: usize = 192;
-/// Largest `LANES` of any ISA (the epilogue's staging block).
+/// Largest `LANES` of any ISA (staging blocks: the epilogue's, backward-weight's lane sums).
 const MAX_LANES: usize = 16;
 /// Reduction steps per pass over a task's rows: the vector operand of one chunk
 /// (`RED_CHUNK * NR` floats, 8 KiB at NR = 16) stays in L1 beside the task's input rows

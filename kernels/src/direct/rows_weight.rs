@@ -23,7 +23,7 @@
 //! channel-vectorised kernel's backward-weight, which multiplies only real pairs.
 
 use super::pack::pad_planes;
-use super::{DirectIsa, SimdJob};
+use super::{DirectIsa, MAX_LANES, SimdJob};
 use crate::parallel::{for_each_chunk_mut, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 
@@ -36,8 +36,6 @@ const T_WIDE: usize = 4;
 const T_NARROW: usize = 2;
 /// The larger of the two.
 const MAX_T: usize = T_WIDE;
-/// Largest `LANES` of any ISA (staging for the lane sums).
-const MAX_LANES: usize = 16;
 
 /// Whether the pixel-vectorised kernel runs backward-weight of `g`: stride 1, at most 8
 /// output channels per group, not depthwise, 1x1 or dense (the depthwise kernel and the
