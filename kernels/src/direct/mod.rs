@@ -55,7 +55,8 @@ use pack::{blocks_len, pack_blocks, pad_planes, padded_len};
 
 /// Output rows per task (rounded up to whole register tiles).
 const ROWS_PER_TASK: usize = 192;
-/// Largest `LANES` of any ISA (staging blocks: the epilogue's, backward-weight's lane sums).
+/// Largest `LANES` of any ISA (the epilogue reads whole blocks of this many rows;
+/// backward-weight's lane sums).
 const MAX_LANES: usize = 16;
 /// Reduction steps per pass over a task's rows: the vector operand of one chunk
 /// (`RED_CHUNK * NR` floats, 8 KiB at NR = 16) stays in L1 beside the task's input rows
@@ -218,9 +219,9 @@ impl Scatter<'_> {
     /// to `LANES` destination pixels a constant stride apart move as `LANES x LANES` blocks
     /// transposed in registers (the tile's buffer is `[row][channel]`, NCHW wants
     /// channel-major): straight to the destination when `LANES` pixels are consecutive,
-    /// else through a small block on the stack (the end of an output row, a stride phase of
-    /// backward-data); a task's last rows, where a block would read past the buffer, one
-    /// float at a time.
+    /// else spread over the run's pixels ([`F32Simd::transpose_store_spread`]: a stride
+    /// phase of backward-data, a task's last rows); a lone pixel, or rows where a block
+    /// would read past the buffer, one float at a time.
     ///
     /// # Safety
     /// As for `write`, which has checked `buf.len() >= offs.len() * nr`, `n_ch <= nr`, that
@@ -244,32 +245,33 @@ impl Scatter<'_> {
             {
                 m += 1;
             }
-            // A block transpose reads `lanes` rows of buf, so it needs them to exist.
-            if lanes > 1 && m >= 2 && i + lanes <= rows {
+            // A block transpose reads `lanes` rows of buf, so it needs them to exist (the
+            // callers round their buffers up to whole blocks).
+            if lanes > 1 && m >= 2 && (i + lanes) * nr <= buf.len() {
                 for c in (0..self.n_ch).step_by(lanes) {
                     let n_out = lanes.min(self.n_ch - c);
                     let bias = self.bias.map(|b| &b[c..]);
                     // SAFETY: reads buf rows i..i+lanes, columns c..c+lanes: c < n_ch <= nr
                     // and nr is a whole number of vectors, so c + lanes <= nr, and
-                    // i + lanes <= rows with rows*nr <= buf.len(). Writes channels c + j <
-                    // n_ch at pixels off + l*step = offs[i + l], l < m: in dst (checked in
-                    // write); through `block` (MAX_LANES^2 >= lanes^2 floats) unless the
-                    // whole block goes to consecutive pixels.
+                    // (i + lanes)*nr <= buf.len(). Writes channels c + j < n_ch at pixels
+                    // off + l*step = offs[i + l], l < m: in dst (checked in write).
                     unsafe {
                         let src = buf.as_ptr().add(i * nr + c);
+                        let to = first.add(c * self.ch_stride + off);
                         if step == 1 && m == lanes {
-                            let to = first.add(c * self.ch_stride + off);
                             s.transpose_store(src, nr, to, self.ch_stride, bias, n_out, self.relu);
                         } else {
-                            let mut block = [0.0f32; MAX_LANES * MAX_LANES];
-                            let b = block.as_mut_ptr();
-                            s.transpose_store(src, nr, b, lanes, bias, n_out, self.relu);
-                            for j in 0..n_out {
-                                let to = first.add((c + j) * self.ch_stride + off);
-                                for l in 0..m {
-                                    *to.add(l * step) = *b.add(j * lanes + l);
-                                }
-                            }
+                            s.transpose_store_spread(
+                                src,
+                                nr,
+                                to,
+                                self.ch_stride,
+                                step,
+                                m,
+                                bias,
+                                n_out,
+                                self.relu,
+                            );
                         }
                     };
                 }
@@ -750,7 +752,7 @@ fn forward<S: DirectIsa>(
                         rows,
                         accumulate: false,
                     };
-                    with_scratch(npx * nr, |buf| {
+                    with_scratch(npx.next_multiple_of(MAX_LANES) * nr, |buf| {
                         let scatter = Scatter {
                             dst: out,
                             base: c0 * p,
@@ -1031,7 +1033,7 @@ fn backward_data<S: DirectIsa>(
                                 rows,
                                 accumulate: false,
                             };
-                            with_scratch(npx * nr, |buf| {
+                            with_scratch(npx.next_multiple_of(MAX_LANES) * nr, |buf| {
                                 let scatter = Scatter {
                                     dst: out,
                                     base: c0 * hw,
@@ -1118,7 +1120,7 @@ fn backward_weight<S: DirectIsa>(
                         for (i, o) in offs.iter_mut().enumerate() {
                             *o = t0 + i;
                         }
-                        with_scratch(nt * nr, |buf| {
+                        with_scratch(nt.next_multiple_of(MAX_LANES) * nr, |buf| {
                             run_chunked(s, wide, &block, nr, buf);
                             let scatter = Scatter {
                                 dst: out,

@@ -158,6 +158,40 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
             }
         }
     }
+    /// [`transpose_store`](F32Simd::transpose_store) of the first `m` rows only, row `i`
+    /// going to `dst + i*step` (the pixels of a stride phase, or a run cut short):
+    ///
+    /// ```text
+    ///   dst[j*dst_stride + i*step] = f(src[i*src_stride + j] + bias[j])   for i < m, j < n_out
+    /// ```
+    ///
+    /// Nothing else at `dst` is written: other threads may own the floats between.
+    ///
+    /// # Safety
+    /// `n_out, m <= LANES`, `step >= 1`; the `LANES` rows of `LANES` floats at `src` must be
+    /// readable (all of them, even past `m`) and `dst + j*dst_stride + i*step` writable for
+    /// `i < m`, `j < n_out`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn transpose_store_spread(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        step: usize,
+        m: usize,
+        bias: Option<&[f32]>,
+        n_out: usize,
+        relu: bool,
+    ) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe {
+            spread_via_block(
+                self, src, src_stride, dst, dst_stride, step, m, bias, n_out, relu,
+            )
+        }
+    }
     /// The even-indexed floats of the `2 * LANES` at `p`: `p[0], p[2], ..., p[2*LANES - 2]`
     /// (a stride-2 row split into its column phases).
     ///
@@ -250,6 +284,42 @@ pub(crate) unsafe fn bcast_fma_plain<S: F32Simd, const NB: usize>(
     }
 }
 
+/// [`F32Simd::transpose_store_spread`] through a block on the stack and scalar stores.
+///
+/// # Safety
+/// As for `transpose_store_spread`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn spread_via_block<S: F32Simd>(
+    s: S,
+    src: *const f32,
+    src_stride: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    step: usize,
+    m: usize,
+    bias: Option<&[f32]>,
+    n_out: usize,
+    relu: bool,
+) {
+    let lanes = S::LANES;
+    assert!(lanes <= 16 && m <= lanes, "at most 16 lanes and m <= LANES");
+    let mut block = [0.0f32; 16 * 16];
+    let b = block.as_mut_ptr();
+    // SAFETY: the block holds LANES rows of LANES floats (LANES <= 16); src is readable
+    // (the caller's guarantee); the scalar stores go to dst + j*dst_stride + i*step for
+    // i < m, j < n_out, writable by the caller's guarantee.
+    unsafe {
+        s.transpose_store(src, src_stride, b, lanes, bias, n_out, relu);
+        for j in 0..n_out {
+            let to = dst.add(j * dst_stride);
+            for i in 0..m {
+                *to.add(i * step) = *b.add(j * lanes + i);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +362,68 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `transpose_store_spread` against its formula for every run length and the steps of
+    /// both the vector path (1-4) and the scalar one, into a destination of NaNs, so a
+    /// store to a float between the run's pixels, past its `m` rows or past `n_out` rows
+    /// shows up.
+    fn check_spread<S: F32Simd>(s: S) {
+        let l = S::LANES;
+        let (src_stride, dst_stride) = (l + 3, 16 * 7 + 5);
+        let src: Vec<f32> = (0..l * src_stride).map(|i| i as f32 - 40.0).collect();
+        let bias: Vec<f32> = (0..l).map(|j| j as f32 * 0.5 - 2.0).collect();
+        for step in 1..=7 {
+            for m in 0..=l {
+                for n_out in [1, l.saturating_sub(1).max(1), l] {
+                    for (with_bias, relu) in [(false, false), (true, true), (true, false)] {
+                        let mut dst = vec![f32::NAN; l * dst_stride];
+                        let b = with_bias.then_some(&bias[..]);
+                        // SAFETY: l rows of src_stride >= l floats at src; the writes reach
+                        // j*dst_stride + i*step <= (l-1)*dst_stride + 15*7 < dst.len().
+                        unsafe {
+                            s.transpose_store_spread(
+                                src.as_ptr(),
+                                src_stride,
+                                dst.as_mut_ptr(),
+                                dst_stride,
+                                step,
+                                m,
+                                b,
+                                n_out,
+                                relu,
+                            )
+                        };
+                        for (at, got) in dst.iter().enumerate() {
+                            let (j, o) = (at / dst_stride, at % dst_stride);
+                            let case = format!("{l} lanes, step {step}, m {m}, n_out {n_out}");
+                            if j < n_out && o % step == 0 && o / step < m {
+                                let v = src[o / step * src_stride + j] + b.map_or(0.0, |b| b[j]);
+                                let want = if relu { v.max(0.0) } else { v };
+                                assert_eq!(*got, want, "{case}: [{j}][{o}]");
+                            } else {
+                                assert!(got.is_nan(), "{case}: wrote [{j}][{o}]");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_store_spread_matches_its_formula_on_every_isa() {
+        check_spread(Scalar);
+        check_spread(Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = Avx2Fma::new() {
+                check_spread(s);
+            }
+            if let Some(s) = Avx512F::new() {
+                check_spread(s);
             }
         }
     }

@@ -2,12 +2,13 @@
 
 use core::arch::asm;
 use core::arch::x86_64::{
-    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_max_ps, _mm512_permutex2var_ps,
+    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_loadu_si512,
+    _mm512_mask_storeu_ps, _mm512_max_ps, _mm512_permutex2var_ps, _mm512_permutexvar_ps,
     _mm512_set_epi32, _mm512_set1_ps, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps,
     _mm512_storeu_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
 };
 
-use super::{F32Simd, bcast_fma_plain};
+use super::{F32Simd, bcast_fma_plain, spread_via_block};
 
 /// Proof that the CPU has AVX-512F (construct with [`Avx512F::new`]).
 #[derive(Clone, Copy, Debug)]
@@ -90,60 +91,65 @@ unsafe impl F32Simd for Avx512F {
         // SAFETY: AVX-512F is present; reads rows i < 16 of 16 floats at src and writes
         // rows j < n_out of 16 floats at dst (the caller's guarantee).
         unsafe {
-            let mut r = [_mm512_setzero_ps(); 16];
-            for (i, r) in r.iter_mut().enumerate() {
-                *r = _mm512_loadu_ps(src.add(i * src_stride));
-            }
-            // Rows a..p, columns 0..15. Pairs: t[2k] = a0 b0 a1 b1 | a4 b4 a5 b5 | ...
-            let mut t = [_mm512_setzero_ps(); 16];
-            for (k, out) in t.iter_mut().enumerate() {
-                let (x, y) = (r[k & !1], r[k | 1]);
-                *out = if k % 2 == 0 {
-                    _mm512_unpacklo_ps(x, y)
-                } else {
-                    _mm512_unpackhi_ps(x, y)
-                };
-            }
-            // Quads per 128-bit lane: u[4q + c] = column c (+4, +8, +12 in lanes 1-3) of
-            // rows 4q..4q+3.
-            let mut u = [_mm512_setzero_ps(); 16];
-            for (k, out) in u.iter_mut().enumerate() {
-                let (q, c) = (k / 4, k % 4);
-                let (x, y) = (t[4 * q + (c / 2)], t[4 * q + 2 + (c / 2)]);
-                *out = if c % 2 == 0 {
-                    _mm512_shuffle_ps::<0x44>(x, y)
-                } else {
-                    _mm512_shuffle_ps::<0xEE>(x, y)
-                };
-            }
-            // 128-bit lanes: v[c] (c < 4) = column c, c + 8 of rows 0-3 and 4-7; v[c + 4] =
-            // columns c + 4, c + 12; v[8..16] the same for rows 8-15.
-            let mut v = [_mm512_setzero_ps(); 16];
-            for (k, out) in v.iter_mut().enumerate() {
-                let (half, c) = (k / 8, k % 8);
-                let (x, y) = (u[8 * half + c % 4], u[8 * half + 4 + c % 4]);
-                *out = if c < 4 {
-                    _mm512_shuffle_f32x4::<0x88>(x, y)
-                } else {
-                    _mm512_shuffle_f32x4::<0xDD>(x, y)
-                };
-            }
-            let zero = _mm512_setzero_ps();
+            let v = transpose_halves(src, src_stride);
             for j in 0..n_out {
-                // Column j: columns 0-7 from the 0x88 pairs, 8-15 from the 0xDD pairs.
-                let (a, b) = (v[j % 8], v[8 + j % 8]);
-                let mut col = if j < 8 {
-                    _mm512_shuffle_f32x4::<0x88>(a, b)
-                } else {
-                    _mm512_shuffle_f32x4::<0xDD>(a, b)
-                };
-                if let Some(bias) = bias {
-                    col = _mm512_add_ps(col, _mm512_set1_ps(bias[j]));
-                }
-                if relu {
-                    col = _mm512_max_ps(col, zero);
-                }
+                let col = epilogue(column(&v, j), bias.map(|b| b[j]), relu);
                 _mm512_storeu_ps(dst.add(j * dst_stride), col);
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn transpose_store_spread(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        step: usize,
+        m: usize,
+        bias: Option<&[f32]>,
+        n_out: usize,
+        relu: bool,
+    ) {
+        assert!(step >= 1 && m <= 16, "spread of at most 16 rows, step >= 1");
+        if step > 4 {
+            // Wide steps leave a float or two per vector: scalar stores do as well.
+            // SAFETY: the caller's guarantee, passed on.
+            return unsafe {
+                spread_via_block(
+                    self, src, src_stride, dst, dst_stride, step, m, bias, n_out, relu,
+                )
+            };
+        }
+        // The span dst[0..(m-1)*step + 1] in 16-float segments; segment k holds rows
+        // i = (16k + p)/step at its lanes p with (16k + p) % step == 0 and i < m.
+        let segs = ((m.max(1) - 1) * step + 1).div_ceil(16);
+        let mut masks = [0u16; 4];
+        for i in 0..m {
+            let at = i * step;
+            masks[at / 16] |= 1 << (at % 16);
+        }
+        let table = &SPREAD_INDEX[step - 1];
+        // SAFETY: AVX-512F is present; reads rows i < 16 of 16 floats at src (the caller's
+        // guarantee). Segment k's masked store writes only its lanes p in the mask, at
+        // dst + j*dst_stride + 16k + p = ... + i*step with i < m: writable by the caller's
+        // guarantee; masked-off lanes are neither written nor faulted on, and the segment's
+        // start 16k < span lies inside the written range, so the pointer stays in bounds.
+        // The index loads read table[16k..16k + 16] with k < segs <= 4: inside its 64.
+        unsafe {
+            let v = transpose_halves(src, src_stride);
+            for j in 0..n_out {
+                let col = epilogue(column(&v, j), bias.map(|b| b[j]), relu);
+                let to = dst.add(j * dst_stride);
+                if step == 1 {
+                    _mm512_mask_storeu_ps(to, masks[0], col);
+                } else {
+                    for k in 0..segs {
+                        let idx = _mm512_loadu_si512(table[16 * k..].as_ptr().cast());
+                        let spread = _mm512_permutexvar_ps(idx, col);
+                        _mm512_mask_storeu_ps(to.add(16 * k), masks[k], spread);
+                    }
+                }
             }
         }
     }
@@ -225,5 +231,108 @@ unsafe fn fma1_at<const NB: usize, const I: usize>(
             d = const 4 * I,
             options(nostack, preserves_flags, readonly),
         )
+    }
+}
+
+/// `SPREAD_INDEX[step - 1][at] = min(at / step, 15)`: the lane a spread of `step` moves to
+/// float `at` of its span ([`F32Simd::transpose_store_spread`], steps 1-4).
+static SPREAD_INDEX: [[i32; 64]; 4] = {
+    let mut t = [[0i32; 64]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut at = 0;
+        while at < 64 {
+            let i = at / (s + 1);
+            t[s][at] = if i < 15 { i as i32 } else { 15 };
+            at += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
+/// The first three stages of a 16x16 transpose of the rows at `src` (row `i` at
+/// `src + i*stride`): `v[c]` (c < 4) holds columns c, c + 8 of rows 0-3 and 4-7 in its
+/// 128-bit lanes, `v[c + 4]` columns c + 4, c + 12, and `v[8..16]` the same for rows 8-15;
+/// [`column`] finishes one column.
+///
+/// # Safety
+/// AVX-512F must be present; 16 rows of 16 floats at `src` readable.
+#[inline(always)]
+unsafe fn transpose_halves(src: *const f32, stride: usize) -> [__m512; 16] {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, r) in r.iter_mut().enumerate() {
+            *r = _mm512_loadu_ps(src.add(i * stride));
+        }
+        // Rows a..p, columns 0..15. Pairs: t[2k] = a0 b0 a1 b1 | a4 b4 a5 b5 | ...
+        let mut t = [_mm512_setzero_ps(); 16];
+        for (k, out) in t.iter_mut().enumerate() {
+            let (x, y) = (r[k & !1], r[k | 1]);
+            *out = if k % 2 == 0 {
+                _mm512_unpacklo_ps(x, y)
+            } else {
+                _mm512_unpackhi_ps(x, y)
+            };
+        }
+        // Quads per 128-bit lane: u[4q + c] = column c (+4, +8, +12 in lanes 1-3) of
+        // rows 4q..4q+3.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for (k, out) in u.iter_mut().enumerate() {
+            let (q, c) = (k / 4, k % 4);
+            let (x, y) = (t[4 * q + (c / 2)], t[4 * q + 2 + (c / 2)]);
+            *out = if c % 2 == 0 {
+                _mm512_shuffle_ps::<0x44>(x, y)
+            } else {
+                _mm512_shuffle_ps::<0xEE>(x, y)
+            };
+        }
+        let mut v = [_mm512_setzero_ps(); 16];
+        for (k, out) in v.iter_mut().enumerate() {
+            let (half, c) = (k / 8, k % 8);
+            let (x, y) = (u[8 * half + c % 4], u[8 * half + 4 + c % 4]);
+            *out = if c < 4 {
+                _mm512_shuffle_f32x4::<0x88>(x, y)
+            } else {
+                _mm512_shuffle_f32x4::<0xDD>(x, y)
+            };
+        }
+        v
+    }
+}
+
+/// Column `j < 16` of the block [`transpose_halves`] started: columns 0-7 from the 0x88
+/// pairs, 8-15 from the 0xDD pairs.
+///
+/// # Safety
+/// AVX-512F must be present.
+#[inline(always)]
+unsafe fn column(v: &[__m512; 16], j: usize) -> __m512 {
+    let (a, b) = (v[j % 8], v[8 + j % 8]);
+    // SAFETY: AVX-512F is present (the caller's guarantee).
+    unsafe {
+        if j < 8 {
+            _mm512_shuffle_f32x4::<0x88>(a, b)
+        } else {
+            _mm512_shuffle_f32x4::<0xDD>(a, b)
+        }
+    }
+}
+
+/// `max(col + bias, 0)` (each part when asked for).
+///
+/// # Safety
+/// AVX-512F must be present.
+#[inline(always)]
+unsafe fn epilogue(col: __m512, bias: Option<f32>, relu: bool) -> __m512 {
+    // SAFETY: AVX-512F is present (the caller's guarantee).
+    unsafe {
+        let col = bias.map_or(col, |b| _mm512_add_ps(col, _mm512_set1_ps(b)));
+        if relu {
+            _mm512_max_ps(col, _mm512_setzero_ps())
+        } else {
+            col
+        }
     }
 }
