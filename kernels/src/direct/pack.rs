@@ -154,14 +154,20 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
         let (src, base, lanes, nr, ch_stride) = (j.src, j.base, j.lanes, j.nr, j.ch_stride);
         let l = S::LANES;
         if l >= 8 && nr.is_multiple_of(l) {
-            // Segments of up to LANES consecutive entries (forward weights: whole runs of
-            // 16; backward-data's stride-1 3x3 phase: each output channel's 9 taps), each
-            // moved LANES lanes at a time by one register transpose.
+            // Windows of up to LANES increasing entries within LANES floats of the first
+            // (forward weights: whole runs of 16; backward-data's stride-1 3x3 phase: each
+            // output channel's 9 taps; a stride-2 phase: that channel's taps of the phase,
+            // 2 or 4 of 9 or 16), each moved LANES lanes at a time by one register
+            // transpose.
             let red = j.red_src;
             let mut r0 = 0;
             while r0 < red.len() {
                 let mut len = 1;
-                while len < l && r0 + len < red.len() && red[r0 + len] == red[r0] + len {
+                while len < l
+                    && r0 + len < red.len()
+                    && red[r0 + len] > red[r0 + len - 1]
+                    && red[r0 + len] - red[r0] < l
+                {
                     len += 1;
                 }
                 let offs = &red[r0..r0 + len];
@@ -224,9 +230,11 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
 
     /// One segment of one group of `LANES` lanes: `dst[r*nr + i] = src[at + i*ch_stride +
     /// offs[r]]` for `i < min(valid, LANES)`, else 0, for `r < offs.len() <= LANES`, with
-    /// `offs` consecutive. Straight from the source by a register transpose when all `LANES`
-    /// rows of `LANES` floats are there (a plain copy when the lanes are adjacent); else
-    /// through a square on the stack.
+    /// `offs` increasing and within `LANES` of `offs[0]`. A single entry lane by lane; else
+    /// one register transpose of the window, straight from the source when all `LANES`
+    /// rows of `LANES` floats are there (a plain copy when the lanes are adjacent and the
+    /// entries consecutive), else from a square on the stack; entries with gaps between
+    /// them go through a transposed square.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn segment<S: F32Simd>(
@@ -243,6 +251,8 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
         let n = offs.len();
         assert!(n >= 1 && n <= l && l <= 16, "pack segment");
         assert!(dst.len() >= (n - 1) * nr + l, "pack segment destination");
+        let span = offs[n - 1] - offs[0] + 1;
+        assert!(span >= n && span <= l, "pack segment window");
         if valid == 0 {
             for r in 0..n {
                 dst[r * nr..r * nr + l].fill(0.0);
@@ -250,7 +260,19 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
             return;
         }
         let start = at + offs[0];
-        if ch_stride == 1 && valid >= l && start + (n - 1) + l <= src.len() {
+        if n == 1 {
+            // A lone entry: LANES loads beat a transpose that keeps one column of LANES.
+            for (i, d) in dst[..l].iter_mut().enumerate() {
+                *d = if i < valid {
+                    src[start + i * ch_stride]
+                } else {
+                    0.0
+                };
+            }
+            return;
+        }
+        let consecutive = span == n;
+        if consecutive && ch_stride == 1 && valid >= l && start + (n - 1) + l <= src.len() {
             // Lanes already contiguous (a 1x1 layer's backward-data weights): a copy per
             // entry, no transpose.
             for r in 0..n {
@@ -265,32 +287,135 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
             }
             return;
         }
-        if valid >= l && start + (l - 1) * ch_stride + l <= src.len() {
-            // SAFETY: reads rows i < l of l floats at src[start + i*ch_stride..], in src
-            // (checked); writes rows r < n of l floats at dst[r*nr..] (checked).
+        // The transpose's source: the window's rows in place, or copied into a square.
+        let mut sq = [0.0f32; 16 * 16];
+        let (rows, stride) = if valid >= l && start + (l - 1) * ch_stride + l <= src.len() {
+            (&src[start..], ch_stride)
+        } else {
+            for (i, row) in sq.chunks_exact_mut(l).enumerate().take(l) {
+                if i < valid {
+                    row[..span].copy_from_slice(&src[start + i * ch_stride..][..span]);
+                } else {
+                    row.fill(0.0);
+                }
+            }
+            (&sq[..], l)
+        };
+        if consecutive {
+            // SAFETY: reads rows i < l of l floats at rows[i*stride..] (in src, checked
+            // above, or the l x l square); writes rows r < n of l floats at dst[r*nr..]
+            // (checked).
             unsafe {
-                s.transpose_store(
-                    src[start..].as_ptr(),
-                    ch_stride,
-                    dst.as_mut_ptr(),
-                    nr,
-                    None,
-                    n,
-                    false,
-                )
+                s.transpose_store(rows.as_ptr(), stride, dst.as_mut_ptr(), nr, None, n, false)
             };
             return;
         }
-        let mut sq = [0.0f32; 16 * 16];
-        for (i, row) in sq.chunks_exact_mut(l).enumerate().take(l) {
-            if i < valid {
-                row[..n].copy_from_slice(&src[start + i * ch_stride..][..n]);
-            } else {
-                row.fill(0.0);
+        let mut cols = [0.0f32; 16 * 16];
+        // SAFETY: reads as above; writes rows j < span <= l of l floats into cols (l <= 16).
+        unsafe {
+            s.transpose_store(
+                rows.as_ptr(),
+                stride,
+                cols.as_mut_ptr(),
+                l,
+                None,
+                span,
+                false,
+            )
+        };
+        for (r, &off) in offs.iter().enumerate() {
+            let col = (off - offs[0]) * l;
+            dst[r * nr..][..l].copy_from_slice(&cols[col..][..l]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "x86_64")]
+    use crate::simd::{Avx2Fma, Avx512F};
+    use crate::simd::{Portable, Scalar};
+
+    /// `pack_blocks` against its formula: consecutive runs, windows with gaps (the taps of a
+    /// stride-2 phase), lone entries, lanes adjacent and strided, channel counts that leave
+    /// a partial block, and a source that ends right after its last entry, so windows near
+    /// the end must be copied before their transpose.
+    fn check_pack<S: DirectIsa>(s: S) {
+        let l = S::LANES;
+        let patterns: [(&str, Vec<usize>); 4] = [
+            ("run", (0..20).collect()),
+            (
+                "4x4 phase",
+                (0..5)
+                    .flat_map(|c| [5, 7, 13, 15].map(|t| c * 40 + t))
+                    .collect(),
+            ),
+            (
+                "3x3 phase",
+                (0..5)
+                    .flat_map(|c| [0, 2, 6, 8].map(|t| c * 40 + t))
+                    .collect(),
+            ),
+            ("lone", (0..7).map(|c| c * 40 + 4).collect()),
+        ];
+        for (name, red) in &patterns {
+            for (n, nr) in [(l, l), (2 * l + 3, 2 * l), (3, l.max(2)), (5, 2 * l)] {
+                if !nr.is_multiple_of(l) {
+                    continue;
+                }
+                for ch_stride in [1, 16, 300] {
+                    let groups = 2;
+                    let last = (n - 1) * ch_stride + red.iter().max().unwrap();
+                    let group_stride = last + 1;
+                    let src: Vec<f32> = (0..groups * group_stride)
+                        .map(|i| (i % 1000) as f32 * 0.25 + 1.0)
+                        .collect();
+                    let mut out = vec![f32::NAN; blocks_len(groups, n, nr, red.len())];
+                    pack_blocks(
+                        s,
+                        &src,
+                        groups,
+                        n,
+                        nr,
+                        group_stride,
+                        ch_stride,
+                        red,
+                        &mut out,
+                    );
+                    let blocks = n.div_ceil(nr);
+                    for (at, got) in out.iter().enumerate() {
+                        let (gb, r, lane) = (at / (red.len() * nr), at / nr % red.len(), at % nr);
+                        let (grp, blk) = (gb / blocks, gb % blocks);
+                        let ch = blk * nr + lane;
+                        let want = if ch < n {
+                            src[grp * group_stride + ch * ch_stride + red[r]]
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(
+                            *got, want,
+                            "{l} lanes, {name}, n {n}, nr {nr}, ch_stride {ch_stride}: \
+                             group {grp} block {blk} entry {r} lane {lane}"
+                        );
+                    }
+                }
             }
         }
-        // SAFETY: reads l rows of l floats from sq (l <= 16); writes rows r < n of l
-        // floats at dst[r*nr..] (checked).
-        unsafe { s.transpose_store(sq.as_ptr(), l, dst.as_mut_ptr(), nr, None, n, false) };
+    }
+
+    #[test]
+    fn pack_blocks_matches_its_formula_on_every_isa() {
+        check_pack(Scalar);
+        check_pack(Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = Avx2Fma::detect() {
+                check_pack(s);
+            }
+            if let Some(s) = Avx512F::detect() {
+                check_pack(s);
+            }
+        }
     }
 }
