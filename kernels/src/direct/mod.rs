@@ -334,11 +334,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         if forward_in_columns::<S>(g) {
             return forward(self.0, g, x, Weights::Raw(weight), bias, y, false);
         }
-        let nr = tile_for::<S>(g.c_out / g.g).2;
-        with_scratch(forward_packed_len(g, nr), |packed| {
-            pack_forward(self.0, g, weight, nr, packed);
-            forward(self.0, g, x, Weights::Packed(packed), bias, y, false);
-        });
+        forward(self.0, g, x, Weights::ToPack(weight), bias, y, false);
     }
     fn backward_data(
         &self,
@@ -643,6 +639,8 @@ fn pack_forward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out
 #[derive(Clone, Copy)]
 enum Weights<'a> {
     Packed(&'a [f32]),
+    /// The caller's weights, for the pixel form to pack itself (see [`forward`]).
+    ToPack(&'a [f32]),
     Raw(&'a [f32]),
 }
 
@@ -658,8 +656,8 @@ fn backward_in_columns(g: &ConvGeom) -> bool {
     columns::preferred(g.c_in / g.g, g.n * g.h.div_ceil(g.sh) * g.w.div_ceil(g.sw))
 }
 
-/// Forward pass, pixel form with packed weights (see [`pack_forward`]) or column form with
-/// the raw ones; `relu` fuses a ReLU.
+/// Forward pass, pixel form with weights packed by the caller (see [`pack_forward`]) or
+/// here ([`Weights::ToPack`]), or column form with the raw ones; `relu` fuses a ReLU.
 fn forward<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
@@ -688,8 +686,8 @@ fn forward<S: DirectIsa>(
                 *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
             }
             let red = &*red;
-            let packed = match weights {
-                Weights::Packed(packed) => packed,
+            let w = match weights {
+                Weights::Packed(_) | Weights::ToPack(_) => weights,
                 Weights::Raw(w) => {
                     return with_index_scratch(2 * total, |idx| {
                         let (pix, offs) = idx.split_at_mut(total);
@@ -721,9 +719,9 @@ fn forward<S: DirectIsa>(
                     });
                 }
             };
-            let order = TaskOrder::new(chunks, blocks, k * nr, g.n * c_in_g * src.plane);
-            for_each_task(g.g * chunks * blocks, |t| {
-                let (grp, ch, blk) = order.task(t);
+            // One task: row chunk `ch` of channel block `blk` of group `grp`, with the
+            // block's packed weights `vecs`.
+            let task = |grp: usize, ch: usize, blk: usize, vecs: &[f32]| {
                 let q0 = ch * chunk;
                 let npx = chunk.min(total - q0);
                 let c0 = grp * c_out_g + blk * nr;
@@ -747,7 +745,7 @@ fn forward<S: DirectIsa>(
                     let block = Block {
                         src: &src.data[grp * c_in_g * src.plane..],
                         red: Red::List(red),
-                        vecs: &packed[(grp * blocks + blk) * k * nr..][..k * nr],
+                        vecs,
                         vstride: nr,
                         rows,
                         accumulate: false,
@@ -770,7 +768,48 @@ fn forward<S: DirectIsa>(
                         unsafe { scatter.write(s, buf, nr) };
                     });
                 });
-            });
+            };
+            let order = TaskOrder::new(chunks, blocks, k * nr, g.n * c_in_g * src.plane);
+            let run_packed = |packed: &[f32]| {
+                for_each_task(g.g * chunks * blocks, |t| {
+                    let (grp, ch, blk) = order.task(t);
+                    task(
+                        grp,
+                        ch,
+                        blk,
+                        &packed[(grp * blocks + blk) * k * nr..][..k * nr],
+                    );
+                });
+            };
+            match w {
+                Weights::Packed(packed) => run_packed(packed),
+                // Weights outweigh the input (ResNet-50's 14x14 and 7x7 layers): each task
+                // packs one channel block into a buffer of its own, which stays in L2 while
+                // the task runs every row chunk over it, instead of packing all blocks first
+                // and reading them back from memory.
+                Weights::ToPack(w) if order.weights_major => with_index_scratch(k, |ident| {
+                    for (r, o) in ident.iter_mut().enumerate() {
+                        *o = r;
+                    }
+                    let ident = &*ident;
+                    for_each_task(g.g * blocks, |t| {
+                        let (grp, blk) = (t / blocks, t % blocks);
+                        let n_ch = nr.min(c_out_g - blk * nr);
+                        let first = &w[(grp * c_out_g + blk * nr) * k..][..n_ch * k];
+                        with_scratch(k * nr, |vecs| {
+                            pack_blocks(s, first, 1, n_ch, nr, n_ch * k, k, ident, vecs);
+                            for ch in 0..chunks {
+                                task(grp, ch, blk, vecs);
+                            }
+                        });
+                    });
+                }),
+                Weights::ToPack(w) => with_scratch(forward_packed_len(g, nr), |packed| {
+                    pack_forward(s, g, w, nr, packed);
+                    run_packed(packed);
+                }),
+                Weights::Raw(_) => unreachable!("the column form returned above"),
+            }
         });
     });
 }
@@ -939,6 +978,7 @@ fn backward_data<S: DirectIsa>(
                         &packed[at..at + blocks_len(g.g, c_in_g, nr, red_len)]
                     }
                     Weights::Raw(_) => &[],
+                    Weights::ToPack(_) => unreachable!("backward-data is handed packed weights"),
                 };
                 at += phase_packed.len();
                 let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
