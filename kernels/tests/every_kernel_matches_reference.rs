@@ -186,6 +186,16 @@ boundary_cases! {
         ConvParams { stride: [2, 2], padding: [0, 1, 0, 1], ..ConvParams::new(2, 3, 3, 3, 7, [3, 3]) },
         conv(0, 16, [5, 5], 120, [5, 5], 1, 0, 1, 1),
     ];
+    // The direct kernel's swapped backward-weight (1x1, unpadded, fewer input than output
+    // channels per group, at least two vectors of inputs: the input is the vector operand):
+    // whole and partial input-channel blocks, output channels past a task's rows, a
+    // reduction over pixels longer than a chunk, a batch, a stride, groups.
+    weight_swapped: [
+        conv(1, 32, [5, 7], 80, [1, 1], 1, 0, 1, 1),
+        conv(2, 40, [12, 13], 200, [1, 1], 1, 0, 1, 1),
+        conv(2, 34, [9, 11], 100, [1, 1], 2, 0, 1, 1),
+        conv(1, 64, [4, 6], 130, [1, 1], 1, 0, 1, 2),
+    ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];
