@@ -18,6 +18,16 @@ pub fn for_each_task<F: Fn(usize) + Send + Sync>(tasks: usize, f: F) {
     (0..tasks).for_each(f);
 }
 
+/// Threads `for_each_task` spreads work over (the rayon pool's size; 1 without rayon).
+pub(crate) fn threads() -> usize {
+    #[cfg(feature = "rayon")]
+    {
+        rayon::current_num_threads()
+    }
+    #[cfg(not(feature = "rayon"))]
+    1
+}
+
 /// Runs `f(i, item)` for every item, in parallel like [`for_each_task`].
 pub fn for_each_mut<T: Send, F: Fn(usize, &mut T) + Send + Sync>(items: &mut [T], f: F) {
     #[cfg(feature = "rayon")]

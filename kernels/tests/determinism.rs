@@ -61,6 +61,8 @@ fn large_problems_are_thread_count_invariant() {
         conv(1, 32, 40, 24, 3, 1, 1),
         conv(2, 3, 64, 16, 5, 2, 2),
         conv(1, 48, 24, 40, 1, 1, 0),
+        // 1x1 expansion: backward-weight with the operands swapped.
+        conv(2, 32, 28, 128, 1, 1, 0),
         ConvParams {
             groups: 4,
             ..conv(2, 16, 20, 8, 3, 1, 1)

@@ -201,7 +201,12 @@ boundary_cases! {
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];
     // Found by fuzz/api_never_panics: an empty batch with several groups made the direct
     // backward-weight pass slice past its (empty) padded input.
-    empty_grouped: [conv(0, 4, [5, 5], 4, [3, 3], 1, 1, 1, 2), conv(0, 6, [4, 4], 6, [3, 3], 1, 1, 1, 6)];
+    // Found by review: the swapped 1x1 backward-weight sliced an empty grad_y by group.
+    empty_grouped: [
+        conv(0, 4, [5, 5], 4, [3, 3], 1, 1, 1, 2),
+        conv(0, 6, [4, 4], 6, [3, 3], 1, 1, 1, 6),
+        conv(0, 64, [4, 6], 130, [1, 1], 1, 0, 1, 2),
+    ];
 }
 
 #[test]

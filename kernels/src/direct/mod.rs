@@ -10,16 +10,22 @@
 //! backward_data    input pixels of one    weights [c_in blk][oc,ky,kx]     padded grad_y
 //!                  stride phase           (the taps of that phase)
 //! backward_weight  weight taps (ic,ky,kx) grad_y [c_out blk][b, pixel]     padded x
+//!   1x1 expansion  output channels        x [c_in blk][b, pixel]           grad_y
 //! ```
+//!
+//! (The last row is [`backward_weight_swapped`]: 1x1 unpadded layers with fewer input than
+//! output channels, where packing the input moves less than packing `grad_y`.)
 //!
 //! Backward-data is split into the `sh*sw` stride phases (sub-pixel decomposition): the
 //! input pixels `iy = ry + sh*a` receive only the taps `ky` with
 //! `(ry + pad_t - ky*dh) % sh == 0`, from `grad_y` rows `a + (ry + pad_t - ky*dh)/sh`, so
 //! each phase is a stride-1 correlation with no wasted multiply.
 //!
-//! Tasks are (image, group, channel block, pixel chunk) for the data passes and (group,
-//! channel block, tap chunk) for backward-weight, fixed by the geometry; each output is
-//! computed by one task in one fixed order, so results do not depend on the thread count.
+//! Tasks are (group, channel block, pixel chunk) for the data passes (a forward pass that
+//! packs its own weights block by block: (group, channel block), over every chunk) and
+//! (group, channel block, tap chunk) for backward-weight ((group, output-channel chunk,
+//! input-channel block) swapped); each output is computed by one task in one fixed order,
+//! so results do not depend on the thread count.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2fma;
@@ -45,7 +51,7 @@ pub(crate) use rows_weight::fits as rows_backward_weight_fits;
 pub(crate) use tile::{Block, Red};
 
 use crate::parallel::{
-    SharedMut, for_each_chunk_mut, for_each_task, with_index_scratch, with_scratch,
+    SharedMut, for_each_chunk_mut, for_each_task, threads, with_index_scratch, with_scratch,
 };
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
@@ -246,7 +252,7 @@ impl Scatter<'_> {
                 m += 1;
             }
             // A block transpose reads `lanes` rows of buf, so it needs them to exist (the
-            // callers round their buffers up to whole blocks).
+            // callers leave MAX_LANES - 1 rows of slack past their last).
             if lanes > 1 && m >= 2 && (i + lanes) * nr <= buf.len() {
                 for c in (0..self.n_ch).step_by(lanes) {
                     let n_out = lanes.min(self.n_ch - c);
@@ -374,7 +380,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
                 grad_weight,
             );
         }
-        if weight_swaps_operands::<S>(g) {
+        if weight_swaps_operands::<S>(g) && g.n > 0 && g.oh * g.ow > 0 {
             return backward_weight_swapped(self.0, g, x, grad_y, grad_weight);
         }
         backward_weight(self.0, g, x, grad_y, grad_weight);
@@ -637,8 +643,8 @@ fn pack_forward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out
     });
 }
 
-/// The weights a data pass gets: packed for the pixel form, or as the caller has them for
-/// the column form (`columns.rs`).
+/// The weights a data pass gets: packed for the pixel form (by the caller, or by the pass
+/// itself: `ToPack`), or as the caller has them for the column form (`columns.rs`).
 #[derive(Clone, Copy)]
 enum Weights<'a> {
     Packed(&'a [f32]),
@@ -753,7 +759,7 @@ fn forward<S: DirectIsa>(
                         rows,
                         accumulate: false,
                     };
-                    with_scratch(npx.next_multiple_of(MAX_LANES) * nr, |buf| {
+                    with_scratch((npx + MAX_LANES - 1) * nr, |buf| {
                         let scatter = Scatter {
                             dst: out,
                             base: c0 * p,
@@ -789,24 +795,27 @@ fn forward<S: DirectIsa>(
                 // Weights outweigh the input (ResNet-50's 14x14 and 7x7 layers): each task
                 // packs one channel block into a buffer of its own, which stays in L2 while
                 // the task runs every row chunk over it, instead of packing all blocks first
-                // and reading them back from memory.
-                Weights::ToPack(w) if order.weights_major => with_index_scratch(k, |ident| {
-                    for (r, o) in ident.iter_mut().enumerate() {
-                        *o = r;
-                    }
-                    let ident = &*ident;
-                    for_each_task(g.g * blocks, |t| {
-                        let (grp, blk) = (t / blocks, t % blocks);
-                        let n_ch = nr.min(c_out_g - blk * nr);
-                        let first = &w[(grp * c_out_g + blk * nr) * k..][..n_ch * k];
-                        with_scratch(k * nr, |vecs| {
-                            pack_blocks(s, first, 1, n_ch, nr, n_ch * k, k, ident, vecs);
-                            for ch in 0..chunks {
-                                task(grp, ch, blk, vecs);
-                            }
+                // and reading them back from memory; while there are blocks enough to keep
+                // every thread busy.
+                Weights::ToPack(w) if order.weights_major && g.g * blocks >= 2 * threads() => {
+                    with_index_scratch(k, |ident| {
+                        for (r, o) in ident.iter_mut().enumerate() {
+                            *o = r;
+                        }
+                        let ident = &*ident;
+                        for_each_task(g.g * blocks, |t| {
+                            let (grp, blk) = (t / blocks, t % blocks);
+                            let n_ch = nr.min(c_out_g - blk * nr);
+                            let first = &w[(grp * c_out_g + blk * nr) * k..][..n_ch * k];
+                            with_scratch(k * nr, |vecs| {
+                                pack_blocks(s, first, 1, n_ch, nr, n_ch * k, k, ident, vecs);
+                                for ch in 0..chunks {
+                                    task(grp, ch, blk, vecs);
+                                }
+                            });
                         });
-                    });
-                }),
+                    })
+                }
                 Weights::ToPack(w) => with_scratch(forward_packed_len(g, nr), |packed| {
                     pack_forward(s, g, w, nr, packed);
                     run_packed(packed);
@@ -1076,7 +1085,7 @@ fn backward_data<S: DirectIsa>(
                                 rows,
                                 accumulate: false,
                             };
-                            with_scratch(npx.next_multiple_of(MAX_LANES) * nr, |buf| {
+                            with_scratch((npx + MAX_LANES - 1) * nr, |buf| {
                                 let scatter = Scatter {
                                     dst: out,
                                     base: c0 * hw,
@@ -1252,7 +1261,7 @@ fn backward_weight<S: DirectIsa>(
                         for (i, o) in offs.iter_mut().enumerate() {
                             *o = t0 + i;
                         }
-                        with_scratch(nt.next_multiple_of(MAX_LANES) * nr, |buf| {
+                        with_scratch((nt + MAX_LANES - 1) * nr, |buf| {
                             run_chunked(s, wide, &block, nr, buf);
                             let scatter = Scatter {
                                 dst: out,

@@ -343,7 +343,7 @@ mod tests {
     /// the end must be copied before their transpose.
     fn check_pack<S: DirectIsa>(s: S) {
         let l = S::LANES;
-        let patterns: [(&str, Vec<usize>); 4] = [
+        let patterns: [(&str, Vec<usize>); 5] = [
             ("run", (0..20).collect()),
             (
                 "4x4 phase",
@@ -358,6 +358,8 @@ mod tests {
                     .collect(),
             ),
             ("lone", (0..7).map(|c| c * 40 + 4).collect()),
+            // A gapped window exactly LANES floats wide (0 and LANES - 1), then a run.
+            ("wide gap", vec![0, l - 1, 40, 41, 42]),
         ];
         for (name, red) in &patterns {
             for (n, nr) in [(l, l), (2 * l + 3, 2 * l), (3, l.max(2)), (5, 2 * l)] {
@@ -368,9 +370,8 @@ mod tests {
                     let groups = 2;
                     let last = (n - 1) * ch_stride + red.iter().max().unwrap();
                     let group_stride = last + 1;
-                    let src: Vec<f32> = (0..groups * group_stride)
-                        .map(|i| (i % 1000) as f32 * 0.25 + 1.0)
-                        .collect();
+                    let src: Vec<f32> =
+                        (0..groups * group_stride).map(|i| i as f32 + 1.0).collect();
                     let mut out = vec![f32::NAN; blocks_len(groups, n, nr, red.len())];
                     pack_blocks(
                         s,
@@ -408,6 +409,9 @@ mod tests {
     fn pack_blocks_matches_its_formula_on_every_isa() {
         check_pack(Scalar);
         check_pack(Portable);
+        // The windowed transposes run from 8 lanes up: AVX-512's 16 on any host.
+        #[cfg(feature = "testing")]
+        check_pack(crate::direct::Emu16);
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(s) = Avx2Fma::detect() {

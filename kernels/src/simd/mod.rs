@@ -303,7 +303,13 @@ unsafe fn spread_via_block<S: F32Simd>(
     relu: bool,
 ) {
     let lanes = S::LANES;
-    assert!(lanes <= 16 && m <= lanes, "at most 16 lanes and m <= LANES");
+    assert!(
+        lanes <= 16 && m <= lanes && n_out <= lanes,
+        "at most 16 lanes, m and n_out <= LANES"
+    );
+    if m == 0 || n_out == 0 {
+        return;
+    }
     let mut block = [0.0f32; 16 * 16];
     let b = block.as_mut_ptr();
     // SAFETY: the block holds LANES rows of LANES floats (LANES <= 16); src is readable

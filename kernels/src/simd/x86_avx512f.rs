@@ -111,7 +111,13 @@ unsafe impl F32Simd for Avx512F {
         n_out: usize,
         relu: bool,
     ) {
-        assert!(step >= 1 && m <= 16, "spread of at most 16 rows, step >= 1");
+        assert!(
+            step >= 1 && m <= 16 && n_out <= 16,
+            "spread of at most 16 rows and columns, step >= 1"
+        );
+        if m == 0 || n_out == 0 {
+            return;
+        }
         if step > 4 {
             // Wide steps leave a float or two per vector: scalar stores do as well.
             // SAFETY: the caller's guarantee, passed on.
