@@ -166,6 +166,33 @@ fn summary_prints_every_layer_and_the_totals() {
     fails_with(&["summary", "nosuchnet"], "unknown model `nosuchnet`");
 }
 
+/// DESIGN.md's `--json` contract for a command's lines: the fields that are strings and the
+/// fields that are numbers. Only names and JSON types are checked: the values of measured
+/// fields (times, rates) vary from run to run and are never judged by a test.
+struct Schema {
+    strings: &'static [&'static str],
+    numbers: &'static [&'static str],
+}
+
+const BENCH_SCHEMA: Schema = Schema {
+    strings: &["shape", "algo", "kernel", "pass"],
+    numbers: &["threads", "ms", "gflops", "pct_peak"],
+};
+
+const TRAIN_SCHEMA: Schema = Schema {
+    strings: &[],
+    numbers: &["epoch", "loss", "train_acc", "test_acc", "seconds"],
+};
+
+fn assert_schema(line: &serde_json::Value, schema: &Schema) {
+    for field in schema.strings {
+        assert!(line[field].is_string(), "{line}: {field} is not a string");
+    }
+    for field in schema.numbers {
+        assert!(line[field].is_number(), "{line}: {field} is not a number");
+    }
+}
+
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -174,7 +201,7 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 }
 
 #[test]
-fn bench_times_every_row_and_rates_auto() {
+fn bench_prints_every_row_and_rates_auto() {
     // LeNet-5's 3 convs x 3 passes x {direct, im2col, auto}: a few seconds.
     let args = [
         "bench",
@@ -192,7 +219,8 @@ fn bench_times_every_row_and_rates_auto() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("peak (1 threads, "), "{text}");
     assert_eq!(text.matches(" winner: ").count(), 9, "{text}");
-    // Every row of the table: shape, pass, algo, kernel, then ms, GFLOP/s and % of peak.
+    // Every row of the table: shape, pass, algo, kernel, then three numbers (ms, GFLOP/s,
+    // % of peak; their format only).
     let rows: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("lenet5.") && !l.contains(" winner: "))
@@ -220,13 +248,7 @@ fn bench_times_every_row_and_rates_auto() {
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 27);
     for l in &lines {
-        // The DESIGN.md schema: field names and JSON types only (no value is judged).
-        for field in ["shape", "algo", "kernel", "pass"] {
-            assert!(l[field].is_string(), "{l}: {field} is not a string");
-        }
-        for field in ["threads", "ms", "gflops", "pct_peak"] {
-            assert!(l[field].is_number(), "{l}: {field} is not a number");
-        }
+        assert_schema(l, &BENCH_SCHEMA);
         assert!(["fwd", "bwd_data", "bwd_weight"].contains(&l["pass"].as_str().unwrap()));
     }
     let auto_kernels = lines.iter().filter(|l| l["algo"] == "auto");
@@ -263,9 +285,7 @@ fn train_saves_eval_scores_and_resume_continues() {
     );
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 1);
-    for key in ["epoch", "loss", "train_acc", "test_acc", "seconds"] {
-        assert!(lines[0][key].is_number(), "{key} in {}", lines[0]);
-    }
+    assert_schema(&lines[0], &TRAIN_SCHEMA);
     assert_eq!(lines[0]["epoch"], 1);
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "only the checkpoint, no temporary file");
