@@ -380,7 +380,13 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
                 grad_weight,
             );
         }
-        if weight_swaps_operands::<S>(g) && g.n > 0 && g.oh * g.ow > 0 {
+        if g.n == 0 || g.oh * g.ow == 0 {
+            // No pixels to sum over (and no input planes or grad_y to slice): the gradient
+            // is zero.
+            grad_weight.fill(0.0);
+            return;
+        }
+        if weight_swaps_operands::<S>(g) {
             return backward_weight_swapped(self.0, g, x, grad_y, grad_weight);
         }
         backward_weight(self.0, g, x, grad_y, grad_weight);
@@ -1200,6 +1206,7 @@ fn backward_weight_swapped<S: DirectIsa>(
     });
 }
 
+/// Backward-weight, pixel form (see the module docs); the batch has pixels to sum over.
 fn backward_weight<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
@@ -1207,11 +1214,6 @@ fn backward_weight<S: DirectIsa>(
     grad_y: &[f32],
     grad_weight: &mut [f32],
 ) {
-    if g.n == 0 || g.oh * g.ow == 0 {
-        // No pixels to sum over (and no input planes to slice): the gradient is zero.
-        grad_weight.fill(0.0);
-        return;
-    }
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let (wide, ur, nr) = tile_for::<S>(c_out_g);
     let k = c_in_g * g.kh * g.kw;
