@@ -138,6 +138,9 @@ boundary_cases! {
     depthwise_padding: [
         ConvParams { padding: [0, 2, 1, 0], stride: [1, 2], groups: 5, ..ConvParams::new(1, 5, 7, 18, 5, [3, 3]) },
         ConvParams { padding: [3, 1, 4, 2], groups: 2, ..ConvParams::new(1, 2, 5, 6, 2, [3, 2]) },
+        // 3x3 stride 1 (backward-weight reads x in place): padding on one side wider than
+        // the kernel, so whole taps fall outside x for some rows and vectors.
+        ConvParams { padding: [3, 0, 1, 4], groups: 4, ..ConvParams::new(2, 4, 6, 20, 4, [3, 3]) },
         ConvParams { padding: [0, 0, 0, 0], stride: [2, 4], groups: 3, ..ConvParams::new(2, 3, 12, 30, 3, [1, 1]) },
     ];
     groups_grouped: [conv(1, 8, [6, 6], 12, [3, 3], 1, 1, 1, 4), conv(1, 6, [7, 5], 9, [3, 1], 1, 0, 2, 3)];

@@ -97,6 +97,9 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     const LANES: usize;
     /// The vector type.
     type V: Copy;
+    /// Whether [`load_range`](F32Simd::load_range) is one masked load (AVX-512), not a lane
+    /// by lane copy or a mask built per load.
+    const MASKED_LOADS: bool = false;
     /// All lanes zero.
     fn zero(self) -> Self::V;
     /// `v` in every lane.
@@ -117,6 +120,26 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     /// # Safety
     /// `p` must be valid for reading `LANES` f32.
     unsafe fn load(self, p: *const f32) -> Self::V;
+    /// Lanes `lo..hi` read from `p + i`, the others zero: a row's edge read in place, with
+    /// nothing outside the row touched. `p` itself may lie outside any allocation (the
+    /// lanes before `lo` would fall before a row's start); form it with wrapping arithmetic.
+    ///
+    /// # Safety
+    /// `lo <= hi <= LANES`, and `p + i` must be valid for reading one f32 for `lo <= i < hi`.
+    #[inline(always)]
+    unsafe fn load_range(self, p: *const f32, lo: usize, hi: usize) -> Self::V {
+        assert!(
+            lo <= hi && hi <= Self::LANES && Self::LANES <= 16,
+            "load_range lanes"
+        );
+        let mut v = [0.0f32; 16];
+        for (i, x) in v.iter_mut().enumerate().take(hi).skip(lo) {
+            // SAFETY: lo <= i < hi: readable (the caller's guarantee).
+            *x = unsafe { *p.wrapping_add(i) };
+        }
+        // SAFETY: v holds 16 >= LANES floats.
+        unsafe { self.load(v.as_ptr()) }
+    }
     /// `LANES` floats to `p` (unaligned).
     ///
     /// # Safety
@@ -430,6 +453,44 @@ mod tests {
             }
             if let Some(s) = Avx512F::new() {
                 check_spread(s);
+            }
+        }
+    }
+
+    /// `load_range` against its formula, on every lane range, from a source holding just
+    /// the lanes `lo..hi` (so a read of any other lane would be out of bounds).
+    fn check_load_range<S: F32Simd>(s: S) {
+        let l = S::LANES;
+        for lo in 0..=l {
+            for hi in lo..=l {
+                let src: Vec<f32> = (lo..hi).map(|i| i as f32 * 2.5 - 3.0).collect();
+                let p = src.as_ptr().wrapping_sub(lo);
+                let mut got = vec![f32::NAN; l];
+                // SAFETY: p + i = &src[i - lo] for lo <= i < hi; got holds l floats.
+                unsafe { s.store(got.as_mut_ptr(), s.load_range(p, lo, hi)) };
+                for (i, g) in got.iter().enumerate() {
+                    let want = if (lo..hi).contains(&i) {
+                        src[i - lo]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(*g, want, "{l} lanes, {lo}..{hi}: lane {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn load_range_matches_its_formula_on_every_isa() {
+        check_load_range(Scalar);
+        check_load_range(Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = Avx2Fma::new() {
+                check_load_range(s);
+            }
+            if let Some(s) = Avx512F::new() {
+                check_load_range(s);
             }
         }
     }

@@ -3,9 +3,10 @@
 use core::arch::asm;
 use core::arch::x86_64::{
     __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_loadu_si512,
-    _mm512_mask_storeu_ps, _mm512_max_ps, _mm512_permutex2var_ps, _mm512_permutexvar_ps,
-    _mm512_set_epi32, _mm512_set1_ps, _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps,
-    _mm512_storeu_ps, _mm512_unpackhi_ps, _mm512_unpacklo_ps,
+    _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_permutex2var_ps,
+    _mm512_permutexvar_ps, _mm512_set_epi32, _mm512_set1_ps, _mm512_setzero_ps,
+    _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps, _mm512_unpackhi_ps,
+    _mm512_unpacklo_ps,
 };
 
 use super::{F32Simd, bcast_fma_plain, spread_via_block};
@@ -27,6 +28,7 @@ impl Avx512F {
 unsafe impl F32Simd for Avx512F {
     const LANES: usize = 16;
     type V = __m512;
+    const MASKED_LOADS: bool = true;
     #[inline(always)]
     fn zero(self) -> __m512 {
         // SAFETY: AVX-512F is present (self is the proof).
@@ -61,6 +63,14 @@ unsafe impl F32Simd for Avx512F {
     unsafe fn load(self, p: *const f32) -> __m512 {
         // SAFETY: AVX-512F is present; the caller guarantees 16 readable floats (unaligned).
         unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_range(self, p: *const f32, lo: usize, hi: usize) -> __m512 {
+        debug_assert!(lo <= hi && hi <= 16);
+        let mask = ((1u32 << hi) - (1u32 << lo)) as u16;
+        // SAFETY: AVX-512F is present; a masked load touches only the lanes lo..hi of its
+        // mask (the others do not fault), which the caller guarantees readable.
+        unsafe { _mm512_maskz_loadu_ps(mask, p) }
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32, v: __m512) {
