@@ -681,7 +681,7 @@ impl SimdJob for BwdWeightInPlaceJob<'_> {
         let (g, l) = (self.g, S::LANES);
         let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
         assert!(
-            g.sh == 1 && g.sw == 1 && g.kh == 3 && g.kw == 3 && g.ow > 0,
+            g.sh == 1 && g.sw == 1 && g.kh == 3 && g.kw == 3,
             "depthwise in-place geometry"
         );
         assert!(
@@ -711,14 +711,7 @@ impl SimdJob for BwdWeightInPlaceJob<'_> {
                     });
                     for oy in 0..g.oh {
                         // SAFETY: lanes 0..n of grad_y row oy from v0: v0 + n <= ow.
-                        let d = unsafe {
-                            let p = dyp.add(oy * g.ow + v0);
-                            if n == l {
-                                s.load(p)
-                            } else {
-                                s.load_range(p, 0, n)
-                            }
-                        };
+                        let d = unsafe { s.load_range(dyp.add(oy * g.ow + v0), 0, n) };
                         for (ky, acc_y) in acc.iter_mut().enumerate() {
                             let Some(iy) =
                                 (oy + ky * g.dh).checked_sub(g.pad_t).filter(|&iy| iy < g.h)
@@ -747,8 +740,9 @@ impl SimdJob for BwdWeightInPlaceJob<'_> {
 }
 
 /// The sum of a tap's accumulators (`[NACC][LANES]`, or `[1][LANES]`) in a fixed order: the
-/// accumulators lane by lane, then the lanes pairwise. (A left-to-right sum is one chain of `NACC * LANES`
-/// dependent adds per tap, which cost a 28x28 backward-weight pass a sixth of its time.)
+/// accumulators lane by lane, then the lanes pairwise. (A left-to-right sum is one chain of
+/// `NACC * LANES` dependent adds per tap, which cost a 28x28 backward-weight pass a sixth of
+/// its time.)
 fn lane_sum(a: &[f32], l: usize) -> f32 {
     assert!(l.is_power_of_two() && l <= MAX_LANES && a.len().is_multiple_of(l));
     let mut lanes = [0.0f32; MAX_LANES];

@@ -353,6 +353,23 @@ unsafe fn spread_via_block<S: F32Simd>(
 mod tests {
     use super::*;
 
+    /// Runs generic `check` on every ISA this host has (the x86 levels only where present).
+    macro_rules! on_every_isa {
+        ($check:ident) => {{
+            $check(Scalar);
+            $check(Portable);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if let Some(s) = Avx2Fma::new() {
+                    $check(s);
+                }
+                if let Some(s) = Avx512F::new() {
+                    $check(s);
+                }
+            }
+        }};
+    }
+
     /// `transpose_store` against its formula, with row strides wider than a vector so a
     /// store past `LANES` floats or past `n_out` rows shows up as an overwritten NaN.
     fn check_transpose<S: F32Simd>(s: S) {
@@ -444,17 +461,7 @@ mod tests {
 
     #[test]
     fn transpose_store_spread_matches_its_formula_on_every_isa() {
-        check_spread(Scalar);
-        check_spread(Portable);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(s) = Avx2Fma::new() {
-                check_spread(s);
-            }
-            if let Some(s) = Avx512F::new() {
-                check_spread(s);
-            }
-        }
+        on_every_isa!(check_spread);
     }
 
     /// `load_range` against its formula, on every lane range, from a source holding just
@@ -482,17 +489,7 @@ mod tests {
 
     #[test]
     fn load_range_matches_its_formula_on_every_isa() {
-        check_load_range(Scalar);
-        check_load_range(Portable);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(s) = Avx2Fma::new() {
-                check_load_range(s);
-            }
-            if let Some(s) = Avx512F::new() {
-                check_load_range(s);
-            }
-        }
+        on_every_isa!(check_load_range);
     }
 
     /// `even_lanes` against its formula.
@@ -509,31 +506,11 @@ mod tests {
 
     #[test]
     fn even_lanes_matches_its_formula_on_every_isa() {
-        check_even_lanes(Scalar);
-        check_even_lanes(Portable);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(s) = Avx2Fma::new() {
-                check_even_lanes(s);
-            }
-            if let Some(s) = Avx512F::new() {
-                check_even_lanes(s);
-            }
-        }
+        on_every_isa!(check_even_lanes);
     }
 
     #[test]
     fn transpose_store_matches_its_formula_on_every_isa() {
-        check_transpose(Scalar);
-        check_transpose(Portable);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(s) = Avx2Fma::new() {
-                check_transpose(s);
-            }
-            if let Some(s) = Avx512F::new() {
-                check_transpose(s);
-            }
-        }
+        on_every_isa!(check_transpose);
     }
 }
