@@ -217,6 +217,21 @@ impl SharedMut {
         // not aliased.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) }
     }
+    /// The pointer to element `offset`, start of `rows` rows of `len` elements `stride`
+    /// apart, all checked to lie in the buffer.
+    pub(crate) fn rows(self, offset: usize, stride: usize, rows: usize, len: usize) -> *mut f32 {
+        let end = rows
+            .checked_sub(1)
+            .and_then(|r| r.checked_mul(stride))
+            .and_then(|o| o.checked_add(offset))
+            .and_then(|o| o.checked_add(len));
+        assert!(
+            end.is_none_or(|end| end <= self.len),
+            "{rows} rows of {len} from {offset} past the shared buffer ({})",
+            self.len
+        );
+        self.at(offset)
+    }
     /// The pointer to element `offset`, which must be `<= len`.
     pub(crate) fn at(self, offset: usize) -> *mut f32 {
         assert!(

@@ -5,7 +5,8 @@
 //! not the load ports, set the pace. Narrow tile 12 x 8 for layers with <= 8 channels in
 //! the vectorised dimension: still 12 independent accumulators to cover FMA latency.
 
-use super::{Block, DirectIsa, SimdJob, tile::run_block};
+use super::tile::{Out, run_block};
+use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Avx2Fma;
 
@@ -25,9 +26,9 @@ unsafe impl DirectIsa for Avx2Fma {
     fn detect() -> Option<Self> {
         Avx2Fma::new()
     }
-    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+    fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
         // SAFETY: self proves AVX2 and FMA, the features run_avx2fma is compiled for.
-        unsafe { run_avx2fma(self, b, buf, wide) }
+        unsafe { run_avx2fma(self, b, out, wide) }
     }
     fn dispatch<J: SimdJob>(self, job: &mut J) {
         // SAFETY: self proves the features dispatch_avx2fma is compiled for.
@@ -36,11 +37,11 @@ unsafe impl DirectIsa for Avx2Fma {
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn run_avx2fma(s: Avx2Fma, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+fn run_avx2fma(s: Avx2Fma, b: &Block<'_>, out: Out<'_>, wide: bool) {
     if wide {
-        run_block::<Avx2Fma, 6, 2>(s, b, buf)
+        run_block::<Avx2Fma, 6, 2>(s, b, out)
     } else {
-        run_block::<Avx2Fma, 12, 1>(s, b, buf)
+        run_block::<Avx2Fma, 12, 1>(s, b, out)
     }
 }
 

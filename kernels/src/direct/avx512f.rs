@@ -4,7 +4,8 @@
 //! registers; per reduction step 2 loads + 12 broadcasts feed 24 FMAs. Narrow tile 24 x 16
 //! for layers with <= 16 channels in the vectorised dimension.
 
-use super::{Block, DirectIsa, SimdJob, tile::run_block};
+use super::tile::{Out, run_block};
+use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Avx512F;
 
@@ -24,9 +25,9 @@ unsafe impl DirectIsa for Avx512F {
     fn detect() -> Option<Self> {
         Avx512F::new()
     }
-    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+    fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
         // SAFETY: self proves AVX-512F, the feature run_avx512f is compiled for.
-        unsafe { run_avx512f(self, b, buf, wide) }
+        unsafe { run_avx512f(self, b, out, wide) }
     }
     fn dispatch<J: SimdJob>(self, job: &mut J) {
         // SAFETY: self proves the features dispatch_avx512f is compiled for.
@@ -35,11 +36,11 @@ unsafe impl DirectIsa for Avx512F {
 }
 
 #[target_feature(enable = "avx512f")]
-fn run_avx512f(s: Avx512F, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+fn run_avx512f(s: Avx512F, b: &Block<'_>, out: Out<'_>, wide: bool) {
     if wide {
-        run_block::<Avx512F, 12, 2>(s, b, buf)
+        run_block::<Avx512F, 12, 2>(s, b, out)
     } else {
-        run_block::<Avx512F, 24, 1>(s, b, buf)
+        run_block::<Avx512F, 24, 1>(s, b, out)
     }
 }
 

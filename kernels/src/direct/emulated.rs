@@ -6,7 +6,8 @@
 //! - `direct_f32_any_3x3_oddtile`: an odd 3 x 3 (and 5 x 1) scalar tile, so every edge
 //!   of the tiling (partial tiles, channel remainders) is hit on small problems.
 
-use super::{Block, DirectIsa, SimdJob, tile::run_block};
+use super::tile::{Out, run_block};
+use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::F32Simd;
 
@@ -65,11 +66,11 @@ unsafe impl DirectIsa for Emu16 {
     fn dispatch<J: SimdJob>(self, job: &mut J) {
         job.run(self)
     }
-    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+    fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
         if wide {
-            run_block::<Emu16, 12, 2>(self, b, buf)
+            run_block::<Emu16, 12, 2>(self, b, out)
         } else {
-            run_block::<Emu16, 24, 1>(self, b, buf)
+            run_block::<Emu16, 24, 1>(self, b, out)
         }
     }
 }
@@ -129,11 +130,11 @@ unsafe impl DirectIsa for OddScalar {
     fn dispatch<J: SimdJob>(self, job: &mut J) {
         job.run(self)
     }
-    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+    fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
         if wide {
-            run_block::<OddScalar, 3, 3>(self, b, buf)
+            run_block::<OddScalar, 3, 3>(self, b, out)
         } else {
-            run_block::<OddScalar, 5, 1>(self, b, buf)
+            run_block::<OddScalar, 5, 1>(self, b, out)
         }
     }
 }

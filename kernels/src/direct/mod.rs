@@ -48,7 +48,7 @@ pub(crate) use depthwise::DirectDepthwise;
 pub(crate) use emulated::{Emu16, OddScalar};
 pub(crate) use rows::{DirectRows, backward_data_fits as rows_backward_data_fits};
 pub(crate) use rows_weight::fits as rows_backward_weight_fits;
-pub(crate) use tile::{Block, Red};
+pub(crate) use tile::{Block, Out, Red};
 
 use crate::parallel::{
     SharedMut, for_each_chunk_mut, for_each_task, threads, with_index_scratch, with_scratch,
@@ -74,7 +74,7 @@ const RED_CHUNK: usize = 128;
 /// An ISA the direct kernel is instantiated on: its tiles and its `#[target_feature]` entry.
 ///
 /// # Safety
-/// For implementors: `run` must run [`tile::run_block`] with the tile of `TILES[wide]`, and
+/// For implementors: `run_to` must run [`tile::run_block`] with the tile of `TILES[wide]`, and
 /// a value of `Self` may exist only on a CPU with the ISA.
 pub(crate) unsafe trait DirectIsa: F32Simd {
     /// Kernel name, `direct_f32_any_{UR}x{NR}_{isa}` of the wide tile.
@@ -91,8 +91,12 @@ pub(crate) unsafe trait DirectIsa: F32Simd {
     const WINOGRAD_NAMES: [&'static str; 3];
     /// The proof value, when this CPU has the ISA.
     fn detect() -> Option<Self>;
-    /// Runs `b` into `buf` with tile `TILES[wide as usize]`.
-    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool);
+    /// Runs `b` into `out` with tile `TILES[wide as usize]`.
+    fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool);
+    /// Runs `b` into `buf` (rows of `NR` floats) with tile `TILES[wide as usize]`.
+    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+        self.run_to(b, Out::Buf(buf), wide)
+    }
     /// Runs `job` inside a function compiled for this ISA, so its `#[inline(always)]` body
     /// (written once, generic over the ISA) gets the ISA's instructions (pulp's `dispatch`).
     fn dispatch<J: SimdJob>(self, job: &mut J);

@@ -1,7 +1,8 @@
 //! The direct kernel on `wide::f32x4` (SSE2 / NEON): 4 x 8 wide tile (8 accumulators of 4
 //! lanes), 8 x 4 narrow tile.
 
-use super::{Block, DirectIsa, SimdJob, tile::run_block};
+use super::tile::{Out, run_block};
+use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Portable;
 
@@ -23,11 +24,11 @@ unsafe impl DirectIsa for Portable {
     fn dispatch<J: SimdJob>(self, job: &mut J) {
         job.run(self)
     }
-    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+    fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
         if wide {
-            run_block::<Portable, 4, 2>(self, b, buf)
+            run_block::<Portable, 4, 2>(self, b, out)
         } else {
-            run_block::<Portable, 8, 1>(self, b, buf)
+            run_block::<Portable, 8, 1>(self, b, out)
         }
     }
 }

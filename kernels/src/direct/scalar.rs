@@ -1,6 +1,7 @@
 //! The direct kernel in plain scalar code: 4 pixels x 4 channels (wide), 8 x 1 (narrow).
 
-use super::{Block, DirectIsa, SimdJob, tile::run_block};
+use super::tile::{Out, run_block};
+use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Scalar;
 
@@ -22,11 +23,11 @@ unsafe impl DirectIsa for Scalar {
     fn dispatch<J: SimdJob>(self, job: &mut J) {
         job.run(self)
     }
-    fn run(self, b: &Block<'_>, buf: &mut [f32], wide: bool) {
+    fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
         if wide {
-            run_block::<Scalar, 4, 4>(self, b, buf)
+            run_block::<Scalar, 4, 4>(self, b, out)
         } else {
-            run_block::<Scalar, 8, 1>(self, b, buf)
+            run_block::<Scalar, 8, 1>(self, b, out)
         }
     }
 }

@@ -26,9 +26,13 @@
 //! broadcasts into registers it does not have. Padding never reaches this loop: sources are
 //! zero-padded copies, so every `src` index is in range. A final partial tile repeats its
 //! last row's source offset (a valid address) and stores only its real rows. The caller
-//! moves `buf` to the real output (NCHW, or the weight-gradient layout) with the epilogue.
+//! moves `buf` to the real output (NCHW, or the weight-gradient layout) with the epilogue;
+//! or, where each row's `NR` floats lie together in the output (the pointwise form's output
+//! channels), the tile stores there itself through an [`Out::Rows`], bias and ReLU applied
+//! on the way.
 
 use super::super::simd::F32Simd;
+use std::marker::PhantomData;
 
 /// The reduction offsets `red[r]` into the broadcast operand.
 #[derive(Clone, Copy, Debug)]
@@ -94,14 +98,64 @@ pub(crate) struct Block<'a> {
     pub accumulate: bool,
 }
 
-/// Runs `b` with a `UR x NB` register tile into `buf` (`rows.len()` rows of `NB*LANES`).
+/// Where a block's rows go.
+pub(crate) enum Out<'a> {
+    /// A buffer of `rows.len()` rows of `NR` floats.
+    Buf(&'a mut [f32]),
+    /// Rows in place; see [`Rows`].
+    Rows(Rows<'a>),
+}
+
+/// Rows of a block stored in place: row `i`'s `NR` floats at `ptr + i * stride`, with
+/// `bias[i]` added and a ReLU applied as they are stored (the last reduction chunk's
+/// epilogue). An accumulating block starts from `partial` (the earlier chunks' sums, rows
+/// of `NR` floats) when given, else from the rows themselves.
+pub(crate) struct Rows<'a> {
+    ptr: *mut f32,
+    stride: usize,
+    rows: usize,
+    nr: usize,
+    partial: Option<&'a [f32]>,
+    bias: Option<&'a [f32]>,
+    relu: bool,
+    _out: PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> Rows<'a> {
+    /// Rows `0..rows` of `nr` floats at `ptr + i * stride`; see the type's docs.
+    ///
+    /// # Safety
+    /// For the lifetime `'a`, each row's `nr` floats must be valid for reads and writes and
+    /// accessed by nothing else.
+    pub unsafe fn new(
+        (ptr, stride, rows, nr): (*mut f32, usize, usize, usize),
+        partial: Option<&'a [f32]>,
+        bias: Option<&'a [f32]>,
+        relu: bool,
+    ) -> Self {
+        assert!(partial.is_none_or(|p| p.len() >= rows * nr), "partial sums");
+        assert!(bias.is_none_or(|b| b.len() >= rows), "bias per row");
+        Rows {
+            ptr,
+            stride,
+            rows,
+            nr,
+            partial,
+            bias,
+            relu,
+            _out: PhantomData,
+        }
+    }
+}
+
+/// Runs `b` with a `UR x NB` register tile into `out` (`rows.len()` rows of `NB*LANES`).
 /// Every index is checked here, once per block, so a bad block panics instead of touching
 /// memory outside its slices.
 #[inline(always)]
 pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
     s: S,
     b: &Block<'_>,
-    buf: &mut [f32],
+    out: Out<'_>,
 ) {
     let nr = NB * S::LANES;
     let red_max = b.red.max();
@@ -115,7 +169,22 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
         b.red.is_empty() || (b.red.len() - 1) * b.vstride + nr <= b.vecs.len(),
         "block vectors too short"
     );
-    assert!(buf.len() >= b.rows.len() * nr, "block buffer too short");
+    // Row i of the output at dst + i * ld: nr floats, valid for reads and writes; row i of
+    // the partial sums at from + i * from_ld: nr floats, valid for reads.
+    let (dst, ld, from, from_ld, bias, relu) = match out {
+        Out::Buf(buf) => {
+            assert!(buf.len() >= b.rows.len() * nr, "block buffer too short");
+            (buf.as_mut_ptr(), nr, buf.as_ptr(), nr, None, false)
+        }
+        Out::Rows(r) => {
+            assert!(r.rows == b.rows.len() && r.nr == nr, "block rows out");
+            let (from, from_ld) = match r.partial {
+                Some(p) => (p.as_ptr(), nr),
+                None => (r.ptr.cast_const(), r.stride),
+            };
+            (r.ptr, r.stride, from, from_ld, r.bias, r.relu)
+        }
+    };
     debug_assert_eq!(std::mem::size_of::<S::V>(), 4 * S::LANES);
 
     let src = b.src.as_ptr();
@@ -124,13 +193,16 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
         for (i, o) in offs.iter_mut().enumerate() {
             *o = chunk[i.min(chunk.len() - 1)];
         }
-        let out = &mut buf[t * UR * nr..][..chunk.len() * nr];
+        // (No closures here: one would be compiled without the caller's target features.)
+        let tile = dst.wrapping_add(t * UR * ld);
+        let tile_from = from.wrapping_add(t * UR * from_ld);
         let mut acc = [[s.zero(); NB]; UR];
         if b.accumulate {
             for (i, acc_i) in acc.iter_mut().enumerate().take(chunk.len()) {
                 for (v, a) in acc_i.iter_mut().enumerate() {
-                    // SAFETY: i < chunk.len() and v < NB: (i*NB + v + 1)*LANES <= out.len().
-                    *a = unsafe { s.load(out.as_ptr().add((i * NB + v) * S::LANES)) };
+                    // SAFETY: row t*UR + i < rows.len() of the partial sums, and (v + 1)*LANES
+                    // <= nr floats of it (checked above, or by Rows::new and its caller).
+                    *a = unsafe { s.load(tile_from.add(i * from_ld + v * S::LANES)) };
                 }
             }
         }
@@ -173,10 +245,33 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
                 (0..len).map(|r| r * stride),
             ),
         }
+        // The epilogue in loops of constant trip count over the tile: any indexing of `acc`
+        // the compiler cannot resolve would keep the whole tile in memory, also in the
+        // reduction above. Rows past the chunk repeat its last bias and are not stored.
+        if let Some(bias) = bias {
+            let mut b = [0.0f32; UR];
+            for (i, b) in b.iter_mut().enumerate() {
+                *b = bias[t * UR + i.min(chunk.len() - 1)];
+            }
+            for (acc_i, &b) in acc.iter_mut().zip(&b) {
+                let bv = s.splat(b);
+                for a in acc_i.iter_mut() {
+                    *a = s.add(*a, bv);
+                }
+            }
+        }
+        if relu {
+            for acc_i in acc.iter_mut() {
+                for a in acc_i.iter_mut() {
+                    *a = s.max(*a, s.zero());
+                }
+            }
+        }
         for (i, acc_i) in acc.iter().enumerate().take(chunk.len()) {
-            for (v, a) in acc_i.iter().enumerate() {
-                // SAFETY: as for the accumulate loads above.
-                unsafe { s.store(out.as_mut_ptr().add((i * NB + v) * S::LANES), *a) };
+            for (v, &a) in acc_i.iter().enumerate() {
+                // SAFETY: row t*UR + i < rows.len() of the output, and (v + 1)*LANES <= nr
+                // floats of it (checked above, or by Rows::new's caller).
+                unsafe { s.store(tile.add(i * ld + v * S::LANES), a) };
             }
         }
     }
