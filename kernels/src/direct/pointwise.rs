@@ -258,8 +258,7 @@ impl SimdJob for Task<'_, '_> {
                         // alone accesses rows m0 .. m0 + real of image x group ig at pixels
                         // c0 .. c0 + nr (tasks split images, groups, row tiles and pixel
                         // panels); the caller keeps `out` borrowed and unaccessed meanwhile.
-                        let rows =
-                            unsafe { Rows::new((first, p, real, nr), Some(&*buf), bias, pw.relu) };
+                        let rows = unsafe { Rows::new((first, p, real, nr), buf, bias, pw.relu) };
                         s.run_to(&block, Out::Rows(rows), true);
                     } else {
                         s.run(&block, buf, true);

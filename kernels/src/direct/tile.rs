@@ -108,14 +108,14 @@ pub(crate) enum Out<'a> {
 
 /// Rows of a block stored in place: row `i`'s `NR` floats at `ptr + i * stride`, with
 /// `bias[i]` added and a ReLU applied as they are stored (the last reduction chunk's
-/// epilogue). An accumulating block starts from `partial` (the earlier chunks' sums, rows
-/// of `NR` floats) when given, else from the rows themselves.
+/// epilogue). An accumulating block starts from `partial`: the earlier chunks' sums, rows
+/// of `NR` floats.
 pub(crate) struct Rows<'a> {
     ptr: *mut f32,
     stride: usize,
     rows: usize,
     nr: usize,
-    partial: Option<&'a [f32]>,
+    partial: &'a [f32],
     bias: Option<&'a [f32]>,
     relu: bool,
     _out: PhantomData<&'a mut [f32]>,
@@ -129,11 +129,11 @@ impl<'a> Rows<'a> {
     /// accessed by nothing else.
     pub unsafe fn new(
         (ptr, stride, rows, nr): (*mut f32, usize, usize, usize),
-        partial: Option<&'a [f32]>,
+        partial: &'a [f32],
         bias: Option<&'a [f32]>,
         relu: bool,
     ) -> Self {
-        assert!(partial.is_none_or(|p| p.len() >= rows * nr), "partial sums");
+        assert!(partial.len() >= rows * nr, "partial sums");
         assert!(bias.is_none_or(|b| b.len() >= rows), "bias per row");
         Rows {
             ptr,
@@ -174,15 +174,13 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
     let (dst, ld, from, from_ld, bias, relu) = match out {
         Out::Buf(buf) => {
             assert!(buf.len() >= b.rows.len() * nr, "block buffer too short");
-            (buf.as_mut_ptr(), nr, buf.as_ptr(), nr, None, false)
+            // Both pointers from one: the loads must stay valid across the stores.
+            let dst = buf.as_mut_ptr();
+            (dst, nr, dst.cast_const(), nr, None, false)
         }
         Out::Rows(r) => {
             assert!(r.rows == b.rows.len() && r.nr == nr, "block rows out");
-            let (from, from_ld) = match r.partial {
-                Some(p) => (p.as_ptr(), nr),
-                None => (r.ptr.cast_const(), r.stride),
-            };
-            (r.ptr, r.stride, from, from_ld, r.bias, r.relu)
+            (r.ptr, r.stride, r.partial.as_ptr(), nr, r.bias, r.relu)
         }
     };
     debug_assert_eq!(std::mem::size_of::<S::V>(), 4 * S::LANES);
