@@ -67,13 +67,14 @@ fn prepared_passes_equal_unprepared() {
 
 #[test]
 fn pointwise_prepared_passes_equal_unprepared() {
-    // The direct kernel's pointwise form (1x1, unpadded, >= 256 output pixels), which the
-    // random samples do not reach: a partial row tile, a partial vector column, groups, a
-    // strided layer (its subsampled planes), a reduction of several chunks (bias and ReLU
-    // on the last one's in-place store).
+    // The direct kernel's pointwise form (1x1, unpadded, >= 256 output pixels, >= 196 on
+    // backward-data), which the random samples do not reach: a partial row tile, a partial
+    // vector column, groups, a strided layer (its subsampled planes), a reduction of several chunks (bias and ReLU
+    // on the last one's in-place store), a 14x14 plane (pointwise on backward-data only).
     for (n, c, hw, k, groups, s) in [
         (1, 20, 16, 30, 1, 1),
         (1, 300, 16, 20, 1, 1),
+        (1, 24, 14, 300, 1, 1),
         (2, 8, 20, 14, 2, 1),
         (1, 6, 32, 10, 1, 2),
     ] {

@@ -338,7 +338,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         y: &mut [f32],
     ) {
         g.assert_forward(x, weight, bias, y);
-        if pointwise::applies::<S>(g) {
+        if pointwise::applies::<S>(g, Pass::Forward) {
             return pointwise_run(self.0, g, Pass::Forward, x, weight, bias, false, y);
         }
         if forward_in_columns::<S>(g) {
@@ -358,7 +358,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         if g.is_dense() {
             return dense_run(self.0, g, Pass::BackwardData, grad_y, weight, bias, grad_x);
         }
-        if pointwise::applies::<S>(g) {
+        if pointwise::applies::<S>(g, Pass::BackwardData) {
             let pass = Pass::BackwardData;
             return pointwise_run(self.0, g, pass, grad_y, weight, bias, false, grad_x);
         }
@@ -400,8 +400,10 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         match pass {
             // The dense, pointwise and column forms read the weights as they are.
             Pass::BackwardData if g.is_dense() => Some(weight.to_vec()),
-            Pass::Forward if pointwise::applies::<S>(g) => Some(weight.to_vec()),
-            Pass::BackwardData if pointwise::applies::<S>(g) => Some(weight.to_vec()),
+            Pass::Forward if pointwise::applies::<S>(g, Pass::Forward) => Some(weight.to_vec()),
+            Pass::BackwardData if pointwise::applies::<S>(g, Pass::BackwardData) => {
+                Some(weight.to_vec())
+            }
             Pass::Forward if forward_in_columns::<S>(g) => Some(weight.to_vec()),
             Pass::BackwardData if backward_in_columns(g) => Some(weight.to_vec()),
             Pass::Forward => {
@@ -428,7 +430,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         relu: bool,
         y: &mut [f32],
     ) {
-        if pointwise::applies::<S>(g) {
+        if pointwise::applies::<S>(g, Pass::Forward) {
             assert_eq!(prepared.len(), g.w_len, "prepared weights");
             return pointwise_run(self.0, g, Pass::Forward, x, prepared, bias, relu, y);
         }
@@ -459,7 +461,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
             let pass = Pass::BackwardData;
             return dense_run(self.0, g, pass, grad_y, prepared, bias, grad_x);
         }
-        if pointwise::applies::<S>(g) {
+        if pointwise::applies::<S>(g, Pass::BackwardData) {
             assert_eq!(prepared.len(), g.w_len, "prepared weights");
             return pointwise_run(
                 self.0,

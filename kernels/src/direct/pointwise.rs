@@ -37,22 +37,27 @@
 
 use super::tile::{Block, Out, Red, Rows};
 use super::{DirectIsa, SimdJob};
+use crate::Pass;
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
 use crate::params::ConvGeom;
 use crate::simd::prefetch_l2;
 
-/// Pixels from which an image plane goes the pointwise way. Pointwise / pixel form (medians
-/// of 5-7 alternating pairs, ResNet-50's 1x1 layers): at 56x56 forward 1.03-1.21x and
-/// backward-data 1.4-1.48x on AVX-512 (AVX2 0.99x and 1.24x); at 28x28 1.05-1.3x (AVX2
-/// 1.17-1.22x); at 14x14 0.95-1.09x (AVX2 0.84-0.96x: the pixel form's tiles span the
-/// whole small plane, and a 14x14 plane wastes 28 of 224 lanes in AVX-512's 32-pixel
-/// columns). The
-/// stride-2 downsampling layers alike: 56x56 -> 28x28 forward 0.99x, backward-data 1.22x;
-/// 28x28 -> 14x14 1.13x and 0.88x; 14x14 -> 7x7 0.84x and 0.96x (AVX-512).
-const MIN_PIXELS: usize = 256;
-/// The most a plane's last partial vector column may waste, as a fraction `1 / WASTE` of the
-/// plane.
-const WASTE: usize = 16;
+/// Pixels from which an image plane goes the pointwise way, and the most its last partial
+/// vector column may waste (as a fraction `1 / waste` of the plane): `(pixels, waste)` for
+/// the forward pass and for backward-data.
+///
+/// Forward, pointwise / pixel form (medians of 5-7 alternating pairs, ResNet-50's 1x1
+/// layers): at 56x56 1.03-1.21x on AVX-512 (AVX2 0.99x); at 28x28 1.05-1.3x (AVX2
+/// 1.17-1.22x); at 14x14 0.87-0.96x (the pixel form's tiles span the whole small plane,
+/// and a 14x14 plane wastes 28 of 224 lanes in AVX-512's 32-pixel columns). Strided: 56x56
+/// -> 28x28 0.99x, 28x28 -> 14x14 1.13x.
+///
+/// Backward-data: at 56x56 1.4-1.48x (AVX2 1.24x), and since the tiles store in place also
+/// at 14x14: 1.06-1.31x on the 1x1 layers of ResNet-50's and DenseNet-121's 14x14 stages
+/// (best of 5 alternating pairs; the pixel form repacks all the weights on every call to
+/// use them on 196 pixels). Not strided layers: 28x28 -> 14x14 ran 0.82-0.92x; nor on
+/// AVX2, where the same 14x14 layers ran 0.84-1.12x (and Auto takes im2col there).
+const MIN_PIXELS: [(usize, usize); 2] = [(256, 16), (196, 7)];
 /// Row tiles (the pass's output channels) per task: each packed column chunk serves them all.
 const TILES_PER_TASK: usize = 8;
 /// The largest wide-tile height of any ISA (bounds a task's row offsets on the stack).
@@ -71,14 +76,18 @@ fn chunk(nr: usize) -> usize {
 
 /// True when a data pass (forward, or backward-data) over geometry `g` takes the pointwise
 /// form on ISA `S`: 1x1, unpadded, and planes that fill whole vector columns of pixels (up
-/// to a small remainder). A strided layer runs on its subsampled input planes (see
-/// `pointwise_run` in `mod.rs`).
-pub(super) fn applies<S: DirectIsa>(g: &ConvGeom) -> bool {
+/// to a small remainder; see [`MIN_PIXELS`]). A strided layer runs on its subsampled input
+/// planes (see `pointwise_run` in `mod.rs`).
+pub(super) fn applies<S: DirectIsa>(g: &ConvGeom, pass: Pass) -> bool {
     let p = g.oh * g.ow;
     let nr = S::TILES[1].1 * S::LANES;
     let inside = g.oh.saturating_sub(1) * g.sh < g.h && g.ow.saturating_sub(1) * g.sw < g.w;
     let one = g.kh == 1 && g.kw == 1 && g.pad_t == 0 && g.pad_l == 0 && inside;
-    one && p >= MIN_PIXELS && (p.div_ceil(nr) * nr - p) * WASTE <= p
+    // A strided layer's backward-data scatters its planes back: it keeps the forward's
+    // bound; so does AVX2's.
+    let unstrided_bd = pass == Pass::BackwardData && p == g.h * g.w && S::LANES >= 16;
+    let (min, waste) = MIN_PIXELS[usize::from(unstrided_bd)];
+    one && p >= min && (p.div_ceil(nr) * nr - p) * waste <= p
 }
 
 /// One data pass in pointwise form; see the module docs.
