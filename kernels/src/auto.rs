@@ -301,7 +301,7 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   1.1-1.3x direct; F(2x2) where F(4x4) is not allowed: 1.0-1.15x); from 56x56
 ///   F(4x4) when >= 64 channels are vectorised and one side has <= 64 channels (ResNet-50's
 ///   conv2 1.0-1.15x, DenseNet's 128 -> 32 backward-data 1.2x; but on two threads ResNet-50's
-///   conv2 forward goes direct: 1.18x F(4x4), medians of 8 alternating pairs, where
+///   conv2 forward goes direct: 1.18x and 1.28x F(4x4) in two runs, 0.95x in a third, where
 ///   VGG-16's 112x112 layers tie) or on backward-data (VGG-16's
 ///   56x56 layers: 1.07-1.3x F(2x2) in three runs, ahead of direct in five of six rows),
 ///   F(2x2) for the forward pass when both sides have >= 128 (VGG-16's 56x56 layers: within
