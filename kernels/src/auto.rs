@@ -300,9 +300,7 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   input outgrows the caches); from 112x112 Winograd F(4x4) (VGG-16's 112x112 layers:
 ///   1.1-1.3x direct; F(2x2) where F(4x4) is not allowed: 1.0-1.15x); from 56x56
 ///   F(4x4) when >= 64 channels are vectorised and one side has <= 64 channels (ResNet-50's
-///   conv2 1.0-1.15x, DenseNet's 128 -> 32 backward-data 1.2x; but on two threads ResNet-50's
-///   conv2 forward goes direct: 1.18x and 1.28x F(4x4) in two runs, 0.95x in a third, where
-///   VGG-16's 112x112 layers tie) or on backward-data (VGG-16's
+///   conv2 1.0-1.15x, DenseNet's 128 -> 32 backward-data 1.2x) or on backward-data (VGG-16's
 ///   56x56 layers: 1.07-1.3x F(2x2) in three runs, ahead of direct in five of six rows),
 ///   F(2x2) for the forward pass when both sides have >= 128 (VGG-16's 56x56 layers: within
 ///   5% of direct and F(4x4), ahead of both in most runs); below 56x56 direct (1.2-2x Winograd at 28x28 and 14x14, 1.7x at 7x7
@@ -338,9 +336,6 @@ fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
         }
         if pixels >= 56 * 56 && vectorised >= 64 {
             if c_in_g.min(c_out_g) <= 64 || pass == Pass::BackwardData {
-                if pass == Pass::Forward && crate::parallel::threads() > 1 {
-                    return Algorithm::Direct;
-                }
                 if t.allows(f4) {
                     return f4;
                 }

@@ -221,12 +221,12 @@ impl SharedMut {
     /// apart, all checked to lie in the buffer.
     pub(crate) fn rows(self, offset: usize, stride: usize, rows: usize, len: usize) -> *mut f32 {
         let end = rows
-            .checked_sub(1)
-            .and_then(|r| r.checked_mul(stride))
+            .saturating_sub(1)
+            .checked_mul(stride)
             .and_then(|o| o.checked_add(offset))
             .and_then(|o| o.checked_add(len));
         assert!(
-            end.is_none_or(|end| end <= self.len),
+            rows == 0 || end.is_some_and(|end| end <= self.len),
             "{rows} rows of {len} from {offset} past the shared buffer ({})",
             self.len
         );
