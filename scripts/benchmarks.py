@@ -147,6 +147,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--svg", default=os.path.join(ROOT, "benchmarks.svg"))
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     threads = [int(t) for t in args.threads.split(",")]
     passes = args.passes.split(",")
     peaks = {(p["isa"], p["threads"]): p["gflops"] for p in convnet("peak")}
@@ -176,7 +178,7 @@ def main():
         "a shared, noisy machine, so read the ratios more than the absolute numbers. "
         f"Each cell is the median over {args.rounds} alternating sweeps of convnet and PyTorch (each sweep's time the median "
         "of interleaved runs after a warm-up); GFLOP/s use the direct-convolution FLOP count "
-        "for every algorithm (Winograd's are effective rates); % peak is against `convnet peak` measured in the same run.",
+        "for every algorithm (Winograd's are effective rates); % peak is against the peak `convnet bench` measures in its own run (the table below is `convnet peak`, measured at the start).",
         "",
         "| ISA | threads | peak GFLOP/s |",
         "| --- | --- | --- |",

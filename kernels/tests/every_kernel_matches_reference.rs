@@ -158,7 +158,8 @@ boundary_cases! {
         conv(3, 40, [3, 4], 40, [3, 3], 1, 1, 1, 1),
     ];
     // The direct kernel's pointwise form (1x1, stride 1, unpadded, planes of >= 256 pixels
-    // that fill whole vector columns up to 1/16; on backward-data >= 196 up to 1/7): whole and partial columns of pixels (the
+    // that fill whole vector columns up to 1/16; on backward-data at stride 1 on 16-lane
+    // ISAs >= 196 pixels): whole and partial columns of pixels (the
     // last column of 16x17 is partial at 32 lanes, of 18x18 at 16), rows past a tile and
     // past a task's tiles, a reduction longer than a chunk, groups, a batch, planes spanning
     // several tasks.
@@ -172,6 +173,8 @@ boundary_cases! {
         // output channels) spans several chunks in the second.
         conv(1, 40, [14, 14], 20, [1, 1], 1, 0, 1, 1),
         conv(1, 24, [14, 14], 300, [1, 1], 1, 0, 1, 1),
+        // Transposed, so backward-data (several chunks) runs with a bias.
+        ConvParams { transposed: true, ..ConvParams::new(1, 300, 14, 14, 24, [1, 1]) },
         // Strided: the subsampled planes (per-axis strides; in transposed mode the scatter
         // with the bias everywhere), and bottom/right padding, which leaves the last
         // output row and column outside the input (so not the pointwise form).

@@ -10,7 +10,7 @@ use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Avx2Fma;
 
-// SAFETY: a value of Avx2Fma exists only on a CPU with AVX2 and FMA; run runs run_block
+// SAFETY: a value of Avx2Fma exists only on a CPU with AVX2 and FMA; run_to runs run_block
 // with the tile of TILES[wide].
 unsafe impl DirectIsa for Avx2Fma {
     const NAME: &'static str = "direct_f32_any_6x16_avx2fma";

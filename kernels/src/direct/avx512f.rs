@@ -9,7 +9,7 @@ use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Avx512F;
 
-// SAFETY: a value of Avx512F exists only on a CPU with AVX-512F; run runs run_block
+// SAFETY: a value of Avx512F exists only on a CPU with AVX-512F; run_to runs run_block
 // with the tile of TILES[wide].
 unsafe impl DirectIsa for Avx512F {
     const NAME: &'static str = "direct_f32_any_12x32_avx512f";

@@ -48,7 +48,7 @@ unsafe impl F32Simd for Emu16 {
     }
 }
 
-// SAFETY: no special instructions; run runs run_block with TILES[wide].
+// SAFETY: no special instructions; run_to runs run_block with TILES[wide].
 unsafe impl DirectIsa for Emu16 {
     const NAME: &'static str = "direct_f32_any_12x32_emu16";
     const ROWS_NAME: &'static str = "direct_f32_rows_6x32_emu16";
@@ -112,7 +112,7 @@ unsafe impl F32Simd for OddScalar {
     }
 }
 
-// SAFETY: no special instructions; run runs run_block with TILES[wide].
+// SAFETY: no special instructions; run_to runs run_block with TILES[wide].
 unsafe impl DirectIsa for OddScalar {
     const NAME: &'static str = "direct_f32_any_3x3_oddtile";
     const ROWS_NAME: &'static str = "direct_f32_rows_6x1_oddtile";

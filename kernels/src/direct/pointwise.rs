@@ -55,8 +55,9 @@ use crate::simd::prefetch_l2;
 /// Backward-data: at 56x56 1.4-1.48x (AVX2 1.24x), and since the tiles store in place also
 /// at 14x14: 1.06-1.31x on the 1x1 layers of ResNet-50's and DenseNet-121's 14x14 stages
 /// (best of 5 alternating pairs; the pixel form repacks all the weights on every call to
-/// use them on 196 pixels). Not strided layers: 28x28 -> 14x14 ran 0.82-0.92x; nor on
-/// AVX2, where the same 14x14 layers ran 0.84-1.12x (and Auto takes im2col there).
+/// use them on 196 pixels). At 32-pixel columns the bound of 1/7 admits every plane of at
+/// least 196 pixels. Not strided layers: 28x28 -> 14x14 ran 0.82-0.92x; nor on AVX2, where
+/// the same 14x14 layers ran 0.84-1.12x (and Auto takes im2col there).
 const MIN_PIXELS: [(usize, usize); 2] = [(256, 16), (196, 7)];
 /// Row tiles (the pass's output channels) per task: each packed column chunk serves them all.
 const TILES_PER_TASK: usize = 8;
@@ -199,7 +200,8 @@ impl SimdJob for Task<'_, '_> {
             }
         }
         // LOOP: columns of the task's pixels; per column, reduction chunks (one column's
-        // chunk stays in L1 while every row tile of the task consumes it), then the epilogue.
+        // chunk stays in L1 while every row tile of the task consumes it), the last one
+        // stored in place (or, for a partial column, the epilogue from the buffer).
         for col in 0..cols {
             let c0 = self.p0 + col * nr;
             let width = nr.min(self.p0 + self.width - c0);

@@ -6,7 +6,7 @@ use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Portable;
 
-// SAFETY: Portable needs no special instructions; run runs run_block with TILES[wide].
+// SAFETY: Portable needs no special instructions; run_to runs run_block with TILES[wide].
 unsafe impl DirectIsa for Portable {
     const NAME: &'static str = "direct_f32_any_4x8_portable";
     const ISA: Isa = Isa::Portable;

@@ -5,7 +5,7 @@ use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Scalar;
 
-// SAFETY: Scalar needs no special instructions; run runs run_block with TILES[wide].
+// SAFETY: Scalar needs no special instructions; run_to runs run_block with TILES[wide].
 unsafe impl DirectIsa for Scalar {
     const NAME: &'static str = "direct_f32_any_4x4_scalar";
     const ISA: Isa = Isa::Scalar;

@@ -2,12 +2,15 @@
 //!
 //! A [`Block`] is a set of output rows (pixels for forward and backward-data, weight taps
 //! for backward-weight; channels in the column and pointwise forms, which broadcast the
-//! weights) that share one reduction. It accumulates into a row-major buffer of
-//! `NR` channels per row, so partial sums over reduction chunks stay in vector form:
+//! weights) that share one reduction. It accumulates into rows of `NR` channels (a
+//! row-major buffer, or rows in place in the output: see [`Out`]), so partial sums over
+//! reduction chunks stay in vector form:
 //!
 //! ```text
-//!   buf[i][ch] = (buf[i][ch] if accumulate else 0) + sum_r src[red[r] + rows[i]] * vecs[r*vstride + ch]
+//!   out[i][ch] = (partial[i][ch] if accumulate else 0) + sum_r src[red[r] + rows[i]] * vecs[r*vstride + ch]
 //! ```
+//!
+//! where `partial` is the buffer itself, or the buffer an in-place block starts from.
 //!
 //! The register tile is `UR` rows x `NB` vectors of `LANES` channels (`NR = NB*LANES`):
 //!
@@ -94,7 +97,7 @@ pub(crate) struct Block<'a> {
     pub vstride: usize,
     /// Source offset of each output row.
     pub rows: &'a [usize],
-    /// Accumulate into `buf` instead of overwriting it.
+    /// Start from the partial sums (the buffer, or [`Rows`]'s `partial`) instead of zero.
     pub accumulate: bool,
 }
 
@@ -125,8 +128,9 @@ impl<'a> Rows<'a> {
     /// Rows `0..rows` of `nr` floats at `ptr + i * stride`; see the type's docs.
     ///
     /// # Safety
-    /// For the lifetime `'a`, each row's `nr` floats must be valid for reads and writes and
-    /// accessed by nothing else.
+    /// For the lifetime `'a`, `ptr .. ptr + (rows - 1) * stride + nr` must lie in one
+    /// allocation, and each row's `nr` floats must be valid for writes and accessed by
+    /// nothing else.
     pub unsafe fn new(
         (ptr, stride, rows, nr): (*mut f32, usize, usize, usize),
         partial: &'a [f32],
@@ -169,8 +173,8 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
         b.red.is_empty() || (b.red.len() - 1) * b.vstride + nr <= b.vecs.len(),
         "block vectors too short"
     );
-    // Row i of the output at dst + i * ld: nr floats, valid for reads and writes; row i of
-    // the partial sums at from + i * from_ld: nr floats, valid for reads.
+    // Row i of the output at dst + i * ld: nr floats, valid for writes; row i of the
+    // partial sums at from + i * from_ld: nr floats, valid for reads.
     let (dst, ld, from, from_ld, bias, relu) = match out {
         Out::Buf(buf) => {
             assert!(buf.len() >= b.rows.len() * nr, "block buffer too short");
@@ -199,7 +203,7 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
             for (i, acc_i) in acc.iter_mut().enumerate().take(chunk.len()) {
                 for (v, a) in acc_i.iter_mut().enumerate() {
                     // SAFETY: row t*UR + i < rows.len() of the partial sums, and (v + 1)*LANES
-                    // <= nr floats of it (checked above, or by Rows::new and its caller).
+                    // <= nr floats of it (checked above, or by Rows::new).
                     *a = unsafe { s.load(tile_from.add(i * from_ld + v * S::LANES)) };
                 }
             }
