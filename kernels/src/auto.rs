@@ -347,7 +347,9 @@ fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
     Algorithm::Direct
 }
 
-type TuneKey = (ConvGeom, u8, Tolerance);
+/// Geometry, pass, tolerance and threads: a decision timed on one thread count need not
+/// hold on another.
+type TuneKey = (ConvGeom, u8, Tolerance, usize);
 
 /// In-process decisions.
 fn tuned() -> &'static Mutex<HashMap<TuneKey, &'static str>> {
@@ -363,8 +365,8 @@ fn pass_code(pass: Pass) -> u8 {
     pass as u8
 }
 
-/// A stable text key for the disk cache.
-fn key_text(g: &ConvGeom, pass: Pass, t: Tolerance) -> String {
+/// A stable text key for the disk cache, ending in the thread count (`_t2`).
+fn key_text(g: &ConvGeom, pass: Pass, t: Tolerance, threads: usize) -> String {
     let [h, w] = g.input_hw();
     let [oh, ow] = g.output_hw();
     let [kh, kw] = g.kernel_hw();
@@ -372,7 +374,7 @@ fn key_text(g: &ConvGeom, pass: Pass, t: Tolerance) -> String {
     let [dh, dw] = g.dilation();
     let [pt, pl] = g.pad_tl();
     format!(
-        "n{}c{}k{}g{}_{h}x{w}_{oh}x{ow}_{kh}x{kw}_s{sh}x{sw}_d{dh}x{dw}_p{pt}x{pl}_{}_{}",
+        "n{}c{}k{}g{}_{h}x{w}_{oh}x{ow}_{kh}x{kw}_s{sh}x{sw}_d{dh}x{dw}_p{pt}x{pl}_{}_{}_t{threads}",
         g.n(),
         g.c_in(),
         g.c_out(),
@@ -450,8 +452,9 @@ fn time_candidates(kernels: &[&dyn ConvKernel], g: &ConvGeom, pass: Pass) -> Vec
 /// The autotuned kernel: cached, or timed now among the best-ISA kernel of every allowed
 /// algorithm that supports the geometry.
 fn tune(g: &ConvGeom, pass: Pass, t: Tolerance) -> Result<&'static dyn ConvKernel, ConvError> {
-    let key = (*g, pass_code(pass), t);
-    let text = key_text(g, pass, t);
+    let threads = crate::parallel::threads();
+    let key = (*g, pass_code(pass), t, threads);
+    let text = key_text(g, pass, t, threads);
     if let Some(name) = tuned()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
