@@ -174,17 +174,17 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
         "block vectors too short"
     );
     // Row i of the output at dst + i * ld: nr floats, valid for writes; row i of the
-    // partial sums at from + i * from_ld: nr floats, valid for reads.
-    let (dst, ld, from, from_ld, bias, relu) = match out {
+    // partial sums at from + i * nr: nr floats, valid for reads.
+    let (dst, ld, from, bias, relu) = match out {
         Out::Buf(buf) => {
             assert!(buf.len() >= b.rows.len() * nr, "block buffer too short");
             // Both pointers from one: the loads must stay valid across the stores.
             let dst = buf.as_mut_ptr();
-            (dst, nr, dst.cast_const(), nr, None, false)
+            (dst, nr, dst.cast_const(), None, false)
         }
         Out::Rows(r) => {
             assert!(r.rows == b.rows.len() && r.nr == nr, "block rows out");
-            (r.ptr, r.stride, r.partial.as_ptr(), nr, r.bias, r.relu)
+            (r.ptr, r.stride, r.partial.as_ptr(), r.bias, r.relu)
         }
     };
     debug_assert_eq!(std::mem::size_of::<S::V>(), 4 * S::LANES);
@@ -197,14 +197,14 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
         }
         // (No closures here: one would be compiled without the caller's target features.)
         let tile = dst.wrapping_add(t * UR * ld);
-        let tile_from = from.wrapping_add(t * UR * from_ld);
+        let tile_from = from.wrapping_add(t * UR * nr);
         let mut acc = [[s.zero(); NB]; UR];
         if b.accumulate {
             for (i, acc_i) in acc.iter_mut().enumerate().take(chunk.len()) {
                 for (v, a) in acc_i.iter_mut().enumerate() {
                     // SAFETY: row t*UR + i < rows.len() of the partial sums, and (v + 1)*LANES
                     // <= nr floats of it (checked above, or by Rows::new).
-                    *a = unsafe { s.load(tile_from.add(i * from_ld + v * S::LANES)) };
+                    *a = unsafe { s.load(tile_from.add(i * nr + v * S::LANES)) };
                 }
             }
         }
