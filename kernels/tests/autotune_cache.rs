@@ -1,5 +1,6 @@
-//! The autotune cache keys its decisions by thread count: a choice timed on one thread
-//! count is not reused on another, in process or on disk.
+//! The autotune cache keys its decisions by thread count: a choice made for one thread
+//! count is not reused for another, in process or on disk. (Only the cache's keys are
+//! checked; which kernel wins is not.)
 //!
 //! One test in this binary: it sets the process's cache path before any kernel runs.
 
