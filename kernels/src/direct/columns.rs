@@ -44,9 +44,10 @@ const MAX_PIXELS: usize = 128;
 /// Measured on ResNet-50's layers (AVX-512, 1 thread, medians of 3-5 alternating runs,
 /// column / pixel form): at 7x7 and batch 1 or 2 (49 or 98 pixels) forward 1.1-1.9x and
 /// backward-data 1.1-2.1x, the 3x3 stride-2 layer's backward-data (49-pixel phases)
-/// 1.3-2.0x; at 196 pixels 0.8-0.9x with 256 channels and a tie with 512. On AVX2 only
-/// backward-data gains (1.1-1.7x at 49-pixel phases; forward 0.8-1.06x): its pixel form
-/// packs blocks of 16 channels, not 32.
+/// 1.3-2.0x; at 196 pixels 0.8-0.9x with 256 channels and a tie with 512. On AVX2
+/// backward-data gains 1.1-1.7x at 49-pixel phases; forward 1.08-1.31x at 7x7 on an
+/// AVX2-only Zen 3 EPYC (Sapphire Rapids capped at AVX2 had measured 0.8-1.06x; see
+/// `forward_in_columns` in `mod.rs`).
 pub(super) fn preferred(rows: usize, npx: usize) -> bool {
     npx <= MAX_PIXELS && rows >= npx
 }

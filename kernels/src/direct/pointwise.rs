@@ -44,21 +44,27 @@ use crate::simd::prefetch_l2;
 
 /// Pixels from which an image plane goes the pointwise way, and the most its last partial
 /// vector column may waste (as a fraction `1 / waste` of the plane): `(pixels, waste)` for
-/// the forward pass and for backward-data.
+/// the forward pass on 16-lane ISAs and strided backward-data, for unstrided backward-data
+/// on 16-lane ISAs, and for the forward pass on 8-lane ones.
 ///
 /// Forward, pointwise / pixel form (medians of 5-7 alternating pairs, ResNet-50's 1x1
-/// layers): at 56x56 1.03-1.21x on AVX-512 (AVX2 0.99x); at 28x28 1.05-1.3x (AVX2
-/// 1.17-1.22x); at 14x14 0.87-0.96x (the pixel form's tiles span the whole small plane,
-/// and a 14x14 plane wastes 28 of 224 lanes in AVX-512's 32-pixel columns). Strided: 56x56
-/// -> 28x28 0.99x, 28x28 -> 14x14 1.13x.
+/// layers, Sapphire Rapids): at 56x56 1.03-1.21x on AVX-512 (AVX2 0.99x); at 28x28
+/// 1.05-1.3x (AVX2 1.17-1.22x); at 14x14 0.87-0.96x on AVX-512 (the pixel form's tiles
+/// span the whole small plane, and a 14x14 plane wastes 28 of 224 lanes in AVX-512's
+/// 32-pixel columns). Strided: 56x56 -> 28x28 0.99x, 28x28 -> 14x14 1.13x. With AVX2's
+/// 16-pixel columns the 14x14 plane wastes 12 of 208 lanes, and there the pointwise form
+/// leads: 1.05-1.14x on ResNet-50's and DenseNet-121's 14x14 layers (an AVX2-only Zen 3
+/// EPYC, medians of 4 alternating pairs), where the pixel form's broadcasts walk 128
+/// channel rows a plane apart per reduction chunk.
 ///
 /// Backward-data: at 56x56 1.4-1.48x (AVX2 1.24x), and since the tiles store in place also
 /// at 14x14: 1.06-1.31x on the 1x1 layers of ResNet-50's and DenseNet-121's 14x14 stages
 /// (best of 5 alternating pairs; the pixel form repacks all the weights on every call to
 /// use them on 196 pixels). At 32-pixel columns the bound of 1/7 admits every plane of at
 /// least 196 pixels. Not strided layers: 28x28 -> 14x14 ran 0.82-0.92x; nor on AVX2, where
-/// the same 14x14 layers ran 0.84-1.12x (and Auto takes im2col there).
-const MIN_PIXELS: [(usize, usize); 2] = [(256, 16), (196, 7)];
+/// the same 14x14 layers ran 0.84-1.12x on Sapphire Rapids and 0.95-1.18x on Zen 3 (and
+/// Auto takes im2col there).
+const MIN_PIXELS: [(usize, usize); 3] = [(256, 16), (196, 7), (196, 16)];
 /// Row tiles (the pass's output channels) per task: each packed column chunk serves them all.
 const TILES_PER_TASK: usize = 8;
 /// The largest wide-tile height of any ISA (bounds a task's row offsets on the stack).
@@ -87,7 +93,12 @@ pub(super) fn applies<S: DirectIsa>(g: &ConvGeom, pass: Pass) -> bool {
     // A strided layer's backward-data scatters its planes back: it keeps the forward's
     // bound; so does AVX2's.
     let unstrided_bd = pass == Pass::BackwardData && p == g.h * g.w && S::LANES >= 16;
-    let (min, waste) = MIN_PIXELS[usize::from(unstrided_bd)];
+    let narrow_fwd = pass == Pass::Forward && S::LANES < 16;
+    let (min, waste) = MIN_PIXELS[if narrow_fwd {
+        2
+    } else {
+        usize::from(unstrided_bd)
+    }];
     one && p >= min && (p.div_ceil(nr) * nr - p) * waste <= p
 }
 
