@@ -17,6 +17,9 @@
 //!   broadcast and `UR*NV` loads feed `UR*NV` FMAs. The last vector of a row is shifted left
 //!   to end at the row's end (it recomputes a few pixels, bit for bit the same), so every
 //!   store is a whole vector; rows narrower than a vector go through a staging array.
+//!   3x3 stride-1 undilated layers (MobileNet's) at least a vector wide unroll the taps
+//!   over per-row base pointers instead (`tiles_3x3`: 1.16-1.23x on an AVX2-only Zen 3
+//!   EPYC, forward and backward-data, 14x14 to 112x112 planes).
 //! - backward-data: at stride 1 (padding at most the dilated kernel's extent), the forward
 //!   kernel on `grad_y` with the filters flipped and the complementary padding; otherwise
 //!   the transposed scatter `dq[slot][oy*sh + ky*dh][ox + jo] += w * dy`, one tap at a time
@@ -389,6 +392,9 @@ impl FwdJob<'_> {
         assert!(lay.span >= l && lay.tap_off.len() == taps);
         let q = self.q.as_ptr();
         let bias = s.splat(self.bias.map_or(0.0, |b| b[c]));
+        if g.kh == 3 && g.kw == 3 && [g.sh, g.sw, g.dh, g.dw] == [1; 4] && ow >= l {
+            return self.tiles_3x3(s, w, dst_base, bias);
+        }
         let mut tmp = [0.0f32; MAX_LANES];
         for oy0 in (0..oh).step_by(UR) {
             let nrows = UR.min(oh - oy0);
@@ -430,6 +436,71 @@ impl FwdJob<'_> {
                                 unsafe { *self.dst.at(row + px) = *t };
                             }
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tiles of plane `self.q` for a 3x3 stride-1 undilated filter `w` (MobileNet's
+    /// layers), at least one vector wide: the `UR + 2` input rows of a tile get a base
+    /// pointer each, and every load is a base, a vector start and a constant displacement,
+    /// where the general loop above spends four address computations and an offset load on
+    /// each tap. The vectors start where the general loop's do (the last of a row shifted
+    /// left to end at the row's end) and the FMAs run in the same order, so the results are
+    /// the general loop's, bit for bit.
+    #[inline(always)]
+    fn tiles_3x3<S: DirectIsa>(&mut self, s: S, w: &[f32], dst_base: usize, bias: S::V) {
+        let (g, lay, l) = (self.g, self.lay, S::LANES);
+        let (oh, ow, cols, span) = (g.oh, g.ow, lay.cols, lay.span);
+        // One phase (stride 1): rows = oh + 2, cols = span + 2, and span = ow >= l.
+        assert!(
+            lay.rows == oh + 2 && cols == span + 2 && span == ow && span >= l,
+            "depthwise 3x3 layout"
+        );
+        assert!(lay.rows * cols <= self.q.len() && w.len() == 9);
+        let q = self.q.as_ptr();
+        for oy0 in (0..oh).step_by(UR) {
+            let nrows = UR.min(oh - oy0);
+            for ox0 in (0..span).step_by(NV * l) {
+                // Vector starts, the last ones shifted to end at the span's end.
+                let st: [usize; NV] = std::array::from_fn(|v| (ox0 + v * l).min(span - l));
+                // Input row oy0 + r of the tile from column st[0]; past the plane's last row
+                // (a partial tile's rows, not stored) the last row again.
+                let rp: [*const f32; UR + 2] = std::array::from_fn(|r| {
+                    let row = (oy0 + r).min(lay.rows - 1);
+                    // SAFETY: row < rows and st[0] < span < cols, inside q's rows*cols floats
+                    // (asserted).
+                    unsafe { q.add(row * cols + st[0]) }
+                });
+                // Each vector's start from the first's.
+                let dv: [usize; NV] = std::array::from_fn(|v| st[v] - st[0]);
+                let mut acc = [[s.zero(); NV]; UR];
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let wv = s.splat(w[ky * 3 + kx]);
+                        for (i, acc_i) in acc.iter_mut().enumerate() {
+                            for (v, a) in acc_i.iter_mut().enumerate() {
+                                // SAFETY: rp[i + ky] is a row of q at column st[0], and
+                                // st[0] + dv[v] + kx + l = st[v] + kx + l <= span + 2 = cols:
+                                // inside that row.
+                                let xv = unsafe { s.load(rp[i + ky].add(dv[v] + kx)) };
+                                *a = s.mul_add(wv, xv, *a);
+                            }
+                        }
+                    }
+                }
+                for (i, acc_i) in acc.iter().enumerate().take(nrows) {
+                    let row = dst_base + (oy0 + i) * ow;
+                    for (a, &st) in acc_i.iter().zip(&st) {
+                        let mut y = s.add(*a, bias);
+                        if self.relu {
+                            y = s.max(y, s.zero());
+                        }
+                        // SAFETY: st + l <= span = ow, so the vector ends inside output row
+                        // oy0 + i < oh of this task's plane (dst_base + oh*ow <= dst.len(),
+                        // asserted by the caller).
+                        unsafe { s.store(self.dst.at(row + st), y) };
                     }
                 }
             }
