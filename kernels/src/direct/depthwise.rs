@@ -19,7 +19,9 @@
 //!   store is a whole vector; rows narrower than a vector go through a staging array.
 //!   3x3 stride-1 undilated layers (MobileNet's) at least a vector wide unroll the taps
 //!   over per-row base pointers instead (`tiles_3x3`: 1.16-1.23x on an AVX2-only Zen 3
-//!   EPYC, forward and backward-data, 14x14 to 112x112 planes).
+//!   EPYC, forward and backward-data, 14x14 to 112x112 planes); narrower planes read the
+//!   padded plane flat, unpadded to a vector (`tiles_3x3_narrow`: MobileNet's 7x7 layer
+//!   3.7 -> 11 GFLOP/s there, with the copies in and out as whole vectors).
 //! - backward-data: at stride 1 (padding at most the dilated kernel's extent), the forward
 //!   kernel on `grad_y` with the filters flipped and the complementary padding; otherwise
 //!   the transposed scatter `dq[slot][oy*sh + ky*dh][ox + jo] += w * dy`, one tap at a time
@@ -202,7 +204,7 @@ impl Layout {
             plane.len() == g.h * g.w && q.len() >= self.len() + l,
             "depthwise fill"
         );
-        if g.sw == 1 && len >= l {
+        if g.sw == 1 && len > 0 {
             let (dst, src) = (q.as_mut_ptr(), plane.as_ptr());
             let (cols, left) = (self.cols, g.pad_l);
             for r in 0..self.rows {
@@ -218,13 +220,38 @@ impl Layout {
                     continue;
                 };
                 // Zeros over the left padding, the row (the last vector shifted to end at
-                // left + len; len >= l), zeros from there to the row's end. Stores past the
-                // row's end land in the next row, written after this one, or in the slack.
+                // left + len; float by float when len < l), zeros from there to the row's
+                // end. Stores past the row's end land in the next row, written after this
+                // one, or in the slack.
                 for c in (0..if borders { left } else { 0 }).step_by(l) {
                     // SAFETY: row + c < row + left < row + cols (len > 0 so left < cols).
                     unsafe { s.store(dst.add(row + c), s.zero()) };
                 }
-                for c in (0..len).step_by(l) {
+                if len < l {
+                    if iy * g.w + l <= plane.len() {
+                        // A whole vector, then zeros over the l - len floats it took past the
+                        // row's data: they land on zeros, or on rows written after this one,
+                        // or in the slack (a float loop here compiles to masked moves, which
+                        // are microcoded on AMD's cores).
+                        // SAFETY: iy*w + l <= plane.len() (checked); row + left + len + l <=
+                        // row + cols + l <= len() + l <= q.len() (asserted above).
+                        unsafe {
+                            s.store(dst.add(row + left), s.load(src.add(iy * g.w)));
+                            s.store(dst.add(row + left + len), s.zero());
+                        }
+                    } else {
+                        // SAFETY: iy*w + len <= h*w = plane.len(); row + left + len <= row +
+                        // cols <= len(); plane and q do not overlap (q is &mut).
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                src.add(iy * g.w),
+                                dst.add(row + left),
+                                len,
+                            )
+                        };
+                    }
+                }
+                for c in (0..if len >= l { len } else { 0 }).step_by(l) {
                     let c = c.min(len - l);
                     // SAFETY: iy*w + c + l <= iy*w + len <= h*w = plane.len(); row + left +
                     // c + l <= row + left + len <= row + cols <= len().
@@ -318,12 +345,15 @@ fn forward<S: DirectIsa>(
     relu: bool,
     y: &mut [f32],
 ) {
-    let lay = Layout::new(g, g.ow.max(S::LANES));
+    // The narrow 3x3 tiles read the plane flat, so its rows get no padding to a vector.
+    let narrow = is_3x3_unit(g) && g.ow < S::LANES;
+    let lay = Layout::new(g, if narrow { g.ow } else { g.ow.max(S::LANES) });
     let out = SharedMut::new(y);
     let planes = g.n * g.c_out;
     let per_task = planes_per_task(planes);
     for_each_task(planes.div_ceil(per_task), |t| {
-        with_scratch(lay.len() + S::LANES, |q| {
+        // Past the plane, the slack the narrow 3x3 tiles read (see `tiles_3x3_narrow`).
+        with_scratch(lay.len() + (UR * NV + 1) * S::LANES, |q| {
             let mut job = FwdJob {
                 g,
                 lay: &lay,
@@ -338,6 +368,11 @@ fn forward<S: DirectIsa>(
             s.dispatch(&mut job);
         });
     });
+}
+
+/// A 3x3 filter at stride 1, undilated: the forward pass's unrolled tiles.
+fn is_3x3_unit(g: &ConvGeom) -> bool {
+    g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1
 }
 
 /// Channel planes per task: up to 8 (the padded copy's zeros and the task's setup are
@@ -389,12 +424,16 @@ impl FwdJob<'_> {
             dst_base + oh * ow <= self.dst.len(),
             "depthwise destination"
         );
+        let bias = s.splat(self.bias.map_or(0.0, |b| b[c]));
+        if is_3x3_unit(g) {
+            return if ow >= l {
+                self.tiles_3x3(s, w, dst_base, bias)
+            } else {
+                self.tiles_3x3_narrow(s, w, dst_base, bias)
+            };
+        }
         assert!(lay.span >= l && lay.tap_off.len() == taps);
         let q = self.q.as_ptr();
-        let bias = s.splat(self.bias.map_or(0.0, |b| b[c]));
-        if g.kh == 3 && g.kw == 3 && [g.sh, g.sw, g.dh, g.dw] == [1; 4] && ow >= l {
-            return self.tiles_3x3(s, w, dst_base, bias);
-        }
         let mut tmp = [0.0f32; MAX_LANES];
         for oy0 in (0..oh).step_by(UR) {
             let nrows = UR.min(oh - oy0);
@@ -502,6 +541,85 @@ impl FwdJob<'_> {
                         // asserted by the caller).
                         unsafe { s.store(self.dst.at(row + st), y) };
                     }
+                }
+            }
+        }
+    }
+
+    /// The tiles of a plane narrower than a vector (MobileNet's 7x7 layer; its 14x14 ones on
+    /// AVX-512) for a 3x3 stride-1 undilated filter: the padded plane read as one flat row,
+    /// `out[f] = sum w[ky][kx] * q[f + ky*cols + kx]` for the flat index `f = oy*cols + ox`,
+    /// in tiles of `UR * NV` vectors; a tile's outputs are staged and each output row's
+    /// `ow` pixels copied out (the rest of each flat row, `cols - ow` columns, is computed
+    /// and dropped). The general loop instead computes `NV` vectors of one row for `ow`
+    /// pixels and stores them through the staging array pixel by pixel.
+    #[inline(always)]
+    fn tiles_3x3_narrow<S: DirectIsa>(&mut self, s: S, w: &[f32], dst_base: usize, bias: S::V) {
+        const T: usize = UR * NV;
+        let (g, lay, l) = (self.g, self.lay, S::LANES);
+        let (oh, ow, cols) = (g.oh, g.ow, lay.cols);
+        // One phase (stride 1): rows = oh + 2, cols = span + 2 = ow + 2.
+        assert!(lay.rows == oh + 2 && cols == ow + 2 && w.len() == 9);
+        // Flat outputs 0..flat (the last row's last pixel is flat - 1); a tile at f0 <
+        // flat reads below f0 + T*l + 2*cols + 2 <= flat + T*l + 2*cols + 1, which is at
+        // most (oh + 1)*cols + ow + T*l + 1 <= lay.len() + (T + 1)*l: inside q (forward
+        // allocates that slack; its floats only reach outputs that are dropped).
+        let flat = (oh - 1) * cols + ow;
+        assert!(
+            flat + T * l + 2 * cols < self.q.len(),
+            "depthwise narrow slack"
+        );
+        let q = self.q.as_ptr();
+        // A tile's outputs, and a vector of slack for the whole-vector copies out of it.
+        let mut tmp = [0.0f32; (T + 1) * MAX_LANES];
+        assert!(l <= MAX_LANES);
+        let plane_end = dst_base + oh * ow;
+        for f0 in (0..flat).step_by(T * l) {
+            // SAFETY: f0 < flat, and the reads below end under flat + T*l + 2*cols + 1 <=
+            // q.len() (asserted).
+            let rp: [*const f32; 3] = std::array::from_fn(|ky| unsafe { q.add(f0 + ky * cols) });
+            let mut acc = [s.zero(); T];
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let wv = s.splat(w[ky * 3 + kx]);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: f0 + ky*cols + v*l + kx + l <= f0 + T*l + 2*cols + 2, in
+                        // q (asserted above).
+                        let xv = unsafe { s.load(rp[ky].add(v * l + kx)) };
+                        *a = s.mul_add(wv, xv, *a);
+                    }
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                let mut y = s.add(*a, bias);
+                if self.relu {
+                    y = s.max(y, s.zero());
+                }
+                // SAFETY: tmp holds T*MAX_LANES >= (v + 1)*l floats.
+                unsafe { s.store(tmp.as_mut_ptr().add(v * l), y) };
+            }
+            // The output rows this tile reaches, each row's pixels within the tile.
+            let f1 = (f0 + T * l).min(flat);
+            for oy in f0 / cols..=(f1 - 1) / cols {
+                let (a, b) = ((oy * cols).max(f0), (oy * cols + ow).min(f1));
+                if a >= b {
+                    continue;
+                }
+                let at = dst_base + oy * ow + a - oy * cols;
+                if at + l <= plane_end {
+                    // A whole vector: its floats past the segment land on pixels of this
+                    // plane written after it (later rows, the next tile), so none survive;
+                    // a `copy_from_slice` here was a `memmove` call per row.
+                    // SAFETY: at + l <= plane_end <= dst.len() (asserted by the caller; this
+                    // task owns the plane); a - f0 < T*l, so tmp has l floats from there.
+                    unsafe {
+                        s.store(self.dst.at(at), s.load(tmp.as_ptr().add(a - f0)));
+                    }
+                } else {
+                    // SAFETY: this task owns the plane at dst_base (oh*ow floats); the row
+                    // segment at .. at + (b - a) lies in row oy < oh (slice_mut checks).
+                    let dst = unsafe { self.dst.slice_mut(at, b - a) };
+                    dst.copy_from_slice(&tmp[a - f0..b - f0]);
                 }
             }
         }
