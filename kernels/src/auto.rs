@@ -154,13 +154,16 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data: Winograd
 ///   when the batch has enough tiles to amortise the filter transform: F(4x4,3x3) from 32
 ///   tiles of 4x4 (16 with prepared filters) when the two channel counts multiply to at most
-///   128 x 128 (1.3-1.6x direct on ResNet-50 conv2, CIFAR, VGG-16's 56x56 and 112x112
-///   layers), with more channels from 48 tiles (VGG-16's 28x28 layers, 256 and 512 -> 512:
-///   1.2-2x the F(2x2) or direct Auto had taken), and on backward-data from 16 tiles at any
-///   channel count (VGG-16's 14x14 layers 1.2x direct, ResNet-50's conv5 at batch 8 1.1x;
-///   ResNet-50's 14x14 layer 0.96x F(2x2), AlexNet's 13x13 layers ties). These Winograd rules
-///   come from the AVX2-only Zen 3 EPYC (best of 3 alternating pairs), where Sapphire Rapids
-///   capped at AVX2 had put F(2x2) at 1.4x F(4x4) on 256 x 512 channels over 49 tiles. Else
+///   128 x 128 or on backward-data (1.3-1.6x direct on ResNet-50 conv2, CIFAR, VGG-16's
+///   56x56 and 112x112 layers; ResNet-50's conv5 at batch 8 1.1x), the forward pass with
+///   more channels from 48 tiles (VGG-16's 28x28 layers, 256 and 512 -> 512: 1.2-2x the
+///   F(2x2) or direct Auto had taken). These F(4x4) rules come from an AVX2-only Zen 3 EPYC
+///   (best of 3 alternating pairs), where Sapphire Rapids capped at AVX2 had put F(2x2) at
+///   1.4x F(4x4) on 256 x 512 channels over 49 tiles. Backward-data with >= 192 channels on
+///   both sides over planes below 28x28 that Winograd passes over goes to im2col (Zen 3:
+///   AlexNet's 13x13 and VGG-16's 14x14 layers 0.92-1.05x the F(4x4) or direct before in
+///   quiet minutes, 1.2-1.4x while other tenants load the memory, where im2col's cache-
+///   blocked GEMM holds up best; ResNet-50's 7x7 layer 1.1x direct). Else
 ///   F(2x2,3x3) from 32 tiles of 2x2 (16 on backward-data) when >= 64 channels are
 ///   vectorised, the channel counts multiply to at most 256 x 512 or there are >= 256
 ///   tiles (512 x 512 at 7x7, batch 8: direct 1.5x both), and the tiles cover the image
@@ -221,12 +224,12 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         let channels = c_in_g * c_out_g;
         let f4 = Algorithm::Winograd(WinogradTile::F4);
         let f2 = Algorithm::Winograd(WinogradTile::F2);
-        // Backward-data from 16 tiles at any channel count; the forward pass from 32 with
-        // <= 128 x 128 channels or from 48 (a 28x28 plane) with more.
-        let f4_tiles = match pass {
-            Pass::BackwardData => 16,
-            _ if channels <= 128 * 128 => enough,
-            _ => enough.max(48),
+        // From 32 tiles with <= 128 x 128 channels or on backward-data; the forward pass
+        // with more channels from 48 (a 28x28 plane).
+        let f4_tiles = if channels <= 128 * 128 || pass == Pass::BackwardData {
+            enough
+        } else {
+            enough.max(48)
         };
         if tiles(4) >= f4_tiles && t.allows(f4) {
             return f4;
@@ -248,6 +251,12 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
             && t.allows(f2)
         {
             return f2;
+        }
+        // Backward-data with >= 192 channels on both sides over planes below 28x28 that
+        // Winograd passed over: im2col, whose GEMM blocks the weights for the caches
+        // (AlexNet's 13x13 layers, VGG-16's and ResNet-50's 14x14 and 7x7 ones).
+        if pass == Pass::BackwardData && c_in_g >= 192 && c_out_g >= 192 && h * w < 28 * 28 {
+            return Algorithm::Im2col;
         }
     }
     Algorithm::Direct
