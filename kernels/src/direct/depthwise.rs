@@ -792,7 +792,11 @@ impl SimdJob for BwdDataJob<'_> {
 }
 
 fn backward_weight<S: DirectIsa>(s: S, g: &ConvGeom, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-    if S::MASKED_LOADS && g.sh == 1 && g.sw == 1 && g.kh == 3 && g.kw == 3 {
+    // With AVX2's masked loads (masks built once per column) the in-place form leads up to
+    // 28x28 planes and the copying form beyond (Zen 3: 1.3x at 28x28, 2.4x at 14x14, 4.8x at
+    // 7x7; 0.86x at 56x56, 0.77x at 112x112).
+    let masked = S::MASKED_LOADS || (S::HOISTED_MASK_LOADS && g.ow <= 4 * S::LANES);
+    if masked && g.sh == 1 && g.sw == 1 && g.kh == 3 && g.kw == 3 {
         return backward_weight_in_place(s, g, x, dy, dw);
     }
     let l = S::LANES;
@@ -833,7 +837,8 @@ fn backward_weight<S: DirectIsa>(s: S, g: &ConvGeom, x: &[f32], dy: &[f32], dw: 
 /// (The copying form spends as long filling its padded planes and summing its accumulators
 /// as on its FMAs at 28x28: 1.7x slower on MobileNet's 256-channel layer with AVX-512. Only
 /// ISAs with native masked loads take this form: on AVX2, `vmaskmovps` with its mask built
-/// per load ran 0.6x the copying form.)
+/// per load ran 0.6x the copying form; with the masks built once per vector column
+/// ([`F32Simd::load_masked`]) it leads on planes up to 32 wide.)
 fn backward_weight_in_place<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
@@ -898,9 +903,20 @@ impl SimdJob for BwdWeightInPlaceJob<'_> {
                         let hi = (g.w as isize - shift).clamp(lo, n as isize);
                         (shift, lo as usize, hi as usize)
                     });
+                    // Their masks, built once per column where masked loads take them.
+                    let masks: [S::V; 3] =
+                        std::array::from_fn(|kx| s.range_mask(cols[kx].1, cols[kx].2));
+                    let d_mask = s.range_mask(0, n);
                     for oy in 0..g.oh {
-                        // SAFETY: lanes 0..n of grad_y row oy from v0: v0 + n <= ow.
-                        let d = unsafe { s.load_range(dyp.add(oy * g.ow + v0), 0, n) };
+                        let dp = dyp.wrapping_add(oy * g.ow + v0);
+                        // SAFETY: lanes 0..n (d_mask's) of grad_y row oy from v0: v0 + n <= ow.
+                        let d = unsafe {
+                            if S::HOISTED_MASK_LOADS {
+                                s.load_masked(dp, d_mask)
+                            } else {
+                                s.load_range(dp, 0, n)
+                            }
+                        };
                         for (ky, acc_y) in acc.iter_mut().enumerate() {
                             let Some(iy) =
                                 (oy + ky * g.dh).checked_sub(g.pad_t).filter(|&iy| iy < g.h)
@@ -908,11 +924,20 @@ impl SimdJob for BwdWeightInPlaceJob<'_> {
                                 continue;
                             };
                             let row = xp.wrapping_add(iy * g.w);
-                            for (a, &(shift, lo, hi)) in acc_y.iter_mut().zip(&cols) {
-                                // SAFETY: lane i in lo..hi reads x column shift + i, which
-                                // lies in 0..w (by lo and hi), of row iy < h of this plane.
-                                let xv =
-                                    unsafe { s.load_range(row.wrapping_offset(shift), lo, hi) };
+                            for ((a, &(shift, lo, hi)), &m) in
+                                acc_y.iter_mut().zip(&cols).zip(&masks)
+                            {
+                                let p = row.wrapping_offset(shift);
+                                // SAFETY: lane i in lo..hi (m's lanes) reads x column shift +
+                                // i, which lies in 0..w (by lo and hi), of row iy < h of this
+                                // plane.
+                                let xv = unsafe {
+                                    if S::HOISTED_MASK_LOADS {
+                                        s.load_masked(p, m)
+                                    } else {
+                                        s.load_range(p, lo, hi)
+                                    }
+                                };
                                 *a = s.mul_add(d, xv, *a);
                             }
                         }

@@ -100,6 +100,10 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     /// Whether [`load_range`](F32Simd::load_range) is one masked load (AVX-512), not a lane
     /// by lane copy or a mask built per load.
     const MASKED_LOADS: bool = false;
+    /// Whether [`load_masked`](F32Simd::load_masked) is one masked load (AVX2's
+    /// `vmaskmovps`), so a loop that reuses a [`range_mask`](F32Simd::range_mask) pays one
+    /// instruction per load.
+    const HOISTED_MASK_LOADS: bool = false;
     /// All lanes zero.
     fn zero(self) -> Self::V;
     /// `v` in every lane.
@@ -136,6 +140,43 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
         for (i, x) in v.iter_mut().enumerate().take(hi).skip(lo) {
             // SAFETY: lo <= i < hi: readable (the caller's guarantee).
             *x = unsafe { *p.wrapping_add(i) };
+        }
+        // SAFETY: v holds 16 >= LANES floats.
+        unsafe { self.load(v.as_ptr()) }
+    }
+    /// The mask of lanes `lo..hi` for [`load_masked`](F32Simd::load_masked): those lanes'
+    /// bits all ones, the others zero.
+    #[inline(always)]
+    fn range_mask(self, lo: usize, hi: usize) -> Self::V {
+        assert!(
+            lo <= hi && hi <= Self::LANES && Self::LANES <= 16,
+            "range_mask lanes"
+        );
+        let mut v = [0.0f32; 16];
+        for x in v.iter_mut().take(hi).skip(lo) {
+            *x = f32::from_bits(u32::MAX);
+        }
+        // SAFETY: v holds 16 >= LANES floats.
+        unsafe { self.load(v.as_ptr()) }
+    }
+    /// The lanes of `mask` (from [`range_mask`](F32Simd::range_mask)) read from `p + i`,
+    /// the others zero: [`load_range`](F32Simd::load_range) with its mask built once.
+    ///
+    /// # Safety
+    /// `mask` must come from `range_mask(lo, hi)`, and `p + i` must be valid for reading one
+    /// f32 for `lo <= i < hi`.
+    #[inline(always)]
+    unsafe fn load_masked(self, p: *const f32, mask: Self::V) -> Self::V {
+        let mut m = [0.0f32; 16];
+        // SAFETY: m holds 16 >= LANES floats.
+        unsafe { self.store(m.as_mut_ptr(), mask) };
+        let mut v = [0.0f32; 16];
+        for (i, (x, m)) in v.iter_mut().zip(&m).enumerate().take(Self::LANES) {
+            if m.to_bits() != 0 {
+                // SAFETY: lane i is in the mask, so p + i is readable (the caller's
+                // guarantee).
+                *x = unsafe { *p.wrapping_add(i) };
+            }
         }
         // SAFETY: v holds 16 >= LANES floats.
         unsafe { self.load(v.as_ptr()) }
@@ -464,7 +505,8 @@ mod tests {
         on_every_isa!(check_spread);
     }
 
-    /// `load_range` against its formula, on every lane range, from a source holding just
+    /// `load_range` and `load_masked` against their formula, on every lane range, from a
+    /// source holding just
     /// the lanes `lo..hi` (so a read of any other lane would be out of bounds).
     fn check_load_range<S: F32Simd>(s: S) {
         let l = S::LANES;
@@ -473,15 +515,20 @@ mod tests {
                 let src: Vec<f32> = (lo..hi).map(|i| i as f32 * 2.5 - 3.0).collect();
                 let p = src.as_ptr().wrapping_sub(lo);
                 let mut got = vec![f32::NAN; l];
-                // SAFETY: p + i = &src[i - lo] for lo <= i < hi; got holds l floats.
-                unsafe { s.store(got.as_mut_ptr(), s.load_range(p, lo, hi)) };
-                for (i, g) in got.iter().enumerate() {
+                let mut masked = vec![f32::NAN; l];
+                // SAFETY: p + i = &src[i - lo] for lo <= i < hi; got and masked hold l floats.
+                unsafe {
+                    s.store(got.as_mut_ptr(), s.load_range(p, lo, hi));
+                    s.store(masked.as_mut_ptr(), s.load_masked(p, s.range_mask(lo, hi)));
+                }
+                for (i, (g, m)) in got.iter().zip(&masked).enumerate() {
                     let want = if (lo..hi).contains(&i) {
                         src[i - lo]
                     } else {
                         0.0
                     };
                     assert_eq!(*g, want, "{l} lanes, {lo}..{hi}: lane {i}");
+                    assert_eq!(*m, want, "{l} lanes, {lo}..{hi}: masked lane {i}");
                 }
             }
         }

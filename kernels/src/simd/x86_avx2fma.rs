@@ -1,10 +1,11 @@
 //! x86_64 AVX2 + FMA: 8 f32 lanes in a ymm register, 16 registers.
 
 use core::arch::x86_64::{
-    __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_castpd_ps, _mm256_castps_pd,
-    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd,
-    _mm256_set1_ps, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps,
-    _mm256_unpacklo_ps,
+    __m256, _mm256_add_ps, _mm256_and_si256, _mm256_broadcast_ss, _mm256_castpd_ps,
+    _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmpgt_epi32,
+    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_max_ps, _mm256_permute2f128_ps,
+    _mm256_permute4x64_pd, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps,
+    _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
 use super::{F32Simd, bcast_fma_plain};
@@ -26,6 +27,7 @@ impl Avx2Fma {
 // SAFETY: __m256 is 32 bytes holding eight f32. Every method uses AVX/FMA instructions,
 // which exist because a value of Avx2Fma exists (its only constructor checks them).
 unsafe impl F32Simd for Avx2Fma {
+    const HOISTED_MASK_LOADS: bool = true;
     const LANES: usize = 8;
     type V = __m256;
     #[inline(always)]
@@ -62,6 +64,24 @@ unsafe impl F32Simd for Avx2Fma {
     unsafe fn load(self, p: *const f32) -> __m256 {
         // SAFETY: AVX is present; the caller guarantees 8 readable floats (unaligned load).
         unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    fn range_mask(self, lo: usize, hi: usize) -> __m256 {
+        assert!(lo <= hi && hi <= 8, "range_mask lanes");
+        // SAFETY: AVX2 is present (self proves it); register-only intrinsics.
+        unsafe {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            // lo <= lane < hi, as lane > lo - 1 and hi > lane (lo, hi <= 8 fit i32).
+            let ge_lo = _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(lo as i32 - 1));
+            let lt_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(hi as i32), lane);
+            _mm256_castsi256_ps(_mm256_and_si256(ge_lo, lt_hi))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_masked(self, p: *const f32, mask: __m256) -> __m256 {
+        // SAFETY: AVX is present; vmaskmovps reads only the lanes whose mask bit is set,
+        // which the caller guarantees readable (masked-off lanes never fault).
+        unsafe { _mm256_maskload_ps(p, _mm256_castps_si256(mask)) }
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32, v: __m256) {
