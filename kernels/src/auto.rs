@@ -138,8 +138,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
 ///   reduction) except over planes of >= 28x28 with <= 256 input channels, at most twice
 ///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward
-///   direct (1.05-1.1x from 7x7 to 56x56: its pointwise form from 28x28, since its buffers
-///   start on a cache line; im2col had led DenseNet's 56x56 layers by 1.2-1.5x before);
+///   direct (1.05-1.1x from 7x7 to 56x56: its pointwise form from 14x14, since its buffers
+///   start on a cache line; im2col had led DenseNet's 56x56 layers by 1.2-1.5x before; on
+///   Zen 3 im2col leads by 0-8%);
 ///   backward-weight direct (1.05-1.7x) except over <= 49 pixels (ResNet-50's last 1x1
 ///   layers: im2col 1.3-1.5x);
 /// - strided 1x1 convs (downsampling): direct (forward and backward-weight 1.25-2x;
@@ -148,9 +149,9 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   stride-2 3x3 layers at 28x28 and 14x14) except over stride phases of >= 28x28 pixels
 ///   (ResNet-50's 56x56 -> 28x28 layer: direct 1.1x);
 /// - 3x3+ convs over <= 49 output pixels (ResNet-50's 7x7 layers, 512 channels): direct on
-///   every pass but strided backward-data (above): forward 1.07-1.1x, stride-1 backward-data
-///   1.06x, backward-weight a tie (best of four runs each), where im2col led by 1.05-1.8x
-///   before the direct kernel's column form and aligned buffers;
+///   forward and backward-weight: forward 1.07-1.1x, backward-weight a tie (best of four runs
+///   each), where im2col led by 1.05-1.8x before the direct kernel's column form and aligned
+///   buffers (backward-data: see the im2col rule below);
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data: Winograd
 ///   when the batch has enough tiles to amortise the filter transform: F(4x4,3x3) from 32
 ///   tiles of 4x4 (16 with prepared filters) when the two channel counts multiply to at most
@@ -253,8 +254,9 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
             return f2;
         }
         // Backward-data with >= 192 channels on both sides over planes below 28x28 that
-        // Winograd passed over: im2col, whose GEMM blocks the weights for the caches
-        // (AlexNet's 13x13 layers, VGG-16's and ResNet-50's 14x14 and 7x7 ones).
+        // Winograd passed over (too few tiles, or not allowed): im2col, whose GEMM blocks
+        // the weights for the caches (AlexNet's 13x13 layers, VGG-16's and ResNet-50's 14x14
+        // and 7x7 ones; against direct alone, as under `exact`, 1.0-1.25x on Zen 3).
         if pass == Pass::BackwardData && c_in_g >= 192 && c_out_g >= 192 && h * w < 28 * 28 {
             return Algorithm::Im2col;
         }

@@ -29,8 +29,8 @@
 //!   padded plane that is then cropped into `grad_x`.
 //! - backward-weight: per tap, `NACC` vector accumulators over each row's pixel vectors of
 //!   every image (grad_y zero-padded to whole vectors), summed in a fixed order. 3x3 stride-1
-//!   layers on AVX-512 skip the copies: one register accumulator per tap, `x` and `grad_y`
-//!   read in place with masked loads at the row edges.
+//!   layers on AVX-512 (and on AVX2 up to 32-wide planes) skip the copies: one register
+//!   accumulator per tap, `x` and `grad_y` read in place with masked loads at the row edges.
 //!
 //! Tasks are (image, channel) for the data passes and channels for backward-weight; every
 //! output is computed by one task in a fixed order, so results do not depend on the thread
@@ -142,12 +142,14 @@ struct Layout {
     max_kx_off: usize,
     /// Per tap `(ky, kx)`, row-major: its offset from its output row's start.
     tap_off: Vec<usize>,
-    /// Pixels computed per row: `ow` rounded so whole vectors cover it.
+    /// Pixels computed per row: `ow` rounded so whole vectors cover it (just `ow` for the
+    /// narrow 3x3 tiles, which read the plane as one flat row).
     span: usize,
 }
 
 impl Layout {
-    /// The layout for `span` computed pixels per row (at least one vector).
+    /// The layout for `span` computed pixels per row (at least one vector, but for the narrow
+    /// 3x3 tiles: see `forward`).
     fn new(g: &ConvGeom, span: usize) -> Layout {
         let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
         let mut phase = Vec::new();
@@ -224,7 +226,8 @@ impl Layout {
                 // end. Stores past the row's end land in the next row, written after this
                 // one, or in the slack.
                 for c in (0..if borders { left } else { 0 }).step_by(l) {
-                    // SAFETY: row + c < row + left < row + cols (len > 0 so left < cols).
+                    // SAFETY: row + c < row + left < row + cols (len > 0 so left < cols), so
+                    // the l floats end below len() + l <= q.len() (asserted above).
                     unsafe { s.store(dst.add(row + c), s.zero()) };
                 }
                 if len < l {
@@ -595,7 +598,7 @@ impl FwdJob<'_> {
                 if self.relu {
                     y = s.max(y, s.zero());
                 }
-                // SAFETY: tmp holds T*MAX_LANES >= (v + 1)*l floats.
+                // SAFETY: tmp holds (T + 1)*MAX_LANES >= (v + 1)*l floats.
                 unsafe { s.store(tmp.as_mut_ptr().add(v * l), y) };
             }
             // The output rows this tile reaches, each row's pixels within the tile.
@@ -830,8 +833,9 @@ fn backward_weight<S: DirectIsa>(s: S, g: &ConvGeom, x: &[f32], dy: &[f32], dw: 
 
 /// Backward-weight of a 3x3 stride-1 layer (any padding and dilation), reading `x` and
 /// `grad_y` where they lie: no padded copies, no accumulators in memory. A tap's pixel
-/// vectors read `x` with [`F32Simd::load_range`], whose lanes outside the row (the
-/// padding) and past `ow` come out zero; rows outside `x` are skipped. Tasks are runs of
+/// vectors read `x` with [`F32Simd::load_range`] (AVX-512) or [`F32Simd::load_masked`]
+/// (AVX2), whose lanes outside the row (the padding) and past `ow` come out zero; rows
+/// outside `x` are skipped. Tasks are runs of
 /// channels, each channel summed by one task in a fixed order.
 ///
 /// (The copying form spends as long filling its padded planes and summing its accumulators
@@ -903,10 +907,17 @@ impl SimdJob for BwdWeightInPlaceJob<'_> {
                         let hi = (g.w as isize - shift).clamp(lo, n as isize);
                         (shift, lo as usize, hi as usize)
                     });
-                    // Their masks, built once per column where masked loads take them.
-                    let masks: [S::V; 3] =
-                        std::array::from_fn(|kx| s.range_mask(cols[kx].1, cols[kx].2));
-                    let d_mask = s.range_mask(0, n);
+                    // Their masks, built once per column where masked loads take them (zero
+                    // vectors, unused, where load_range is one masked load).
+                    let mask = |lo, hi| {
+                        if S::HOISTED_MASK_LOADS {
+                            s.range_mask(lo, hi)
+                        } else {
+                            s.zero()
+                        }
+                    };
+                    let masks: [S::V; 3] = std::array::from_fn(|kx| mask(cols[kx].1, cols[kx].2));
+                    let d_mask = mask(0, n);
                     for oy in 0..g.oh {
                         let dp = dyp.wrapping_add(oy * g.ow + v0);
                         // SAFETY: lanes 0..n (d_mask's) of grad_y row oy from v0: v0 + n <= ow.

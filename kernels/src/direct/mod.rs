@@ -341,7 +341,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         if pointwise::applies::<S>(g, Pass::Forward) {
             return pointwise_run(self.0, g, Pass::Forward, x, weight, bias, false, y);
         }
-        if forward_in_columns(g) {
+        if forward_in_columns::<S>(g) {
             return forward(self.0, g, x, Weights::Raw(weight), bias, y, false);
         }
         forward(self.0, g, x, Weights::ToPack(weight), bias, y, false);
@@ -404,7 +404,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
             Pass::BackwardData if pointwise::applies::<S>(g, Pass::BackwardData) => {
                 Some(weight.to_vec())
             }
-            Pass::Forward if forward_in_columns(g) => Some(weight.to_vec()),
+            Pass::Forward if forward_in_columns::<S>(g) => Some(weight.to_vec()),
             Pass::BackwardData if backward_in_columns(g) => Some(weight.to_vec()),
             Pass::Forward => {
                 let nr = tile_for::<S>(g.c_out / g.g).2;
@@ -434,7 +434,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
             assert_eq!(prepared.len(), g.w_len, "prepared weights");
             return pointwise_run(self.0, g, Pass::Forward, x, prepared, bias, relu, y);
         }
-        if forward_in_columns(g) {
+        if forward_in_columns::<S>(g) {
             assert_eq!(prepared.len(), g.w_len, "prepared weights");
             return forward(self.0, g, x, Weights::Raw(prepared), bias, y, relu);
         }
@@ -669,9 +669,10 @@ enum Weights<'a> {
 /// group. On AVX2 too: on an AVX2-only Zen 3 EPYC it ran ResNet-50's and DenseNet-121's 7x7
 /// layers at 1.08-1.31x the pixel form (batch 1; 1x1 at batch 2 1.23x, 3x3 at batch 2 a
 /// tie; medians of 4 alternating pairs), though Sapphire Rapids capped at AVX2 had measured
-/// 0.8-1.06x: the AVX2 path is for AVX2-only CPUs, so the native one decides.
-fn forward_in_columns(g: &ConvGeom) -> bool {
-    columns::preferred(g.c_out / g.g, g.n * g.oh * g.ow)
+/// 0.8-1.06x: the AVX2 path is for AVX2-only CPUs, so the native one decides. Not on the
+/// narrower portable and scalar vectors, where it was never measured.
+fn forward_in_columns<S: DirectIsa>(g: &ConvGeom) -> bool {
+    S::LANES >= 8 && columns::preferred(g.c_out / g.g, g.n * g.oh * g.ow)
 }
 
 /// Backward-data runs in column form: few pixels in its largest stride phase, and more

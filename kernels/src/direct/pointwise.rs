@@ -44,8 +44,10 @@ use crate::simd::prefetch_l2;
 
 /// Pixels from which an image plane goes the pointwise way, and the most its last partial
 /// vector column may waste (as a fraction `1 / waste` of the plane): `(pixels, waste)` for
-/// the forward pass on 16-lane ISAs and strided backward-data, for unstrided backward-data
-/// on 16-lane ISAs, and for the forward pass on 8-lane ones.
+/// everything the other two entries do not cover (the forward pass on 16-lane ISAs and on
+/// the narrow portable and scalar vectors, strided backward-data, backward-data on ISAs
+/// below 16 lanes), for unstrided backward-data on 16-lane ISAs, and for the forward pass
+/// on 8-lane ones (AVX2).
 ///
 /// Forward, pointwise / pixel form (medians of 5-7 alternating pairs, ResNet-50's 1x1
 /// layers, Sapphire Rapids): at 56x56 1.03-1.21x on AVX-512 (AVX2 0.99x); at 28x28
@@ -93,7 +95,7 @@ pub(super) fn applies<S: DirectIsa>(g: &ConvGeom, pass: Pass) -> bool {
     // A strided layer's backward-data scatters its planes back: it keeps the forward's
     // bound; so does AVX2's.
     let unstrided_bd = pass == Pass::BackwardData && p == g.h * g.w && S::LANES >= 16;
-    let narrow_fwd = pass == Pass::Forward && S::LANES < 16;
+    let narrow_fwd = pass == Pass::Forward && S::LANES == 8;
     let (min, waste) = MIN_PIXELS[if narrow_fwd {
         2
     } else {
