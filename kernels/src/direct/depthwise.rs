@@ -408,6 +408,13 @@ impl SimdJob for FwdJob<'_> {
 }
 
 impl FwdJob<'_> {
+    /// An output vector from its accumulator: plus the bias, through the ReLU if fused.
+    #[inline(always)]
+    fn finish<S: DirectIsa>(&self, s: S, acc: S::V, bias: S::V) -> S::V {
+        let y = s.add(acc, bias);
+        if self.relu { s.max(y, s.zero()) } else { y }
+    }
+
     /// Output plane `t` (image `t / c`, channel `t % c`).
     #[inline(always)]
     fn plane<S: DirectIsa>(&mut self, s: S, t: usize, borders: bool) {
@@ -462,10 +469,7 @@ impl FwdJob<'_> {
                 for (i, acc_i) in acc.iter().enumerate().take(nrows) {
                     let row = dst_base + (oy0 + i) * ow;
                     for (a, &st) in acc_i.iter().zip(&start) {
-                        let mut v = s.add(*a, bias);
-                        if self.relu {
-                            v = s.max(v, s.zero());
-                        }
+                        let v = self.finish(s, *a, bias);
                         if ow >= l {
                             // SAFETY: st + l <= span = ow, so row + st + l <= dst_base + oh*ow
                             // <= dst.len() (asserted); this channel belongs to this task.
@@ -535,10 +539,7 @@ impl FwdJob<'_> {
                 for (i, acc_i) in acc.iter().enumerate().take(nrows) {
                     let row = dst_base + (oy0 + i) * ow;
                     for (a, &st) in acc_i.iter().zip(&st) {
-                        let mut y = s.add(*a, bias);
-                        if self.relu {
-                            y = s.max(y, s.zero());
-                        }
+                        let y = self.finish(s, *a, bias);
                         // SAFETY: st + l <= span = ow, so the vector ends inside output row
                         // oy0 + i < oh of this task's plane (dst_base + oh*ow <= dst.len(),
                         // asserted by the caller).
@@ -594,10 +595,7 @@ impl FwdJob<'_> {
                 }
             }
             for (v, a) in acc.iter().enumerate() {
-                let mut y = s.add(*a, bias);
-                if self.relu {
-                    y = s.max(y, s.zero());
-                }
+                let y = self.finish(s, *a, bias);
                 // SAFETY: tmp holds (T + 1)*MAX_LANES >= (v + 1)*l floats.
                 unsafe { s.store(tmp.as_mut_ptr().add(v * l), y) };
             }
