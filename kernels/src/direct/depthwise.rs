@@ -21,7 +21,11 @@
 //!   over per-row base pointers instead (`tiles_3x3`: 1.16-1.23x on an AVX2-only Zen 3
 //!   EPYC, forward and backward-data, 14x14 to 112x112 planes); narrower planes read the
 //!   padded plane flat, unpadded to a vector (`tiles_3x3_narrow`: MobileNet's 7x7 layer
-//!   3.7 -> 11 GFLOP/s there, with the copies in and out as whole vectors).
+//!   3.7 -> 11 GFLOP/s there, with the copies in and out as whole vectors). On AVX2, whose
+//!   masked loads take a mask built once, "same" 3x3 layers (padding 1) at least a vector
+//!   wide skip the padded copy: strips of two vectors stream down the plane, each loaded
+//!   row feeding the three output rows it reaches, the padding columns masked off
+//!   (`rows_3x3`: 1.4-1.6x over `tiles_3x3` on MobileNet's 14x14 to 56x56 planes).
 //! - backward-data: at stride 1 (padding at most the dilated kernel's extent), the forward
 //!   kernel on `grad_y` with the filters flipped and the complementary padding; otherwise
 //!   the transposed scatter `dq[slot][oy*sh + ky*dh][ox + jo] += w * dy`, one tap at a time
@@ -46,6 +50,12 @@ use crate::{Algorithm, Isa, Pass};
 const UR: usize = 4;
 /// Pixel vectors per forward tile row.
 const NV: usize = 2;
+/// Pixel vectors per strip of the streaming 3x3 rows (`FwdJob::rows_3x3`): 3 x 2
+/// accumulators leave AVX2's 16 registers room for the weights, the masks and the loaded
+/// vector; 3 and 4 vectors (9 and 12 accumulators) ran no faster on MobileNet's planes.
+const NV_ROWS: usize = 2;
+/// Input floats per band of the streaming 3x3 rows (16 KiB: half of L1).
+const BAND_FLOATS: usize = 4096;
 /// Accumulators per tap in backward-weight.
 const NACC: usize = 4;
 /// Largest `LANES` of any ISA (staging for narrow rows and reductions).
@@ -378,6 +388,12 @@ fn is_3x3_unit(g: &ConvGeom) -> bool {
     g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1
 }
 
+/// A 3x3 stride-1 undilated filter with padding 1 all round: output planes the size of the
+/// input's (MobileNet's layers, and their backward-data).
+fn is_same_3x3(g: &ConvGeom) -> bool {
+    is_3x3_unit(g) && g.pad_t == 1 && g.pad_l == 1 && g.oh == g.h && g.ow == g.w
+}
+
 /// Channel planes per task: up to 8 (the padded copy's zeros and the task's setup are
 /// shared by them), fewer when that would leave fewer than 8 tasks.
 fn planes_per_task(planes: usize) -> usize {
@@ -421,8 +437,12 @@ impl FwdJob<'_> {
         let (g, lay, l) = (self.g, self.lay, S::LANES);
         let (oh, ow, taps) = (g.oh, g.ow, g.kh * g.kw);
         let c = t % g.c_out;
-        lay.fill(s, g, &self.x[t * g.h * g.w..][..g.h * g.w], self.q, borders);
         let w = &self.weight[c * taps..][..taps];
+        if S::HOISTED_MASK_LOADS && is_same_3x3(g) && g.w >= l {
+            let bias = s.splat(self.bias.map_or(0.0, |b| b[c]));
+            return self.rows_3x3(s, t, w, bias);
+        }
+        lay.fill(s, g, &self.x[t * g.h * g.w..][..g.h * g.w], self.q, borders);
         let dst_base = t * oh * ow;
         // Bounds for the raw accesses below, checked once: every tap of the last output row
         // reads below lay.end(oh - 1) <= q.len(); the task owns y[dst_base..+oh*ow].
@@ -623,6 +643,174 @@ impl FwdJob<'_> {
                     dst.copy_from_slice(&tmp[a - f0..b - f0]);
                 }
             }
+        }
+    }
+
+    /// Output plane `t` of a 3x3 stride-1 "same" layer (padding 1 all round, so `oh = h`
+    /// and `ow = w`) at least a vector wide, on ISAs whose masked loads take a mask built
+    /// once: x is read where it lies, with no padded copy. Strips of up to `NV_ROWS` pixel
+    /// vectors stream down the plane one input row at a time; each loaded vector feeds the
+    /// three output rows it reaches (taps `ky = 0, 1, 2` of rows `iy + 1`, `iy`, `iy - 1`),
+    /// in three rotating sets of accumulators, so a row's vectors are loaded once, not once
+    /// per output row, and the output row `iy - 1` is complete and stored after input row
+    /// `iy`. The padding rows contribute nothing and are skipped; the padding columns are
+    /// the masked-off lanes of the strip's first and last loads. Each output row gets its
+    /// taps in the padded loops' order (`ky`, then `kx`).
+    #[inline(always)]
+    fn rows_3x3<S: DirectIsa>(&mut self, s: S, t: usize, w: &[f32], bias: S::V) {
+        let (g, l) = (self.g, S::LANES);
+        let (h, wd) = (g.h, g.w);
+        assert!(
+            is_same_3x3(g) && wd >= l && w.len() == 9 && S::HOISTED_MASK_LOADS,
+            "depthwise 3x3 rows"
+        );
+        let x = &self.x[t * h * wd..][..h * wd];
+        let dst_base = t * h * wd;
+        assert!(dst_base + h * wd <= self.dst.len(), "depthwise destination");
+        let wv: [S::V; 9] = std::array::from_fn(|i| s.splat(w[i]));
+        let nvec = wd.div_ceil(l);
+        // Bands of output rows whose input rows stay in L1 while every strip reads them.
+        let bands = (h * wd).div_ceil(BAND_FLOATS);
+        let band = h.div_ceil(bands);
+        for o0 in (0..h).step_by(band) {
+            let rows = o0..h.min(o0 + band);
+            let mut v0 = 0;
+            while v0 < nvec {
+                let nv = (nvec - v0).min(NV_ROWS);
+                let r = rows.clone();
+                if nv == NV_ROWS {
+                    self.strip_3x3::<S, NV_ROWS>(s, x, (v0, r), &wv, dst_base, bias)
+                } else {
+                    self.strip_3x3::<S, 1>(s, x, (v0, r), &wv, dst_base, bias)
+                }
+                v0 += nv;
+            }
+        }
+    }
+
+    /// The strip of [`rows_3x3`](Self::rows_3x3) made of pixel vectors `v0 .. v0 + NV` of
+    /// plane `x`, the last vector of a row shifted left to end at the row's end.
+    #[inline(always)]
+    fn strip_3x3<S: DirectIsa, const NV: usize>(
+        &self,
+        s: S,
+        x: &[f32],
+        (v0, rows): (usize, std::ops::Range<usize>),
+        wv: &[S::V; 9],
+        dst_base: usize,
+        bias: S::V,
+    ) {
+        let (l, h, wd) = (S::LANES, self.g.h, self.g.w);
+        let st: [usize; NV] = std::array::from_fn(|v| ((v0 + v) * l).min(wd - l));
+        // Tap kx of vector v reads columns st[v] + kx - 1 ..: inside the row but for column
+        // -1 (the first vector at st = 0, tap 0: lane 0) and column w (the last vector at
+        // st = w - l, tap 2: lane l - 1), which the two masks leave out.
+        let left = s.range_mask(usize::from(st[0] == 0), l);
+        let right = s.range_mask(0, l - usize::from(st[NV - 1] == wd - l));
+        let (xp, masks) = (x.as_ptr(), [left, right]);
+        // Locals, not fields: the stores through raw pointers would make the loop reload them.
+        let (dst, relu) = (self.dst, self.relu);
+        let zero = [s.zero(); NV];
+        // Input rows i0..i1 feed output rows o0..o1. Three sets in rotation: after input row
+        // iy, the set that took tap 2 holds output row iy - 1, complete; it starts over as
+        // the next row's tap-0 set. When the band ends the plane, the last input row's tap-1
+        // set is row h - 1, complete (row h is padding).
+        let (o0, o1) = (rows.start, rows.end);
+        let (i0, i1) = (o0.saturating_sub(1), h.min(o1 + 1));
+        let (mut s0, mut s1, mut s2) = (zero, zero, zero);
+        let mut iy = i0;
+        macro_rules! step {
+            ($a:ident, $b:ident, $c:ident) => {
+                // SAFETY: iy < i1 <= h; st and masks as above.
+                unsafe { row_3x3(s, xp, wd, iy, &st, masks, wv, [&mut $a, &mut $b, &mut $c]) };
+                if iy > o0 {
+                    // SAFETY: row iy - 1 < h of this task's plane, st[v] + l <= w.
+                    unsafe { store_row(s, (dst, dst_base + (iy - 1) * wd), &st, bias, relu, &$a) };
+                }
+                $a = zero;
+                iy += 1;
+                if iy == i1 {
+                    if o1 == h {
+                        // SAFETY: row h - 1 of this task's plane, st[v] + l <= w.
+                        unsafe {
+                            store_row(s, (dst, dst_base + (h - 1) * wd), &st, bias, relu, &$b)
+                        };
+                    }
+                    return;
+                }
+            };
+        }
+        loop {
+            step!(s0, s1, s2);
+            step!(s1, s2, s0);
+            step!(s2, s0, s1);
+        }
+    }
+}
+
+/// The vectors `acc` of an output row starting at `dst + at`, at columns `st`: plus the
+/// bias, through the ReLU if `relu`.
+///
+/// # Safety
+/// The row's `st[v] + LANES` floats must lie in `dst` and be this task's alone.
+#[inline(always)]
+unsafe fn store_row<S: DirectIsa, const NV: usize>(
+    s: S,
+    (dst, at): (SharedMut, usize),
+    st: &[usize; NV],
+    bias: S::V,
+    relu: bool,
+    acc: &[S::V; NV],
+) {
+    for (a, &st) in acc.iter().zip(st) {
+        let y = s.add(*a, bias);
+        let y = if relu { s.max(y, s.zero()) } else { y };
+        // SAFETY: the caller's guarantee (dst.at checks the start).
+        unsafe { s.store(dst.at(at + st), y) };
+    }
+}
+
+/// Input row `iy` of plane `xp` (`w` wide) for a strip of [`FwdJob::rows_3x3`] at columns
+/// `st`: each loaded vector feeds row `iy + 1` (`acc[2]`, tap `ky = 0`), row `iy` (`acc[1]`,
+/// `ky = 1`) and row `iy - 1` (`acc[0]`, `ky = 2`); `masks` are the strip's first and last
+/// loads' (see `strip_3x3`).
+///
+/// # Safety
+/// `iy` must be a row of the plane, and `st` and `masks` as `strip_3x3` builds them.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn row_3x3<S: DirectIsa, const NV: usize>(
+    s: S,
+    xp: *const f32,
+    w: usize,
+    iy: usize,
+    st: &[usize; NV],
+    masks: [S::V; 2],
+    wv: &[S::V; 9],
+    acc: [&mut [S::V; NV]; 3],
+) {
+    let [a, b, c] = acc;
+    let p = xp.wrapping_add(iy * w);
+    for kx in 0..3 {
+        let (w0, w1, w2) = (wv[kx], wv[3 + kx], wv[6 + kx]);
+        for v in 0..NV {
+            let at = p.wrapping_add(st[v] + kx).wrapping_sub(1);
+            // SAFETY: row iy is in the plane (the caller's guarantee); the lanes read are
+            // columns st[v] + kx - 1 + i of it, inside 0..w for every lane the masks keep,
+            // and for every lane of the plain loads: st[v] >= l >= 1 for any but the first
+            // vector, and st[v] + l < w for any but the last.
+            let xv = unsafe {
+                if v == 0 && kx == 0 {
+                    s.load_masked(at, masks[0])
+                } else if v == NV - 1 && kx == 2 {
+                    s.load_masked(at, masks[1])
+                } else {
+                    s.load(at)
+                }
+            };
+            c[v] = s.mul_add(w0, xv, c[v]);
+            b[v] = s.mul_add(w1, xv, b[v]);
+            a[v] = s.mul_add(w2, xv, a[v]);
         }
     }
 }
