@@ -1093,51 +1093,22 @@ impl SimdJob for BwdWeightInPlaceJob<'_> {
                         let hi = (g.w as isize - shift).clamp(lo, n as isize);
                         (shift, lo as usize, hi as usize)
                     });
-                    // Their masks, built once per column where masked loads take them (zero
-                    // vectors, unused, where load_range is one masked load).
-                    let mask = |lo, hi| {
-                        if S::HOISTED_MASK_LOADS {
-                            s.range_mask(lo, hi)
-                        } else {
-                            s.zero()
-                        }
+                    let col = BwColumn {
+                        xp,
+                        dp: dyp.wrapping_add(v0),
+                        cols,
+                        n,
+                        _isa: std::marker::PhantomData,
                     };
-                    let masks: [S::V; 3] = std::array::from_fn(|kx| mask(cols[kx].1, cols[kx].2));
-                    let d_mask = mask(0, n);
-                    for oy in 0..g.oh {
-                        let dp = dyp.wrapping_add(oy * g.ow + v0);
-                        // SAFETY: lanes 0..n (d_mask's) of grad_y row oy from v0: v0 + n <= ow.
-                        let d = unsafe {
-                            if S::HOISTED_MASK_LOADS {
-                                s.load_masked(dp, d_mask)
-                            } else {
-                                s.load_range(dp, 0, n)
-                            }
-                        };
-                        for (ky, acc_y) in acc.iter_mut().enumerate() {
-                            let Some(iy) =
-                                (oy + ky * g.dh).checked_sub(g.pad_t).filter(|&iy| iy < g.h)
-                            else {
-                                continue;
-                            };
-                            let row = xp.wrapping_add(iy * g.w);
-                            for ((a, &(shift, lo, hi)), &m) in
-                                acc_y.iter_mut().zip(&cols).zip(&masks)
-                            {
-                                let p = row.wrapping_offset(shift);
-                                // SAFETY: lane i in lo..hi (m's lanes) reads x column shift +
-                                // i, which lies in 0..w (by lo and hi), of row iy < h of this
-                                // plane.
-                                let xv = unsafe {
-                                    if S::HOISTED_MASK_LOADS {
-                                        s.load_masked(p, m)
-                                    } else {
-                                        s.load_range(p, lo, hi)
-                                    }
-                                };
-                                *a = s.mul_add(d, xv, *a);
-                            }
-                        }
+                    // Whole vectors inside the row for every tap: plain loads, and registers
+                    // to spare for the nine accumulators.
+                    if n == l && cols.iter().all(|&(_, lo, hi)| lo == 0 && hi == l) {
+                        // SAFETY: xp and dp are this task's planes of x and grad_y, cols
+                        // and n the column's (see BwColumn).
+                        unsafe { col.run::<false>(s, g, &mut acc) };
+                    } else {
+                        // SAFETY: as above.
+                        unsafe { col.run::<true>(s, g, &mut acc) };
                     }
                 }
             }
@@ -1145,6 +1116,80 @@ impl SimdJob for BwdWeightInPlaceJob<'_> {
                 // SAFETY: lanes holds MAX_LANES >= l floats.
                 unsafe { s.store(lanes.as_mut_ptr(), *a) };
                 *d = lane_sum(&lanes[..l], l);
+            }
+        }
+    }
+}
+
+/// One vector column of a plane in the in-place 3x3 backward-weight: `n` output pixels
+/// from column `v0`, and each tap column's x columns. The loop walks the input rows:
+/// each row's three tap vectors are loaded once and meet the grad_y rows `iy + pad_t -
+/// ky*dh` of the three filter rows, 6 loads for 9 FMAs where a walk over the output rows
+/// loads every x vector three times (10 loads for 9 FMAs): 1.2-1.35x on MobileNet's 28x28
+/// and 14x14 planes (AVX2, Zen 3). For each tap the products are summed in order of output
+/// rows either way. Columns whose loads all lie inside the rows take plain loads.
+struct BwColumn<S: DirectIsa> {
+    /// x plane.
+    xp: *const f32,
+    /// grad_y plane from column v0.
+    dp: *const f32,
+    /// Per tap column: the x column of lane 0 and the lanes lo..hi inside the row.
+    cols: [(isize, usize, usize); 3],
+    /// Output pixels (lanes of grad_y).
+    n: usize,
+    _isa: std::marker::PhantomData<S>,
+}
+
+impl<S: DirectIsa> BwColumn<S> {
+    /// Adds the column's products into `acc[ky][kx]`; `MASKED: false` reads whole vectors.
+    ///
+    /// # Safety
+    /// `xp` must be a plane of `h x w` floats and `dp` a column `v0` of an `oh x ow` plane
+    /// with `v0 + n <= ow`; for every tap column, lanes lo..hi at the shift must lie in
+    /// 0..w, and lo..hi must be 0..l and n = l when `!MASKED`.
+    #[inline(always)]
+    unsafe fn run<const MASKED: bool>(&self, s: S, g: &ConvGeom, acc: &mut [[S::V; 3]; 3]) {
+        let load = |p: *const f32, lo: usize, hi: usize, m: S::V| {
+            // SAFETY: lanes lo..hi of p are readable (the caller's guarantee), all of them
+            // when !MASKED.
+            unsafe {
+                if !MASKED {
+                    s.load(p)
+                } else if S::HOISTED_MASK_LOADS {
+                    s.load_masked(p, m)
+                } else {
+                    s.load_range(p, lo, hi)
+                }
+            }
+        };
+        // The masks, built here so that the unmasked loop has no use for their registers
+        // (zero vectors, unused, where load_range is one masked load).
+        let mask = |lo, hi| {
+            if MASKED && S::HOISTED_MASK_LOADS {
+                s.range_mask(lo, hi)
+            } else {
+                s.zero()
+            }
+        };
+        let masks: [S::V; 3] = std::array::from_fn(|kx| mask(self.cols[kx].1, self.cols[kx].2));
+        let (d_lo, d_hi, d_mask) = (0, self.n, mask(0, self.n));
+        for iy in 0..g.h {
+            let row = self.xp.wrapping_add(iy * g.w);
+            let xv: [S::V; 3] = std::array::from_fn(|kx| {
+                let (shift, lo, hi) = self.cols[kx];
+                load(row.wrapping_offset(shift), lo, hi, masks[kx])
+            });
+            for (ky, acc_y) in acc.iter_mut().enumerate() {
+                let Some(oy) = (iy + g.pad_t)
+                    .checked_sub(ky * g.dh)
+                    .filter(|&oy| oy < g.oh)
+                else {
+                    continue;
+                };
+                let d = load(self.dp.wrapping_add(oy * g.ow), d_lo, d_hi, d_mask);
+                for (a, x) in acc_y.iter_mut().zip(&xv) {
+                    *a = s.mul_add(d, *x, *a);
+                }
             }
         }
     }
