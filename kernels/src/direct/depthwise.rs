@@ -25,7 +25,9 @@
 //!   masked loads take a mask built once, "same" 3x3 layers (padding 1) at least a vector
 //!   wide skip the padded copy: strips of two vectors stream down the plane, each loaded
 //!   row feeding the three output rows it reaches, the padding columns masked off
-//!   (`rows_3x3`: 1.4-1.6x over `tiles_3x3` on MobileNet's 14x14 to 56x56 planes).
+//!   (`rows_3x3`: 1.4-1.6x over `tiles_3x3` on MobileNet's 14x14 to 56x56 planes); planes
+//!   narrower than a vector the same way, one vector per row and two planes side by side
+//!   (`narrow_rows_3x3`: MobileNet's 7x7 layer 10 -> 18 GFLOP/s at best).
 //! - backward-data: at stride 1 (padding at most the dilated kernel's extent), the forward
 //!   kernel on `grad_y` with the filters flipped and the complementary padding; otherwise
 //!   the transposed scatter `dq[slot][oy*sh + ky*dh][ox + jo] += w * dy`, one tap at a time
@@ -417,7 +419,20 @@ struct FwdJob<'a> {
 impl SimdJob for FwdJob<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
-        for t in self.planes.clone() {
+        let (g, planes) = (self.g, self.planes.clone());
+        if S::HOISTED_MASK_LOADS && is_same_3x3(g) && g.w < S::LANES {
+            // Planes narrower than a vector, two at a time (six accumulator chains).
+            let mut t = planes.start;
+            while t + 2 <= planes.end {
+                self.narrow_rows_3x3::<S, 2>(s, t);
+                t += 2;
+            }
+            if t < planes.end {
+                self.narrow_rows_3x3::<S, 1>(s, t);
+            }
+            return;
+        }
+        for t in planes {
             self.plane(s, t, t == self.planes.start);
         }
     }
@@ -667,7 +682,11 @@ impl FwdJob<'_> {
         let x = &self.x[t * h * wd..][..h * wd];
         let dst_base = t * h * wd;
         assert!(dst_base + h * wd <= self.dst.len(), "depthwise destination");
-        let wv: [S::V; 9] = std::array::from_fn(|i| s.splat(w[i]));
+        // Loops, not `array::from_fn`: a closure not inlined would lose the ISA's features.
+        let mut wv = [s.zero(); 9];
+        for (v, &w) in wv.iter_mut().zip(w) {
+            *v = s.splat(w);
+        }
         let nvec = wd.div_ceil(l);
         // Bands of output rows whose input rows stay in L1 while every strip reads them.
         let bands = (h * wd).div_ceil(BAND_FLOATS);
@@ -744,6 +763,119 @@ impl FwdJob<'_> {
             step!(s0, s1, s2);
             step!(s1, s2, s0);
             step!(s2, s0, s1);
+        }
+    }
+}
+
+impl FwdJob<'_> {
+    /// Output planes `t0 .. t0 + NP` of a 3x3 stride-1 "same" layer whose rows are narrower
+    /// than a vector (MobileNet's 7x7 layer on AVX2), read in place: as in
+    /// [`strip_3x3`](Self::strip_3x3), each input row is loaded once (one vector per plane,
+    /// its lanes past the row masked off) and feeds the three output rows it reaches, here
+    /// with the planes of the strip side by side, each with its own filter. An output row is
+    /// stored as a whole vector whose lanes past the row land on the rows after it, stored
+    /// later; a row whose vector would pass the plane's end goes through a staging array.
+    #[inline(always)]
+    fn narrow_rows_3x3<S: DirectIsa, const NP: usize>(&mut self, s: S, t0: usize) {
+        let (g, l) = (self.g, S::LANES);
+        let (h, wd, hw) = (g.h, g.w, g.h * g.w);
+        assert!(
+            is_same_3x3(g) && wd < l && l <= MAX_LANES && S::HOISTED_MASK_LOADS,
+            "depthwise narrow 3x3 rows"
+        );
+        assert!(
+            (t0 + NP) * hw <= self.x.len() && (t0 + NP) * hw <= self.dst.len(),
+            "depthwise narrow planes"
+        );
+        // Tap kx reads columns kx - 1 + i for lane i: inside the row for lanes lo..hi.
+        // Loops, not `array::from_fn`: a closure not inlined would lose the ISA's features.
+        let mut masks = [s.zero(); 3];
+        for (kx, m) in masks.iter_mut().enumerate() {
+            let lo = usize::from(kx == 0);
+            *m = s.range_mask(lo, (wd + 1 - kx).clamp(lo, l));
+        }
+        let (mut wv, mut bias) = ([[s.zero(); 9]; NP], [s.zero(); NP]);
+        for (p, (wp, b)) in wv.iter_mut().zip(bias.iter_mut()).enumerate() {
+            let c = (t0 + p) % g.c_out;
+            for (v, &w) in wp.iter_mut().zip(&self.weight[c * 9..][..9]) {
+                *v = s.splat(w);
+            }
+            *b = s.splat(self.bias.map_or(0.0, |b| b[c]));
+        }
+        let (xp, dst, relu) = (self.x.as_ptr().wrapping_add(t0 * hw), self.dst, self.relu);
+        let base = t0 * hw;
+        let zero = [s.zero(); NP];
+        let (mut s0, mut s1, mut s2) = (zero, zero, zero);
+        let mut iy = 0;
+        macro_rules! step {
+            ($a:ident, $b:ident, $c:ident) => {
+                let row = xp.wrapping_add(iy * wd);
+                for kx in 0..3 {
+                    for p in 0..NP {
+                        let at = row.wrapping_add(p * hw + kx).wrapping_sub(1);
+                        // SAFETY: lanes lo..hi of masks[kx] read columns kx - 1 + i in 0..w
+                        // of row iy < h of plane t0 + p, inside x (asserted above).
+                        let xv = unsafe { s.load_masked(at, masks[kx]) };
+                        let w = &wv[p];
+                        $c[p] = s.mul_add(w[kx], xv, $c[p]);
+                        $b[p] = s.mul_add(w[3 + kx], xv, $b[p]);
+                        $a[p] = s.mul_add(w[6 + kx], xv, $a[p]);
+                    }
+                }
+                if iy > 0 {
+                    // SAFETY: planes t0 .. t0 + NP are this task's, inside dst (asserted).
+                    unsafe { store_narrow(s, (dst, base), (h, wd), iy - 1, &bias, relu, &$a) };
+                }
+                $a = zero;
+                iy += 1;
+                if iy == h {
+                    // SAFETY: as above.
+                    return unsafe {
+                        store_narrow(s, (dst, base), (h, wd), h - 1, &bias, relu, &$b)
+                    };
+                }
+            };
+        }
+        loop {
+            step!(s0, s1, s2);
+            step!(s1, s2, s0);
+            step!(s2, s0, s1);
+        }
+    }
+}
+
+/// Output row `oy` of the `NP` narrow planes from `dst + base` (`h x w` each, `w < LANES`)
+/// for [`FwdJob::narrow_rows_3x3`]: plus the bias, through the ReLU if `relu`; a whole
+/// vector (its lanes past the row land on the plane's later rows, stored after it) unless
+/// it would pass the plane's end, then through a staging array.
+///
+/// # Safety
+/// The `NP` planes must lie in `dst` and be this task's alone.
+#[inline(always)]
+unsafe fn store_narrow<S: DirectIsa, const NP: usize>(
+    s: S,
+    (dst, base): (SharedMut, usize),
+    (h, w): (usize, usize),
+    oy: usize,
+    bias: &[S::V; NP],
+    relu: bool,
+    acc: &[S::V; NP],
+) {
+    let (l, hw) = (S::LANES, h * w);
+    for (p, (a, b)) in acc.iter().zip(bias).enumerate() {
+        let y = s.add(*a, *b);
+        let y = if relu { s.max(y, s.zero()) } else { y };
+        let at = base + p * hw + oy * w;
+        if oy * w + l <= hw {
+            // SAFETY: the vector ends inside plane p (oy*w + l <= h*w), the caller's.
+            unsafe { s.store(dst.at(at), y) };
+        } else {
+            let mut tmp = [0.0f32; MAX_LANES];
+            // SAFETY: tmp holds MAX_LANES >= l floats.
+            unsafe { s.store(tmp.as_mut_ptr(), y) };
+            // SAFETY: row oy < h of plane p, w floats, the caller's.
+            let row = unsafe { dst.slice_mut(at, w) };
+            row.copy_from_slice(&tmp[..w]);
         }
     }
 }
@@ -1149,36 +1281,30 @@ impl<S: DirectIsa> BwColumn<S> {
     /// 0..w, and lo..hi must be 0..l and n = l when `!MASKED`.
     #[inline(always)]
     unsafe fn run<const MASKED: bool>(&self, s: S, g: &ConvGeom, acc: &mut [[S::V; 3]; 3]) {
-        let load = |p: *const f32, lo: usize, hi: usize, m: S::V| {
-            // SAFETY: lanes lo..hi of p are readable (the caller's guarantee), all of them
-            // when !MASKED.
-            unsafe {
-                if !MASKED {
-                    s.load(p)
-                } else if S::HOISTED_MASK_LOADS {
-                    s.load_masked(p, m)
-                } else {
-                    s.load_range(p, lo, hi)
-                }
-            }
-        };
         // The masks, built here so that the unmasked loop has no use for their registers
-        // (zero vectors, unused, where load_range is one masked load).
-        let mask = |lo, hi| {
-            if MASKED && S::HOISTED_MASK_LOADS {
-                s.range_mask(lo, hi)
-            } else {
-                s.zero()
+        // (zero vectors, unused, where load_range is one masked load). Loops and functions,
+        // not closures: a closure not inlined would lose the ISA's features.
+        let masked = MASKED && S::HOISTED_MASK_LOADS;
+        let mut masks = [s.zero(); 3];
+        for (m, &(_, lo, hi)) in masks.iter_mut().zip(&self.cols) {
+            if masked {
+                *m = s.range_mask(lo, hi);
             }
+        }
+        let (d_lo, d_hi) = (0, self.n);
+        let d_mask = if masked {
+            s.range_mask(0, self.n)
+        } else {
+            s.zero()
         };
-        let masks: [S::V; 3] = std::array::from_fn(|kx| mask(self.cols[kx].1, self.cols[kx].2));
-        let (d_lo, d_hi, d_mask) = (0, self.n, mask(0, self.n));
         for iy in 0..g.h {
             let row = self.xp.wrapping_add(iy * g.w);
-            let xv: [S::V; 3] = std::array::from_fn(|kx| {
-                let (shift, lo, hi) = self.cols[kx];
-                load(row.wrapping_offset(shift), lo, hi, masks[kx])
-            });
+            let mut xv = [s.zero(); 3];
+            for (x, (&(shift, lo, hi), &m)) in xv.iter_mut().zip(self.cols.iter().zip(&masks)) {
+                // SAFETY: lanes lo..hi at the shift lie in row iy of the plane (the caller's
+                // guarantee), all l of them when !MASKED.
+                *x = unsafe { load_lanes::<S, MASKED>(s, row.wrapping_offset(shift), (lo, hi), m) };
+            }
             for (ky, acc_y) in acc.iter_mut().enumerate() {
                 let Some(oy) = (iy + g.pad_t)
                     .checked_sub(ky * g.dh)
@@ -1186,11 +1312,44 @@ impl<S: DirectIsa> BwColumn<S> {
                 else {
                     continue;
                 };
-                let d = load(self.dp.wrapping_add(oy * g.ow), d_lo, d_hi, d_mask);
+                // SAFETY: lanes 0..n of grad_y row oy < oh from v0 (v0 + n <= ow), all l of
+                // them when !MASKED (the caller's guarantee).
+                let d = unsafe {
+                    load_lanes::<S, MASKED>(
+                        s,
+                        self.dp.wrapping_add(oy * g.ow),
+                        (d_lo, d_hi),
+                        d_mask,
+                    )
+                };
                 for (a, x) in acc_y.iter_mut().zip(&xv) {
                     *a = s.mul_add(d, *x, *a);
                 }
             }
+        }
+    }
+}
+
+/// Lanes `lo..hi` of `p` (the others zero) when `MASKED`, with `mask` (`range_mask(lo, hi)`)
+/// where masked loads take a mask built once; all lanes otherwise.
+///
+/// # Safety
+/// Lanes `lo..hi` of `p` must be readable, all `LANES` of them when `!MASKED`.
+#[inline(always)]
+unsafe fn load_lanes<S: DirectIsa, const MASKED: bool>(
+    s: S,
+    p: *const f32,
+    (lo, hi): (usize, usize),
+    mask: S::V,
+) -> S::V {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        if !MASKED {
+            s.load(p)
+        } else if S::HOISTED_MASK_LOADS {
+            s.load_masked(p, mask)
+        } else {
+            s.load_range(p, lo, hi)
         }
     }
 }
