@@ -130,9 +130,18 @@ boundary_cases! {
     // lanes), the shifted last vector, stride-2 phase splits, dilation, asymmetric padding,
     // padding wider than the kernel, a batch.
     depthwise_widths: [1, 5, 8, 9, 16, 17, 23, 33].map(|w| conv(1, 3, [4, w], 3, [3, 3], 1, 1, 1, 3));
-    // The streaming 3x3 rows (AVX2): one and two rows, and a plane past one band
-    // (BAND_FLOATS) of rows, so a band starts and ends inside it.
-    depthwise_rows: [conv(1, 2, [1, 20], 2, [3, 3], 1, 1, 1, 2), conv(2, 2, [2, 9], 2, [3, 3], 1, 1, 1, 2), conv(1, 2, [75, 64], 2, [3, 3], 1, 1, 1, 2)];
+    // The streaming 3x3 rows (AVX2): one and two rows, wide and narrow; planes of two and
+    // three bands (BAND_FLOATS) of rows, so a band starts and ends inside the plane; narrow
+    // planes in pairs with one left over (3 planes per task).
+    depthwise_rows: [
+        conv(1, 2, [1, 20], 2, [3, 3], 1, 1, 1, 2),
+        conv(2, 2, [2, 9], 2, [3, 3], 1, 1, 1, 2),
+        conv(1, 2, [75, 64], 2, [3, 3], 1, 1, 1, 2),
+        conv(1, 2, [130, 64], 2, [3, 3], 1, 1, 1, 2),
+        conv(2, 3, [1, 5], 3, [3, 3], 1, 1, 1, 3),
+        conv(1, 2, [2, 7], 2, [3, 3], 1, 1, 1, 2),
+        conv(3, 8, [7, 7], 8, [3, 3], 1, 1, 1, 8),
+    ];
     depthwise_strided: [conv(2, 4, [9, 13], 4, [3, 3], 2, 1, 1, 4), conv(1, 2, [11, 20], 2, [5, 5], 3, 2, 1, 2), conv(1, 2, [8, 19], 2, [3, 3], 2, 0, 1, 2)];
     // Enough planes that a forward task runs several: each reuses the zeros of its first
     // plane's padded copy.

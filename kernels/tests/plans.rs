@@ -89,6 +89,28 @@ fn pointwise_prepared_passes_equal_unprepared() {
 }
 
 #[test]
+fn depthwise_prepared_passes_equal_unprepared() {
+    // The depthwise kernel's "same" 3x3 paths (AVX2: strips of whole vectors, planes
+    // narrower than a vector in pairs and one left over), which the random samples seldom
+    // reach: the fused ReLU on each path's stores.
+    for (n, c, [h, w]) in [
+        (1, 3, [5, 20]),
+        (1, 4, [3, 8]),
+        (3, 8, [7, 7]),
+        (1, 2, [2, 5]),
+    ] {
+        let params = ConvParams {
+            groups: c,
+            padding: [1, 1, 1, 1],
+            ..ConvParams::new(n, c, h, w, c, [3, 3])
+        };
+        let conv = Conv2d::new(params).unwrap();
+        assert!(conv.geom().is_depthwise());
+        check_prepared(&ConvProblem::new(conv, DataKind::Real, 33, true));
+    }
+}
+
+#[test]
 fn dense_prepared_passes_equal_unprepared() {
     // The direct kernel's dense form (the window covers the whole input), normal and
     // transposed: the transposed forward is the dense backward-data with a bias.

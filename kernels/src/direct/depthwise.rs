@@ -5,7 +5,8 @@
 //! are no channels to vectorise over: the vectors hold `LANES` consecutive pixels of a row.
 //! Each task copies its channel's input into a zero-padded plane split into the column
 //! phases the taps read (`sw` phases at most; one when `sw = 1`), so every tap reads whole
-//! vectors at unit stride, whatever the stride, dilation or padding:
+//! vectors at unit stride, whatever the stride, dilation or padding (but for the AVX2
+//! paths of "same" 3x3 layers below, which read x in place):
 //!
 //! ```text
 //!   q[slot(kx)][r][j] = x[r - pad_t][j*sw + phase(kx) - pad_l]   (0 outside x)
@@ -53,8 +54,9 @@ const UR: usize = 4;
 /// Pixel vectors per forward tile row.
 const NV: usize = 2;
 /// Pixel vectors per strip of the streaming 3x3 rows (`FwdJob::rows_3x3`): 3 x 2
-/// accumulators leave AVX2's 16 registers room for the weights, the masks and the loaded
-/// vector; 3 and 4 vectors (9 and 12 accumulators) ran no faster on MobileNet's planes.
+/// accumulators, 2 masks and the loaded vector take 9 of AVX2's 16 registers and the nine
+/// weights share the rest (some reloaded from the stack); 3 and 4 vectors (9 and 12
+/// accumulators) ran no faster on MobileNet's planes.
 const NV_ROWS: usize = 2;
 /// Input floats per band of the streaming 3x3 rows (16 KiB: half of L1).
 const BAND_FLOATS: usize = 4096;
@@ -74,8 +76,9 @@ impl<S: DirectIsa> DirectDepthwise<S> {
 }
 
 // SAFETY: a DirectDepthwise<S> holds the proof value S; every raw access is bounded by the
-// asserts in `Layout::fill` and the jobs' `run` (via `Layout::end`), and raw writes to shared
-// outputs touch the task's own plane only.
+// asserts in `Layout::fill` and the jobs' `run` (via `Layout::end`), or, on the paths that
+// read x in place, by those of `rows_3x3` and `narrow_rows_3x3`; raw writes to shared
+// outputs touch the task's own planes only.
 unsafe impl<S: DirectIsa> ConvKernel for DirectDepthwise<S> {
     fn name(&self) -> &'static str {
         S::DW_NAME
@@ -929,8 +932,9 @@ unsafe fn row_3x3<S: DirectIsa, const NV: usize>(
             let at = p.wrapping_add(st[v] + kx).wrapping_sub(1);
             // SAFETY: row iy is in the plane (the caller's guarantee); the lanes read are
             // columns st[v] + kx - 1 + i of it, inside 0..w for every lane the masks keep,
-            // and for every lane of the plain loads: st[v] >= l >= 1 for any but the first
-            // vector, and st[v] + l < w for any but the last.
+            // and for every lane of the plain loads: st[v] >= 1 for any but the first vector
+            // (st[v] >= l, or a shifted last one at w - l >= 1, since w > l there), and
+            // st[v] + l < w for any but the last.
             let xv = unsafe {
                 if v == 0 && kx == 0 {
                     s.load_masked(at, masks[0])
