@@ -181,6 +181,12 @@ pub static KERNELS: &[KernelEntry] = &[
     },
     #[cfg(feature = "testing")]
     KernelEntry {
+        name: "direct_f32_dw_4x2_emu16m",
+        isa: Isa::Scalar,
+        make: DirectDepthwise::<crate::direct::Emu16Masked>::make,
+    },
+    #[cfg(feature = "testing")]
+    KernelEntry {
         name: "direct_f32_rows_6x32_emu16",
         isa: Isa::Scalar,
         make: DirectRows::<crate::direct::Emu16>::make,

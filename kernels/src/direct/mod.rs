@@ -45,7 +45,7 @@ mod tile;
 
 pub(crate) use depthwise::DirectDepthwise;
 #[cfg(feature = "testing")]
-pub(crate) use emulated::{Emu16, OddScalar};
+pub(crate) use emulated::{Emu16, Emu16Masked, OddScalar};
 pub(crate) use rows::{DirectRows, backward_data_fits as rows_backward_data_fits};
 pub(crate) use rows_weight::fits as rows_backward_weight_fits;
 pub(crate) use tile::{Block, Out, Red};
