@@ -15,13 +15,19 @@ use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::F32Simd;
 
-/// Sixteen f32 lanes as a plain array (no special instructions).
+/// Sixteen f32 lanes as a plain array (no special instructions). With `HOISTED` its masked
+/// loads (the trait's default, lane by lane) count as hoisted, as AVX2's do
+/// ([`Emu16Masked`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Emu16;
+pub(crate) struct Emu16<const HOISTED: bool = false>;
+
+/// [`Emu16`] whose masked loads count as hoisted (`HOISTED_MASK_LOADS`).
+pub(crate) type Emu16Masked = Emu16<true>;
 
 // SAFETY: [f32; 16] is sixteen contiguous f32; plain Rust only.
-unsafe impl F32Simd for Emu16 {
+unsafe impl<const HOISTED: bool> F32Simd for Emu16<HOISTED> {
     const LANES: usize = 16;
+    const HOISTED_MASK_LOADS: bool = HOISTED;
     type V = [f32; 16];
     fn zero(self) -> [f32; 16] {
         [0.0; 16]
@@ -53,10 +59,15 @@ unsafe impl F32Simd for Emu16 {
 }
 
 // SAFETY: no special instructions; run_to runs run_block with TILES[wide].
-unsafe impl DirectIsa for Emu16 {
+unsafe impl<const HOISTED: bool> DirectIsa for Emu16<HOISTED> {
+    // Only the depthwise kernel is registered with HOISTED (the others do not look at it).
     const NAME: &'static str = "direct_f32_any_12x32_emu16";
     const ROWS_NAME: &'static str = "direct_f32_rows_6x32_emu16";
-    const DW_NAME: &'static str = "direct_f32_dw_4x2_emu16";
+    const DW_NAME: &'static str = if HOISTED {
+        "direct_f32_dw_4x2_emu16m"
+    } else {
+        "direct_f32_dw_4x2_emu16"
+    };
     const WINOGRAD_NAMES: [&'static str; 3] = [
         "winograd_f32_f23_12x32_emu16",
         "winograd_f32_f43_12x32_emu16",
@@ -72,9 +83,9 @@ unsafe impl DirectIsa for Emu16 {
     }
     fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
         if wide {
-            run_block::<Emu16, 12, 2>(self, b, out)
+            run_block::<Self, 12, 2>(self, b, out)
         } else {
-            run_block::<Emu16, 24, 1>(self, b, out)
+            run_block::<Self, 24, 1>(self, b, out)
         }
     }
 }
@@ -139,72 +150,6 @@ unsafe impl DirectIsa for OddScalar {
             run_block::<OddScalar, 3, 3>(self, b, out)
         } else {
             run_block::<OddScalar, 5, 1>(self, b, out)
-        }
-    }
-}
-
-/// [`Emu16`] whose masked loads count as hoisted (`HOISTED_MASK_LOADS`, as on AVX2): the
-/// default lane-by-lane `load_masked`, on the 16-lane vector.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Emu16Masked;
-
-// SAFETY: every method is Emu16's (plain Rust only); load_masked is the trait's default.
-unsafe impl F32Simd for Emu16Masked {
-    const LANES: usize = 16;
-    const HOISTED_MASK_LOADS: bool = true;
-    type V = [f32; 16];
-    fn zero(self) -> [f32; 16] {
-        Emu16.zero()
-    }
-    fn add(self, a: [f32; 16], b: [f32; 16]) -> [f32; 16] {
-        Emu16.add(a, b)
-    }
-    fn max(self, a: [f32; 16], b: [f32; 16]) -> [f32; 16] {
-        Emu16.max(a, b)
-    }
-    fn splat(self, v: f32) -> [f32; 16] {
-        Emu16.splat(v)
-    }
-    fn mul_add(self, a: [f32; 16], b: [f32; 16], c: [f32; 16]) -> [f32; 16] {
-        Emu16.mul_add(a, b, c)
-    }
-    unsafe fn broadcast(self, p: *const f32) -> [f32; 16] {
-        // SAFETY: the caller's guarantee.
-        unsafe { Emu16.broadcast(p) }
-    }
-    unsafe fn load(self, p: *const f32) -> [f32; 16] {
-        // SAFETY: the caller's guarantee.
-        unsafe { Emu16.load(p) }
-    }
-    unsafe fn store(self, p: *mut f32, v: [f32; 16]) {
-        // SAFETY: the caller's guarantee.
-        unsafe { Emu16.store(p, v) }
-    }
-}
-
-// SAFETY: no special instructions; run_to runs run_block with TILES[wide].
-unsafe impl DirectIsa for Emu16Masked {
-    const NAME: &'static str = "direct_f32_any_12x32_emu16m";
-    const ROWS_NAME: &'static str = "direct_f32_rows_6x32_emu16m";
-    const DW_NAME: &'static str = "direct_f32_dw_4x2_emu16m";
-    const WINOGRAD_NAMES: [&'static str; 3] = [
-        "winograd_f32_f23_12x32_emu16m",
-        "winograd_f32_f43_12x32_emu16m",
-        "winograd_f32_f63_12x32_emu16m",
-    ];
-    const ISA: Isa = Isa::Scalar;
-    const TILES: [(usize, usize); 2] = Emu16::TILES;
-    fn detect() -> Option<Self> {
-        Some(Emu16Masked)
-    }
-    fn dispatch<J: SimdJob>(self, job: &mut J) {
-        job.run(self)
-    }
-    fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
-        if wide {
-            run_block::<Emu16Masked, 12, 2>(self, b, out)
-        } else {
-            run_block::<Emu16Masked, 24, 1>(self, b, out)
         }
     }
 }

@@ -411,7 +411,7 @@ mod tests {
         check_pack(Portable);
         // The windowed transposes run from 8 lanes up: AVX-512's 16 on any host.
         #[cfg(feature = "testing")]
-        check_pack(crate::direct::Emu16);
+        check_pack(crate::direct::Emu16::<false>);
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(s) = Avx2Fma::detect() {
