@@ -425,13 +425,14 @@ impl SimdJob for FwdJob<'_> {
         let (g, planes) = (self.g, self.planes.clone());
         if S::HOISTED_MASK_LOADS && is_same_3x3(g) && g.w < S::LANES {
             // Planes narrower than a vector, two at a time (six accumulator chains).
+            let masks = narrow_masks(s, g.w);
             let mut t = planes.start;
             while t + 2 <= planes.end {
-                self.narrow_rows_3x3::<S, 2>(s, t);
+                self.narrow_rows_3x3::<S, 2>(s, t, &masks);
                 t += 2;
             }
             if t < planes.end {
-                self.narrow_rows_3x3::<S, 1>(s, t);
+                self.narrow_rows_3x3::<S, 1>(s, t, &masks);
             }
             return;
         }
@@ -778,8 +779,15 @@ impl FwdJob<'_> {
     /// with the planes of the strip side by side, each with its own filter. An output row is
     /// stored as a whole vector whose lanes past the row land on the rows after it, stored
     /// later; a row whose vector would pass the plane's end goes through a staging array.
+    /// `masks[kx]` are tap kx's lanes inside a row (see [`narrow_masks`]), built once per
+    /// task.
     #[inline(always)]
-    fn narrow_rows_3x3<S: DirectIsa, const NP: usize>(&mut self, s: S, t0: usize) {
+    fn narrow_rows_3x3<S: DirectIsa, const NP: usize>(
+        &mut self,
+        s: S,
+        t0: usize,
+        masks: &[S::V; 3],
+    ) {
         let (g, l) = (self.g, S::LANES);
         let (h, wd, hw) = (g.h, g.w, g.h * g.w);
         assert!(
@@ -790,13 +798,7 @@ impl FwdJob<'_> {
             (t0 + NP) * hw <= self.x.len() && (t0 + NP) * hw <= self.dst.len(),
             "depthwise narrow planes"
         );
-        // Tap kx reads columns kx - 1 + i for lane i: inside the row for lanes lo..hi.
         // Loops, not `array::from_fn`: a closure not inlined would lose the ISA's features.
-        let mut masks = [s.zero(); 3];
-        for (kx, m) in masks.iter_mut().enumerate() {
-            let lo = usize::from(kx == 0);
-            *m = s.range_mask(lo, (wd + 1 - kx).clamp(lo, l));
-        }
         let (mut wv, mut bias) = ([[s.zero(); 9]; NP], [s.zero(); NP]);
         for (p, (wp, b)) in wv.iter_mut().zip(bias.iter_mut()).enumerate() {
             let c = (t0 + p) % g.c_out;
@@ -845,6 +847,20 @@ impl FwdJob<'_> {
             step!(s2, s0, s1);
         }
     }
+}
+
+/// Per tap column kx of a 3x3 "same" filter on rows `w < LANES` wide, read from column
+/// `kx - 1`: the mask of the lanes inside the row (lane i reads column kx - 1 + i).
+#[inline(always)]
+fn narrow_masks<S: DirectIsa>(s: S, w: usize) -> [S::V; 3] {
+    let l = S::LANES;
+    // A loop, not `array::from_fn`: a closure not inlined would lose the ISA's features.
+    let mut masks = [s.zero(); 3];
+    for (kx, m) in masks.iter_mut().enumerate() {
+        let lo = usize::from(kx == 0);
+        *m = s.range_mask(lo, (w + 1 - kx).clamp(lo, l));
+    }
+    masks
 }
 
 /// Output row `oy` of the `NP` narrow planes from `dst + base` (`h x w` each, `w < LANES`)
