@@ -46,6 +46,7 @@ mod tile;
 pub(crate) use depthwise::DirectDepthwise;
 #[cfg(feature = "testing")]
 pub(crate) use emulated::{Emu16, Emu16Masked, OddScalar};
+pub(crate) use pack::pack_blocks;
 pub(crate) use rows::{DirectRows, backward_data_fits as rows_backward_data_fits};
 pub(crate) use rows_weight::fits as rows_backward_weight_fits;
 pub(crate) use tile::{Block, Out, Red};
@@ -57,7 +58,7 @@ use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
 use crate::simd::{F32Simd, prefetch_l2};
 use crate::{Algorithm, Isa, Pass};
-use pack::{blocks_len, pack_blocks, pad_planes, padded_len};
+use pack::{blocks_len, pad_planes, padded_len};
 
 /// Output rows per task (rounded up to whole register tiles).
 const ROWS_PER_TASK: usize = 192;

@@ -24,7 +24,7 @@
 
 mod transforms;
 
-use crate::direct::{Block, DirectIsa, Red, SimdJob};
+use crate::direct::{Block, DirectIsa, Red, SimdJob, pack_blocks};
 use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
@@ -53,19 +53,6 @@ struct Problem<'a> {
     weight: &'a [f32],
     /// Backward-data: read the weight rotated by 180 degrees with channels swapped.
     flip: bool,
-}
-
-impl Problem<'_> {
-    /// Tap `(ky, kx)` of the filter from source channel `c` to destination channel `k`.
-    #[inline(always)]
-    fn tap(&self, grp: usize, k: usize, c: usize, ky: usize, kx: usize) -> f32 {
-        if self.flip {
-            // canonical c_out = self.c_g, c_in/g = self.k_g
-            self.weight[((grp * self.c_g + c) * self.k_g + k) * 9 + (2 - ky) * 3 + (2 - kx)]
-        } else {
-            self.weight[((grp * self.k_g + k) * self.c_g + c) * 9 + ky * 3 + kx]
-        }
-    }
 }
 
 /// Winograd F(m x m, 3 x 3) on ISA `S`.
@@ -242,18 +229,41 @@ fn transform_filters<S: DirectIsa, const M: usize>(s: S, p: &Problem<'_>, u: &mu
     }
 }
 
+/// The filter transform, a (group, channel block) at a time: the block's taps are first
+/// gathered into vectors of its channels, `[c][tap][nr]`, by the direct kernel's packer
+/// (register transposes), then transformed.
 fn transform_filters_a<S: DirectIsa, const A: usize>(s: S, p: &Problem<'_>, u: &mut [f32]) {
     let nr = crate::direct::tile_for::<S>(p.k_g).2;
     let blocks = p.k_g.div_ceil(nr);
     let part_len = A * A * p.c_g * nr;
     assert_eq!(u.len(), p.groups * blocks * part_len);
-    crate::parallel::for_each_chunk_mut(u, part_len, |gb, part| {
-        s.dispatch(&mut FilterJob::<A> {
-            p,
-            grp: gb / blocks,
-            k0: gb % blocks * nr,
-            nr,
-            part,
+    let (c_g, k_g) = (p.c_g, p.k_g);
+    // Channel k of the block, tap t of source channel c, at `base + k*ch_stride + red[c*9 + t]`
+    // (backward-data: the canonical weight's taps in their stored order, rotated below).
+    let (group_stride, ch_stride, c_stride) = if p.flip {
+        (c_g * k_g * 9, 9, k_g * 9)
+    } else {
+        (k_g * c_g * 9, c_g * 9, 9)
+    };
+    with_index_scratch(c_g * 9, |red| {
+        for (r, o) in red.iter_mut().enumerate() {
+            *o = r / 9 * c_stride + r % 9;
+        }
+        let red = &*red;
+        crate::parallel::for_each_chunk_mut(u, part_len, |gb, part| {
+            let (grp, k0) = (gb / blocks, gb % blocks * nr);
+            let base = grp * group_stride + k0 * ch_stride;
+            let lanes = nr.min(k_g - k0);
+            with_scratch(c_g * 9 * nr, |taps| {
+                pack_blocks(s, &p.weight[base..], 1, lanes, nr, 0, ch_stride, red, taps);
+                s.dispatch(&mut FilterJob::<A> {
+                    c_g,
+                    flip: p.flip,
+                    nr,
+                    taps,
+                    part,
+                });
+            });
         });
     });
 }
@@ -347,45 +357,41 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Filter transform of one (group, channel block): `U[e][c][lane]` for the block's lanes.
-struct FilterJob<'a, 'p, const A: usize> {
-    p: &'a Problem<'p>,
-    grp: usize,
-    k0: usize,
+/// Filter transform of one (group, channel block): `U[c][e][lane]` for the block's lanes,
+/// from its taps gathered as `[c][tap][lane]` (zero past the last channel).
+struct FilterJob<'a, const A: usize> {
+    c_g: usize,
+    /// Rotate each filter by 180 degrees (backward-data).
+    flip: bool,
     nr: usize,
+    taps: &'a [f32],
     part: &'a mut [f32],
 }
 
-impl<const A: usize> SimdJob for FilterJob<'_, '_, A> {
+impl<const A: usize> SimdJob for FilterJob<'_, A> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
-        let (p, l) = (self.p, S::LANES);
-        let mut stage = [[[0.0f32; MAX_LANES]; 3]; 3];
-        for c in 0..p.c_g {
-            for lg in (0..self.nr).step_by(l) {
-                for lane in 0..l {
-                    let k = self.k0 + lg + lane;
-                    for (ky, row) in stage.iter_mut().enumerate() {
-                        for (kx, v) in row.iter_mut().enumerate() {
-                            v[lane] = if k < p.k_g {
-                                p.tap(self.grp, k, c, ky, kx)
-                            } else {
-                                0.0
-                            };
-                        }
-                    }
-                }
+        let (l, nr) = (S::LANES, self.nr);
+        assert!(self.taps.len() >= self.c_g * 9 * nr && nr.is_multiple_of(l));
+        for c in 0..self.c_g {
+            for lg in (0..nr).step_by(l) {
                 let mut g = [[s.zero(); 3]; 3];
-                for (gr, sr) in g.iter_mut().zip(&stage) {
-                    for (gv, sv) in gr.iter_mut().zip(sr) {
-                        // SAFETY: each stage entry holds MAX_LANES >= LANES floats.
-                        *gv = unsafe { s.load(sv.as_ptr()) };
+                for (ky, gr) in g.iter_mut().enumerate() {
+                    for (kx, gv) in gr.iter_mut().enumerate() {
+                        let t = if self.flip {
+                            8 - 3 * ky - kx
+                        } else {
+                            3 * ky + kx
+                        };
+                        // SAFETY: (c*9 + t)*nr + lg + LANES <= c_g*9*nr <= taps.len()
+                        // (asserted; lg + LANES <= nr).
+                        *gv = unsafe { s.load(self.taps.as_ptr().add((c * 9 + t) * nr + lg)) };
                     }
                 }
                 let mut t = [[s.zero(); A]; A];
                 filter_tile(s, &const { transforms::g::<A>() }, &g, &mut t);
                 for (e, v) in t.iter().flatten().enumerate() {
-                    let at = (c * A * A + e) * self.nr + lg;
+                    let at = (c * A * A + e) * nr + lg;
                     assert!(at + l <= self.part.len());
                     // SAFETY: at + LANES <= part.len() (asserted).
                     unsafe { s.store(self.part.as_mut_ptr().add(at), *v) };
