@@ -473,7 +473,6 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                 }
             }
         }
-        let dst_len = p.n * p.groups * p.k_g * oh * ow;
         for blk in 0..self.blocks {
             // a^2 GEMMs: M[e][tl][lane] = sum_c V[e][c][tl] * U[e][c][lane].
             for e in 0..aa {
@@ -497,7 +496,7 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
             }
             // Output transform, LANES channels at a time, and store.
             let k0 = blk * nr;
-            let mut tmp = [0.0f32; MAX_LANES];
+            let mut bias_lanes = [0.0f32; MAX_LANES];
             for tl in 0..self.nt {
                 let (b, t) = (
                     (self.t0 + tl) / self.tiles_img,
@@ -519,23 +518,38 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                     sandwich(s, &at, &m, &mut y);
                     let lanes = l.min(p.k_g - k0 - lg);
                     let ch0 = (b * p.groups + self.grp) * p.k_g + k0 + lg;
-                    for (i, row) in y.iter().enumerate().take(oh - oy0) {
-                        for (j, val) in row.iter().enumerate().take(ow - ox0) {
-                            // SAFETY: tmp holds MAX_LANES >= LANES floats.
-                            unsafe { s.store(tmp.as_mut_ptr(), *val) };
-                            for (lane, v) in tmp.iter().enumerate().take(lanes) {
-                                let bv = self
-                                    .bias
-                                    .map_or(0.0, |bias| bias[self.grp * p.k_g + k0 + lg + lane]);
-                                let at = ((ch0 + lane) * oh + oy0 + i) * ow + ox0 + j;
-                                assert!(at < dst_len, "winograd output out of range");
-                                // SAFETY: at < dst_len (asserted); tile t of these channels
-                                // belongs to this task alone (tasks partition images, groups
-                                // and tile chunks), and dst stays borrowed for the call.
-                                let v = v + bv;
-                                unsafe {
-                                    *self.out.at(at) = if self.relu { v.max(0.0) } else { v }
-                                };
+                    let (rows, cols) = (M.min(oh - oy0), M.min(ow - ox0));
+                    // The tile's last element of its last channel bounds every store below.
+                    let last = ((ch0 + lanes - 1) * oh + oy0 + rows - 1) * ow + ox0 + cols - 1;
+                    assert!(last < self.out.len(), "winograd output out of range");
+                    let first = self.out.at(ch0 * oh * ow);
+                    if let Some(bias) = self.bias {
+                        for (dst, src) in bias_lanes
+                            .iter_mut()
+                            .zip(&bias[self.grp * p.k_g + k0 + lg..])
+                        {
+                            *dst = *src;
+                        }
+                    }
+                    // SAFETY: bias_lanes holds MAX_LANES >= LANES floats (zero without a
+                    // bias; lanes past the block's channels are never stored).
+                    let bv = unsafe { s.load(bias_lanes.as_ptr()) };
+                    for (i, row) in y.iter().enumerate().take(rows) {
+                        for (j, val) in row.iter().enumerate().take(cols) {
+                            let mut v = s.add(*val, bv);
+                            if self.relu {
+                                v = s.max(v, s.zero());
+                            }
+                            let mut lane_vals = [0.0f32; MAX_LANES];
+                            // SAFETY: lane_vals holds MAX_LANES >= LANES floats.
+                            unsafe { s.store(lane_vals.as_mut_ptr(), v) };
+                            let px = (oy0 + i) * ow + ox0 + j;
+                            for (lane, v) in lane_vals.iter().enumerate().take(lanes) {
+                                // SAFETY: ch0*oh*ow + lane*oh*ow + px <= last < out.len()
+                                // (asserted); tile t of these channels belongs to this task
+                                // alone (tasks partition images, groups and tile chunks), and
+                                // dst stays borrowed for the call.
+                                unsafe { *first.add(lane * oh * ow + px) = *v };
                             }
                         }
                     }
