@@ -3,7 +3,7 @@
 //! named boundary cases. Kernels come from the one registry list; nothing here names one.
 
 use convnet_kernels::testing::{self, ConvProblem, DataKind};
-use convnet_kernels::{Conv2d, ConvParams, Pass, registry};
+use convnet_kernels::{Algorithm, Conv2d, ConvParams, Pass, registry};
 use proptest::prelude::*;
 
 fn check_all(p: &ConvProblem) -> Result<(), String> {
@@ -229,6 +229,38 @@ boundary_cases! {
         conv(0, 6, [4, 4], 6, [3, 3], 1, 1, 1, 6),
         conv(0, 64, [4, 6], 130, [1, 1], 1, 0, 1, 2),
     ];
+}
+
+/// Winograd with transformed filters of at least 1 Mi floats per group (F(2,3) from 256 x
+/// 256 channels), which run in large chunks with the GEMMs' e outermost: two chunks on two
+/// threads (28 F(2,3) tiles, the second partial), a batch, groups, a bias. Only the
+/// Winograd kernels (found by algorithm), on their passes, on real data: every kernel on
+/// every pass at these channel counts takes minutes.
+#[test]
+fn winograd_large_filters() {
+    for params in [
+        conv(1, 256, [8, 14], 256, [3, 3], 1, 1, 1, 1),
+        conv(2, 512, [4, 3], 512, [3, 3], 1, 1, 1, 2),
+    ] {
+        let conv = Conv2d::new(params).expect("valid");
+        let problem = ConvProblem::new(conv, DataKind::Real, 1, true);
+        let mut ran = 0;
+        for kernel in registry::available() {
+            if !matches!(kernel.algorithm(), Algorithm::Winograd(_)) {
+                continue;
+            }
+            for pass in [Pass::Forward, Pass::BackwardData] {
+                if let Err(e) = testing::check(kernel.as_ref(), &problem, pass) {
+                    panic!("{e}");
+                }
+            }
+            ran += 1;
+        }
+        assert!(
+            ran >= 3,
+            "the portable level's three Winograd kernels at least"
+        );
+    }
 }
 
 #[test]

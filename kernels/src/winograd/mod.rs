@@ -6,17 +6,19 @@
 //! ```text
 //! per image b and group, tiles t of m x m outputs, a = m + 2:
 //!   V[c][xi,nu][t] = (B^T d_{c,t} B)[xi,nu]          input transform (per task chunk)
-//!   U[xi,nu][k][c] = (G g_{k,c} G^T)[xi,nu]          filter transform (once per call)
+//!   U[k blk][xi,nu][c][k] = (G g_{k,c} G^T)[xi,nu]   filter transform (once per call)
 //!   M[xi,nu][t][k] = sum_c V[xi,nu][c][t] U[xi,nu][k][c]   a^2 GEMMs on the direct microkernel
 //!   y[k][tile t]   = A^T M[.,.][t][k] A              output transform (+ bias)
 //! ```
 //!
 //! The GEMMs run on the direct kernel's register tile (`tile.rs`: rows = tiles, vectors =
 //! output channels, reduction = input channels), so each ISA gets its Winograd kernel from
-//! its direct instantiation. Tiles are processed in chunks sized so a chunk's `V` stays in
-//! L2 (`V_BUDGET`), a chunk spanning images of the batch; tasks are (group, chunk), each
-//! writing only its own tiles, so
-//! results do not depend on the thread count.
+//! its direct instantiation. Tiles are processed in chunks, a chunk spanning images of the
+//! batch, and every chunk streams all of `U`: with small `U`, chunks whose `V` stays in L2
+//! (`V_BUDGET`); with large `U` (`U_LARGE`), a chunk per thread as far as one `xi,nu` slab
+//! of `V` fits that budget, the GEMMs ordered by `xi,nu` so each slab serves every channel
+//! block. Tasks are (group, chunk), each writing only its own tiles; a tile's sums do not
+//! depend on its chunk, so results do not depend on the thread count.
 //!
 //! Accuracy: the transforms amplify rounding (more for larger tiles); the measured constants
 //! are in [`crate::accuracy`]. One Inf or NaN input poisons its whole output tile (and its
@@ -25,14 +27,25 @@
 mod transforms;
 
 use crate::direct::{Block, DirectIsa, Red, SimdJob, pack_blocks};
-use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
+use crate::parallel::{SharedMut, for_each_task, threads, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
 use crate::{Algorithm, Isa, Pass, WinogradTile};
 use transforms::{filter_tile, sandwich};
 
-/// Floats of `V` per task chunk (256 KiB).
+/// Floats of `V` per task chunk (256 KiB), for groups whose transformed filters are
+/// smaller than [`U_LARGE`]: the chunk's input transform, GEMMs and output transform then
+/// run in L2, and each chunk streams all of `U` again.
 const V_BUDGET: usize = 1 << 16;
+/// Floats of one group's transformed filters (4 MiB) from which a chunk is as large as one
+/// `e`'s slab of `V` (`c_g` rows of the chunk's tiles) within [`V_BUDGET`] allows, with a
+/// chunk per thread. `V` and the GEMMs' results then leave L2, but `U` is streamed once per
+/// chunk instead of once per two dozen tiles. Large / small chunks for every layer (AVX2
+/// Zen 3, 1 thread, pair medians of alternating runs on a loaded host): ResNet-50 conv5 at
+/// batch 8 (U of F(2,3) 16 MiB) forward 1.64-1.74x, backward-data 1.44-1.60x; conv4 (F(2,3)
+/// 4 MiB) 1.26-1.29x, F(4,3) 1.06-1.08x; VGG-16 conv3_1 F(4,3) (4.5 MiB) 1.28x; but VGG's
+/// F(2,3) (2 MiB) 0.88x, and a CIFAR layer of 64 channels at batch 16 (0.6 MiB) 0.48-0.73x.
+const U_LARGE: usize = 1 << 20;
 /// Largest `LANES` of any ISA (the stack staging arrays are this wide).
 const MAX_LANES: usize = 16;
 
@@ -214,8 +227,8 @@ impl<'a> Problem<'a> {
     }
 }
 
-/// Floats of the transformed filters `U[grp][k block][c][e][nr]` (a channel's a^2 vectors
-/// contiguous, so the transform writes sequentially; the GEMMs read them with a stride).
+/// Floats of the transformed filters `U[grp][k block][e][c][nr]`: each GEMM reads one
+/// contiguous slab of weight vectors.
 fn filters_len<S: DirectIsa>(p: &Problem<'_>, m: usize) -> usize {
     let nr = crate::direct::tile_for::<S>(p.k_g).2;
     p.groups * p.k_g.div_ceil(nr) * (m + 2) * (m + 2) * p.c_g * nr
@@ -304,12 +317,16 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
         return; // an empty batch: nothing to write
     }
     // Tiles per task chunk: a multiple of both the register tile and the vector width, with
-    // the chunk's V (a^2 * c_g * tc floats) within V_BUDGET where possible.
+    // the chunk's V (a^2 * c_g * tc floats) within V_BUDGET where possible; for large U, one
+    // e's slab of it (c_g * tc), and a chunk for each thread (see U_LARGE).
     let unit = ur * S::LANES / gcd(ur, S::LANES);
-    let tc = ((V_BUDGET / (aa * p.c_g)) / unit)
-        .max(1)
-        .min(tiles.div_ceil(unit))
-        * unit;
+    let e_outer = aa * p.c_g * p.k_g >= U_LARGE;
+    let (budget, parts) = if e_outer {
+        (V_BUDGET / p.c_g.max(1), threads())
+    } else {
+        (V_BUDGET / (aa * p.c_g).max(1), 1)
+    };
+    let tc = (budget / unit).max(1).min(tiles.div_ceil(parts * unit)) * unit;
     let chunks = tiles.div_ceil(tc);
     let slab = p.c_g * nr;
     assert_eq!(
@@ -326,7 +343,8 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
         for_each_task(p.groups * chunks, |task| {
             let (grp, chunk) = (task / chunks, task % chunks);
             let t0 = chunk * tc;
-            with_scratch(aa * p.c_g * tc + aa * tc * nr, |scratch| {
+            let slots = if e_outer { blocks } else { 1 };
+            with_scratch(aa * p.c_g * tc + slots * aa * tc * nr, |scratch| {
                 let (v, mbuf) = scratch.split_at_mut(aa * p.c_g * tc);
                 let mut job = TileJob::<M, A> {
                     p,
@@ -341,6 +359,7 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
                     mbuf,
                     rows,
                     blocks,
+                    e_outer,
                     nr,
                     wide,
                     bias,
@@ -357,7 +376,7 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Filter transform of one (group, channel block): `U[c][e][lane]` for the block's lanes,
+/// Filter transform of one (group, channel block): `U[e][c][lane]` for the block's lanes,
 /// from its taps gathered as `[c][tap][lane]` (zero past the last channel).
 struct FilterJob<'a, const A: usize> {
     c_g: usize,
@@ -391,7 +410,7 @@ impl<const A: usize> SimdJob for FilterJob<'_, A> {
                 let mut t = [[s.zero(); A]; A];
                 filter_tile(s, &const { transforms::g::<A>() }, &g, &mut t);
                 for (e, v) in t.iter().flatten().enumerate() {
-                    let at = (c * A * A + e) * nr + lg;
+                    let at = (e * self.c_g + c) * nr + lg;
                     assert!(at + l <= self.part.len());
                     // SAFETY: at + LANES <= part.len() (asserted).
                     unsafe { s.store(self.part.as_mut_ptr().add(at), *v) };
@@ -416,6 +435,8 @@ struct TileJob<'a, 'p, const M: usize, const A: usize> {
     mbuf: &'a mut [f32],
     rows: &'a [usize],
     blocks: usize,
+    /// GEMMs with the e's outermost, every block's results kept (see `U_LARGE`).
+    e_outer: bool,
     nr: usize,
     wide: bool,
     bias: Option<&'a [f32]>,
@@ -426,11 +447,9 @@ struct TileJob<'a, 'p, const M: usize, const A: usize> {
 impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
-        let (p, l, aa, tc, nr) = (self.p, S::LANES, A * A, self.tc, self.nr);
-        let at = const { transforms::at::<M, A>() };
+        let (p, l, aa, tc) = (self.p, S::LANES, A * A, self.tc);
         let bt = const { transforms::bt::<A>() };
         let [sh, sw] = p.src_hw;
-        let [oh, ow] = p.dst_hw;
         // Input transform, LANES tiles at a time: V[c][e][tl] (a channel's a^2 rows are
         // contiguous; an [e][c][tl] layout would put them 4 KiB apart and thrash L1).
         let mut stage = [[[0.0f32; MAX_LANES]; A]; A];
@@ -473,28 +492,63 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                 }
             }
         }
-        for blk in 0..self.blocks {
-            // a^2 GEMMs: M[e][tl][lane] = sum_c V[e][c][tl] * U[e][c][lane].
+        // a^2 GEMMs per channel block, M[blk][e][tl][lane] = sum_c V[e][c][tl] U[blk][e][c][lane],
+        // and the output transform of each block.
+        if self.e_outer {
+            // One e's slab of V (c_g * tc floats) serves every block's GEMM from L2, so a
+            // chunk may hold many tiles (see U_LARGE); every block keeps its results.
             for e in 0..aa {
-                let block = Block {
-                    src: &self.v[e * tc..],
-                    red: Red::Strided {
-                        stride: aa * tc,
-                        len: p.c_g,
-                    },
-                    vecs: &self.u[((self.grp * self.blocks + blk) * p.c_g * aa + e) * nr..]
-                        [..(p.c_g - 1) * aa * nr + nr],
-                    vstride: aa * nr,
-                    rows: &self.rows[..self.nt],
-                    accumulate: false,
-                };
-                s.run(
-                    &block,
-                    &mut self.mbuf[e * tc * nr..][..self.nt * nr],
-                    self.wide,
-                );
+                for blk in 0..self.blocks {
+                    self.gemm(s, blk, e, blk);
+                }
             }
-            // Output transform, LANES channels at a time, and store.
+            for blk in 0..self.blocks {
+                self.output(s, blk, blk);
+            }
+        } else {
+            // The chunk's V stays in L2; the blocks take turns with one block's results.
+            for blk in 0..self.blocks {
+                for e in 0..aa {
+                    self.gemm(s, blk, e, 0);
+                }
+                self.output(s, blk, 0);
+            }
+        }
+    }
+}
+
+impl<const M: usize, const A: usize> TileJob<'_, '_, M, A> {
+    /// The GEMM of channel block `blk` at `e` into slot `slot` of `mbuf` (`[slot][e][tl][nr]`).
+    #[inline(always)]
+    fn gemm<S: DirectIsa>(&mut self, s: S, blk: usize, e: usize, slot: usize) {
+        let (p, aa, tc, nr) = (self.p, A * A, self.tc, self.nr);
+        let block = Block {
+            src: &self.v[e * tc..],
+            red: Red::Strided {
+                stride: aa * tc,
+                len: p.c_g,
+            },
+            vecs: &self.u[((self.grp * self.blocks + blk) * aa + e) * p.c_g * nr..][..p.c_g * nr],
+            vstride: nr,
+            rows: &self.rows[..self.nt],
+            accumulate: false,
+        };
+        s.run(
+            &block,
+            &mut self.mbuf[(slot * aa + e) * tc * nr..][..self.nt * nr],
+            self.wide,
+        );
+    }
+
+    /// Output transform of channel block `blk` from slot `slot` of `mbuf`, LANES channels at
+    /// a time, and store.
+    #[inline(always)]
+    fn output<S: DirectIsa>(&mut self, s: S, blk: usize, slot: usize) {
+        let (p, l, aa, tc, nr) = (self.p, S::LANES, A * A, self.tc, self.nr);
+        let at = const { transforms::at::<M, A>() };
+        let [oh, ow] = p.dst_hw;
+        let mbuf = &self.mbuf[slot * aa * tc * nr..][..aa * tc * nr];
+        {
             let k0 = blk * nr;
             let mut bias_lanes = [0.0f32; MAX_LANES];
             for tl in 0..self.nt {
@@ -505,13 +559,13 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                 let (oy0, ox0) = (t / self.tiles_x * M, t % self.tiles_x * M);
                 for lg in (0..nr.min(p.k_g - k0)).step_by(l) {
                     let last = ((aa - 1) * tc + tl) * nr + lg;
-                    assert!(last + l <= self.mbuf.len());
+                    assert!(last + l <= mbuf.len());
                     let mut m = [[s.zero(); A]; A];
                     for (i, mr) in m.iter_mut().enumerate() {
                         for (j, mv) in mr.iter_mut().enumerate() {
                             let at = ((i * A + j) * tc + tl) * nr + lg;
                             // SAFETY: at <= last and last + LANES <= mbuf.len() (asserted).
-                            *mv = unsafe { s.load(self.mbuf.as_ptr().add(at)) };
+                            *mv = unsafe { s.load(mbuf.as_ptr().add(at)) };
                         }
                     }
                     let mut y = [[s.zero(); M]; M];
