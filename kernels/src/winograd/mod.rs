@@ -326,8 +326,13 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
     } else {
         (V_BUDGET / (aa * p.c_g).max(1), 1)
     };
-    let tc = (budget / unit).max(1).min(tiles.div_ceil(parts * unit)) * unit;
-    let chunks = tiles.div_ceil(tc);
+    // Chunk i holds tiles tiles*i/chunks .. tiles*(i+1)/chunks: balanced, so neither a
+    // thread nor a stream of U goes to a handful of leftover tiles (49 tiles were 48 + 1).
+    let chunks = tiles
+        .div_ceil((budget / unit).max(1) * unit)
+        .max(parts)
+        .min(tiles);
+    let tc = tiles.div_ceil(chunks).div_ceil(unit) * unit;
     let slab = p.c_g * nr;
     assert_eq!(
         u.len(),
@@ -342,7 +347,8 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
         let rows = &*rows;
         for_each_task(p.groups * chunks, |task| {
             let (grp, chunk) = (task / chunks, task % chunks);
-            let t0 = chunk * tc;
+            let t0 = tiles * chunk / chunks;
+            let nt = tiles * (chunk + 1) / chunks - t0;
             let slots = if e_outer { blocks } else { 1 };
             with_scratch(aa * p.c_g * tc + slots * aa * tc * nr, |scratch| {
                 let (v, mbuf) = scratch.split_at_mut(aa * p.c_g * tc);
@@ -350,7 +356,7 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
                     p,
                     grp,
                     t0,
-                    nt: tc.min(tiles - t0),
+                    nt,
                     tc,
                     tiles_x,
                     tiles_img,
