@@ -2,7 +2,9 @@
 //!
 //! Kernels split work into tasks whose boundaries depend only on the geometry, never on the
 //! thread count, and each output element is produced by exactly one task in a fixed order:
-//! that is what makes results bitwise identical for any number of threads.
+//! that is what makes results bitwise identical for any number of threads. (One exception:
+//! Winograd with large transformed filters takes a chunk of tiles per thread, whose sums
+//! do not depend on the chunk; see `winograd/mod.rs`.)
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};

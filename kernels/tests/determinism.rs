@@ -71,6 +71,9 @@ fn large_problems_are_thread_count_invariant() {
             transposed: true,
             ..conv(1, 24, 12, 16, 4, 2, 1)
         },
+        // Winograd F(6,3) with 1 Mi floats of transformed filters: a chunk of tiles per
+        // thread (8 tiles in 1, 2 or 3 chunks).
+        conv(2, 128, 8, 128, 3, 1, 1),
     ] {
         let p = ConvProblem::new(Conv2d::new(params).unwrap(), DataKind::Real, 11, true);
         assert_thread_count_invariant(&p);

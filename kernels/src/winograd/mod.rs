@@ -6,8 +6,8 @@
 //! ```text
 //! per image b and group, tiles t of m x m outputs, a = m + 2:
 //!   V[c][xi,nu][t] = (B^T d_{c,t} B)[xi,nu]          input transform (per task chunk)
-//!   U[k blk][xi,nu][c][k] = (G g_{k,c} G^T)[xi,nu]   filter transform (once per call)
-//!   M[xi,nu][t][k] = sum_c V[xi,nu][c][t] U[xi,nu][k][c]   a^2 GEMMs on the direct microkernel
+//!   U[k blk][xi,nu][c][k] = (G g_{k,c} G^T)[xi,nu]   filter transform (per call, or prepared)
+//!   M[xi,nu][t][k] = sum_c V[c][xi,nu][t] U[k blk][xi,nu][c][k]   a^2 GEMMs, direct microkernel
 //!   y[k][tile t]   = A^T M[.,.][t][k] A              output transform (+ bias)
 //! ```
 //!
@@ -15,10 +15,12 @@
 //! output channels, reduction = input channels), so each ISA gets its Winograd kernel from
 //! its direct instantiation. Tiles are processed in chunks, a chunk spanning images of the
 //! batch, and every chunk streams all of `U`: with small `U`, chunks whose `V` stays in L2
-//! (`V_BUDGET`); with large `U` (`U_LARGE`), a chunk per thread as far as one `xi,nu` slab
-//! of `V` fits that budget, the GEMMs ordered by `xi,nu` so each slab serves every channel
-//! block. Tasks are (group, chunk), each writing only its own tiles; a tile's sums do not
-//! depend on its chunk, so results do not depend on the thread count.
+//! (`V_BUDGET`); with large `U` (`U_LARGE`), a chunk per thread as far as the `c_g` rows of
+//! one `xi,nu` of `V` fit that budget, the GEMMs ordered by `xi,nu` so those rows serve
+//! every channel block. Tasks are (group, chunk), each writing only its own tiles. With large
+//! `U` the chunks depend on the thread count, but not a tile's sums: each GEMM row gets the
+//! same multiply-adds in the same order in a full register tile or a partial one, so
+//! results do not depend on the thread count (`tests/determinism.rs` has such a layer).
 //!
 //! Accuracy: the transforms amplify rounding (more for larger tiles); the measured constants
 //! are in [`crate::accuracy`]. One Inf or NaN input poisons its whole output tile (and its
@@ -37,15 +39,19 @@ use transforms::{filter_tile, sandwich};
 /// smaller than [`U_LARGE`]: the chunk's input transform, GEMMs and output transform then
 /// run in L2, and each chunk streams all of `U` again.
 const V_BUDGET: usize = 1 << 16;
-/// Floats of one group's transformed filters (4 MiB) from which a chunk is as large as one
-/// `e`'s slab of `V` (`c_g` rows of the chunk's tiles) within [`V_BUDGET`] allows, with a
-/// chunk per thread. `V` and the GEMMs' results then leave L2, but `U` is streamed once per
-/// chunk instead of once per two dozen tiles. Large / small chunks for every layer (AVX2
+/// Floats of one group's transformed filters (4 MiB) from which a chunk is as large as the
+/// `c_g` rows of one `e` of its `V` within [`V_BUDGET`] allow (and its scratch within
+/// [`E_OUTER_SCRATCH`]), with a chunk per thread. `V` and the GEMMs' results (every block's)
+/// then leave L2, but `U` is streamed once per chunk instead of once per two dozen tiles. Large / small chunks for every layer (AVX2
 /// Zen 3, 1 thread, pair medians of alternating runs on a loaded host): ResNet-50 conv5 at
 /// batch 8 (U of F(2,3) 16 MiB) forward 1.64-1.74x, backward-data 1.44-1.60x; conv4 (F(2,3)
 /// 4 MiB) 1.26-1.29x, F(4,3) 1.06-1.08x; VGG-16 conv3_1 F(4,3) (4.5 MiB) 1.28x; but VGG's
 /// F(2,3) (2 MiB) 0.88x, and a CIFAR layer of 64 channels at batch 16 (0.6 MiB) 0.48-0.73x.
 const U_LARGE: usize = 1 << 20;
+/// Most floats of scratch (`V` and every block's GEMM results) for one task of a large-`U`
+/// layer (16 MiB, kept by the thread's scratch pool): F(6,3) at 512 x 512 channels would
+/// otherwise take 31 MiB per thread.
+const E_OUTER_SCRATCH: usize = 1 << 22;
 /// Largest `LANES` of any ISA (the stack staging arrays are this wide).
 const MAX_LANES: usize = 16;
 
@@ -87,8 +93,9 @@ fn tile_of(m: usize) -> WinogradTile {
 }
 
 // SAFETY: a Winograd<S, M> holds the proof value S; the GEMMs go through DirectIsa::run,
-// which checks its bounds, and the only raw writes (the output tiles) are range-checked and
-// disjoint between tasks, as argued at the write.
+// which checks its bounds; the transforms' vector loads and stores in their own scratch are
+// range-checked at each access, and the raw writes to the output (the output tiles) are
+// range-checked and disjoint between tasks, as argued at the write.
 unsafe impl<S: DirectIsa, const M: usize> ConvKernel for Winograd<S, M> {
     fn name(&self) -> &'static str {
         S::WINOGRAD_NAMES[M / 2 - 1]
@@ -322,7 +329,11 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
     let unit = ur * S::LANES / gcd(ur, S::LANES);
     let e_outer = aa * p.c_g * p.k_g >= U_LARGE;
     let (budget, parts) = if e_outer {
-        (V_BUDGET / p.c_g.max(1), threads())
+        let per_tile = aa * (p.c_g + blocks * nr);
+        (
+            (V_BUDGET / p.c_g.max(1)).min(E_OUTER_SCRATCH / per_tile.max(1)),
+            threads(),
+        )
     } else {
         (V_BUDGET / (aa * p.c_g).max(1), 1)
     };
@@ -458,9 +469,10 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
         let [sh, sw] = p.src_hw;
         // Input transform, LANES tiles at a time: V[c][e][tl] (a channel's a^2 rows are
         // contiguous; an [e][c][tl] layout would put them 4 KiB apart and thrash L1).
+        // Up to the chunk's last tile (the GEMMs read no row past it).
         let mut stage = [[[0.0f32; MAX_LANES]; A]; A];
         for c in 0..p.c_g {
-            for tl0 in (0..tc).step_by(l) {
+            for tl0 in (0..self.nt).step_by(l) {
                 for lane in 0..l {
                     let tl = tl0 + lane;
                     let mut d = [[0.0f32; A]; A];
@@ -498,11 +510,11 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                 }
             }
         }
-        // a^2 GEMMs per channel block, M[blk][e][tl][lane] = sum_c V[e][c][tl] U[blk][e][c][lane],
-        // and the output transform of each block.
+        // a^2 GEMMs per channel block, M[e][tl][lane] = sum_c V[c][e][tl] U[blk][e][c][lane],
+        // into a slot of mbuf, and the output transform of each block.
         if self.e_outer {
-            // One e's slab of V (c_g * tc floats) serves every block's GEMM from L2, so a
-            // chunk may hold many tiles (see U_LARGE); every block keeps its results.
+            // The c_g rows of one e of V serve every block's GEMM from L2, so a chunk may
+            // hold many tiles (see U_LARGE); every block keeps its results in its own slot.
             for e in 0..aa {
                 for blk in 0..self.blocks {
                     self.gemm(s, blk, e, blk);
