@@ -265,6 +265,38 @@ fn transform_filters_a<S: DirectIsa, const A: usize>(s: S, p: &Problem<'_>, u: &
     } else {
         (k_g * c_g * 9, c_g * 9, 9)
     };
+    if p.flip {
+        // Backward-data: a block's taps lie in pieces of 9 * nr floats, one per row of the
+        // canonical weight (9 KiB apart at 256 channels); gathered block by block, those
+        // reads were a quarter of a conv4 F(2,3) pass. Here each task reads its blocks'
+        // pieces of every row in turn, a contiguous run per row, into `[blk][c][tap][nr]`.
+        let per_block = c_g * 9 * nr;
+        let total = p.groups * blocks;
+        let per_task = total.div_ceil(threads()).max(1);
+        return with_scratch(total * per_block, |all| {
+            crate::parallel::for_each_chunk_mut(all, per_task * per_block, |t, taps| {
+                s.dispatch(&mut FlipPack {
+                    w: p.weight,
+                    c_g,
+                    k_g,
+                    nr,
+                    blocks,
+                    gb0: t * per_task,
+                    taps,
+                });
+            });
+            let all = &*all;
+            crate::parallel::for_each_chunk_mut(u, part_len, |gb, part| {
+                s.dispatch(&mut FilterJob::<A> {
+                    c_g,
+                    flip: true,
+                    nr,
+                    taps: &all[gb * per_block..][..per_block],
+                    part,
+                });
+            });
+        });
+    }
     with_index_scratch(c_g * 9, |red| {
         for (r, o) in red.iter_mut().enumerate() {
             *o = r / 9 * c_stride + r % 9;
@@ -286,6 +318,83 @@ fn transform_filters_a<S: DirectIsa, const A: usize>(s: S, p: &Problem<'_>, u: &
             });
         });
     });
+}
+
+/// Backward-data taps of the (group, channel block)s from `gb0` on, as many as `taps` holds
+/// (`[gb][c][tap][nr]`): `taps[..][c][t][lane] = w[(grp*c_g + c)*k_g + k][t]` for channel
+/// `k = blk*nr + lane` below `k_g`, else 0. Rows of the canonical weight in order, each
+/// block's piece of a row moved `LANES` channels at a time by a register transpose.
+struct FlipPack<'a> {
+    w: &'a [f32],
+    c_g: usize,
+    k_g: usize,
+    nr: usize,
+    blocks: usize,
+    gb0: usize,
+    taps: &'a mut [f32],
+}
+
+impl SimdJob for FlipPack<'_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (l, nr, c_g, k_g) = (S::LANES, self.nr, self.c_g, self.k_g);
+        let per_block = c_g * 9 * nr;
+        assert!(nr.is_multiple_of(l) && self.taps.len().is_multiple_of(per_block));
+        let n_gb = self.taps.len() / per_block;
+        let groups = (self.gb0 + n_gb).div_ceil(self.blocks);
+        assert!(self.w.len() >= groups * c_g * k_g * 9, "flip pack weights");
+        // Tap rows a transpose moves at once (the rest one lane at a time).
+        let n_t = l.min(9);
+        for grp in self.gb0 / self.blocks..groups {
+            for c in 0..c_g {
+                let row = (grp * c_g + c) * k_g * 9;
+                for gb in
+                    self.gb0.max(grp * self.blocks)..(self.gb0 + n_gb).min((grp + 1) * self.blocks)
+                {
+                    let blk = gb - grp * self.blocks;
+                    let dst0 = (gb - self.gb0) * per_block + c * 9 * nr;
+                    for lg in (0..nr).step_by(l) {
+                        let k0 = blk * nr + lg;
+                        let dst = &mut self.taps[dst0 + lg..dst0 + 8 * nr + lg + l];
+                        // The transpose reads LANES floats from each lane's first tap: past its
+                        // 9 taps when LANES > 9, so only where those floats exist.
+                        let whole = k0 + l <= k_g && row + (k0 + l - 1) * 9 + l <= self.w.len();
+                        let t0 = if whole {
+                            // SAFETY: reads LANES rows of LANES floats from row + k0*9 at a
+                            // stride of 9, the last ending at row + (k0 + LANES - 1)*9 + LANES
+                            // <= w.len() (checked); writes n_t <= LANES rows of LANES floats
+                            // at a stride of nr, the last ending at (n_t - 1)*nr + LANES <=
+                            // 8*nr + LANES = dst.len().
+                            unsafe {
+                                s.transpose_store(
+                                    self.w.as_ptr().add(row + k0 * 9),
+                                    9,
+                                    dst.as_mut_ptr(),
+                                    nr,
+                                    None,
+                                    n_t,
+                                    false,
+                                )
+                            };
+                            n_t
+                        } else {
+                            0
+                        };
+                        for t in t0..9 {
+                            for i in 0..l {
+                                let k = k0 + i;
+                                dst[t * nr + i] = if k < k_g {
+                                    self.w[row + k * 9 + t]
+                                } else {
+                                    0.0
+                                };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn run_tile<S: DirectIsa, const M: usize>(
