@@ -250,21 +250,15 @@ fn transform_filters<S: DirectIsa, const M: usize>(s: S, p: &Problem<'_>, u: &mu
 }
 
 /// The filter transform, a (group, channel block) at a time: the block's taps are first
-/// gathered into vectors of its channels, `[c][tap][nr]`, by the direct kernel's packer
-/// (register transposes), then transformed.
+/// gathered into vectors of its channels, `[c][tap][nr]` (register transposes: the direct
+/// kernel's packer forward, [`FlipPack`] for backward-data's rotated filters), then
+/// transformed.
 fn transform_filters_a<S: DirectIsa, const A: usize>(s: S, p: &Problem<'_>, u: &mut [f32]) {
     let nr = crate::direct::tile_for::<S>(p.k_g).2;
     let blocks = p.k_g.div_ceil(nr);
     let part_len = A * A * p.c_g * nr;
     assert_eq!(u.len(), p.groups * blocks * part_len);
     let (c_g, k_g) = (p.c_g, p.k_g);
-    // Channel k of the block, tap t of source channel c, at `base + k*ch_stride + red[c*9 + t]`
-    // (backward-data: the canonical weight's taps in their stored order, rotated below).
-    let (group_stride, ch_stride, c_stride) = if p.flip {
-        (c_g * k_g * 9, 9, k_g * 9)
-    } else {
-        (k_g * c_g * 9, c_g * 9, 9)
-    };
     if p.flip {
         // Backward-data: a block's taps lie in pieces of 9 * nr floats, one per row of the
         // canonical weight (9 KiB apart at 256 channels); gathered block by block, those
@@ -297,20 +291,23 @@ fn transform_filters_a<S: DirectIsa, const A: usize>(s: S, p: &Problem<'_>, u: &
             });
         });
     }
+    // Forward: channel k's taps are its row of the weight, c_g * 9 floats, in the order the
+    // transform wants them.
     with_index_scratch(c_g * 9, |red| {
         for (r, o) in red.iter_mut().enumerate() {
-            *o = r / 9 * c_stride + r % 9;
+            *o = r;
         }
         let red = &*red;
+        let ch_stride = c_g * 9;
         crate::parallel::for_each_chunk_mut(u, part_len, |gb, part| {
             let (grp, k0) = (gb / blocks, gb % blocks * nr);
-            let base = grp * group_stride + k0 * ch_stride;
+            let base = (grp * k_g + k0) * ch_stride;
             let lanes = nr.min(k_g - k0);
             with_scratch(c_g * 9 * nr, |taps| {
                 pack_blocks(s, &p.weight[base..], 1, lanes, nr, 0, ch_stride, red, taps);
                 s.dispatch(&mut FilterJob::<A> {
                     c_g,
-                    flip: p.flip,
+                    flip: false,
                     nr,
                     taps,
                     part,
