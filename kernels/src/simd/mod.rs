@@ -222,6 +222,35 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
             }
         }
     }
+    /// The transpose of `LANES` rows that lie anywhere: lane `i` of `out[j]` is float `j`
+    /// of row `i`,
+    ///
+    /// ```text
+    ///   out[j][i] = *rows[i].add(j)   for i < LANES, j < out.len()
+    /// ```
+    ///
+    /// (The Winograd input transform: lane `i` is a tile, `rows[i]` a row of its patch.)
+    /// `out.len()` may exceed `LANES` only on the levels of fewer than 8 lanes.
+    ///
+    /// # Safety
+    /// `rows.len() >= LANES`, `out.len() <= max(LANES, 8)`, and each `rows[i]` must be valid
+    /// for reading `max(LANES, out.len())` f32 (the vector levels load whole rows).
+    #[inline(always)]
+    unsafe fn gather_transpose(self, rows: &[*const f32], out: &mut [Self::V]) {
+        assert!(
+            rows.len() >= Self::LANES && out.len() <= Self::LANES.max(8) && Self::LANES <= 16,
+            "gather_transpose shape"
+        );
+        for (j, o) in out.iter_mut().enumerate() {
+            let mut v = [0.0f32; 16];
+            for (x, row) in v.iter_mut().zip(rows).take(Self::LANES) {
+                // SAFETY: j < LANES floats at row are readable (the caller's guarantee).
+                *x = unsafe { *row.add(j) };
+            }
+            // SAFETY: v holds 16 >= LANES floats.
+            *o = unsafe { self.load(v.as_ptr()) };
+        }
+    }
     /// [`transpose_store`](F32Simd::transpose_store) of the first `m` rows only, row `i`
     /// going to `dst + i*step` (the pixels of a stride phase, or a run cut short):
     ///
@@ -554,6 +583,37 @@ mod tests {
     #[test]
     fn even_lanes_matches_its_formula_on_every_isa() {
         on_every_isa!(check_even_lanes);
+    }
+
+    /// `gather_transpose` against its formula, with rows scattered (out of order, one of
+    /// them twice) through a buffer, for every output width.
+    fn check_gather_transpose<S: F32Simd>(s: S) {
+        let l = S::LANES;
+        let buf: Vec<f32> = (0..40 * l).map(|i| i as f32 * 0.25 - 7.0).collect();
+        let starts: Vec<usize> = (0..l).map(|i| (i * 7 + 3) % (30 * l)).collect();
+        let mut starts2 = starts.clone();
+        starts2[l - 1] = starts2[0];
+        for starts in [&starts, &starts2] {
+            let rows: Vec<*const f32> = starts.iter().map(|&o| buf[o..].as_ptr()).collect();
+            for n in 0..=l.max(8) {
+                let mut out = vec![s.splat(f32::NAN); n];
+                // SAFETY: every start + max(l, 8) <= 30 * l + 8 <= buf.len(); n <= max(l, 8).
+                unsafe { s.gather_transpose(&rows, &mut out) };
+                for (j, v) in out.iter().enumerate() {
+                    let mut got = [0.0f32; 16];
+                    // SAFETY: got holds 16 >= l floats.
+                    unsafe { s.store(got.as_mut_ptr(), *v) };
+                    for (i, g) in got.iter().enumerate().take(l) {
+                        assert_eq!(*g, buf[starts[i] + j], "{l} lanes, {n} out: [{j}][{i}]");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gather_transpose_matches_its_formula_on_every_isa() {
+        on_every_isa!(check_gather_transpose);
     }
 
     #[test]

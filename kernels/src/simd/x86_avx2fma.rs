@@ -116,34 +116,10 @@ unsafe impl F32Simd for Avx2Fma {
             for (i, r) in r.iter_mut().enumerate() {
                 *r = _mm256_loadu_ps(src.add(i * src_stride));
             }
-            // Pairs: t[2k] = a0 b0 a1 b1 | a4 b4 a5 b5, t[2k + 1] the odd columns.
-            let mut t = [_mm256_setzero_ps(); 8];
-            for (k, out) in t.iter_mut().enumerate() {
-                let (x, y) = (r[k & !1], r[k | 1]);
-                *out = if k % 2 == 0 {
-                    _mm256_unpacklo_ps(x, y)
-                } else {
-                    _mm256_unpackhi_ps(x, y)
-                };
-            }
-            // Quads: u[4q + c] = column c | column c + 4 of rows 4q..4q+3.
-            let mut u = [_mm256_setzero_ps(); 8];
-            for (k, out) in u.iter_mut().enumerate() {
-                let (q, c) = (k / 4, k % 4);
-                let (x, y) = (t[4 * q + (c / 2)], t[4 * q + 2 + (c / 2)]);
-                *out = if c % 2 == 0 {
-                    _mm256_shuffle_ps::<0x44>(x, y)
-                } else {
-                    _mm256_shuffle_ps::<0xEE>(x, y)
-                };
-            }
+            let u = quads(&r);
             let zero = _mm256_setzero_ps();
             for j in 0..n_out {
-                let mut col = if j < 4 {
-                    _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j])
-                } else {
-                    _mm256_permute2f128_ps::<0x31>(u[j - 4], u[j])
-                };
+                let mut col = column(&u, j);
                 if let Some(bias) = bias {
                     col = _mm256_add_ps(col, _mm256_set1_ps(bias[j]));
                 }
@@ -151,6 +127,22 @@ unsafe impl F32Simd for Avx2Fma {
                     col = _mm256_max_ps(col, zero);
                 }
                 _mm256_storeu_ps(dst.add(j * dst_stride), col);
+            }
+        }
+    }
+    #[inline(always)]
+    unsafe fn gather_transpose(self, rows: &[*const f32], out: &mut [__m256]) {
+        assert!(rows.len() >= 8 && out.len() <= 8, "gather_transpose shape");
+        // SAFETY: AVX is present; each rows[i] (i < 8) is readable for 8 floats (the
+        // caller's guarantee).
+        unsafe {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (r, &p) in r.iter_mut().zip(rows) {
+                *r = _mm256_loadu_ps(p);
+            }
+            let u = quads(&r);
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = column(&u, j);
             }
         }
     }
@@ -186,3 +178,54 @@ unsafe impl F32Simd for Avx2Fma {
 }
 
 x86_fma2!("avx2,fma", ymm_reg, __m256, "AVX2 and FMA");
+
+/// The first two stages of an 8x8 transpose of rows `r`: `u[c]` (c < 4) holds column `c`
+/// of rows 0-3 in its low half and column `c + 4` in its high half, `u[4 + c]` the same
+/// for rows 4-7; [`column`] finishes one column.
+///
+/// # Safety
+/// AVX must be present.
+#[inline(always)]
+unsafe fn quads(r: &[__m256; 8]) -> [__m256; 8] {
+    // SAFETY: AVX is present (the caller's guarantee); register-only intrinsics.
+    unsafe {
+        // Pairs: t[2k] = a0 b0 a1 b1 | a4 b4 a5 b5, t[2k + 1] the odd columns.
+        let mut t = [_mm256_setzero_ps(); 8];
+        for (k, out) in t.iter_mut().enumerate() {
+            let (x, y) = (r[k & !1], r[k | 1]);
+            *out = if k % 2 == 0 {
+                _mm256_unpacklo_ps(x, y)
+            } else {
+                _mm256_unpackhi_ps(x, y)
+            };
+        }
+        // Quads: u[4q + c] = column c | column c + 4 of rows 4q..4q+3.
+        let mut u = [_mm256_setzero_ps(); 8];
+        for (k, out) in u.iter_mut().enumerate() {
+            let (q, c) = (k / 4, k % 4);
+            let (x, y) = (t[4 * q + (c / 2)], t[4 * q + 2 + (c / 2)]);
+            *out = if c % 2 == 0 {
+                _mm256_shuffle_ps::<0x44>(x, y)
+            } else {
+                _mm256_shuffle_ps::<0xEE>(x, y)
+            };
+        }
+        u
+    }
+}
+
+/// Column `j < 8` of the transpose [`quads`] started.
+///
+/// # Safety
+/// AVX must be present.
+#[inline(always)]
+unsafe fn column(u: &[__m256; 8], j: usize) -> __m256 {
+    // SAFETY: AVX is present (the caller's guarantee); register-only intrinsics.
+    unsafe {
+        if j < 4 {
+            _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j])
+        } else {
+            _mm256_permute2f128_ps::<0x31>(u[j - 4], u[j])
+        }
+    }
+}

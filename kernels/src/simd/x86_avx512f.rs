@@ -109,6 +109,25 @@ unsafe impl F32Simd for Avx512F {
         }
     }
     #[inline(always)]
+    unsafe fn gather_transpose(self, rows: &[*const f32], out: &mut [__m512]) {
+        assert!(
+            rows.len() >= 16 && out.len() <= 16,
+            "gather_transpose shape"
+        );
+        // SAFETY: AVX-512F is present; each rows[i] (i < 16) is readable for 16 floats (the
+        // caller's guarantee).
+        unsafe {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (r, &p) in r.iter_mut().zip(rows) {
+                *r = _mm512_loadu_ps(p);
+            }
+            let v = halves(&r);
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = column(&v, j);
+            }
+        }
+    }
+    #[inline(always)]
     unsafe fn transpose_store_spread(
         self,
         src: *const f32,
@@ -282,6 +301,18 @@ unsafe fn transpose_halves(src: *const f32, stride: usize) -> [__m512; 16] {
         for (i, r) in r.iter_mut().enumerate() {
             *r = _mm512_loadu_ps(src.add(i * stride));
         }
+        halves(&r)
+    }
+}
+
+/// [`transpose_halves`] of rows already in registers.
+///
+/// # Safety
+/// AVX-512F must be present.
+#[inline(always)]
+unsafe fn halves(r: &[__m512; 16]) -> [__m512; 16] {
+    // SAFETY: AVX-512F is present (the caller's guarantee); register-only intrinsics.
+    unsafe {
         // Rows a..p, columns 0..15. Pairs: t[2k] = a0 b0 a1 b1 | a4 b4 a5 b5 | ...
         let mut t = [_mm512_setzero_ps(); 16];
         for (k, out) in t.iter_mut().enumerate() {

@@ -467,29 +467,40 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
             let t0 = tiles * chunk / chunks;
             let nt = tiles * (chunk + 1) / chunks - t0;
             let slots = if e_outer { blocks } else { 1 };
-            with_scratch(aa * p.c_g * tc + slots * aa * tc * nr, |scratch| {
-                let (v, mbuf) = scratch.split_at_mut(aa * p.c_g * tc);
-                let mut job = TileJob::<M, A> {
-                    p,
-                    grp,
-                    t0,
-                    nt,
-                    tc,
-                    tiles_x,
-                    tiles_img,
-                    u,
-                    v,
-                    mbuf,
-                    rows,
-                    blocks,
-                    e_outer,
-                    nr,
-                    wide,
-                    bias,
-                    relu,
-                    out,
-                };
-                s.dispatch(&mut job);
+            with_index_scratch(3 * nt, |org| {
+                let [sh, sw] = p.src_hw;
+                for (tl, o) in org.chunks_exact_mut(3).enumerate() {
+                    let (b, t) = ((t0 + tl) / tiles_img, (t0 + tl) % tiles_img);
+                    o[0] = (b * p.groups + grp) * p.c_g * sh * sw;
+                    o[1] = ((t / tiles_x * M) as isize - p.pad[0]) as usize;
+                    o[2] = ((t % tiles_x * M) as isize - p.pad[1]) as usize;
+                }
+                let org = &*org;
+                with_scratch(aa * p.c_g * tc + slots * aa * tc * nr, |scratch| {
+                    let (v, mbuf) = scratch.split_at_mut(aa * p.c_g * tc);
+                    let mut job = TileJob::<M, A> {
+                        p,
+                        grp,
+                        t0,
+                        nt,
+                        tc,
+                        tiles_x,
+                        tiles_img,
+                        u,
+                        v,
+                        mbuf,
+                        rows,
+                        org,
+                        blocks,
+                        e_outer,
+                        nr,
+                        wide,
+                        bias,
+                        relu,
+                        out,
+                    };
+                    s.dispatch(&mut job);
+                });
             });
         });
     });
@@ -557,6 +568,9 @@ struct TileJob<'a, 'p, const M: usize, const A: usize> {
     v: &'a mut [f32],
     mbuf: &'a mut [f32],
     rows: &'a [usize],
+    /// Per tile of the chunk: the offset in `src` of its image and group's channel 0, and
+    /// its patch origin `y0`, `x0` (isize stored as usize).
+    org: &'a [usize],
     blocks: usize,
     /// GEMMs with the e's outermost, every block's results kept (see `U_LARGE`).
     e_outer: bool,
@@ -575,36 +589,73 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
         let [sh, sw] = p.src_hw;
         // Input transform, LANES tiles at a time: V[c][e][tl] (a channel's a^2 rows are
         // contiguous; an [e][c][tl] layout would put them 4 KiB apart and thrash L1).
-        // Up to the chunk's last tile (the GEMMs read no row past it).
-        let mut stage = [[[0.0f32; MAX_LANES]; A]; A];
+        // Up to the chunk's last tile (the GEMMs read no row past it). Each row of the
+        // LANES patches is read where it lies (or from a zero row, or staged with its part
+        // outside the plane zeroed), then turned lane-major by one register transpose.
+        let plane = sh * sw;
+        assert!(
+            p.src.len() >= p.n * p.groups * p.c_g * plane && self.org.len() >= 3 * self.nt,
+            "winograd source"
+        );
+        let zero = [0.0f32; MAX_LANES];
+        let mut edge = [[[0.0f32; MAX_LANES]; A]; MAX_LANES];
+        // Staged rows as one masked load (where that is one or two instructions).
+        let masked = A <= l && (S::MASKED_LOADS || S::HOISTED_MASK_LOADS);
         for c in 0..p.c_g {
             for tl0 in (0..self.nt).step_by(l) {
-                for lane in 0..l {
-                    let tl = tl0 + lane;
-                    let mut d = [[0.0f32; A]; A];
-                    if tl < self.nt {
-                        let (b, t) = (
-                            (self.t0 + tl) / self.tiles_img,
-                            (self.t0 + tl) % self.tiles_img,
-                        );
-                        let plane =
-                            &p.src[((b * p.groups + self.grp) * p.c_g + c) * sh * sw..][..sh * sw];
-                        let y0 = (t / self.tiles_x * M) as isize - p.pad[0];
-                        let x0 = (t % self.tiles_x * M) as isize - p.pad[1];
-                        patch::<A>(plane, p.src_hw, y0, x0, &mut d);
-                    }
-                    for (srow, drow) in stage.iter_mut().zip(&d) {
-                        for (sv, dv) in srow.iter_mut().zip(drow) {
-                            sv[lane] = *dv;
+                let mut rows = [[zero.as_ptr(); MAX_LANES]; A];
+                for lane in 0..l.min(self.nt - tl0) {
+                    let o = &self.org[3 * (tl0 + lane)..][..3];
+                    let (first, y0, x0) = (o[0] + c * plane, o[1] as isize, o[2] as isize);
+                    let x_in = x0 >= 0 && x0 as usize + A <= sw;
+                    for (i, row) in rows.iter_mut().enumerate() {
+                        let y = y0 + i as isize;
+                        if y < 0 || y >= sh as isize {
+                            continue; // the zero row
                         }
+                        // The plane row; a whole vector from the patch row's start must
+                        // lie in src to be read in place.
+                        let at = first + y as usize * sw;
+                        if x_in && at + x0 as usize + l.max(A) <= p.src.len() {
+                            row[lane] = p.src[at + x0 as usize..].as_ptr();
+                            continue;
+                        }
+                        let staged = &mut edge[lane][i];
+                        if masked {
+                            let lo = (-x0).clamp(0, l as isize) as usize;
+                            let hi = (sw as isize - x0).clamp(lo as isize, l as isize) as usize;
+                            let from = p.src.as_ptr().wrapping_add(at).wrapping_offset(x0);
+                            // SAFETY: lane j in lo..hi reads src[at + x0 + j] with
+                            // 0 <= x0 + j < sw: inside the plane row at `at` (src holds
+                            // every plane, asserted); staged holds MAX_LANES >= LANES.
+                            unsafe {
+                                let v = if S::MASKED_LOADS {
+                                    s.load_range(from, lo, hi)
+                                } else {
+                                    s.load_masked(from, s.range_mask(lo, hi))
+                                };
+                                s.store(staged.as_mut_ptr(), v);
+                            }
+                        } else {
+                            for (j, v) in staged.iter_mut().enumerate().take(A) {
+                                let x = x0 + j as isize;
+                                *v = if x >= 0 && (x as usize) < sw {
+                                    p.src[at + x as usize]
+                                } else {
+                                    0.0
+                                };
+                            }
+                        }
+                        row[lane] = staged.as_ptr();
                     }
                 }
                 let mut d = [[s.zero(); A]; A];
-                for (dr, sr) in d.iter_mut().zip(&stage) {
-                    for (dv, sv) in dr.iter_mut().zip(sr) {
-                        // SAFETY: each stage entry holds MAX_LANES >= LANES floats.
-                        *dv = unsafe { s.load(sv.as_ptr()) };
-                    }
+                for (di, r) in d.iter_mut().zip(&rows) {
+                    // SAFETY: every row holds max(LANES, A) floats: the zero row and the
+                    // staged rows MAX_LANES >= both, a row of src at off with
+                    // off + max(LANES, A) <= src.len() (checked); d's row holds A <= 8
+                    // vectors.
+                    unsafe { s.gather_transpose(&r[..l], di) };
                 }
                 let mut vt = [[s.zero(); A]; A];
                 sandwich(s, &bt, &d, &mut vt);
@@ -733,34 +784,6 @@ impl<const M: usize, const A: usize> TileJob<'_, '_, M, A> {
                     }
                 }
             }
-        }
-    }
-}
-
-/// The `A x A` patch of `plane` (`hw`) whose top-left is at `(y0, x0)`, zero outside.
-#[inline(always)]
-fn patch<const A: usize>(
-    plane: &[f32],
-    [h, w]: [usize; 2],
-    y0: isize,
-    x0: isize,
-    out: &mut [[f32; A]; A],
-) {
-    if y0 >= 0 && x0 >= 0 && y0 as usize + A <= h && x0 as usize + A <= w {
-        let (y0, x0) = (y0 as usize, x0 as usize);
-        for (i, row) in out.iter_mut().enumerate() {
-            row.copy_from_slice(&plane[(y0 + i) * w + x0..][..A]);
-        }
-        return;
-    }
-    for (i, row) in out.iter_mut().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            let (y, x) = (y0 + i as isize, x0 + j as isize);
-            *v = if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
-                plane[y as usize * w + x as usize]
-            } else {
-                0.0
-            };
         }
     }
 }
