@@ -233,9 +233,9 @@ pub static KERNELS: &[KernelEntry] = &[
     },
     #[cfg(feature = "testing")]
     KernelEntry {
-        name: "winograd_f32_f23_12x32_emu16",
+        name: "winograd_f32_f23_12x32_emu16m",
         isa: Isa::Scalar,
-        make: Winograd::<crate::direct::Emu16, 2>::make,
+        make: Winograd::<crate::direct::Emu16Masked, 2>::make,
     },
     #[cfg(feature = "testing")]
     KernelEntry {
@@ -267,9 +267,9 @@ pub static KERNELS: &[KernelEntry] = &[
     },
     #[cfg(feature = "testing")]
     KernelEntry {
-        name: "winograd_f32_f43_12x32_emu16",
+        name: "winograd_f32_f43_12x32_emu16m",
         isa: Isa::Scalar,
-        make: Winograd::<crate::direct::Emu16, 4>::make,
+        make: Winograd::<crate::direct::Emu16Masked, 4>::make,
     },
     #[cfg(feature = "testing")]
     KernelEntry {
@@ -301,9 +301,9 @@ pub static KERNELS: &[KernelEntry] = &[
     },
     #[cfg(feature = "testing")]
     KernelEntry {
-        name: "winograd_f32_f63_12x32_emu16",
+        name: "winograd_f32_f63_12x32_emu16m",
         isa: Isa::Scalar,
-        make: Winograd::<crate::direct::Emu16, 6>::make,
+        make: Winograd::<crate::direct::Emu16Masked, 6>::make,
     },
     #[cfg(feature = "testing")]
     KernelEntry {

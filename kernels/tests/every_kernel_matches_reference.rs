@@ -123,6 +123,13 @@ boundary_cases! {
         ConvParams { stride: [1, 9], padding: [0, 0, 5, 0], ..ConvParams::new(1, 1, 4, 4, 1, [1, 1]) },
         ConvParams { stride: [9, 1], padding: [5, 0, 0, 0], ..ConvParams::new(1, 2, 4, 4, 3, [1, 2]) },
     ];
+    // Winograd's input transform with padding wider than a 16-lane vector on every side:
+    // patch rows wholly left or right of the plane (a masked load of no lanes), and, for
+    // backward-data, a source origin inside the plane (negative padding 2 - pad).
+    winograd_wide_padding: [
+        ConvParams { padding: [17, 2, 18, 3], ..ConvParams::new(1, 2, 5, 6, 3, [3, 3]) },
+        ConvParams { padding: [1, 19, 0, 20], ..ConvParams::new(2, 3, 4, 9, 17, [3, 3]) },
+    ];
     stride_gt_kernel: [conv(1, 3, [11, 10], 8, [2, 2], 3, 0, 1, 1), conv(1, 3, [9, 9], 8, [1, 1], 3, 1, 1, 1)];
     dilation_gt_input: [conv(1, 2, [4, 4], 8, [2, 2], 1, 1, 5, 1), conv(1, 2, [3, 5], 3, [2, 3], 1, 2, 4, 1)];
     groups_depthwise: [conv(2, 8, [7, 7], 8, [3, 3], 1, 1, 1, 8), conv(1, 6, [6, 6], 12, [3, 3], 2, 1, 1, 6), conv(1, 16, [5, 5], 16, [5, 5], 1, 2, 1, 16)];

@@ -8,7 +8,8 @@
 //! - `direct_f32_dw_4x2_emu16m`: the 16-lane vector with masks that count as hoisted (as
 //!   AVX2's do), so the depthwise kernel's in-place paths (streaming 3x3 rows, in-place
 //!   backward-weight) run at AVX-512's width, where MobileNet's 14x14 planes are narrower
-//!   than a vector.
+//!   than a vector; and the Winograd kernels (`winograd_f32_f*3_12x32_emu16m`), whose input
+//!   transform then stages edge rows with masked loads as on AVX2 and AVX-512.
 
 use super::tile::{Out, run_block};
 use super::{Block, DirectIsa, SimdJob};
@@ -60,7 +61,9 @@ unsafe impl<const HOISTED: bool> F32Simd for Emu16<HOISTED> {
 
 // SAFETY: no special instructions; run_to runs run_block with TILES[wide].
 unsafe impl<const HOISTED: bool> DirectIsa for Emu16<HOISTED> {
-    // Only the depthwise kernel is registered with HOISTED (the others do not look at it).
+    // The depthwise and Winograd kernels are registered with HOISTED (the others do not
+    // look at it): Winograd's input transform then stages a patch row crossing the plane's
+    // edge with a masked load, as on AVX2 and AVX-512.
     const NAME: &'static str = "direct_f32_any_12x32_emu16";
     const ROWS_NAME: &'static str = "direct_f32_rows_6x32_emu16";
     const DW_NAME: &'static str = if HOISTED {
@@ -68,11 +71,19 @@ unsafe impl<const HOISTED: bool> DirectIsa for Emu16<HOISTED> {
     } else {
         "direct_f32_dw_4x2_emu16"
     };
-    const WINOGRAD_NAMES: [&'static str; 3] = [
-        "winograd_f32_f23_12x32_emu16",
-        "winograd_f32_f43_12x32_emu16",
-        "winograd_f32_f63_12x32_emu16",
-    ];
+    const WINOGRAD_NAMES: [&'static str; 3] = if HOISTED {
+        [
+            "winograd_f32_f23_12x32_emu16m",
+            "winograd_f32_f43_12x32_emu16m",
+            "winograd_f32_f63_12x32_emu16m",
+        ]
+    } else {
+        [
+            "winograd_f32_f23_12x32_emu16",
+            "winograd_f32_f43_12x32_emu16",
+            "winograd_f32_f63_12x32_emu16",
+        ]
+    };
     const ISA: Isa = Isa::Scalar;
     const TILES: [(usize, usize); 2] = [(24, 1), (12, 2)];
     fn detect() -> Option<Self> {

@@ -244,7 +244,8 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
         for (j, o) in out.iter_mut().enumerate() {
             let mut v = [0.0f32; 16];
             for (x, row) in v.iter_mut().zip(rows).take(Self::LANES) {
-                // SAFETY: j < LANES floats at row are readable (the caller's guarantee).
+                // SAFETY: j < out.len() <= max(LANES, out.len()) floats at row are
+                // readable (the caller's guarantee).
                 *x = unsafe { *row.add(j) };
             }
             // SAFETY: v holds 16 >= LANES floats.
@@ -585,19 +586,21 @@ mod tests {
         on_every_isa!(check_even_lanes);
     }
 
-    /// `gather_transpose` against its formula, with rows scattered (out of order, one of
-    /// them twice) through a buffer, for every output width.
+    /// `gather_transpose` against its formula, with rows scattered through a buffer in
+    /// decreasing order (and, from two lanes, the first row repeated in the last lane), for
+    /// every output width.
     fn check_gather_transpose<S: F32Simd>(s: S) {
         let l = S::LANES;
         let buf: Vec<f32> = (0..40 * l).map(|i| i as f32 * 0.25 - 7.0).collect();
-        let starts: Vec<usize> = (0..l).map(|i| (i * 7 + 3) % (30 * l)).collect();
+        let starts: Vec<usize> = (0..l).map(|i| (l - 1 - i) * 7 + 3).collect();
         let mut starts2 = starts.clone();
         starts2[l - 1] = starts2[0];
         for starts in [&starts, &starts2] {
             let rows: Vec<*const f32> = starts.iter().map(|&o| buf[o..].as_ptr()).collect();
             for n in 0..=l.max(8) {
                 let mut out = vec![s.splat(f32::NAN); n];
-                // SAFETY: every start + max(l, 8) <= 30 * l + 8 <= buf.len(); n <= max(l, 8).
+                // SAFETY: every start < 7 * l, so start + max(l, 8) < 15 * l + 8 <= 40 * l
+                // = buf.len(); n <= max(l, 8).
                 unsafe { s.gather_transpose(&rows, &mut out) };
                 for (j, v) in out.iter().enumerate() {
                     let mut got = [0.0f32; 16];

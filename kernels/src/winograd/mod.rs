@@ -94,8 +94,9 @@ fn tile_of(m: usize) -> WinogradTile {
 
 // SAFETY: a Winograd<S, M> holds the proof value S; the GEMMs go through DirectIsa::run,
 // which checks its bounds; the transforms' vector loads and stores in their own scratch are
-// range-checked at each access, and the raw writes to the output (the output tiles) are
-// range-checked and disjoint between tasks, as argued at the write.
+// range-checked at each access, the input transform's reads of the source in place are
+// checked against its length (argued at the read), and the raw writes to the output (the
+// output tiles) are range-checked and disjoint between tasks, as argued at the write.
 unsafe impl<S: DirectIsa, const M: usize> ConvKernel for Winograd<S, M> {
     fn name(&self) -> &'static str {
         S::WINOGRAD_NAMES[M / 2 - 1]
@@ -593,8 +594,12 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
         // LANES patches is read where it lies (or from a zero row, or staged with its part
         // outside the plane zeroed), then turned lane-major by one register transpose.
         let plane = sh * sw;
+        assert!(self.org.len() >= 3 * self.nt, "winograd tile origins");
+        // Every tile's channels lie in src, so each plane row `at` below does.
         assert!(
-            p.src.len() >= p.n * p.groups * p.c_g * plane && self.org.len() >= 3 * self.nt,
+            self.org[..3 * self.nt]
+                .chunks_exact(3)
+                .all(|o| o[0] + p.c_g * plane <= p.src.len()),
             "winograd source"
         );
         let zero = [0.0f32; MAX_LANES];
@@ -626,8 +631,9 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                             let hi = (sw as isize - x0).clamp(lo as isize, l as isize) as usize;
                             let from = p.src.as_ptr().wrapping_add(at).wrapping_offset(x0);
                             // SAFETY: lane j in lo..hi reads src[at + x0 + j] with
-                            // 0 <= x0 + j < sw: inside the plane row at `at` (src holds
-                            // every plane, asserted); staged holds MAX_LANES >= LANES.
+                            // 0 <= x0 + j < sw: inside the plane row at `at`, which lies in
+                            // src (y < sh, c < c_g, and the tile's channels do, asserted);
+                            // staged holds MAX_LANES >= LANES.
                             unsafe {
                                 let v = if S::MASKED_LOADS {
                                     s.load_range(from, lo, hi)
@@ -652,8 +658,8 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
                 let mut d = [[s.zero(); A]; A];
                 for (di, r) in d.iter_mut().zip(&rows) {
                     // SAFETY: every row holds max(LANES, A) floats: the zero row and the
-                    // staged rows MAX_LANES >= both, a row of src at off with
-                    // off + max(LANES, A) <= src.len() (checked); d's row holds A <= 8
+                    // staged rows MAX_LANES >= both, a row of src at at + x0 with
+                    // at + x0 + max(LANES, A) <= src.len() (checked); d's row holds A <= 8
                     // vectors.
                     unsafe { s.gather_transpose(&r[..l], di) };
                 }
