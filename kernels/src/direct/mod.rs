@@ -1089,18 +1089,24 @@ fn backward_data<S: DirectIsa>(
                         with_index_scratch(2 * npx, |idx| {
                             let (rows, offs) = idx.split_at_mut(npx);
                             // Image b, phase pixel q = (a, c), stepped without a division
-                            // per row.
+                            // per row (as in the forward pass): `line_src` and `line_dst`
+                            // are the offsets of phase row a's first pixel.
+                            let (img_src, img_dst) = (g.c_out * src.plane, g.c_in * hw);
                             let (mut b, mut q) = (px0 / npx_img, px0 % npx_img);
-                            let (mut a, mut c) = (q / na_x, q % na_x);
+                            let (a, mut c) = (q / na_x, q % na_x);
+                            let mut line_src = b * img_src + a * src.row;
+                            let mut line_dst = b * img_dst + (ry + g.sh * a) * g.w + rx;
                             for (r, o) in rows.iter_mut().zip(offs.iter_mut()) {
-                                *r = b * g.c_out * src.plane + a * src.row + c;
-                                *o = b * g.c_in * hw + (ry + g.sh * a) * g.w + rx + g.sw * c;
+                                (*r, *o) = (line_src + c, line_dst + g.sw * c);
                                 (q, c) = (q + 1, c + 1);
-                                if c == na_x {
-                                    (a, c) = (a + 1, 0);
-                                }
                                 if q == npx_img {
-                                    (b, q, a, c) = (b + 1, 0, 0, 0);
+                                    (b, q, c) = (b + 1, 0, 0);
+                                    line_src = b * img_src;
+                                    line_dst = b * img_dst + ry * g.w + rx;
+                                } else if c == na_x {
+                                    c = 0;
+                                    line_src += src.row;
+                                    line_dst += g.sh * g.w;
                                 }
                             }
                             let block = Block {
