@@ -118,6 +118,15 @@ boundary_cases! {
         // GEMM view the unused stride, which failed the view's isize bound (a panic).
         ConvParams { stride: [1, usize::MAX], dilation: [7, 2], ..ConvParams::new(1, 5, 4, 4, 3, [1, 1]) },
         ConvParams { stride: [usize::MAX, usize::MAX], ..ConvParams::new(2, 4, 6, 6, 3, [1, 1]) },
+        // Found by fuzz/api_never_panics: the direct forward pass stepped its pixel offsets
+        // past the last pixel, adding a column stride near usize::MAX (an overflow panic
+        // where overflow is checked, as in the fuzz build; its input is in the corpus).
+        ConvParams {
+            stride: [4, usize::MAX / 7],
+            padding: [0, 4, 3, 2],
+            dilation: [1, 2],
+            ..ConvParams::new(1, 7, 14, 10, 4, [7, 2])
+        },
     ];
     pad_wider_than_padded_copy: [
         ConvParams { stride: [1, 9], padding: [0, 0, 5, 0], ..ConvParams::new(1, 1, 4, 4, 1, [1, 1]) },

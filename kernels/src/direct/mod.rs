@@ -765,9 +765,15 @@ fn forward<S: DirectIsa>(
                     let (mut ox, mut o) = (ox, b * img_dst + q);
                     let mut line = b * img_src + oy * line_src;
                     let (mut r, mut qq) = (line + ox * g.sw, q);
-                    for (row, off) in rows.iter_mut().zip(offs.iter_mut()) {
+                    for (i, (row, off)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
                         (*row, *off) = (r, o);
-                        (qq, ox, o, r) = (qq + 1, ox + 1, o + 1, r + g.sw);
+                        if i + 1 == npx {
+                            break;
+                        }
+                        // Only to offsets of real pixels: a step past a row's or the task's
+                        // last pixel could overflow (a column stride near usize::MAX, with a
+                        // single output column, found by fuzz/api_never_panics).
+                        (qq, ox, o) = (qq + 1, ox + 1, o + 1);
                         if qq == p {
                             // The next image: its first output row.
                             (qq, ox, o) = (0, 0, o + img_dst - p);
@@ -776,6 +782,8 @@ fn forward<S: DirectIsa>(
                         } else if ox == g.ow {
                             (ox, line) = (0, line + line_src);
                             r = line;
+                        } else {
+                            r += g.sw;
                         }
                     }
                     let block = Block {
@@ -1096,8 +1104,11 @@ fn backward_data<S: DirectIsa>(
                             let (a, mut c) = (q / na_x, q % na_x);
                             let mut line_src = b * img_src + a * src.row;
                             let mut line_dst = b * img_dst + (ry + g.sh * a) * g.w + rx;
-                            for (r, o) in rows.iter_mut().zip(offs.iter_mut()) {
+                            for (i, (r, o)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
                                 (*r, *o) = (line_src + c, line_dst + g.sw * c);
+                                if i + 1 == npx {
+                                    break; // no step past the last pixel (as forward)
+                                }
                                 (q, c) = (q + 1, c + 1);
                                 if q == npx_img {
                                     (b, q, c) = (b + 1, 0, 0);
