@@ -118,14 +118,21 @@ boundary_cases! {
         // GEMM view the unused stride, which failed the view's isize bound (a panic).
         ConvParams { stride: [1, usize::MAX], dilation: [7, 2], ..ConvParams::new(1, 5, 4, 4, 3, [1, 1]) },
         ConvParams { stride: [usize::MAX, usize::MAX], ..ConvParams::new(2, 4, 6, 6, 3, [1, 1]) },
-        // Found by fuzz/api_never_panics: the direct forward pass stepped its pixel offsets
-        // past the last pixel, adding a column stride near usize::MAX (an overflow panic
-        // where overflow is checked, as in the fuzz build; its input is in the corpus).
+        // Found by fuzz/api_never_panics: the direct forward pass formed pixel offsets past
+        // a row's last pixel (a column stride near usize::MAX) and the row stride times the
+        // row pitch (a row stride near usize::MAX): overflow panics where overflow is
+        // checked, as in the fuzz build; both inputs are in its corpus.
         ConvParams {
             stride: [4, usize::MAX / 7],
             padding: [0, 4, 3, 2],
             dilation: [1, 2],
             ..ConvParams::new(1, 7, 14, 10, 4, [7, 2])
+        },
+        ConvParams {
+            stride: [usize::MAX / 7, 3],
+            padding: [2, 1, 6, 5],
+            dilation: [6, 8],
+            ..ConvParams::new(1, 6, 14, 2, 1, [2, 2])
         },
     ];
     pad_wider_than_padded_copy: [

@@ -758,29 +758,29 @@ fn forward<S: DirectIsa>(
                     // or a multiplication per pixel (with a short reduction, as in a
                     // 7x7 stem's 147 steps, the index arithmetic was 3% of a pass): `line`
                     // is the source offset of the output row's first pixel, `r` of this one.
-                    let (img_src, img_dst, line_src) =
-                        (g.c_in * src.plane, g.c_out * p, g.sh * src.row);
+                    // Only offsets of real pixels are formed (products in that order): a
+                    // stride near usize::MAX with a single output row or column must not
+                    // overflow (found by fuzz/api_never_panics).
+                    let (img_src, img_dst) = (g.c_in * src.plane, g.c_out * p);
                     let (b, q) = (q0 / p, q0 % p);
                     let (oy, ox) = (q / g.ow, q % g.ow);
                     let (mut ox, mut o) = (ox, b * img_dst + q);
-                    let mut line = b * img_src + oy * line_src;
+                    let mut line = b * img_src + oy * g.sh * src.row;
                     let (mut r, mut qq) = (line + ox * g.sw, q);
                     for (i, (row, off)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
                         (*row, *off) = (r, o);
                         if i + 1 == npx {
                             break;
                         }
-                        // Only to offsets of real pixels: a step past a row's or the task's
-                        // last pixel could overflow (a column stride near usize::MAX, with a
-                        // single output column, found by fuzz/api_never_panics).
+                        // To the next pixel, which exists.
                         (qq, ox, o) = (qq + 1, ox + 1, o + 1);
                         if qq == p {
                             // The next image: its first output row.
                             (qq, ox, o) = (0, 0, o + img_dst - p);
-                            line += img_src - (p / g.ow - 1) * line_src;
+                            line += img_src - (p / g.ow - 1) * g.sh * src.row;
                             r = line;
                         } else if ox == g.ow {
-                            (ox, line) = (0, line + line_src);
+                            (ox, line) = (0, line + g.sh * src.row);
                             r = line;
                         } else {
                             r += g.sw;
