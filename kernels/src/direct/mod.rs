@@ -756,7 +756,7 @@ fn forward<S: DirectIsa>(
                     let (rows, offs) = idx.split_at_mut(npx);
                     // Image b, pixel q = (oy, ox), stepped without a division per row
                     // or a multiplication per pixel (with a short reduction, as in a
-                    // 7x7 stem's 147 steps, the index arithmetic was 3% of a pass): `line`
+                    // 7x7 stem's 147 steps, the index arithmetic was 5% of a pass): `line`
                     // is the source offset of the output row's first pixel, `r` of this one.
                     // Only offsets of real pixels are formed (products in that order): a
                     // stride near usize::MAX with a single output row or column must not
