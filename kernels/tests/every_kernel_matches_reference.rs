@@ -134,6 +134,14 @@ boundary_cases! {
             dilation: [6, 8],
             ..ConvParams::new(1, 6, 14, 2, 1, [2, 2])
         },
+        // Found by fuzz/api_never_panics: the pixel-vectorised kernel formed its row step
+        // (stride times padded row) for a single output row (in the corpus).
+        ConvParams {
+            stride: [usize::MAX / 7, 1],
+            padding: [2, 1, 6, 5],
+            dilation: [6, 8],
+            ..ConvParams::new(1, 6, 16, 2, 1, [2, 2])
+        },
     ];
     pad_wider_than_padded_copy: [
         ConvParams { stride: [1, 9], padding: [0, 0, 5, 0], ..ConvParams::new(1, 1, 4, 4, 1, [1, 1]) },
@@ -240,6 +248,23 @@ boundary_cases! {
         conv(2, 40, [12, 13], 200, [1, 1], 1, 0, 1, 1),
         conv(2, 34, [9, 11], 100, [1, 1], 2, 0, 1, 1),
         conv(1, 64, [4, 6], 130, [1, 1], 1, 0, 1, 2),
+    ];
+    // The pixel-vectorised kernel's banded form (rows_banded.rs): backward-data with few
+    // input channels per group, one stride phase at a time (7x7 stride 2 and 11x11 stride 4
+    // stems, phases without taps, padding wider than the kernel, per-axis strides, groups);
+    // forward with few output channels over planes past a band's bytes (a vertical stride,
+    // dilation, asymmetric padding). Every pass splits into two or more bands; 64 and 80
+    // source channels span several reduction chunks at 8 and 16 lanes (emu16 on any host).
+    banded_form: [
+        conv(1, 3, [23, 21], 64, [7, 7], 2, 3, 1, 1),
+        conv(1, 3, [27, 29], 8, [11, 11], 4, 2, 1, 1),
+        ConvParams { padding: [4, 0, 5, 1], stride: [3, 2], ..ConvParams::new(1, 2, 13, 14, 12, [3, 4]) },
+        ConvParams { groups: 2, stride: [2, 2], padding: [1; 4], ..ConvParams::new(2, 4, 19, 17, 40, [4, 4]) },
+        conv(1, 64, [28, 28], 3, [3, 3], 1, 1, 1, 1),
+        ConvParams { stride: [2, 1], padding: [1, 2, 0, 1], dilation: [2, 1], ..ConvParams::new(1, 80, 33, 30, 5, [3, 3]) },
+        // Taps reaching further than the output gradient plus a kernel (a dilation past the
+        // input, kept valid by padding): not banded, so its buffer stays bounded.
+        ConvParams { dilation: [7, 6], padding: [8; 4], stride: [2, 2], ..ConvParams::new(1, 3, 4, 5, 8, [3, 3]) },
     ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];

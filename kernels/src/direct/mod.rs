@@ -39,6 +39,7 @@ mod pack;
 mod pointwise;
 mod portable;
 mod rows;
+mod rows_banded;
 mod rows_weight;
 mod scalar;
 mod tile;

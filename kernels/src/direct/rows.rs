@@ -1,8 +1,10 @@
 //! Pixel-vectorised direct convolution for the layers the channel-vectorised tile serves
 //! badly: depthwise convs (one channel per group) and convs with few output channels per
 //! group (LeNet's C1: 1 -> 6). Forward pass, horizontal stride 1; and backward-data of
-//! stride-1 convs with few input channels per group (LeNet's C3: 16 -> 6), as the forward
-//! conv it is (see [`backward_as_forward`]).
+//! convs with few input channels per group: at stride 1 (LeNet's C3: 16 -> 6) as the
+//! forward conv it is (see [`backward_as_forward`]), else one stride phase at a time in
+//! the banded form (`rows_banded.rs`), which also takes forward passes over planes too
+//! large to pad whole per task.
 //!
 //! The accumulators are vectors of `LANES` consecutive output pixels of one row, so they
 //! store straight into NCHW, and no lane is wasted on missing channels:
@@ -15,14 +17,16 @@
 //!
 //! Depthwise uses `NJ = 1`, `UR = 6`, `NV = 2` (12 accumulators; each input vector feeds one
 //! FMA, folded into it as a memory operand). Few-channel convs use `UR = 1`, `NJ = 6`,
-//! `NV = 2` (12 accumulators; 2 input loads and 6 weight broadcasts feed 12 FMAs). The input
-//! is a zero-padded copy wide enough for whole vectors, so partial vectors at the end of a
-//! row compute on padding and only their valid lanes are stored; in flat mode (narrow
+//! `NV = 2` (12 accumulators; 2 input loads and 6 weight broadcasts feed 12 FMAs), or for up
+//! to 3 channels (RGB) `NJ = 3`, `NV = 4` (12 accumulators; 3 broadcasts and 4 loads feed
+//! 12 FMAs, where the 6-channel tile would spend half its FMAs on missing channels). The
+//! input is a zero-padded copy wide enough for whole vectors, so partial vectors at the end
+//! of a row compute on padding and only their valid lanes are stored; in flat mode (narrow
 //! planes, see `forward`) the copy is as wide as the taps need, followed by a vector tile
 //! of zeros, and a tile's vectors run across output rows.
 
 use super::pack::{Planes, pack_blocks, pad_planes, padded_len};
-use super::{DirectIsa, SimdJob};
+use super::{DirectIsa, SimdJob, rows_banded};
 use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
 use crate::params::{ConvGeom, ConvParams};
 use crate::registry::ConvKernel;
@@ -30,9 +34,13 @@ use crate::{Algorithm, Isa, Pass};
 
 /// Output channels per tile in the few-channel shape.
 const NJ: usize = 6;
+/// Output channels per tile for up to this many (RGB images' 3), with [`NV_FEW`] vectors.
+const NJ_FEW: usize = 3;
+/// Pixel vectors per tile row in the [`NJ_FEW`] shape (12 accumulators).
+const NV_FEW: usize = 4;
 /// Output rows per tile in the depthwise shape.
 const UR_DW: usize = 6;
-/// Pixel vectors per tile row.
+/// Pixel vectors per tile row (the [`NJ`] and depthwise shapes).
 const NV: usize = 2;
 /// Largest `LANES` of any ISA (staging for partial vectors).
 const MAX_LANES: usize = 16;
@@ -107,11 +115,16 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
             self.supports(g, Pass::BackwardData).is_ok(),
             "unsupported geometry"
         );
-        let eq = backward_as_forward(g).expect("supported, so stride 1 within the kernel");
-        with_scratch(packed_len(&eq), |packed| {
-            pack_flipped(self.0, g, &eq, weight, packed);
-            forward(self.0, &eq, grad_y, packed, bias, false, grad_x);
-        });
+        match as_forward(g) {
+            Some(eq) => with_scratch(packed_len(&eq), |packed| {
+                pack_flipped(self.0, g, &eq, weight, packed);
+                forward(self.0, &eq, grad_y, packed, bias, false, grad_x);
+            }),
+            None => with_scratch(rows_banded::backward_packed_len(g), |packed| {
+                rows_banded::pack_backward(g, weight, packed);
+                rows_banded::backward_data(self.0, g, grad_y, packed, bias, grad_x);
+            }),
+        }
     }
     fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]) {
         g.assert_backward_weight(x, grad_y, grad_weight);
@@ -128,7 +141,11 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
             return None;
         }
         if pass == Pass::BackwardData {
-            let eq = backward_as_forward(g)?;
+            let Some(eq) = as_forward(g) else {
+                let mut packed = vec![0.0; rows_banded::backward_packed_len(g)];
+                rows_banded::pack_backward(g, weight, &mut packed);
+                return Some(packed);
+            };
             let mut packed = vec![0.0; packed_len(&eq)];
             pack_flipped(self.0, g, &eq, weight, &mut packed);
             return Some(packed);
@@ -145,11 +162,14 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         bias: Option<&[f32]>,
         grad_x: &mut [f32],
     ) {
-        let eq = backward_as_forward(g).expect("unsupported geometry (supports() says so)");
         assert!(
             self.supports(g, Pass::BackwardData).is_ok(),
             "unsupported geometry"
         );
+        let Some(eq) = as_forward(g) else {
+            rows_banded::backward_data(self.0, g, grad_y, prepared, bias, grad_x);
+            return;
+        };
         assert_eq!(prepared.len(), packed_len(&eq), "prepared weights");
         assert_eq!(grad_y.len(), eq.x_len, "grad_y length");
         assert_eq!(grad_x.len(), eq.y_len, "grad_x length");
@@ -174,12 +194,9 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
     }
 }
 
-/// Whether this kernel runs backward-data of `g`: a stride-1 conv with at most 8 input
-/// channels per group (not depthwise), padding within the dilated kernel (see
-/// [`backward_as_forward`]), and the output-gradient rows one row of `grad_x` reads in L1
-/// (32 KiB). LeNet's C3 (16 -> 6, 10x10 planes) reads 6 KiB and runs 1.6x im2col; VGG's
-/// 3 -> 64 stem (64 planes of 224 + 2 columns, 3 rows: 170 KiB) ran at 0.6x the
-/// channel-vectorised kernel, every tap missing L1.
+/// Whether this kernel runs backward-data of `g`: a conv with at most 8 input channels per
+/// group (not depthwise, dense or 1x1), either in its stride-1 form ([`as_forward`]) or,
+/// with at most 6, in its banded form (`rows_banded.rs`, one stride phase at a time).
 pub(crate) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
     if g.is_dense() || g.is_pointwise() {
         return Err("dense and 1x1 backward-data (the channel-vectorised kernel's GEMM forms)");
@@ -190,16 +207,24 @@ pub(crate) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
                     (the channel-vectorised and depthwise kernels have it)",
         );
     }
-    backward_as_forward(g)
-        .ok_or("backward-data other than stride 1 with padding within the dilated kernel")?;
+    if as_forward(g).is_some() {
+        return Ok(());
+    }
+    rows_banded::backward_data_fits(g)
+}
+
+/// The stride-1 form of backward-data: [`backward_as_forward`]'s conv when the output-
+/// gradient rows one row of `grad_x` reads fit L1 (32 KiB). LeNet's C3 (16 -> 6, 10x10
+/// planes) reads 6 KiB and runs 1.6x im2col; VGG's 3 -> 64 stem (64 planes of 224 + 2
+/// columns, 3 rows: 170 KiB) ran at 0.6x the channel-vectorised kernel this way, every tap
+/// missing L1, as each task pads whole planes (the banded form pads bands of rows).
+fn as_forward(g: &ConvGeom) -> Option<ConvGeom> {
+    let eq = backward_as_forward(g)?;
     let row_bytes = (g.c_out / g.g)
         .saturating_mul((g.kh - 1) * g.dh + 1)
         .saturating_mul(g.w + (g.kw - 1) * g.dw)
         .saturating_mul(4);
-    if row_bytes > 32 * 1024 {
-        return Err("backward-data whose output-gradient rows per input row exceed L1");
-    }
-    Ok(())
+    (row_bytes <= 32 * 1024).then_some(eq)
 }
 
 /// The forward conv whose output is backward-data of `g`, for a stride-1 `g` whose padding
@@ -259,9 +284,26 @@ fn pack_flipped<S: DirectIsa>(s: S, g: &ConvGeom, eq: &ConvGeom, weight: &[f32],
     });
 }
 
-/// Channels per weight block: 1 for depthwise, else NJ.
+/// Channels per weight block: 1 for depthwise, [`NJ_FEW`] for up to that many output
+/// channels per group, else [`NJ`].
 fn nj(g: &ConvGeom) -> usize {
-    if g.is_depthwise() { 1 } else { NJ }
+    nj_for(g.is_depthwise(), g.c_out / g.g)
+}
+
+/// [`nj`] for `channels` output channels per group.
+pub(super) fn nj_for(depthwise: bool, channels: usize) -> usize {
+    if depthwise {
+        1
+    } else if channels <= NJ_FEW {
+        NJ_FEW
+    } else {
+        NJ
+    }
+}
+
+/// Pixel vectors per tile row for `nj` channels per block.
+pub(super) fn nv(nj: usize) -> usize {
+    if nj == NJ_FEW { NV_FEW } else { NV }
 }
 
 /// Packed weights `[grp][c_out block][ic][ky][kx][nj]`.
@@ -291,13 +333,9 @@ fn forward<S: DirectIsa>(
     y: &mut [f32],
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
-    let (nj, ur) = if g.is_depthwise() {
-        (1, UR_DW)
-    } else {
-        (NJ, 1)
-    };
+    let (nj, ur) = (nj(g), if g.is_depthwise() { UR_DW } else { 1 });
     let k = c_in_g * g.kh * g.kw;
-    let span = NV * S::LANES;
+    let span = nv(nj) * S::LANES;
     // Flat mode, for narrow outputs (LeNet's 10x10 and 14x14 planes would fill 10 or 14 of
     // a row's 32 or 64 lanes): at stride 1 the output pixel (oy, ox) at flat index
     // q = oy * R + ox, R the padded row width, reads the padded input at q plus a constant
@@ -320,6 +358,12 @@ fn forward<S: DirectIsa>(
     } else {
         g.ow.div_ceil(span) * span + (g.kw - 1) * g.dw
     };
+    // Large planes: each task would pad every input plane of its group, so the banded form
+    // pads bands of rows instead (a 64 -> 3 layer at 224x224 padded 13 MB per task).
+    if !flat && rows_banded::forward_preferred(g, c_in_g * rows * cols) {
+        rows_banded::forward(s, g, x, packed, bias, relu, y);
+        return;
+    }
     // Tasks: (image, group, channel block), split into bands of rows when there are few.
     let bands = if flat || g.n * g.g * blocks >= 8 {
         1
@@ -369,9 +413,11 @@ fn forward<S: DirectIsa>(
                         *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
                     }
                     let mut job = RowJob {
-                        g,
                         src: src.data,
-                        row_stride: src.row,
+                        // Formed only where a second row exists: a stride near usize::MAX
+                        // leaves one output row.
+                        row_step: if g.oh > 1 { g.sh * src.row } else { 0 },
+                        row0: 0,
                         red,
                         w: &packed[(grp * blocks + blk) * k * nj..][..k * nj],
                         nj,
@@ -383,11 +429,15 @@ fn forward<S: DirectIsa>(
                             band_i * band..g.oh.min((band_i + 1) * band)
                         },
                         width: if flat { flat_len } else { g.ow },
-                        flat_row: flat.then_some(flat_row),
+                        flat: flat.then_some((flat_row, g.ow)),
                         dst: out,
                         dst_base: (b * g.c_out + oc0) * g.oh * g.ow,
+                        dst_plane: g.oh * g.ow,
+                        dst_row: g.ow,
+                        dst_col: 1,
                         bias: bias.map(|bias| &bias[oc0..oc0 + n_ch]),
                         relu,
+                        stage: None,
                     };
                     s.dispatch(&mut job);
                 });
@@ -397,84 +447,177 @@ fn forward<S: DirectIsa>(
 }
 
 /// One task: output rows `rows` of channels `dst_base..+n_ch` of one image.
-struct RowJob<'a> {
-    g: &'a ConvGeom,
-    src: &'a [f32],
-    row_stride: usize,
-    red: &'a [usize],
-    w: &'a [f32],
-    nj: usize,
-    ur: usize,
-    n_ch: usize,
+pub(super) struct RowJob<'a> {
+    /// The (padded) source planes.
+    pub src: &'a [f32],
+    /// Source floats from one output row's taps to the next row's (stride x row width).
+    pub row_step: usize,
+    /// The output row whose taps start at `src` offset `red[r]` (the rows before it are
+    /// not in `src`).
+    pub row0: usize,
+    /// Source offset of each reduction step (channel and tap) from a tile's first pixel.
+    pub red: &'a [usize],
+    /// Weights `[r][nj]`.
+    pub w: &'a [f32],
+    pub nj: usize,
+    pub ur: usize,
+    pub n_ch: usize,
     /// Output rows (in flat mode one row of `width` flat pixels).
-    rows: std::ops::Range<usize>,
-    /// Pixels of a tile row: `ow`, or in flat mode the flat length `(oh - 1) * R + ow`.
-    width: usize,
-    /// Flat mode's padded row width `R` (`None`: rows as they are).
-    flat_row: Option<usize>,
-    dst: SharedMut,
-    dst_base: usize,
-    bias: Option<&'a [f32]>,
-    relu: bool,
+    pub rows: std::ops::Range<usize>,
+    /// Pixels of a tile row: the output width, or in flat mode the flat length
+    /// `(oh - 1) * R + ow`.
+    pub width: usize,
+    /// Flat mode's padded row width `R` and output width `ow` (`None`: rows as they are).
+    pub flat: Option<(usize, usize)>,
+    pub dst: SharedMut,
+    /// Destination of channel 0's pixel (row 0, column 0).
+    pub dst_base: usize,
+    /// Destination strides of a channel, an output row and an output pixel.
+    pub dst_plane: usize,
+    pub dst_row: usize,
+    pub dst_col: usize,
+    pub bias: Option<&'a [f32]>,
+    pub relu: bool,
+    /// Partial sums carried between reduction chunks, `None` when `red` is the whole
+    /// reduction.
+    pub stage: Option<Stage>,
+}
+
+/// A task's partial sums between the chunks of its reduction (the phase form's), in vector
+/// form: row `i` (from `rows.start`), tile `t`, channel `j`, vector `v` at float
+/// `(((i * tiles + t) * nj + j) * nv + v) * LANES`, `tiles` the row's tiles.
+#[derive(Clone, Copy)]
+pub(super) struct Stage {
+    pub buf: SharedMut,
+    /// The first chunk: the sums start from zero, not from `buf`.
+    pub first: bool,
+    /// The last chunk: the sums go to the destination, not to `buf`.
+    pub last: bool,
 }
 
 impl SimdJob for RowJob<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
-        if self.ur == 1 {
-            self.tiles::<S, 1, NJ>(s);
-        } else {
-            self.tiles::<S, UR_DW, 1>(s);
+        match (self.ur, self.nj) {
+            (1, NJ) => self.tiles::<S, 1, NJ, NV>(s),
+            (1, NJ_FEW) => self.tiles::<S, 1, NJ_FEW, NV_FEW>(s),
+            _ => self.tiles::<S, UR_DW, 1, NV>(s),
         }
     }
 }
 
 impl RowJob<'_> {
-    #[inline(always)]
-    fn tiles<S: DirectIsa, const UR: usize, const J: usize>(&self, s: S) {
-        let g = self.g;
-        let l = S::LANES;
-        let span = NV * l;
-        debug_assert_eq!((UR, J), (self.ur, self.nj));
-        // Bounds for the raw reads below, checked once: the last tap of the last vector of
-        // the last row stays inside src; the weights hold red.len() * J floats.
+    /// The channels, output rows and vectors of pixels a tile of `nv` vectors of `lanes`
+    /// covers: whether the last destination index they write and the last source float
+    /// they read are in range.
+    fn in_bounds(&self, lanes: usize, nv: usize, w_len: usize) -> Result<(), &'static str> {
+        let span = nv * lanes;
+        if self.rows.is_empty() || self.width == 0 || self.n_ch == 0 {
+            return Ok(());
+        }
+        // The last tap of the last vector of the last row stays inside src.
         let max_red = self.red.iter().copied().max().unwrap_or(0);
-        let last_row = (self.rows.end.max(1) - 1) * g.sh * self.row_stride;
-        let last_col = self.width.div_ceil(span) * span - 1;
-        assert!(
-            self.red.is_empty() || max_red + last_row + last_col < self.src.len(),
-            "row tile source out of range"
-        );
-        assert!(
-            self.w.len() >= self.red.len() * J,
-            "row tile weights too short"
-        );
-        let plane = g.oh * g.ow;
-        assert!(
-            self.n_ch >= 1 && self.dst_base + (self.n_ch - 1) * plane + plane <= self.dst.len(),
-            "row tile destination out of range"
-        );
+        let last_src = (self.rows.end - 1)
+            .checked_sub(self.row0)
+            .and_then(|r| r.checked_mul(self.row_step))
+            .and_then(|o| o.checked_add(max_red))
+            .and_then(|o| o.checked_add(self.width.div_ceil(span) * span - 1));
+        if !self.red.is_empty() && last_src.is_none_or(|o| o >= self.src.len()) {
+            return Err("row tile source out of range");
+        }
+        if w_len < self.red.len() * self.nj {
+            return Err("row tile weights too short");
+        }
+        if let Some(st) = self.stage {
+            let tiles = self.width.div_ceil(span);
+            if st.buf.len() / (self.nj * span) / tiles < self.rows.len() {
+                return Err("row tile stage too short");
+            }
+        }
+        let (last_row, last_col) = match self.flat {
+            Some((r, ow)) => ((self.width - 1) / r, ow - 1),
+            None => (self.rows.end - 1, self.width - 1),
+        };
+        let last_dst = (self.n_ch - 1)
+            .checked_mul(self.dst_plane)
+            .zip(last_row.checked_mul(self.dst_row))
+            .zip(last_col.checked_mul(self.dst_col))
+            .and_then(|((a, b), c)| a.checked_add(b)?.checked_add(c)?.checked_add(self.dst_base));
+        if last_dst.is_none_or(|d| d >= self.dst.len()) {
+            return Err("row tile destination out of range");
+        }
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn tiles<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize>(&self, s: S) {
+        let l = S::LANES;
+        let span = NVEC * l;
+        debug_assert_eq!((UR, J), (self.ur, self.nj));
+        // Bounds for the raw reads and writes below, checked once (see `in_bounds`).
+        if let Err(why) = self.in_bounds(l, NVEC, self.w.len()) {
+            panic!("{why}");
+        }
+        if self.rows.is_empty() || self.width == 0 || self.n_ch == 0 {
+            return;
+        }
         let src = self.src.as_ptr();
         let w = self.w.as_ptr();
         for oy0 in self.rows.clone().step_by(UR) {
             let nrows = UR.min(self.rows.end - oy0);
             let mut offs = [0usize; UR];
             for (i, o) in offs.iter_mut().enumerate() {
-                *o = (oy0 + i.min(nrows - 1)) * g.sh * self.row_stride;
+                *o = (oy0 + i.min(nrows - 1) - self.row0) * self.row_step;
             }
-            for ox0 in (0..self.width).step_by(span) {
-                let mut acc = [[[s.zero(); NV]; J]; UR];
+            for (t, ox0) in (0..self.width).step_by(span).enumerate() {
+                let mut acc = [[[s.zero(); NVEC]; J]; UR];
+                let stage_at = |i: usize| {
+                    ((oy0 + i - self.rows.start) * self.width.div_ceil(span) + t) * J * span
+                };
+                if let Some(st) = self.stage.filter(|st| !st.first) {
+                    for (i, acc_i) in acc.iter_mut().enumerate().take(nrows) {
+                        for (j, acc_ij) in acc_i.iter_mut().enumerate() {
+                            for (v, a) in acc_ij.iter_mut().enumerate() {
+                                // SAFETY: row oy0 + i < rows.end and tile t < tiles, so the
+                                // vector ends within rows.len() * tiles * J * span floats
+                                // <= stage.len() (`in_bounds`); the stage is this task's.
+                                *a = unsafe { s.load(st.buf.at(stage_at(i) + (j * NVEC + v) * l)) };
+                            }
+                        }
+                    }
+                }
                 for (r, &red) in self.red.iter().enumerate() {
-                    let mut xv = [[s.zero(); NV]; UR];
+                    if UR == 1 && J == NJ_FEW {
+                        // Weights first: J broadcasts, then one load per vector feeding J
+                        // FMAs (J + 1 + J * NVEC = 16 registers, where loading every
+                        // vector first would need 17 and spill).
+                        let mut wv = [s.zero(); J];
+                        for (j, wj) in wv.iter_mut().enumerate() {
+                            // SAFETY: r*J + j < red.len()*J <= w.len() (`in_bounds`).
+                            *wj = unsafe { s.broadcast(w.add(r * J + j)) };
+                        }
+                        for v in 0..NVEC {
+                            // SAFETY: red + offs[0] + ox0 + v*l + l - 1 <= max_red +
+                            // (rows.end - 1 - row0) * row_step + width.div_ceil(span) * span
+                            // - 1 < src.len() (`in_bounds`).
+                            let x = unsafe { s.load(src.add(red + offs[0] + ox0 + v * l)) };
+                            for (acc_j, wj) in acc[0].iter_mut().zip(&wv) {
+                                acc_j[v] = s.mul_add(*wj, x, acc_j[v]);
+                            }
+                        }
+                        continue;
+                    }
+                    let mut xv = [[s.zero(); NVEC]; UR];
                     for (i, xi) in xv.iter_mut().enumerate() {
                         for (v, xiv) in xi.iter_mut().enumerate() {
-                            // SAFETY: red + offs[i] + ox0 + v*l + l - 1 <= max_red + last_row
-                            // + last_col < src.len() (asserted above).
+                            // SAFETY: red + offs[i] + ox0 + v*l + l - 1 <= max_red + (rows.end
+                            // - 1 - row0) * row_step + width.div_ceil(span) * span - 1
+                            // < src.len() (`in_bounds`).
                             *xiv = unsafe { s.load(src.add(red + offs[i] + ox0 + v * l)) };
                         }
                     }
                     for j in 0..J {
-                        // SAFETY: r*J + j < red.len()*J <= w.len() (asserted above).
+                        // SAFETY: r*J + j < red.len()*J <= w.len() (`in_bounds`).
                         let wj = unsafe { s.broadcast(w.add(r * J + j)) };
                         for (acc_i, xi) in acc.iter_mut().zip(&xv) {
                             for (a, x) in acc_i[j].iter_mut().zip(xi) {
@@ -483,28 +626,41 @@ impl RowJob<'_> {
                         }
                     }
                 }
-                self.store::<S, UR, J>(s, &acc, oy0, nrows, ox0);
+                match self.stage.filter(|st| !st.last) {
+                    Some(st) => {
+                        for (i, acc_i) in acc.iter().enumerate().take(nrows) {
+                            for (j, acc_ij) in acc_i.iter().enumerate() {
+                                for (v, a) in acc_ij.iter().enumerate() {
+                                    // SAFETY: as for the loads above.
+                                    unsafe {
+                                        s.store(st.buf.at(stage_at(i) + (j * NVEC + v) * l), *a)
+                                    };
+                                }
+                            }
+                        }
+                    }
+                    None => self.store::<S, UR, J, NVEC>(s, &acc, oy0, nrows, ox0),
+                }
             }
         }
     }
 
     /// Writes a tile's valid rows, channels and pixels with the bias/ReLU epilogue.
     #[inline(always)]
-    fn store<S: DirectIsa, const UR: usize, const J: usize>(
+    fn store<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize>(
         &self,
         s: S,
-        acc: &[[[S::V; NV]; J]; UR],
+        acc: &[[[S::V; NVEC]; J]; UR],
         oy0: usize,
         nrows: usize,
         ox0: usize,
     ) {
-        let g = self.g;
         let l = S::LANES;
         let mut tmp = [0.0f32; MAX_LANES];
-        if let Some(r) = self.flat_row {
+        if let Some((r, ow)) = self.flat {
             for (j, acc_j) in acc[0].iter().enumerate().take(self.n_ch) {
                 let bias = self.bias.map_or(0.0, |b| b[j]);
-                let plane = self.dst_base + j * g.oh * g.ow;
+                let plane = self.dst_base + j * self.dst_plane;
                 for (v, a) in acc_j.iter().enumerate() {
                     let q0 = ox0 + v * l;
                     if q0 >= self.width {
@@ -518,11 +674,11 @@ impl RowJob<'_> {
                     unsafe { s.store(tmp.as_mut_ptr(), a) };
                     for (lane, t) in tmp.iter().enumerate().take(self.width - q0) {
                         let (oy, ox) = ((q0 + lane) / r, (q0 + lane) % r);
-                        if ox < g.ow {
-                            // SAFETY: q0 + lane < width = (oh - 1) * R + ow, so oy < oh and
-                            // plane + oy * ow + ox < dst_base + n_ch * oh * ow <= dst.len()
-                            // (asserted in tiles); this channel's pixels belong to this task.
-                            unsafe { *self.dst.at(plane + oy * g.ow + ox) = *t };
+                        if ox < ow {
+                            // SAFETY: q0 + lane < width, so oy <= (width - 1) / R and
+                            // ox < ow: in range (`in_bounds`); this channel's pixels belong
+                            // to this task.
+                            unsafe { *self.dst.at(plane + oy * self.dst_row + ox) = *t };
                         }
                     }
                 }
@@ -532,28 +688,30 @@ impl RowJob<'_> {
         for (i, acc_i) in acc.iter().enumerate().take(nrows) {
             for (j, acc_ij) in acc_i.iter().enumerate().take(self.n_ch) {
                 let bias = self.bias.map_or(0.0, |b| b[j]);
-                let row = self.dst_base + (j * g.oh + oy0 + i) * g.ow;
+                let row = self.dst_base + j * self.dst_plane + (oy0 + i) * self.dst_row;
                 for (v, a) in acc_ij.iter().enumerate() {
                     let x0 = ox0 + v * l;
-                    if x0 >= g.ow {
+                    if x0 >= self.width {
                         break;
                     }
                     let mut a = s.add(*a, s.splat(bias));
                     if self.relu {
                         a = s.max(a, s.zero());
                     }
-                    if x0 + l <= g.ow {
-                        // SAFETY: row + x0 + l <= row + ow <= dst.len() (asserted in tiles);
-                        // these pixels of this channel belong to this task alone.
+                    if self.dst_col == 1 && x0 + l <= self.width {
+                        // SAFETY: row + x0 + l - 1 <= the last destination index, which is
+                        // in range (`in_bounds`); these pixels of this channel belong to
+                        // this task alone.
                         unsafe { s.store(self.dst.at(row + x0), a) };
                         continue;
                     }
                     // SAFETY: tmp holds MAX_LANES >= LANES floats.
                     unsafe { s.store(tmp.as_mut_ptr(), a) };
-                    for (lane, t) in tmp.iter().enumerate().take(g.ow - x0) {
-                        // SAFETY: row + x0 + lane < row + ow <= dst.len() (asserted in tiles);
-                        // these pixels of this channel belong to this task alone.
-                        unsafe { *self.dst.at(row + x0 + lane) = *t };
+                    for (lane, t) in tmp.iter().enumerate().take(self.width - x0) {
+                        // SAFETY: x0 + lane < width, so the index is at most the last
+                        // destination index, in range (`in_bounds`); these pixels of this
+                        // channel belong to this task alone.
+                        unsafe { *self.dst.at(row + (x0 + lane) * self.dst_col) = *t };
                     }
                 }
             }

@@ -1,0 +1,454 @@
+//! The banded form of the pixel-vectorised kernel (`rows.rs`), for layers with few channels
+//! on the vectorised side whose input planes are too large to pad whole per task:
+//!
+//! - **backward-data** with few input channels per group: strided convs (the ResNet-50 and
+//!   AlexNet stems, 3 <- 64 channels at 7x7 stride 2 and 11x11 stride 4; as a transposed
+//!   conv, DCGAN's last layer, 64 -> 3 at stride 2) and stride-1 convs whose gradient rows
+//!   overflow L1 (VGG's 3 -> 64 stem);
+//! - **forward** with few output channels per group over large planes (an image-producing
+//!   last layer, 64 -> 3 at 224x224), which padded every input plane in every task.
+//!
+//! The channel-vectorised tile would fill 3 of its 8 or 16 lanes on these. Here the vectors
+//! hold output pixels. Backward-data goes one stride phase at a time: an input pixel
+//! `(y, x) = (ey + sh*p, ex + sw*q)` receives from output-gradient pixel `(p + dy, q + dx)`
+//! through tap `(ky, kx)` exactly when
+//!
+//! ```text
+//!   ey + pad_t - ky*dh = sh*dy    and    ex + pad_l - kx*dw = sw*dx
+//! ```
+//!
+//! so each phase `(ey, ex)` of `grad_x` is a stride-1 correlation of `grad_y` with that
+//! phase's taps, at offsets `(dy, dx)`. Every tap belongs to exactly one phase, so no
+//! multiply is wasted on the zeros a zero-upsampled `grad_y` would hold. The forward pass is
+//! the one-phase case, output row `p` reading source row `sh*p + ky*dh - pad_t` (horizontal
+//! stride 1). [`RowJob`] runs each phase: vectors of consecutive `q`, one weight broadcast per
+//! (reduction step, channel), stored to every `sw`-th pixel (a scalar store per pixel when
+//! `sw > 1`, against a reduction of `c_out / g * kh * kw / (sh * sw)` FMAs per pixel).
+//!
+//! Each task takes a band of output rows of one image and group. It copies the band's
+//! source rows, zero-padded on every side the taps reach past, into a buffer of at most
+//! [`BAND_BYTES`] (so the taps read L2, not memory). Then it runs every channel block and
+//! phase over it, the reduction in chunks of source channels whose rows under one tile fit
+//! L1 ([`CHUNK_BYTES`]), partial sums waiting in a [`Stage`] between chunks.
+
+use super::DirectIsa;
+use super::rows::{RowJob, Stage, nj_for, nv};
+use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
+use crate::params::ConvGeom;
+
+/// Largest backward-data stride per axis this form takes (`sh * sw` phases per call).
+const MAX_STRIDE: usize = 16;
+/// Most input channels per group of a backward-data pass: one tile of `rows.rs`'s `NJ`
+/// shape (beyond, the channel-vectorised tile fills most of its lanes).
+const MAX_CHANNELS: usize = 6;
+/// Bytes of padded source rows a task works in: half of a 512 KiB L2. Forward passes
+/// whose whole padded planes take more use this form.
+pub(super) const BAND_BYTES: usize = 256 * 1024;
+/// Bytes of source rows one tile reads in a reduction chunk: most of a 32 KiB L1, the rest
+/// for the chunk's weights.
+const CHUNK_BYTES: usize = 24 * 1024;
+
+/// Whether this form runs backward-data of `g` (the caller has ruled out dense, 1x1 and
+/// depthwise convs).
+pub(super) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
+    if g.c_in / g.g > MAX_CHANNELS {
+        return Err("strided backward-data with more than 6 input channels per group");
+    }
+    if g.sh > MAX_STRIDE || g.sw > MAX_STRIDE {
+        return Err("backward-data with a stride above 16");
+    }
+    if !Banded::backward(g).bounded(g.kh, g.kw) {
+        return Err("backward-data whose taps reach past the output gradient and a kernel");
+    }
+    Ok(())
+}
+
+/// One axis's taps by phase: `taps[e]` lists `(k, d)` for the taps `k` that output phase
+/// `e` receives through: its pixel `p` reads source pixel `a * p + d`.
+struct Axis {
+    taps: Vec<Vec<(usize, i128)>>,
+    /// Least and greatest `d` over every phase's taps (0 when there are none).
+    d_min: i128,
+    d_max: i128,
+}
+
+impl Axis {
+    fn new(taps: Vec<Vec<(usize, i128)>>) -> Axis {
+        let ds = || taps.iter().flatten().map(|&(_, d)| d);
+        Axis {
+            d_min: ds().min().unwrap_or(0),
+            d_max: ds().max().unwrap_or(0),
+            taps,
+        }
+    }
+    /// Backward-data: phase `e < stride` (none at or past the input's `extent`) receives
+    /// through the taps `k` with `e + pad - k * dil = stride * d`, from `a = 1`.
+    fn backward(stride: usize, extent: usize, pad: usize, k: usize, dil: usize) -> Axis {
+        let s = stride as i128;
+        Axis::new(
+            (0..stride)
+                .map(|e| {
+                    if e >= extent {
+                        return Vec::new();
+                    }
+                    (0..k)
+                        .filter_map(|kk| {
+                            let num = e as i128 + pad as i128 - (kk as i128) * (dil as i128);
+                            (num.rem_euclid(s) == 0).then_some((kk, num.div_euclid(s)))
+                        })
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+    /// Forward: one phase, tap `k` at `d = k * dil - pad`.
+    fn forward(pad: usize, k: usize, dil: usize) -> Axis {
+        Axis::new(vec![
+            (0..k)
+                .map(|kk| (kk, (kk as i128) * (dil as i128) - pad as i128))
+                .collect(),
+        ])
+    }
+    /// Extent of `d`: the buffer's extra rows or columns.
+    fn reach(&self) -> usize {
+        (self.d_max - self.d_min) as usize
+    }
+    /// Taps over every phase.
+    fn total(&self) -> usize {
+        self.taps.iter().map(Vec::len).sum()
+    }
+    /// Most taps of one phase.
+    fn most(&self) -> usize {
+        self.taps.iter().map(Vec::len).max().unwrap_or(0)
+    }
+}
+
+/// A pass in banded form: the source planes (`src_ch` per image, `red` of them per group,
+/// `src_h x src_w`) reduced into the destination (`dst_ch` per image, `dst_g` per group,
+/// `dst_h x dst_w`), output phase `(ey, ex)` holding the pixels `(ey + py*p, ex + px*q)`
+/// (`py`, `px` the phase counts).
+struct Banded {
+    y: Axis,
+    x: Axis,
+    /// Source rows per output row (the forward stride; 1 for backward-data's phases).
+    a: usize,
+    n: usize,
+    groups: usize,
+    src_ch: usize,
+    src_h: usize,
+    src_w: usize,
+    red: usize,
+    dst_ch: usize,
+    dst_g: usize,
+    dst_h: usize,
+    dst_w: usize,
+}
+
+impl Banded {
+    /// Backward-data of `g`: from `grad_y` into `grad_x`.
+    fn backward(g: &ConvGeom) -> Banded {
+        Banded {
+            y: Axis::backward(g.sh, g.h, g.pad_t, g.kh, g.dh),
+            x: Axis::backward(g.sw, g.w, g.pad_l, g.kw, g.dw),
+            a: 1,
+            n: g.n,
+            groups: g.g,
+            src_ch: g.c_out,
+            src_h: g.oh,
+            src_w: g.ow,
+            red: g.c_out / g.g,
+            dst_ch: g.c_in,
+            dst_g: g.c_in / g.g,
+            dst_h: g.h,
+            dst_w: g.w,
+        }
+    }
+    /// Forward of `g` (horizontal stride 1): from `x` into `y`.
+    fn forward(g: &ConvGeom) -> Banded {
+        debug_assert_eq!(g.sw, 1);
+        Banded {
+            y: Axis::forward(g.pad_t, g.kh, g.dh),
+            x: Axis::forward(g.pad_l, g.kw, g.dw),
+            a: g.sh,
+            n: g.n,
+            groups: g.g,
+            src_ch: g.c_in,
+            src_h: g.h,
+            src_w: g.w,
+            red: g.c_in / g.g,
+            dst_ch: g.c_out,
+            dst_g: g.c_out / g.g,
+            dst_h: g.oh,
+            dst_w: g.ow,
+        }
+    }
+    /// Whether the taps reach less than a source plane plus a kernel past it on each axis,
+    /// which bounds the band buffer by the source and the weights (a dilation far past
+    /// the input, kept valid by as much padding, would otherwise ask for a buffer of its
+    /// size).
+    fn bounded(&self, kh: usize, kw: usize) -> bool {
+        self.y.reach() < self.src_h.saturating_add(kh)
+            && self.x.reach() < self.src_w.saturating_add(kw)
+    }
+    fn nj(&self) -> usize {
+        nj_for(false, self.dst_g)
+    }
+    /// Floats of the packed weights: `[grp][channel block][phase (ey, ex)][red][ky][kx][nj]`,
+    /// phases in order, each with its taps (phases past the destination's extent have none).
+    fn packed_len(&self) -> usize {
+        let nj = self.nj();
+        self.groups * self.dst_g.div_ceil(nj) * self.red * self.y.total() * self.x.total() * nj
+    }
+}
+
+/// Floats of [`pack_backward`]'s weights.
+pub(super) fn backward_packed_len(g: &ConvGeom) -> usize {
+    Banded::backward(g).packed_len()
+}
+
+/// Packs `weight` (`[c_out][c_in / g][kh][kw]`) for [`backward_data`].
+pub(super) fn pack_backward(g: &ConvGeom, weight: &[f32], out: &mut [f32]) {
+    let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+    let p = Banded::backward(g);
+    let nj = p.nj();
+    assert_eq!(weight.len(), g.w_len, "weight length");
+    assert_eq!(out.len(), p.packed_len(), "packed weight length");
+    let mut o = 0;
+    for grp in 0..g.g {
+        for blk in 0..c_in_g.div_ceil(nj) {
+            for ty in &p.y.taps {
+                for tx in &p.x.taps {
+                    for oc in 0..c_out_g {
+                        for &(ky, _) in ty {
+                            for &(kx, _) in tx {
+                                for j in 0..nj {
+                                    let ic = blk * nj + j;
+                                    out[o] = if ic < c_in_g {
+                                        weight[((grp * c_out_g + oc) * c_in_g + ic) * g.kh * g.kw
+                                            + ky * g.kw
+                                            + kx]
+                                    } else {
+                                        0.0
+                                    };
+                                    o += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    debug_assert_eq!(o, out.len());
+}
+
+/// `grad_x := conv_transpose(grad_y, weight) + bias`, from [`pack_backward`]'s weights.
+pub(super) fn backward_data<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    grad_y: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    grad_x: &mut [f32],
+) {
+    assert_eq!(grad_y.len(), g.y_len, "grad_y length");
+    assert_eq!(grad_x.len(), g.x_len, "grad_x length");
+    assert!(bias.is_none_or(|b| b.len() == g.c_in), "bias length");
+    run(s, &Banded::backward(g), grad_y, packed, bias, false, grad_x);
+}
+
+/// Whether [`forward`] should run `g`'s forward pass: horizontal stride 1, not depthwise,
+/// and a group's padded input planes (what `rows.rs` pads per task) past [`BAND_BYTES`].
+pub(super) fn forward_preferred(g: &ConvGeom, padded_floats: usize) -> bool {
+    g.sw == 1
+        && !g.is_depthwise()
+        && padded_floats.saturating_mul(4) > BAND_BYTES
+        && Banded::forward(g).bounded(g.kh, g.kw)
+}
+
+/// `y := conv(x, weight) + bias` (ReLU'd when `relu`), from `rows.rs`'s packed weights
+/// (`[grp][c_out block][ic][ky][kx][nj]`, the one-phase case of the banded layout).
+pub(super) fn forward<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    x: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+) {
+    assert_eq!(x.len(), g.x_len, "x length");
+    assert_eq!(y.len(), g.y_len, "y length");
+    assert!(bias.is_none_or(|b| b.len() == g.c_out), "bias length");
+    run(s, &Banded::forward(g), x, packed, bias, relu, y);
+}
+
+fn run<S: DirectIsa>(
+    s: S,
+    p: &Banded,
+    src: &[f32],
+    packed: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    dst: &mut [f32],
+) {
+    assert_eq!(packed.len(), p.packed_len(), "packed weight length");
+    assert_eq!(
+        src.len(),
+        p.n * p.src_ch * p.src_h * p.src_w,
+        "source length"
+    );
+    assert_eq!(
+        dst.len(),
+        p.n * p.dst_ch * p.dst_h * p.dst_w,
+        "destination length"
+    );
+    let nj = p.nj();
+    let blocks = p.dst_g.div_ceil(nj);
+    if p.n == 0 || p.groups == 0 || blocks == 0 {
+        return;
+    }
+    let span = nv(nj) * S::LANES;
+    let (py, px) = (p.y.taps.len(), p.x.taps.len());
+    // Phase rows and columns: phase 0's are the most.
+    let (rows_all, cols_all) = (p.dst_h.div_ceil(py), p.dst_w.div_ceil(px));
+    // The buffer's columns: every phase's vectors, and the taps' reach.
+    let cols = cols_all.div_ceil(span) * span + p.x.reach();
+    let reach_y = p.y.reach();
+    // Buffer rows for a band of `band` output rows.
+    let buf_rows = |band: usize| p.a * (band - 1) + reach_y + 1;
+    let per_row = p.red * cols * 4;
+    let mut band = 1;
+    while band < rows_all && (p.a * band + reach_y + 1).saturating_mul(per_row) <= BAND_BYTES {
+        band += 1;
+    }
+    if p.n * p.groups * rows_all.div_ceil(band) < 2 && rows_all >= 2 {
+        band = rows_all.div_ceil(2);
+    }
+    let bands = rows_all.div_ceil(band);
+    // Each phase's first weight, per (group, block): phases in (ey, ex) order.
+    let phase_w: Vec<usize> =
+        p.y.taps
+            .iter()
+            .flat_map(|ty| p.x.taps.iter().map(move |tx| ty.len() * tx.len()))
+            .scan(0, |at, taps| {
+                let first = *at;
+                *at += taps * p.red * nj;
+                Some(first)
+            })
+            .collect();
+    let block_w = packed.len() / (p.groups * blocks);
+    let max_taps = p.y.most() * p.x.most();
+    // Reduction chunks: the source channels whose rows under one tile (its taps' rows, its
+    // vectors and their reach) stay in L1 while the tile sums over them; partial sums wait
+    // in the stage between chunks.
+    let kc = (CHUNK_BYTES / (p.y.most().max(1) * (span + p.x.reach()) * 4)).max(1);
+    let chunks = p.red.div_ceil(kc).max(1);
+    let kc = p.red.div_ceil(chunks);
+    let tiles = cols_all.div_ceil(span);
+    // Stage floats per phase: every row and tile of the band.
+    let phase_stage = if chunks > 1 {
+        band * tiles * nj * span
+    } else {
+        0
+    };
+    let out = SharedMut::new(dst);
+    for_each_task(p.n * p.groups * bands, |t| {
+        let (b, grp, band_i) = (t / (p.groups * bands), t / bands % p.groups, t % bands);
+        let p0 = band_i * band;
+        let p1 = rows_all.min(p0 + band);
+        let plane = buf_rows(p1 - p0) * cols;
+        with_scratch(p.red * plane + py * px * phase_stage, |scratch| {
+            let (buf, stage) = scratch.split_at_mut(p.red * plane);
+            // Buffer row i, column c hold source row a * p0 + d_min_y + i, column
+            // c + d_min_x, or 0 past its edges.
+            let src_plane = p.src_h * p.src_w;
+            let src = &src[(b * p.src_ch + grp * p.red) * src_plane..][..p.red * src_plane];
+            let clamp = |v: i128, hi: usize| v.clamp(0, hi as i128) as usize;
+            let lo = clamp(-p.x.d_min, cols);
+            let hi = clamp(p.src_w as i128 - p.x.d_min, cols).max(lo);
+            let row0 = (p.a * p0) as i128 + p.y.d_min;
+            for (ch, dst) in buf.chunks_exact_mut(plane).enumerate() {
+                for (i, row) in dst.chunks_exact_mut(cols).enumerate() {
+                    let sy = row0 + i as i128;
+                    if sy < 0 || sy >= p.src_h as i128 || lo == hi {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let from =
+                        ch * src_plane + sy as usize * p.src_w + (lo as i128 + p.x.d_min) as usize;
+                    row[..lo].fill(0.0);
+                    row[lo..hi].copy_from_slice(&src[from..][..hi - lo]);
+                    row[hi..].fill(0.0);
+                }
+            }
+            let buf = &*buf;
+            with_index_scratch(kc * max_taps, |red| {
+                for blk in 0..blocks {
+                    let c0 = grp * p.dst_g + blk * nj;
+                    let n_ch = nj.min(p.dst_g - blk * nj);
+                    let w_blk = &packed[(grp * blocks + blk) * block_w..][..block_w];
+                    for chunk in 0..chunks {
+                        let (r0, r1) = (chunk * kc, p.red.min(chunk * kc + kc));
+                        for (ey, ty) in p.y.taps.iter().enumerate() {
+                            let p_end = p1.min(p.dst_h.saturating_sub(ey).div_ceil(py));
+                            for (ex, tx) in p.x.taps.iter().enumerate() {
+                                let width = p.dst_w.saturating_sub(ex).div_ceil(px);
+                                if p_end <= p0 || width == 0 {
+                                    continue;
+                                }
+                                let taps = ty.len() * tx.len();
+                                let red = &mut red[..(r1 - r0) * taps];
+                                let mut r = 0;
+                                for ch in r0..r1 {
+                                    for &(_, dy) in ty {
+                                        for &(_, dx) in tx {
+                                            red[r] = ch * plane
+                                                + (dy - p.y.d_min) as usize * cols
+                                                + (dx - p.x.d_min) as usize;
+                                            r += 1;
+                                        }
+                                    }
+                                }
+                                let phase = ey * px + ex;
+                                let w0 = phase_w[phase] + r0 * taps * nj;
+                                let mut job = RowJob {
+                                    src: buf,
+                                    // Formed only where a second row exists: a
+                                    // stride near usize::MAX leaves one output row.
+                                    row_step: if p_end - p0 > 1 { p.a * cols } else { 0 },
+                                    row0: p0,
+                                    red,
+                                    w: &w_blk[w0..][..(r1 - r0) * taps * nj],
+                                    nj,
+                                    ur: 1,
+                                    n_ch,
+                                    rows: p0..p_end,
+                                    width,
+                                    flat: None,
+                                    dst: out,
+                                    dst_base: (b * p.dst_ch + c0) * p.dst_h * p.dst_w
+                                        + ey * p.dst_w
+                                        + ex,
+                                    dst_plane: p.dst_h * p.dst_w,
+                                    dst_row: py * p.dst_w,
+                                    dst_col: px,
+                                    bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
+                                    relu,
+                                    stage: (chunks > 1).then(|| Stage {
+                                        buf: SharedMut::new(
+                                            &mut stage[phase * phase_stage..][..phase_stage],
+                                        ),
+                                        first: chunk == 0,
+                                        last: chunk + 1 == chunks,
+                                    }),
+                                };
+                                s.dispatch(&mut job);
+                            }
+                        }
+                    }
+                }
+            });
+        });
+    });
+}
