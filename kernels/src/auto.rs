@@ -269,26 +269,35 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
 /// per group to the direct kernels (depthwise, pixel-vectorised); dense layers (the window
 /// covers the input: LeNet-5's C5, DCGAN's first transposed layer) to the direct kernel,
 /// whose dense form runs them as one GEMM over the batch (backward-data 15-30x, backward-
-/// weight and forward 10-20x im2col's GEMV per image, AVX-512 and AVX2); stride-1
-/// backward-data and backward-weight with few channels on the pixel-vectorised side to the
+/// weight and forward 10-20x im2col's GEMV per image, AVX-512 and AVX2); backward-data and
+/// stride-1 backward-weight with few channels on the pixel-vectorised side to the
 /// pixel-vectorised kernel where it runs them (see the arms); other backward-data with < 8
 /// input channels per group or an output smaller than the kernel, and backward-weight with
 /// < 8 output channels per group, to im2col. `None` for everything else.
 fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
     let [kh, kw] = g.kernel_hw();
+    let [sh, sw] = g.stride();
     let [oh, ow] = g.output_hw();
     if g.is_depthwise() || g.is_dense() {
         return Some(Algorithm::Direct);
     }
     match pass {
         Pass::Forward if c_out_g <= 8 => Some(Algorithm::Direct),
-        // The pixel-vectorised kernel's backward-data (stride 1, <= 8 input channels, the
-        // gradient rows of an input row in L1): LeNet's C3 1.6x im2col (AVX-512) and 1.45x
-        // (AVX2); its C1 (6 -> 1) 1.07-1.1x on AVX-512 but 0.65x on AVX2.
+        // The pixel-vectorised kernel's backward-data (<= 8 input channels at stride 1 with
+        // the gradient rows of an input row in L1, else <= 6 in its banded form, one stride
+        // phase at a time): LeNet's C3 1.6x im2col (AVX-512) and 1.45x (AVX2), its C1
+        // (6 -> 1) 1.07-1.1x (AVX-512) and 1.4x (AVX2, 3-channel tiles); on AVX2 (Zen 3,
+        // medians of 3 runs, both kernels in one process: another binary's im2col moved
+        // by up to 25% with its buffers' addresses) the ResNet-50 stem 1.1-1.5x, AlexNet's
+        // conv1 1.0-1.3x, VGG's 3 -> 64 stem 2.1x, 3 -> 8 and 3 -> 12 at stride 2
+        // 1.3-2.3x, DCGAN's 4x4 stride-2 layer into 3 channels 0.95-1.05x. Not strided
+        // convs with fewer than 4 taps per phase over >= 32 gradient channels (3x3 stride
+        // 2, 4 or 6 <- 32 or 64 channels: im2col 1.1-1.2x, its GEMM deep enough and the
+        // phases' reductions short).
         Pass::BackwardData
-            if (c_out_g >= 16 || Isa::detect() == Isa::Avx512F)
-                && crate::direct::rows_backward_data_fits(g).is_ok() =>
+            if crate::direct::rows_backward_data_fits(g).is_ok()
+                && !(sh * sw > 1 && kh * kw < 4 * sh * sw && c_out_g >= 32) =>
         {
             Some(Algorithm::Direct)
         }
@@ -315,9 +324,12 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   fit L1 (LeNet's C1 and C3): the pixel-vectorised direct kernel (1.07-1.6x im2col);
 ///   its backward-weight at stride 1 with <= 8 output channels per group (LeNet's C1: 5-6x
 ///   im2col);
-/// - backward-data with < 8 input channels per group (the 3-channel stems: 2-2.6x) or an
-///   output smaller than the kernel, and strided backward-weight with < 8 output channels
-///   per group: im2col;
+/// - backward-data with <= 6 input channels per group in the pixel-vectorised kernel's
+///   banded form (the 3-channel stems, which went to im2col at 2-2.6x the channel-
+///   vectorised kernel before that form existed): the rule and its measurements are
+///   AVX2's (see `few_channels`), not yet re-measured on AVX-512;
+/// - other backward-data with < 8 input channels per group or an output smaller than the
+///   kernel, and strided backward-weight with < 8 output channels per group: im2col;
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data, by
 ///   pixels per image: at 224x224 and above direct (1.2-1.4x F(4x4): the transformed
 ///   input outgrows the caches); from 112x112 Winograd F(4x4) (VGG-16's 112x112 layers:
