@@ -253,14 +253,15 @@ boundary_cases! {
     // input channels per group, one stride phase at a time (7x7 stride 2 and 11x11 stride 4
     // stems, phases without taps, padding wider than the kernel, per-axis strides, groups);
     // forward with few output channels over planes past a band's bytes (a vertical stride,
-    // dilation, asymmetric padding). Every pass splits into two or more bands; 64 and 80
-    // source channels span several reduction chunks at 8 and 16 lanes (emu16 on any host).
+    // dilation, asymmetric padding). Every banded pass splits into two or more bands; the
+    // 64-channel sources span several reduction chunks at 8 and 16 lanes (emu16 on any
+    // host).
     banded_form: [
         conv(1, 3, [23, 21], 64, [7, 7], 2, 3, 1, 1),
         conv(1, 3, [27, 29], 8, [11, 11], 4, 2, 1, 1),
         ConvParams { padding: [4, 0, 5, 1], stride: [3, 2], ..ConvParams::new(1, 2, 13, 14, 12, [3, 4]) },
         ConvParams { groups: 2, stride: [2, 2], padding: [1; 4], ..ConvParams::new(2, 4, 19, 17, 40, [4, 4]) },
-        conv(1, 64, [28, 28], 3, [3, 3], 1, 1, 1, 1),
+        conv(1, 64, [32, 32], 3, [3, 3], 1, 1, 1, 1),
         ConvParams { stride: [2, 1], padding: [1, 2, 0, 1], dilation: [2, 1], ..ConvParams::new(1, 80, 33, 30, 5, [3, 3]) },
         // Taps reaching further than the output gradient plus a kernel (a dilation past the
         // input, kept valid by padding): not banded, so its buffer stays bounded.

@@ -55,8 +55,9 @@ impl<S: DirectIsa> DirectRows<S> {
     }
 }
 
-// SAFETY: a DirectRows<S> holds the proof value S; raw reads are bounded by the checks in
-// `RowJob::tiles`, raw writes by the range check there and disjoint between tasks.
+// SAFETY: a DirectRows<S> holds the proof value S; raw reads and writes are bounded by
+// `RowJob::in_bounds`, checked once per job in `RowJob::tiles`; writes are disjoint between
+// tasks.
 unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
     fn name(&self) -> &'static str {
         S::ROWS_NAME
@@ -360,7 +361,8 @@ fn forward<S: DirectIsa>(
     };
     // Large planes: each task would pad every input plane of its group, so the banded form
     // pads bands of rows instead (a 64 -> 3 layer at 224x224 padded 13 MB per task).
-    if !flat && rows_banded::forward_preferred(g, c_in_g * rows * cols) {
+    if !flat && rows_banded::forward_preferred(g, c_in_g.saturating_mul(rows).saturating_mul(cols))
+    {
         rows_banded::forward(s, g, x, packed, bias, relu, y);
         return;
     }
@@ -507,13 +509,22 @@ impl SimdJob for RowJob<'_> {
 }
 
 impl RowJob<'_> {
-    /// The channels, output rows and vectors of pixels a tile of `nv` vectors of `lanes`
-    /// covers: whether the last destination index they write and the last source float
-    /// they read are in range.
-    fn in_bounds(&self, lanes: usize, nv: usize, w_len: usize) -> Result<(), &'static str> {
+    /// The channels, output rows and vectors of pixels tiles of `j` channels and `nv`
+    /// vectors of `lanes` cover: whether the last destination index they write, the last
+    /// source float, weight and stage float they read are in range.
+    fn in_bounds(&self, lanes: usize, j: usize, nv: usize) -> Result<(), &'static str> {
         let span = nv * lanes;
+        if j != self.nj || j == 0 || self.n_ch > j {
+            return Err("row tile shape differs from the job's channels");
+        }
         if self.rows.is_empty() || self.width == 0 || self.n_ch == 0 {
             return Ok(());
+        }
+        if self.rows.start < self.row0 {
+            return Err("row tile rows start before the source's first row");
+        }
+        if self.flat.is_some() && (self.dst_col != 1 || self.rows.len() != 1) {
+            return Err("flat row tiles store one row of contiguous pixels");
         }
         // The last tap of the last vector of the last row stays inside src.
         let max_red = self.red.iter().copied().max().unwrap_or(0);
@@ -525,12 +536,12 @@ impl RowJob<'_> {
         if !self.red.is_empty() && last_src.is_none_or(|o| o >= self.src.len()) {
             return Err("row tile source out of range");
         }
-        if w_len < self.red.len() * self.nj {
+        if self.w.len() < self.red.len() * j {
             return Err("row tile weights too short");
         }
         if let Some(st) = self.stage {
             let tiles = self.width.div_ceil(span);
-            if st.buf.len() / (self.nj * span) / tiles < self.rows.len() {
+            if st.buf.len() / (j * span) / tiles < self.rows.len() {
                 return Err("row tile stage too short");
             }
         }
@@ -555,7 +566,7 @@ impl RowJob<'_> {
         let span = NVEC * l;
         debug_assert_eq!((UR, J), (self.ur, self.nj));
         // Bounds for the raw reads and writes below, checked once (see `in_bounds`).
-        if let Err(why) = self.in_bounds(l, NVEC, self.w.len()) {
+        if let Err(why) = self.in_bounds(l, J, NVEC) {
             panic!("{why}");
         }
         if self.rows.is_empty() || self.width == 0 || self.n_ch == 0 {

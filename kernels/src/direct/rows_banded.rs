@@ -27,7 +27,8 @@
 //!
 //! Each task takes a band of output rows of one image and group. It copies the band's
 //! source rows, zero-padded on every side the taps reach past, into a buffer of at most
-//! [`BAND_BYTES`] (so the taps read L2, not memory). Then it runs every channel block and
+//! [`BAND_BYTES`] (so the taps read L2, not memory), or of one band row where that alone
+//! is larger. Then it runs every channel block and
 //! phase over it, the reduction in chunks of source channels whose rows under one tile fit
 //! L1 ([`CHUNK_BYTES`]), partial sums waiting in a [`Stage`] between chunks.
 
@@ -38,6 +39,9 @@ use crate::params::ConvGeom;
 
 /// Largest backward-data stride per axis this form takes (`sh * sw` phases per call).
 const MAX_STRIDE: usize = 16;
+/// Most taps per axis: the tap lists are built per call (and per `supports` query, which
+/// comes before any buffer exists to bound a geometry).
+const MAX_TAPS: usize = 4096;
 /// Most input channels per group of a backward-data pass: one tile of `rows.rs`'s `NJ`
 /// shape (beyond, the channel-vectorised tile fills most of its lanes).
 const MAX_CHANNELS: usize = 6;
@@ -49,13 +53,19 @@ pub(super) const BAND_BYTES: usize = 256 * 1024;
 const CHUNK_BYTES: usize = 24 * 1024;
 
 /// Whether this form runs backward-data of `g` (the caller has ruled out dense, 1x1 and
-/// depthwise convs).
+/// depthwise convs, and stride-1 convs whose gradient rows fit L1).
 pub(super) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
     if g.c_in / g.g > MAX_CHANNELS {
-        return Err("strided backward-data with more than 6 input channels per group");
+        return Err(
+            "backward-data with more than 6 input channels per group beyond the stride-1 form",
+        );
     }
     if g.sh > MAX_STRIDE || g.sw > MAX_STRIDE {
         return Err("backward-data with a stride above 16");
+    }
+    // Before any tap list is built: `supports` runs before buffer lengths are checked.
+    if g.kh > MAX_TAPS || g.kw > MAX_TAPS {
+        return Err("backward-data with more than 4096 taps per axis");
     }
     if !Banded::backward(g).bounded(g.kh, g.kw) {
         return Err("backward-data whose taps reach past the output gradient and a kernel");
@@ -263,6 +273,8 @@ pub(super) fn forward_preferred(g: &ConvGeom, padded_floats: usize) -> bool {
     g.sw == 1
         && !g.is_depthwise()
         && padded_floats.saturating_mul(4) > BAND_BYTES
+        && g.kh <= MAX_TAPS
+        && g.kw <= MAX_TAPS
         && Banded::forward(g).bounded(g.kh, g.kw)
 }
 
