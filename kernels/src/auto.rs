@@ -291,7 +291,8 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
         // medians of 3 runs, both kernels in one process: another binary's im2col moved
         // by up to 25% with its buffers' addresses) the ResNet-50 stem 1.1-1.5x, AlexNet's
         // conv1 1.0-1.3x, VGG's 3 -> 64 stem 2.1x, 3 -> 8 and 3 -> 12 at stride 2
-        // 1.3-2.3x, DCGAN's 4x4 stride-2 layer into 3 channels 0.95-1.05x. Not strided
+        // 1.3-2.3x, DCGAN's 4x4 stride-2 layer into 3 channels 0.95-1.05x, stride 1 from
+        // 8 or 12 gradient channels into 3-8 channels 1.9-3.4x. Not strided
         // convs with fewer than 4 taps per phase over >= 32 gradient channels (3x3 stride
         // 2, 4 or 6 <- 32 or 64 channels: im2col 1.1-1.2x, its GEMM deep enough and the
         // phases' reductions short).
