@@ -14,7 +14,7 @@ Usage: scripts/benchmarks.py [--suite direct] [--threads 1,2] [--passes fwd,bwd_
 The sweeps of convnet and of PyTorch alternate, `--rounds` times each, and every cell is the
 median over the rounds: on a shared host whose speed changes from one minute to the next
 (other tenants' memory traffic), one sweep of each would compare them in different
-conditions. The default suite (`direct`: 13 shapes from real networks, one per shape family)
+conditions. The default suite (`direct`: 15 shapes from real networks, one per shape family)
 takes about 1.5 minutes per round on 2 cores; `--suite all` (every distinct convolution of
 the zoo's models, 107 shapes) takes proportionally longer. PyTorch's backward passes are
 timed alone: one forward pass builds the autograd graph, then each timed step computes only

@@ -131,6 +131,17 @@ fn suite(name: &str) -> Result<Vec<Shape>, CliError> {
                     ..conv("", 1, 256, 16, 128, 4, 2, 1).params
                 },
             },
+            // Image-producing last layers (few output channels): DCGAN's generator output,
+            // 64 -> 3 transposed to 64x64 at a training batch of 16, and a 64 -> 3 3x3
+            // output convolution at 224x224 (super-resolution, segmentation heads).
+            Shape {
+                name: "dcgan_out_4x4s2_to3".into(),
+                params: ConvParams {
+                    transposed: true,
+                    ..conv("", 16, 64, 32, 3, 4, 2, 1).params
+                },
+            },
+            conv("image_out_3x3_to3", 1, 64, 224, 3, 3, 1, 1),
         ]
     };
     let networks = [
