@@ -7,7 +7,9 @@
 //! padded input's row width, output pixel `(oy, ox)` sits at `q = oy * R + ox` and tap
 //! `t = (ic, ky, kx)` reads the padded input at `q + ic * plane + ky * dh * R + kx * dw`.
 //! The output gradient is copied onto the same grid (zeros at `ox >= ow`), so the lanes past
-//! a row add nothing. The tile keeps `J` output channels x `T` taps of vector accumulators:
+//! a row add nothing. The tile keeps `J` output channels x `T` taps of vector accumulators
+//! (6 x 2 on 8 lanes, 6 x 4 on 16; for up to 3 channels 3 x 4 and 3 x 8), and every tile
+//! sums a block of pixels before any sums the next, so the block stays in L1:
 //!
 //! ```text
 //!   acc[j][t] += dy[o0 + j][q ..] * x[off(t0 + t) + q ..]    (J + T loads, J*T FMAs)
@@ -34,8 +36,15 @@ const J: usize = 6;
 /// Taps per tile with 16-lane vectors (24 accumulators of 32 registers); 2 below (12 of 16).
 const T_WIDE: usize = 4;
 const T_NARROW: usize = 2;
-/// The larger of the two.
-const MAX_T: usize = T_WIDE;
+/// Output channels per tile for up to this many (RGB images' 3), where the 6-channel tile
+/// spent half its FMAs on missing channels; with twice the taps (the same accumulators).
+const J_FEW: usize = 3;
+/// The most taps of any tile.
+const MAX_T: usize = 2 * T_WIDE;
+/// Flat pixels per block: every tile sums one block before the next, so the block's
+/// output-gradient rows (`J * 4` KiB) and the input rows its taps read stay in L1, rather
+/// than every tile streaming whole planes (200 KiB per channel at 224x224) from memory.
+const Q_BLOCK: usize = 1024;
 
 /// Whether the pixel-vectorised kernel runs backward-weight of `g`: stride 1, at most 8
 /// output channels per group, not depthwise, 1x1 or dense (the depthwise kernel and the
@@ -109,7 +118,8 @@ fn task<S: DirectIsa>(
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let l = S::LANES;
-    let t_tile = if l >= 16 { T_WIDE } else { T_NARROW };
+    let j_tile = if c_out_g <= J_FEW { J_FEW } else { J };
+    let t_tile = (if l >= 16 { T_WIDE } else { T_NARROW }) * (J / j_tile);
     let k = c_in_g * g.kh * g.kw;
     let r = g.ow + (g.kw - 1) * g.dw;
     let rows = g.oh + (g.kh - 1) * g.dh;
@@ -118,7 +128,7 @@ fn task<S: DirectIsa>(
     // tap ends before (c_in_g - 1) * plane + (rows - 1) * R + R + l = c_in_g * plane + l.
     let q_len = ((g.oh - 1) * r + g.ow).div_ceil(l) * l;
     let x_len = c_in_g * plane + l;
-    let oc_pad = c_out_g.div_ceil(J) * J;
+    let oc_pad = c_out_g.div_ceil(j_tile) * j_tile;
     let k_pad = k.div_ceil(t_tile) * t_tile;
     let dy_len = oc_pad * q_len;
     let acc_len = oc_pad * k_pad * l;
@@ -166,6 +176,7 @@ fn task<S: DirectIsa>(
                     offs,
                     q_len,
                     oc_pad,
+                    j_tile,
                     t_tile,
                 });
             }
@@ -189,26 +200,31 @@ struct Job<'a> {
     offs: &'a [usize],
     q_len: usize,
     oc_pad: usize,
+    j_tile: usize,
     t_tile: usize,
 }
 
 impl SimdJob for Job<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
-        if self.t_tile == T_WIDE {
-            self.tiles::<S, T_WIDE>(s);
-        } else {
-            self.tiles::<S, T_NARROW>(s);
+        match (self.j_tile, self.t_tile) {
+            (J, T_WIDE) => self.tiles::<S, J, T_WIDE>(s),
+            (J, _) => self.tiles::<S, J, T_NARROW>(s),
+            (_, MAX_T) => self.tiles::<S, J_FEW, MAX_T>(s),
+            _ => self.tiles::<S, J_FEW, { 2 * T_NARROW }>(s),
         }
     }
 }
 
 impl Job<'_> {
     #[inline(always)]
-    fn tiles<S: DirectIsa, const T: usize>(&mut self, s: S) {
+    fn tiles<S: DirectIsa, const JT: usize, const T: usize>(&mut self, s: S) {
         let l = S::LANES;
         let k_pad = self.offs.len();
-        debug_assert!(T <= MAX_T && k_pad.is_multiple_of(T));
+        assert!(
+            (JT, T) == (self.j_tile, self.t_tile) && k_pad.is_multiple_of(T),
+            "weight tile shape differs from the job's"
+        );
         // Bounds for the raw reads below, checked once: every tap's last vector stays in x,
         // every channel's in dy, every accumulator in acc.
         let max_off = self.offs.iter().copied().max().unwrap_or(0);
@@ -217,7 +233,7 @@ impl Job<'_> {
             "flat input out of range"
         );
         assert!(
-            self.oc_pad.is_multiple_of(J) && self.oc_pad * self.q_len <= self.dy.len(),
+            self.oc_pad.is_multiple_of(JT) && self.oc_pad * self.q_len <= self.dy.len(),
             "flat gradient out of range"
         );
         assert!(
@@ -225,37 +241,42 @@ impl Job<'_> {
             "accumulators out of range"
         );
         let (x, dy, acc) = (self.x.as_ptr(), self.dy.as_ptr(), self.acc.as_mut_ptr());
-        for o0 in (0..self.oc_pad).step_by(J) {
-            for t0 in (0..k_pad).step_by(T) {
-                let mut offs = [0usize; T];
-                offs.copy_from_slice(&self.offs[t0..t0 + T]);
-                let mut a = [[s.zero(); T]; J];
-                for (j, a_j) in a.iter_mut().enumerate() {
-                    for (t, a_jt) in a_j.iter_mut().enumerate() {
-                        // SAFETY: ((o0 + j) * k_pad + t0 + t + 1) * l <= oc_pad * k_pad * l
-                        // <= acc.len() (asserted above).
-                        *a_jt = unsafe { s.load(acc.add(((o0 + j) * k_pad + t0 + t) * l)) };
-                    }
-                }
-                // LOOP: the flat pixels, one vector at a time.
-                for q in (0..self.q_len).step_by(l) {
-                    let mut d = [s.zero(); J];
-                    for (j, d_j) in d.iter_mut().enumerate() {
-                        // SAFETY: (o0 + j) * q_len + q + l <= oc_pad * q_len <= dy.len().
-                        *d_j = unsafe { s.load(dy.add((o0 + j) * self.q_len + q)) };
-                    }
-                    for (t, &off) in offs.iter().enumerate() {
-                        // SAFETY: off + q + l <= max_off + q_len <= x.len() (asserted above).
-                        let xv = unsafe { s.load(x.add(off + q)) };
-                        for (a_j, d_j) in a.iter_mut().zip(&d) {
-                            a_j[t] = s.mul_add(*d_j, xv, a_j[t]);
+        // Blocks of Q_BLOCK flat pixels (a multiple of every LANES, so of l): each lane's
+        // sum still runs over q in order, so the result is the same bits as unblocked.
+        for q0 in (0..self.q_len).step_by(Q_BLOCK) {
+            let q1 = self.q_len.min(q0 + Q_BLOCK);
+            for o0 in (0..self.oc_pad).step_by(JT) {
+                for t0 in (0..k_pad).step_by(T) {
+                    let mut offs = [0usize; T];
+                    offs.copy_from_slice(&self.offs[t0..t0 + T]);
+                    let mut a = [[s.zero(); T]; JT];
+                    for (j, a_j) in a.iter_mut().enumerate() {
+                        for (t, a_jt) in a_j.iter_mut().enumerate() {
+                            // SAFETY: ((o0 + j) * k_pad + t0 + t + 1) * l <= oc_pad * k_pad * l
+                            // <= acc.len() (asserted above).
+                            *a_jt = unsafe { s.load(acc.add(((o0 + j) * k_pad + t0 + t) * l)) };
                         }
                     }
-                }
-                for (j, a_j) in a.iter().enumerate() {
-                    for (t, a_jt) in a_j.iter().enumerate() {
-                        // SAFETY: as for the loads above.
-                        unsafe { s.store(acc.add(((o0 + j) * k_pad + t0 + t) * l), *a_jt) };
+                    // LOOP: the block's flat pixels, one vector at a time.
+                    for q in (q0..q1).step_by(l) {
+                        let mut d = [s.zero(); JT];
+                        for (j, d_j) in d.iter_mut().enumerate() {
+                            // SAFETY: (o0 + j) * q_len + q + l <= oc_pad * q_len <= dy.len().
+                            *d_j = unsafe { s.load(dy.add((o0 + j) * self.q_len + q)) };
+                        }
+                        for (t, &off) in offs.iter().enumerate() {
+                            // SAFETY: off + q + l <= max_off + q_len <= x.len() (asserted above).
+                            let xv = unsafe { s.load(x.add(off + q)) };
+                            for (a_j, d_j) in a.iter_mut().zip(&d) {
+                                a_j[t] = s.mul_add(*d_j, xv, a_j[t]);
+                            }
+                        }
+                    }
+                    for (j, a_j) in a.iter().enumerate() {
+                        for (t, a_jt) in a_j.iter().enumerate() {
+                            // SAFETY: as for the loads above.
+                            unsafe { s.store(acc.add(((o0 + j) * k_pad + t0 + t) * l), *a_jt) };
+                        }
                     }
                 }
             }
