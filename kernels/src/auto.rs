@@ -133,8 +133,13 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   backward-weight: one GEMM over the batch, 10-15x im2col's GEMV per image);
 /// - backward-data of a conv whose output is smaller than its kernel: im2col (1.6x on
 ///   LeNet's C5 before the dense form);
-/// - forward with fewer than 32 weights per output channel (VGG's 3 -> 64 stem, 27): im2col
-///   (1.07x);
+/// - forward with fewer than 32 weights per output channel (VGG's 3 -> 64 stem, 27): over
+///   planes of >= 96x96 the pixel-vectorised direct kernel, which stores its tiles straight
+///   into the NCHW planes (Zen 3, medians of 3 alternating runs, 1 and 2 threads: 3 -> 64 at
+///   224x224 1.4x and 1.7x im2col, at 112x112 1.0x and 1.4x, 3 -> 16 at 224x224 and 3 -> 32
+///   at 128x128 1.15-1.5x); below, im2col (3 -> 64 at 64x64 1.36x and 0.93x, at 32x32 batch
+///   16 0.91-0.98x; 1.07x over the channel-vectorised kernel, whose transposing epilogue
+///   is half its time here);
 /// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
 ///   reduction) except over planes of >= 28x28 with <= 256 input channels, at most twice
 ///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward
@@ -184,7 +189,11 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         return algo;
     }
     if pass == Pass::Forward && c_in_g * kh * kw < 32 {
-        return Algorithm::Im2col;
+        return if oh * ow >= 96 * 96 && crate::direct::rows_forward_fits(g).is_ok() {
+            Algorithm::Direct
+        } else {
+            Algorithm::Im2col
+        };
     }
     if g.is_pointwise() {
         let im2col = match pass {
@@ -284,9 +293,11 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
     }
     match pass {
         Pass::Forward if c_out_g <= 8 => Some(Algorithm::Direct),
-        // The pixel-vectorised kernel's backward-data (<= 8 input channels at stride 1 with
-        // the gradient rows of an input row in L1, else <= 6 in its banded form, one stride
-        // phase at a time): LeNet's C3 1.6x im2col (AVX-512) and 1.45x (AVX2), its C1
+        // The pixel-vectorised kernel's backward-data (<= 8 input channels, or fewer than
+        // 32 weights per input channel, at stride 1 with the gradient rows of an input row
+        // in L1, else <= 6 in its banded form, one stride phase at a time): 64 -> 3 and
+        // 32 -> 3 at 224x224 and 128x128 1.2x the channel-vectorised kernel (ties at
+        // 56x56, or from 16 channels; see `rows::SHORT_REDUCTION`); LeNet's C3 1.6x im2col (AVX-512) and 1.45x (AVX2), its C1
         // (6 -> 1) 1.07-1.1x (AVX-512) and 1.4x (AVX2, 3-channel tiles); on AVX2 (Zen 3,
         // medians of 3 runs, both kernels in one process: another binary's im2col moved
         // by up to 25% with its buffers' addresses) the ResNet-50 stem 1.1-1.5x, AlexNet's
@@ -319,7 +330,9 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 /// --suite all --pass all` (single thread, 2-core Sapphire Rapids Xeon, 107 shapes x 3
 /// passes, two runs; GFLOP/s ratios from those runs):
 /// - depthwise convs, and forward with <= 8 output channels per group: the direct kernels
-///   (as on AVX2);
+///   (as on AVX2); forward with fewer than 32 weights per output channel goes to direct
+///   too, which is the pixel-vectorised kernel there (measured on AVX2 only: see
+///   `rows::SHORT_REDUCTION`);
 /// - dense layers (the window covers the input): direct (as on AVX2);
 /// - backward-data of stride-1 convs with <= 8 input channels per group whose gradient rows
 ///   fit L1 (LeNet's C1 and C3): the pixel-vectorised direct kernel (1.07-1.6x im2col);

@@ -267,6 +267,19 @@ boundary_cases! {
         // input, kept valid by padding): not banded, so its buffer stays bounded.
         ConvParams { dilation: [7, 6], padding: [8; 4], stride: [2, 2], ..ConvParams::new(1, 3, 4, 5, 8, [3, 3]) },
     ];
+    // The pixel-vectorised kernel on fewer than 32 weights per output channel (the VGG
+    // stem's 27) with more than 8 output channels: forward in whole and partial 6-channel
+    // blocks (3 -> 13: 6, 6, 1), flat over small planes and a batch, in bands of one image
+    // (a vertical stride, dilation, asymmetric padding), groups; backward-data at stride 1
+    // into more than 8 input channels per group (13 <- 3 channels; 20 <- 1 per group).
+    short_reduction: [
+        conv(1, 3, [20, 19], 13, [3, 3], 1, 1, 1, 1),
+        conv(2, 1, [12, 11], 20, [5, 5], 1, 2, 1, 1),
+        ConvParams { stride: [2, 1], dilation: [1, 2], padding: [1, 0, 2, 1], ..ConvParams::new(1, 3, 41, 37, 40, [3, 3]) },
+        conv(1, 6, [17, 16], 26, [3, 3], 1, 1, 1, 2),
+        conv(1, 13, [18, 17], 3, [3, 3], 1, 1, 1, 1),
+        conv(2, 40, [15, 16], 2, [3, 3], 1, 1, 1, 2),
+    ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];

@@ -48,7 +48,9 @@ pub(crate) use depthwise::DirectDepthwise;
 #[cfg(feature = "testing")]
 pub(crate) use emulated::{Emu16, Emu16Masked, OddScalar};
 pub(crate) use pack::pack_blocks;
-pub(crate) use rows::{DirectRows, backward_data_fits as rows_backward_data_fits};
+pub(crate) use rows::{
+    DirectRows, backward_data_fits as rows_backward_data_fits, forward_fits as rows_forward_fits,
+};
 pub(crate) use rows_weight::fits as rows_backward_weight_fits;
 pub(crate) use tile::{Block, Out, Red};
 

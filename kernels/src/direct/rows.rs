@@ -1,10 +1,12 @@
 //! Pixel-vectorised direct convolution for the layers the channel-vectorised tile serves
-//! badly: depthwise convs (one channel per group) and convs with few output channels per
-//! group (LeNet's C1: 1 -> 6). Forward pass, horizontal stride 1; and backward-data of
-//! convs with few input channels per group: at stride 1 (LeNet's C3: 16 -> 6) as the
-//! forward conv it is (see [`backward_as_forward`]), else one stride phase at a time in
-//! the banded form (`rows_banded.rs`), which also takes forward passes over planes too
-//! large to pad whole per task.
+//! badly: depthwise convs (one channel per group), convs with few output channels per
+//! group (LeNet's C1: 1 -> 6), and convs with few weights per output channel (VGG's stem:
+//! 3 -> 64, 27 weights), where that tile's transposing epilogue costs as much as its sums
+//! (see [`SHORT_REDUCTION`]). Forward pass, horizontal stride 1; and backward-data of convs
+//! with few input channels per group, or few weights per input channel: at stride 1
+//! (LeNet's C3: 16 -> 6) as the forward conv it is (see [`backward_as_forward`]), else one
+//! stride phase at a time in the banded form (`rows_banded.rs`), which also takes forward
+//! passes over planes too large to pad whole per task, or split into bands of rows.
 //!
 //! The accumulators are vectors of `LANES` consecutive output pixels of one row, so they
 //! store straight into NCHW, and no lane is wasted on missing channels:
@@ -75,15 +77,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         if pass == Pass::BackwardWeight {
             return super::rows_weight::fits(g);
         }
-        if g.sw != 1 {
-            return Err("horizontal strides other than 1");
-        }
-        if !(g.is_depthwise() || g.c_out / g.g <= 8) {
-            return Err(
-                "more than 8 output channels per group (the channel-vectorised tile is faster)",
-            );
-        }
-        Ok(())
+        forward_fits(g)
     }
     fn forward(
         &self,
@@ -195,17 +189,55 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
     }
 }
 
-/// Whether this kernel runs backward-data of `g`: a conv with at most 8 input channels per
-/// group (not depthwise, dense or 1x1), either in its stride-1 form ([`as_forward`]) or,
-/// with at most 6, in its banded form (`rows_banded.rs`, one stride phase at a time).
+/// Most weights per output channel (input channels per group x taps) plus one at which this
+/// kernel takes a forward pass with any number of output channels (and stride-1
+/// backward-data, the forward conv of `grad_y`, with any number of input channels). Over so
+/// short a reduction the channel-vectorised kernel spends about half its time transposing
+/// its tiles into the NCHW planes, which these tiles store into directly: 3 -> 64 channels
+/// 3x3 at 64x64 to 224x224 1.1-1.8x, 3 -> 16 and 3 -> 32 at 128x128 and 224x224 1.2-1.7x,
+/// 64 -> 3 and 32 -> 3 backward-data at 224x224 and 128x128 1.2x; ties (0.9-1.1x) at
+/// 56x56, on a 16-channel gradient and on 1 -> 32 5x5 (Zen 3, AVX2, 1 and 2 threads, medians
+/// of 3 alternating runs). The VGG stem's 27 weights are the common case.
+pub(crate) const SHORT_REDUCTION: usize = 32;
+
+/// Whether `channels` channels times `g`'s taps is a reduction below [`SHORT_REDUCTION`].
+fn short_reduction(g: &ConvGeom, channels: usize) -> bool {
+    channels.saturating_mul(g.kh).saturating_mul(g.kw) < SHORT_REDUCTION
+}
+
+/// Whether this kernel runs the forward pass of `g`: horizontal stride 1, and depthwise, at
+/// most 8 output channels per group, or fewer than [`SHORT_REDUCTION`] weights per output
+/// channel.
+pub(crate) fn forward_fits(g: &ConvGeom) -> Result<(), &'static str> {
+    if g.sw != 1 {
+        return Err("horizontal strides other than 1");
+    }
+    if !(g.is_depthwise() || g.c_out / g.g <= 8 || short_reduction(g, g.c_in / g.g)) {
+        return Err(
+            "more than 8 output channels per group, over 32 or more weights each (the \
+             channel-vectorised tile is faster)",
+        );
+    }
+    Ok(())
+}
+
+/// Whether this kernel runs backward-data of `g` (not depthwise, dense or 1x1): with at most
+/// 8 input channels per group, or fewer than [`SHORT_REDUCTION`] weights per input channel
+/// (output channels per group x taps), in its stride-1 form ([`as_forward`]); with at most
+/// 6 input channels per group, in its banded form (`rows_banded.rs`, one stride phase at a
+/// time).
 pub(crate) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
     if g.is_dense() || g.is_pointwise() {
         return Err("dense and 1x1 backward-data (the channel-vectorised kernel's GEMM forms)");
     }
-    if g.is_depthwise() || g.c_in / g.g > 8 {
+    if g.is_depthwise() {
+        return Err("depthwise backward-data (the depthwise kernel has it)");
+    }
+    let few = g.c_in / g.g <= 8;
+    if !few && !short_reduction(g, g.c_out / g.g) {
         return Err(
-            "backward-data with more than 8 input channels per group, or depthwise \
-                    (the channel-vectorised and depthwise kernels have it)",
+            "backward-data with more than 8 input channels per group, over 32 or more \
+             weights each (the channel-vectorised kernel has it)",
         );
     }
     if as_forward(g).is_some() {
@@ -359,19 +391,25 @@ fn forward<S: DirectIsa>(
     } else {
         g.ow.div_ceil(span) * span + (g.kw - 1) * g.dw
     };
-    // Large planes: each task would pad every input plane of its group, so the banded form
-    // pads bands of rows instead (a 64 -> 3 layer at 224x224 padded 13 MB per task).
-    if !flat && rows_banded::forward_preferred(g, c_in_g.saturating_mul(rows).saturating_mul(cols))
-    {
-        rows_banded::forward(s, g, x, packed, bias, relu, y);
-        return;
-    }
     // Tasks: (image, group, channel block), split into bands of rows when there are few.
     let bands = if flat || g.n * g.g * blocks >= 8 {
         1
     } else {
         g.oh.div_ceil(16)
     };
+    // Large planes, or bands: each task would pad every input plane of its group, so the
+    // banded form pads bands of rows instead (a 64 -> 3 layer at 224x224 padded 13 MB per
+    // task; 3 -> 32 channels at 128x128, in 8 bands per block, 9.6 MB per pass).
+    if !flat
+        && rows_banded::forward_preferred(
+            g,
+            c_in_g.saturating_mul(rows).saturating_mul(cols),
+            bands > 1,
+        )
+    {
+        rows_banded::forward(s, g, x, packed, bias, relu, y);
+        return;
+    }
     let band = g.oh.div_ceil(ur).div_ceil(bands) * ur;
     let out = SharedMut::new(y);
     {
@@ -669,27 +707,41 @@ impl RowJob<'_> {
         let l = S::LANES;
         let mut tmp = [0.0f32; MAX_LANES];
         if let Some((r, ow)) = self.flat {
-            for (j, acc_j) in acc[0].iter().enumerate().take(self.n_ch) {
-                let bias = self.bias.map_or(0.0, |b| b[j]);
-                let plane = self.dst_base + j * self.dst_plane;
-                for (v, a) in acc_j.iter().enumerate() {
-                    let q0 = ox0 + v * l;
-                    if q0 >= self.width {
-                        break;
-                    }
-                    let mut a = s.add(*a, s.splat(bias));
+            for v in 0..NVEC {
+                let q0 = ox0 + v * l;
+                if q0 >= self.width {
+                    break;
+                }
+                // Flat pixel q0 is output pixel (oy, ox); the vector's lanes run along the
+                // row, through the R - ow padding columns past its end (not stored), into
+                // the next row.
+                let n = l.min(self.width - q0);
+                let (oy, ox) = (q0 / r, q0 % r);
+                for (j, acc_j) in acc[0].iter().enumerate().take(self.n_ch) {
+                    let mut a = s.add(acc_j[v], s.splat(self.bias.map_or(0.0, |b| b[j])));
                     if self.relu {
                         a = s.max(a, s.zero());
                     }
+                    let at = self.dst_base + j * self.dst_plane + oy * self.dst_row;
+                    if n == l && ox + l <= ow {
+                        // SAFETY: q0 < width, so oy <= (width - 1) / R, and ox + l - 1 < ow:
+                        // in range (`in_bounds`); this channel's pixels belong to this task.
+                        unsafe { s.store(self.dst.at(at + ox), a) };
+                        continue;
+                    }
                     // SAFETY: tmp holds MAX_LANES >= LANES floats.
                     unsafe { s.store(tmp.as_mut_ptr(), a) };
-                    for (lane, t) in tmp.iter().enumerate().take(self.width - q0) {
-                        let (oy, ox) = ((q0 + lane) / r, (q0 + lane) % r);
-                        if ox < ow {
-                            // SAFETY: q0 + lane < width, so oy <= (width - 1) / R and
-                            // ox < ow: in range (`in_bounds`); this channel's pixels belong
-                            // to this task.
-                            unsafe { *self.dst.at(plane + oy * self.dst_row + ox) = *t };
+                    let (mut row, mut col) = (at, ox);
+                    for t in &tmp[..n] {
+                        if col < ow {
+                            // SAFETY: the lane's flat pixel is below width, so its row is
+                            // at most (width - 1) / R and col < ow: in range (`in_bounds`);
+                            // this channel's pixels belong to this task.
+                            unsafe { *self.dst.at(row + col) = *t };
+                        }
+                        col += 1;
+                        if col == r {
+                            (row, col) = (row + self.dst_row, 0);
                         }
                     }
                 }

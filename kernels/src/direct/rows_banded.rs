@@ -268,11 +268,13 @@ pub(super) fn backward_data<S: DirectIsa>(
 }
 
 /// Whether [`forward`] should run `g`'s forward pass: horizontal stride 1, not depthwise,
-/// and a group's padded input planes (what `rows.rs` pads per task) past [`BAND_BYTES`].
-pub(super) fn forward_preferred(g: &ConvGeom, padded_floats: usize) -> bool {
+/// and a group's padded input planes (what `rows.rs` pads per task) past [`BAND_BYTES`] or
+/// `banded` (`rows.rs` would split each image into bands of rows, every task padding
+/// whole planes).
+pub(super) fn forward_preferred(g: &ConvGeom, padded_floats: usize, banded: bool) -> bool {
     g.sw == 1
         && !g.is_depthwise()
-        && padded_floats.saturating_mul(4) > BAND_BYTES
+        && (banded || padded_floats.saturating_mul(4) > BAND_BYTES)
         && g.kh <= MAX_TAPS
         && g.kw <= MAX_TAPS
         && Banded::forward(g).bounded(g.kh, g.kw)
