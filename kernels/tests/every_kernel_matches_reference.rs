@@ -271,7 +271,8 @@ boundary_cases! {
     // stem's 27) with more than 8 output channels: forward in whole and partial 6-channel
     // blocks (3 -> 13: 6, 6, 1), flat over small planes and a batch, in bands of one image
     // (a vertical stride, dilation, asymmetric padding), groups; backward-data at stride 1
-    // into more than 8 input channels per group (13 <- 3 channels; 20 <- 1 per group).
+    // into more than 8 input channels per group (13 <- 3 channels; 20 <- 1 per group);
+    // backward-weight into more than 8 output channels.
     short_reduction: [
         conv(1, 3, [20, 19], 13, [3, 3], 1, 1, 1, 1),
         conv(2, 1, [12, 11], 20, [5, 5], 1, 2, 1, 1),
@@ -279,6 +280,10 @@ boundary_cases! {
         conv(1, 6, [17, 16], 26, [3, 3], 1, 1, 1, 2),
         conv(1, 13, [18, 17], 3, [3, 3], 1, 1, 1, 1),
         conv(2, 40, [15, 16], 2, [3, 3], 1, 1, 1, 2),
+        // Backward-weight over images of more than 8192 flat pixels, in parts (a batch, a
+        // dilation with asymmetric padding).
+        conv(2, 2, [96, 100], 4, [3, 3], 1, 1, 1, 1),
+        ConvParams { dilation: [2, 1], padding: [2, 1, 0, 3], ..ConvParams::new(1, 3, 150, 60, 24, [3, 3]) },
     ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];

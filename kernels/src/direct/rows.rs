@@ -201,7 +201,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
 pub(crate) const SHORT_REDUCTION: usize = 32;
 
 /// Whether `channels` channels times `g`'s taps is a reduction below [`SHORT_REDUCTION`].
-fn short_reduction(g: &ConvGeom, channels: usize) -> bool {
+pub(super) fn short_reduction(g: &ConvGeom, channels: usize) -> bool {
     channels.saturating_mul(g.kh).saturating_mul(g.kw) < SHORT_REDUCTION
 }
 

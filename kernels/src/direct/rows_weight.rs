@@ -1,6 +1,6 @@
 //! Backward-weight of the pixel-vectorised kernel for stride-1 convs with few output
 //! channels per group (LeNet's C1: 1 -> 6, 5x5, whose channel-vectorised tile filled 6 of 16
-//! or 32 lanes).
+//! or 32 lanes), or few weights per output channel (VGG's stem: 3 -> 64, 27 weights).
 //!
 //! Each weight gradient is a dot product over the batch's pixels, `dw[o][t] = sum_b sum_q
 //! dy[b][o][q] * x[b][q + off(t)]`, on flat planes: with `R = ow + (kw - 1) * dw` the
@@ -15,22 +15,28 @@
 //!   acc[j][t] += dy[o0 + j][q ..] * x[off(t0 + t) + q ..]    (J + T loads, J*T FMAs)
 //! ```
 //!
-//! Tasks split groups and chunks of images; a task keeps its vector accumulators across its
-//! images and sums their lanes once at the end, into its own partial gradient, and the
-//! partials are added in task order (bitwise the same for any thread count).
+//! Tasks split groups, and chunks of images or parts of an image's flat pixels (so one
+//! large image spreads over the threads); a task copies the padded input rows its pixels'
+//! taps read, and one tile's channels of the output gradient per block of pixels as the
+//! tiles need them. It keeps its vector accumulators across its images and sums their lanes
+//! once at the end, into its own partial gradient, and the partials are added in task
+//! order (bitwise the same for any thread count).
 //!
 //! The lanes past each row multiply the gradient's zeros by real input pixels (of the next
 //! columns or rows): nothing for finite inputs, but NaN for an infinite or NaN pixel that the
 //! true sum never multiplies there. An input with a non-finite value therefore takes the
 //! channel-vectorised kernel's backward-weight, which multiplies only real pairs.
 
-use super::pack::pad_planes;
+use super::rows::short_reduction;
 use super::{DirectIsa, MAX_LANES, SimdJob};
 use crate::parallel::{for_each_chunk_mut, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 
-/// Images per task.
+/// Most images per task.
 const TASK_IMAGES: usize = 8;
+/// Flat pixels per task: an image with more splits into parts of this many; smaller ones
+/// share a task, up to [`TASK_IMAGES`] of them.
+const Q_TASK: usize = 8 * Q_BLOCK;
 /// Output channels per tile.
 const J: usize = 6;
 /// Taps per tile with 16-lane vectors (24 accumulators of 32 registers); 2 below (12 of 16).
@@ -47,14 +53,20 @@ const MAX_T: usize = 2 * T_WIDE;
 const Q_BLOCK: usize = 1024;
 
 /// Whether the pixel-vectorised kernel runs backward-weight of `g`: stride 1, at most 8
-/// output channels per group, not depthwise, 1x1 or dense (the depthwise kernel and the
-/// channel-vectorised kernel's GEMM forms have those).
+/// output channels per group or fewer than 32 weights per output channel (`rows.rs`'s
+/// `SHORT_REDUCTION`: the channel-vectorised kernel transposes the whole output gradient
+/// for a reduction that short; 3 -> 16 and 3 -> 64 at 224x224 1.3x on one thread, 1.4-2.5x
+/// on two), not depthwise, 1x1 or dense (the depthwise kernel and the channel-vectorised
+/// kernel's GEMM forms have those).
 pub(crate) fn fits(g: &ConvGeom) -> Result<(), &'static str> {
     if g.is_depthwise() || g.is_dense() || g.is_pointwise() {
         return Err("depthwise, dense and 1x1 backward-weight (their own kernels and forms)");
     }
-    if g.c_out / g.g > 8 {
-        return Err("backward-weight with more than 8 output channels per group");
+    if g.c_out / g.g > 8 && !short_reduction(g, g.c_in / g.g) {
+        return Err(
+            "backward-weight with more than 8 output channels per group, over 32 or more \
+             weights each",
+        );
     }
     if g.sh != 1 || g.sw != 1 {
         return Err("backward-weight at strides other than 1");
@@ -72,8 +84,7 @@ pub(super) fn backward_weight<S: DirectIsa>(
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
-    let chunks = g.n.div_ceil(TASK_IMAGES);
-    if chunks == 0 || g.oh * g.ow == 0 {
+    if g.n == 0 || g.oh * g.ow == 0 {
         // No pixels to sum over: the gradient is zero.
         grad_weight.fill(0.0);
         return;
@@ -87,12 +98,25 @@ pub(super) fn backward_weight<S: DirectIsa>(
     if non_finite > 0 {
         return super::backward_weight(s, g, x, grad_y, grad_weight);
     }
+    // Tasks: chunks of images, or parts of an image's flat pixels (ranges of Q_TASK), so a
+    // single large image spreads over the threads; the split does not depend on how many
+    // threads there are.
+    let q_len = flat_len(g, S::LANES);
+    let parts = q_len.div_ceil(Q_TASK);
+    let per_chunk = if parts > 1 {
+        1
+    } else {
+        (Q_TASK / q_len).clamp(1, TASK_IMAGES)
+    };
+    let chunks = g.n.div_ceil(per_chunk) * parts;
     let per_task = c_out_g * k;
     with_scratch(g.g * chunks * per_task, |partials| {
         for_each_chunk_mut(partials, per_task, |t, partial| {
             let (grp, chunk) = (t / chunks, t % chunks);
-            let images = chunk * TASK_IMAGES..g.n.min((chunk + 1) * TASK_IMAGES);
-            task(s, g, x, grad_y, grp, images, partial);
+            let (chunk, part) = (chunk / parts, chunk % parts);
+            let images = chunk * per_chunk..g.n.min((chunk + 1) * per_chunk);
+            let qs = part * Q_TASK..q_len.min((part + 1) * Q_TASK);
+            task(s, g, x, grad_y, grp, images, qs, partial);
         });
         // The partials in task order, for every thread count alike.
         for grp in 0..g.g {
@@ -106,7 +130,15 @@ pub(super) fn backward_weight<S: DirectIsa>(
     });
 }
 
-/// One task: group `grp`'s gradient over `images`, into `partial` (`[oc][tap]`).
+/// Flat output pixels of an image, `(oh - 1) * R + ow`, in whole vectors of `l`.
+fn flat_len(g: &ConvGeom, l: usize) -> usize {
+    let r = g.ow + (g.kw - 1) * g.dw;
+    ((g.oh - 1) * r + g.ow).div_ceil(l) * l
+}
+
+/// One task: group `grp`'s gradient over flat pixels `qs` (whole vectors) of `images`, into
+/// `partial` (`[oc][tap]`).
+#[allow(clippy::too_many_arguments)]
 fn task<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
@@ -114,6 +146,7 @@ fn task<S: DirectIsa>(
     grad_y: &[f32],
     grp: usize,
     images: std::ops::Range<usize>,
+    qs: std::ops::Range<usize>,
     partial: &mut [f32],
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
@@ -121,24 +154,28 @@ fn task<S: DirectIsa>(
     let j_tile = if c_out_g <= J_FEW { J_FEW } else { J };
     let t_tile = (if l >= 16 { T_WIDE } else { T_NARROW }) * (J / j_tile);
     let k = c_in_g * g.kh * g.kw;
+    // At stride 1 the taps read R = ow + (kw - 1) * dw padded columns (w + pad_l + pad_r,
+    // or fewer when the output is cropped) and oh + (kh - 1) * dh padded rows.
     let r = g.ow + (g.kw - 1) * g.dw;
     let rows = g.oh + (g.kh - 1) * g.dh;
-    let plane = rows * r;
-    // Flat output pixels, (oh - 1) * R + ow, in whole vectors: the last vector of the last
-    // tap ends before (c_in_g - 1) * plane + (rows - 1) * R + R + l = c_in_g * plane + l.
-    let q_len = ((g.oh - 1) * r + g.ow).div_ceil(l) * l;
-    let x_len = c_in_g * plane + l;
+    // The padded rows the taps of flat pixels qs read: from qs's first row to its last
+    // row's last tap row, and one more, which the lanes past a row's end reach.
+    let y0 = qs.start / r;
+    let y1 = rows.min((qs.end - 1) / r + (g.kh - 1) * g.dh + 2);
+    let plane = (y1 - y0) * r;
+    // Pixel q's tap t reads the window at q - y0 * R + off(t). The last vector of the last
+    // tap ends before c_in_g * plane + R + l (at most a row past the window's last one,
+    // when it ends at the plane's last row): zeros there.
+    let x_len = c_in_g * plane + r + l;
     let oc_pad = c_out_g.div_ceil(j_tile) * j_tile;
     let k_pad = k.div_ceil(t_tile) * t_tile;
-    let dy_len = oc_pad * q_len;
+    let dy_len = J * Q_BLOCK;
     let acc_len = oc_pad * k_pad * l;
     with_scratch(x_len + dy_len + acc_len, |buf| {
         let (xs, rest) = buf.split_at_mut(x_len);
         let (dys, accs) = rest.split_at_mut(dy_len);
-        // Zeros once: the columns past each row, the planes past c_out_g and the slack
-        // after the input planes are never written below.
+        // Zeros once: the slack after the input planes is never written below.
         xs[c_in_g * plane..].fill(0.0);
-        dys.fill(0.0);
         accs.fill(0.0);
         with_index_scratch(k_pad, |offs| {
             for (t, o) in offs.iter_mut().enumerate() {
@@ -149,32 +186,36 @@ fn task<S: DirectIsa>(
             }
             for b in images {
                 let src = &x[(b * g.c_in + grp * c_in_g) * g.h * g.w..][..c_in_g * g.h * g.w];
-                let (h, w) = (g.h, g.w);
-                let (top, left) = (g.pad_t, g.pad_l);
-                let planes = &mut xs[..c_in_g * plane];
-                let borrowed = pad_planes(src, c_in_g, h, w, rows, r, top, left, planes)
-                    .data
-                    .as_ptr()
-                    == src.as_ptr();
-                if borrowed {
-                    // No padding needed (r == w, rows <= h): the first rows of each plane.
-                    for (ic, to) in planes.chunks_exact_mut(plane).enumerate() {
-                        to.copy_from_slice(&src[ic * h * w..][..plane]);
+                // The window: padded rows y0..y1 of each input plane.
+                for (ic, win) in xs[..c_in_g * plane].chunks_exact_mut(plane).enumerate() {
+                    for (row, y) in win.chunks_exact_mut(r).zip(y0..y1) {
+                        match y.checked_sub(g.pad_t).filter(|&sy| sy < g.h) {
+                            Some(sy) => {
+                                // The input's columns up to R (a cropped output, as with a
+                                // transposed conv's output padding, needs fewer).
+                                let left = g.pad_l.min(r);
+                                let n = g.w.min(r - left);
+                                row[..left].fill(0.0);
+                                row[left..left + n]
+                                    .copy_from_slice(&src[(ic * g.h + sy) * g.w..][..n]);
+                                row[left + n..].fill(0.0);
+                            }
+                            None => row.fill(0.0),
+                        }
                     }
                 }
-                for oc in 0..c_out_g {
-                    let from =
-                        &grad_y[(b * g.c_out + grp * c_out_g + oc) * g.oh * g.ow..][..g.oh * g.ow];
-                    for (oy, row) in from.chunks_exact(g.ow).enumerate() {
-                        dys[oc * q_len + oy * r..][..g.ow].copy_from_slice(row);
-                    }
-                }
+                let p = g.oh * g.ow;
                 s.dispatch(&mut Job {
                     x: xs,
+                    x_base: y0 * r,
+                    grad_y: &grad_y[(b * g.c_out + grp * c_out_g) * p..][..c_out_g * p],
+                    plane: p,
+                    ow: g.ow,
+                    r,
                     dy: dys,
                     acc: accs,
                     offs,
-                    q_len,
+                    qs: qs.clone(),
                     oc_pad,
                     j_tile,
                     t_tile,
@@ -194,11 +235,22 @@ fn task<S: DirectIsa>(
 
 /// One image's contribution to a task's vector accumulators `acc` (`[oc][tap][lane]`).
 struct Job<'a> {
+    /// Padded input rows from flat pixel `x_base` on, of every input plane (see `task`).
     x: &'a [f32],
-    dy: &'a [f32],
+    x_base: usize,
+    /// The image's output-gradient planes of the group (`oh x ow` each).
+    grad_y: &'a [f32],
+    /// Pixels of an output-gradient plane.
+    plane: usize,
+    ow: usize,
+    /// The flat grid's row width.
+    r: usize,
+    /// One tile's channels of a block of flat pixels, `[j][Q_BLOCK]` (see [`Job::gather`]).
+    dy: &'a mut [f32],
     acc: &'a mut [f32],
     offs: &'a [usize],
-    q_len: usize,
+    /// The flat pixels to sum over (whole vectors).
+    qs: std::ops::Range<usize>,
     oc_pad: usize,
     j_tile: usize,
     t_tile: usize,
@@ -217,6 +269,36 @@ impl SimdJob for Job<'_> {
 }
 
 impl Job<'_> {
+    /// Copies channels `o0..o0 + jt` of flat pixels `q0..q1` onto the flat grid at `dy[j *
+    /// Q_BLOCK + q - q0]`: zeros at the columns past each output row, past the last output
+    /// pixel and for channels past the group's. One tile's block, so it stays in L1 while
+    /// the tiles of every tap read it (copying the whole image's gradient first streamed
+    /// it through memory twice more: 13 MB at 64 channels of 224x224).
+    #[inline(always)]
+    fn gather(&mut self, o0: usize, jt: usize, q0: usize, q1: usize) {
+        let (r, ow, p) = (self.r, self.ow, self.plane);
+        let (oy0, ox0) = (q0 / r, q0 % r);
+        for j in 0..jt {
+            let dst = &mut self.dy[j * Q_BLOCK..][..q1 - q0];
+            let Some(src) = self.grad_y.get((o0 + j) * p..(o0 + j + 1) * p) else {
+                dst.fill(0.0);
+                continue;
+            };
+            // Flat row by flat row: its output pixels, then its padding columns.
+            let (mut q, mut oy, mut ox) = (q0, oy0, ox0);
+            while q < q1 {
+                let end = q1.min(q + r - ox);
+                let mut n = 0;
+                if ox < ow && oy * ow < p {
+                    n = (ow - ox).min(end - q);
+                    dst[q - q0..][..n].copy_from_slice(&src[oy * ow + ox..][..n]);
+                }
+                dst[q - q0 + n..end - q0].fill(0.0);
+                (q, oy, ox) = (end, oy + 1, 0);
+            }
+        }
+    }
+
     #[inline(always)]
     fn tiles<S: DirectIsa, const JT: usize, const T: usize>(&mut self, s: S) {
         let l = S::LANES;
@@ -228,24 +310,31 @@ impl Job<'_> {
         // Bounds for the raw reads below, checked once: every tap's last vector stays in x,
         // every channel's in dy, every accumulator in acc.
         let max_off = self.offs.iter().copied().max().unwrap_or(0);
+        let qs = self.qs.clone();
         assert!(
-            self.q_len.is_multiple_of(l) && max_off + self.q_len <= self.x.len(),
+            qs.start.is_multiple_of(l)
+                && qs.end.is_multiple_of(l)
+                && qs.start >= self.x_base
+                && max_off + qs.end - self.x_base <= self.x.len(),
             "flat input out of range"
         );
         assert!(
-            self.oc_pad.is_multiple_of(JT) && self.oc_pad * self.q_len <= self.dy.len(),
-            "flat gradient out of range"
+            self.oc_pad.is_multiple_of(JT) && JT * Q_BLOCK <= self.dy.len(),
+            "gradient block out of range"
         );
         assert!(
             self.oc_pad * k_pad * l <= self.acc.len(),
             "accumulators out of range"
         );
-        let (x, dy, acc) = (self.x.as_ptr(), self.dy.as_ptr(), self.acc.as_mut_ptr());
+        let (x, acc) = (self.x.as_ptr(), self.acc.as_mut_ptr());
         // Blocks of Q_BLOCK flat pixels (a multiple of every LANES, so of l): each lane's
         // sum still runs over q in order, so the result is the same bits as unblocked.
-        for q0 in (0..self.q_len).step_by(Q_BLOCK) {
-            let q1 = self.q_len.min(q0 + Q_BLOCK);
+        let x_base = self.x_base;
+        for q0 in qs.clone().step_by(Q_BLOCK) {
+            let q1 = qs.end.min(q0 + Q_BLOCK);
             for o0 in (0..self.oc_pad).step_by(JT) {
+                self.gather(o0, JT, q0, q1);
+                let dy = self.dy.as_ptr();
                 for t0 in (0..k_pad).step_by(T) {
                     let mut offs = [0usize; T];
                     offs.copy_from_slice(&self.offs[t0..t0 + T]);
@@ -261,12 +350,14 @@ impl Job<'_> {
                     for q in (q0..q1).step_by(l) {
                         let mut d = [s.zero(); JT];
                         for (j, d_j) in d.iter_mut().enumerate() {
-                            // SAFETY: (o0 + j) * q_len + q + l <= oc_pad * q_len <= dy.len().
-                            *d_j = unsafe { s.load(dy.add((o0 + j) * self.q_len + q)) };
+                            // SAFETY: j * Q_BLOCK + q - q0 + l <= JT * Q_BLOCK <= dy.len()
+                            // (asserted above), as q + l <= q1 <= q0 + Q_BLOCK.
+                            *d_j = unsafe { s.load(dy.add(j * Q_BLOCK + q - q0)) };
                         }
                         for (t, &off) in offs.iter().enumerate() {
-                            // SAFETY: off + q + l <= max_off + q_len <= x.len() (asserted above).
-                            let xv = unsafe { s.load(x.add(off + q)) };
+                            // SAFETY: x_base <= q and off + q - x_base + l <= max_off +
+                            // qs.end - x_base <= x.len() (asserted above).
+                            let xv = unsafe { s.load(x.add(off + q - x_base)) };
                             for (a_j, d_j) in a.iter_mut().zip(&d) {
                                 a_j[t] = s.mul_add(*d_j, xv, a_j[t]);
                             }
