@@ -295,9 +295,9 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
         Pass::Forward if c_out_g <= 8 => Some(Algorithm::Direct),
         // The pixel-vectorised kernel's backward-data (<= 8 input channels, or fewer than
         // 32 weights per input channel, at stride 1 with the gradient rows of an input row
-        // in L1, else <= 6 in its banded form, one stride phase at a time): 64 -> 3 and
-        // 32 -> 3 at 224x224 and 128x128 1.2x the channel-vectorised kernel (ties at
-        // 56x56, or from 16 channels; see `rows::SHORT_REDUCTION`); LeNet's C3 1.6x im2col (AVX-512) and 1.45x (AVX2), its C1
+        // in L1 and planes of >= 112x112, else <= 6 in its banded form, one stride phase at
+        // a time): 64 -> 3 and 32 -> 3 at 224x224 and 128x128 1.2x the channel-vectorised
+        // kernel (see `rows::SHORT_REDUCTION`, `rows::backward_data_fits`); LeNet's C3 1.6x im2col (AVX-512) and 1.45x (AVX2), its C1
         // (6 -> 1) 1.07-1.1x (AVX-512) and 1.4x (AVX2, 3-channel tiles); on AVX2 (Zen 3,
         // medians of 3 runs, both kernels in one process: another binary's im2col moved
         // by up to 25% with its buffers' addresses) the ResNet-50 stem 1.1-1.5x, AlexNet's
@@ -343,7 +343,9 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 /// - backward-data with <= 6 input channels per group in the pixel-vectorised kernel's
 ///   banded form (the 3-channel stems, which went to im2col at 2-2.6x the channel-
 ///   vectorised kernel before that form existed): the rule and its measurements are
-///   AVX2's (see `few_channels`), not yet re-measured on AVX-512;
+///   AVX2's (see `few_channels`), not yet re-measured on AVX-512; and so are the
+///   pixel-vectorised kernel's short reductions (fewer than 32 weights per channel) on
+///   backward-data over planes of >= 112x112 and on backward-weight;
 /// - other backward-data with < 8 input channels per group or an output smaller than the
 ///   kernel, and strided backward-weight with < 8 output channels per group: im2col;
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data, by

@@ -269,17 +269,20 @@ boundary_cases! {
     ];
     // The pixel-vectorised kernel on fewer than 32 weights per output channel (the VGG
     // stem's 27) with more than 8 output channels: forward in whole and partial 6-channel
-    // blocks (3 -> 13: 6, 6, 1), flat over small planes and a batch, in bands of one image
-    // (a vertical stride, dilation, asymmetric padding), groups; backward-data at stride 1
-    // into more than 8 input channels per group (13 <- 3 channels; 20 <- 1 per group);
-    // backward-weight into more than 8 output channels.
+    // blocks (3 -> 13: 6, 6, 1), flat over small planes and a batch, in the banded form
+    // over one image (a vertical stride, dilation, asymmetric padding), groups;
+    // backward-data at stride 1 into more than 8 input channels per group over planes of
+    // >= 112x112 (13 <- 3 channels; 20 <- 1 per group); backward-weight into more than 8
+    // output channels.
     short_reduction: [
         conv(1, 3, [20, 19], 13, [3, 3], 1, 1, 1, 1),
         conv(2, 1, [12, 11], 20, [5, 5], 1, 2, 1, 1),
         ConvParams { stride: [2, 1], dilation: [1, 2], padding: [1, 0, 2, 1], ..ConvParams::new(1, 3, 41, 37, 40, [3, 3]) },
         conv(1, 6, [17, 16], 26, [3, 3], 1, 1, 1, 2),
-        conv(1, 13, [18, 17], 3, [3, 3], 1, 1, 1, 1),
-        conv(2, 40, [15, 16], 2, [3, 3], 1, 1, 1, 2),
+        conv(1, 13, [112, 113], 3, [3, 3], 1, 1, 1, 1),
+        conv(1, 40, [115, 112], 2, [3, 3], 1, 1, 1, 2),
+        // A 1x1 layer as short (the pixel-vectorised kernel leaves it to the pointwise form).
+        conv(1, 16, [20, 20], 24, [1, 1], 1, 0, 1, 1),
         // Backward-weight over images of more than 8192 flat pixels, in parts (a batch, a
         // dilation with asymmetric padding).
         conv(2, 2, [96, 100], 4, [3, 3], 1, 1, 1, 1),

@@ -207,15 +207,17 @@ pub(super) fn short_reduction(g: &ConvGeom, channels: usize) -> bool {
 
 /// Whether this kernel runs the forward pass of `g`: horizontal stride 1, and depthwise, at
 /// most 8 output channels per group, or fewer than [`SHORT_REDUCTION`] weights per output
-/// channel.
+/// channel (not 1x1 or dense: the channel-vectorised kernel's pointwise and dense forms
+/// have no transposing epilogue).
 pub(crate) fn forward_fits(g: &ConvGeom) -> Result<(), &'static str> {
     if g.sw != 1 {
         return Err("horizontal strides other than 1");
     }
-    if !(g.is_depthwise() || g.c_out / g.g <= 8 || short_reduction(g, g.c_in / g.g)) {
+    let short = short_reduction(g, g.c_in / g.g) && !g.is_pointwise() && !g.is_dense();
+    if !(g.is_depthwise() || g.c_out / g.g <= 8 || short) {
         return Err(
-            "more than 8 output channels per group, over 32 or more weights each (the \
-             channel-vectorised tile is faster)",
+            "more than 8 output channels per group, over 32 or more weights each or 1x1 or \
+             dense (the channel-vectorised tile is faster)",
         );
     }
     Ok(())
@@ -223,9 +225,11 @@ pub(crate) fn forward_fits(g: &ConvGeom) -> Result<(), &'static str> {
 
 /// Whether this kernel runs backward-data of `g` (not depthwise, dense or 1x1): with at most
 /// 8 input channels per group, or fewer than [`SHORT_REDUCTION`] weights per input channel
-/// (output channels per group x taps), in its stride-1 form ([`as_forward`]); with at most
-/// 6 input channels per group, in its banded form (`rows_banded.rs`, one stride phase at a
-/// time).
+/// (output channels per group x taps) over input planes of at least 112x112, in its
+/// stride-1 form ([`as_forward`]); with at most 6 input channels per group, in its banded
+/// form (`rows_banded.rs`, one stride phase at a time). Below 112x112 the channel-vectorised
+/// kernel leads on those short reductions (64 -> 3 at 14x14 to 96x96, 32 -> 3 at 56x56:
+/// 0.6-0.92x on one thread, 0.83-1.28x on two; 1.2x from 128x128).
 pub(crate) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
     if g.is_dense() || g.is_pointwise() {
         return Err("dense and 1x1 backward-data (the channel-vectorised kernel's GEMM forms)");
@@ -234,10 +238,11 @@ pub(crate) fn backward_data_fits(g: &ConvGeom) -> Result<(), &'static str> {
         return Err("depthwise backward-data (the depthwise kernel has it)");
     }
     let few = g.c_in / g.g <= 8;
-    if !few && !short_reduction(g, g.c_out / g.g) {
+    let short = short_reduction(g, g.c_out / g.g) && g.h * g.w >= 112 * 112;
+    if !(few || short) {
         return Err(
             "backward-data with more than 8 input channels per group, over 32 or more \
-             weights each (the channel-vectorised kernel has it)",
+             weights each or planes below 112x112 (the channel-vectorised kernel has it)",
         );
     }
     if as_forward(g).is_some() {

@@ -5,10 +5,13 @@
 //!   AlexNet stems, 3 <- 64 channels at 7x7 stride 2 and 11x11 stride 4; as a transposed
 //!   conv, DCGAN's last layer, 64 -> 3 at stride 2) and stride-1 convs whose gradient rows
 //!   overflow L1 (VGG's 3 -> 64 stem);
-//! - **forward** with few output channels per group over large planes (an image-producing
-//!   last layer, 64 -> 3 at 224x224), which padded every input plane in every task.
+//! - **forward** passes of `rows.rs` over large planes (an image-producing last layer,
+//!   64 -> 3 at 224x224; VGG's 3 -> 64 stem), which padded every input plane in every
+//!   task, or that it would split into bands of rows (few tasks per image), each padding
+//!   the whole planes.
 //!
-//! The channel-vectorised tile would fill 3 of its 8 or 16 lanes on these. Here the vectors
+//! The channel-vectorised tile would fill 3 of its 8 or 16 lanes on the few-channel ones,
+//! and spend half its time transposing on the short reductions. Here the vectors
 //! hold output pixels. Backward-data goes one stride phase at a time: an input pixel
 //! `(y, x) = (ey + sh*p, ex + sw*q)` receives from output-gradient pixel `(p + dy, q + dx)`
 //! through tap `(ky, kx)` exactly when
@@ -46,7 +49,8 @@ const MAX_TAPS: usize = 4096;
 /// shape (beyond, the channel-vectorised tile fills most of its lanes).
 const MAX_CHANNELS: usize = 6;
 /// Bytes of padded source rows a task works in: half of a 512 KiB L2. Forward passes
-/// whose whole padded planes take more use this form.
+/// whose whole padded planes take more use this form (and those `rows.rs` would split
+/// into bands).
 pub(super) const BAND_BYTES: usize = 256 * 1024;
 /// Bytes of source rows one tile reads in a reduction chunk: most of a 32 KiB L1, the rest
 /// for the chunk's weights.

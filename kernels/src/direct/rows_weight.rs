@@ -164,8 +164,8 @@ fn task<S: DirectIsa>(
     let y1 = rows.min((qs.end - 1) / r + (g.kh - 1) * g.dh + 2);
     let plane = (y1 - y0) * r;
     // Pixel q's tap t reads the window at q - y0 * R + off(t). The last vector of the last
-    // tap ends before c_in_g * plane + R + l (at most a row past the window's last one,
-    // when it ends at the plane's last row): zeros there.
+    // tap ends within the window, or, when the window ends at the plane's last row, before
+    // c_in_g * plane + l; zeros after the planes (R + l of them, a margin).
     let x_len = c_in_g * plane + r + l;
     let oc_pad = c_out_g.div_ceil(j_tile) * j_tile;
     let k_pad = k.div_ceil(t_tile) * t_tile;
