@@ -407,16 +407,23 @@ impl Conv2d {
         let g = &self.geom;
         with_f32(x, |x| {
             with_f32(grad_y, |grad_y| {
-                with_f32_out(grad_weight, |grad_weight| {
-                    if self.params.transposed {
-                        kernel.backward_weight(g, grad_y, x, grad_weight);
-                    } else {
-                        kernel.backward_weight(g, x, grad_y, grad_weight);
+                if self.params.transposed {
+                    // The canonical conv's grad_y is this conv's input: the bias is summed
+                    // over this conv's output (the canonical x) on its own.
+                    with_f32_out(grad_weight, |grad_weight| {
+                        kernel.backward_weight(g, grad_y, x, grad_weight)
+                    });
+                    if let Some(gb) = grad_bias {
+                        let [n, c, oh, ow] = self.output_shape();
+                        with_f32_out(gb, |gb| kernel.bias_grad(grad_y, n, c, oh * ow, gb));
                     }
-                });
-                if let Some(gb) = grad_bias {
-                    let [n, c, oh, ow] = self.output_shape();
-                    with_f32_out(gb, |gb| kernel.bias_grad(grad_y, n, c, oh * ow, gb));
+                } else {
+                    with_f32_out(grad_weight, |grad_weight| match grad_bias {
+                        Some(gb) => with_f32_out(gb, |gb| {
+                            kernel.backward_weight_bias(g, x, grad_y, grad_weight, Some(gb))
+                        }),
+                        None => kernel.backward_weight_bias(g, x, grad_y, grad_weight, None),
+                    });
                 }
             })
         });

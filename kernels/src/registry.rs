@@ -78,6 +78,22 @@ pub unsafe trait ConvKernel: Send + Sync {
     fn bias_grad(&self, grad_y: &[f32], n: usize, c: usize, spatial: usize, grad_bias: &mut [f32]) {
         crate::bias::bias_grad(grad_y, n, c, spatial, grad_bias);
     }
+    /// [`ConvKernel::backward_weight`] and, when `grad_bias` is given, the bias gradient of
+    /// `g`'s output (`[g.n, g.c_out, g.oh * g.ow]`, `grad_y`) in one call, for kernels that
+    /// sum the bias while they read `grad_y` anyway. The default runs the two in turn.
+    fn backward_weight_bias(
+        &self,
+        g: &ConvGeom,
+        x: &[f32],
+        grad_y: &[f32],
+        grad_weight: &mut [f32],
+        grad_bias: Option<&mut [f32]>,
+    ) {
+        self.backward_weight(g, x, grad_y, grad_weight);
+        if let Some(gb) = grad_bias {
+            self.bias_grad(grad_y, g.n, g.c_out, g.oh * g.ow, gb);
+        }
+    }
 }
 
 /// One registered kernel: its name and how to make it (`None` when this CPU, or the

@@ -61,6 +61,10 @@ fn large_problems_are_thread_count_invariant() {
         conv(1, 32, 40, 24, 3, 1, 1),
         conv(2, 3, 64, 16, 5, 2, 2),
         conv(1, 48, 24, 40, 1, 1, 0),
+        // Short reductions, pixel-vectorised backward-weight with the bias summed in its
+        // tasks: an image in parts, and a batch in chunks of images.
+        conv(1, 3, 112, 16, 3, 1, 1),
+        conv(20, 1, 28, 6, 5, 1, 0),
         // 1x1 expansion: backward-weight with the operands swapped.
         conv(2, 32, 28, 128, 1, 1, 0),
         ConvParams {

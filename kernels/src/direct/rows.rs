@@ -127,7 +127,25 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
             self.supports(g, Pass::BackwardWeight).is_ok(),
             "unsupported geometry"
         );
-        super::rows_weight::backward_weight(self.0, g, x, grad_y, grad_weight);
+        super::rows_weight::backward_weight(self.0, g, x, grad_y, grad_weight, None);
+    }
+    fn backward_weight_bias(
+        &self,
+        g: &ConvGeom,
+        x: &[f32],
+        grad_y: &[f32],
+        grad_weight: &mut [f32],
+        grad_bias: Option<&mut [f32]>,
+    ) {
+        g.assert_backward_weight(x, grad_y, grad_weight);
+        assert!(
+            self.supports(g, Pass::BackwardWeight).is_ok(),
+            "unsupported geometry"
+        );
+        if let Some(gb) = grad_bias.as_deref() {
+            assert_eq!(gb.len(), g.c_out, "grad_bias length");
+        }
+        super::rows_weight::backward_weight(self.0, g, x, grad_y, grad_weight, grad_bias);
     }
     fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
         assert_eq!(weight.len(), g.w_len, "weight length");

@@ -8,7 +8,7 @@
 //! `t = (ic, ky, kx)` reads the padded input at `q + ic * plane + ky * dh * R + kx * dw`.
 //! The output gradient is copied onto the same grid (zeros at `ox >= ow`), so the lanes past
 //! a row add nothing. The tile keeps `J` output channels x `T` taps of vector accumulators
-//! (6 x 2 on 8 lanes, 6 x 4 on 16; for up to 3 channels 3 x 4 and 3 x 8), and every tile
+//! (3 x 4 with 16 registers; 6 x 4 with 32, 3 x 8 for up to 3 channels), and every tile
 //! sums a block of pixels before any sums the next, so the block stays in L1:
 //!
 //! ```text
@@ -18,9 +18,10 @@
 //! Tasks split groups, and chunks of images or parts of an image's flat pixels (so one
 //! large image spreads over the threads); a task copies the padded input rows its pixels'
 //! taps read, and one tile's channels of the output gradient per block of pixels as the
-//! tiles need them. It keeps its vector accumulators across its images and sums their lanes
-//! once at the end, into its own partial gradient, and the partials are added in task
-//! order (bitwise the same for any thread count).
+//! tiles need them (prefetching the next tile's lines meanwhile), summing the bias gradient
+//! from that copy when the caller wants it. It keeps its vector accumulators across its
+//! images and sums their lanes once at the end, into its own partial gradient, and the
+//! partials are added in task order (bitwise the same for any thread count).
 //!
 //! The lanes past each row multiply the gradient's zeros by real input pixels (of the next
 //! columns or rows): nothing for finite inputs, but NaN for an infinite or NaN pixel that the
@@ -31,20 +32,25 @@ use super::rows::short_reduction;
 use super::{DirectIsa, MAX_LANES, SimdJob};
 use crate::parallel::{for_each_chunk_mut, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
+use crate::simd::prefetch_l2;
 
 /// Most images per task.
 const TASK_IMAGES: usize = 8;
 /// Flat pixels per task: an image with more splits into parts of this many; smaller ones
 /// share a task, up to [`TASK_IMAGES`] of them.
 const Q_TASK: usize = 8 * Q_BLOCK;
-/// Output channels per tile.
+/// Output channels x taps per tile with 16-lane vectors (32 registers): 6 x 4, 24
+/// accumulators, 6 gradient vectors and an input vector in registers.
 const J: usize = 6;
-/// Taps per tile with 16-lane vectors (24 accumulators of 32 registers); 2 below (12 of 16).
 const T_WIDE: usize = 4;
-const T_NARROW: usize = 2;
-/// Output channels per tile for up to this many (RGB images' 3), where the 6-channel tile
-/// spent half its FMAs on missing channels; with twice the taps (the same accumulators).
+/// Output channels per tile for up to this many with 16-lane vectors (RGB images' 3, where
+/// the 6-channel tile spent half its FMAs on missing channels), with twice the taps (the
+/// same accumulators); and every tile with narrower vectors (16 registers), with
+/// [`T_NARROW`] taps: 12 accumulators, 3 gradient vectors and an input vector. (Zen 3's
+/// 6 x 2 tile needed 18 registers: the compiler kept two accumulators on the stack, and
+/// their store-to-load round trip every pixel vector held VGG's stem at 20 GFLOP/s.)
 const J_FEW: usize = 3;
+const T_NARROW: usize = 4;
 /// The most taps of any tile.
 const MAX_T: usize = 2 * T_WIDE;
 /// Flat pixels per block: every tile sums one block before the next, so the block's
@@ -74,19 +80,25 @@ pub(crate) fn fits(g: &ConvGeom) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Backward-weight of `g` (see the module docs); `fits(g)` holds.
+/// Backward-weight of `g` (see the module docs), and the bias gradient (`g.c_out` sums of
+/// `grad_y`'s planes) when `grad_bias` is given, summed as the tiles copy `grad_y` (else a
+/// second pass over it from memory: a fifth of VGG's stem); `fits(g)` holds.
 pub(super) fn backward_weight<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
     x: &[f32],
     grad_y: &[f32],
     grad_weight: &mut [f32],
+    mut grad_bias: Option<&mut [f32]>,
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
     if g.n == 0 || g.oh * g.ow == 0 {
-        // No pixels to sum over: the gradient is zero.
+        // No pixels to sum over: the gradients are zero.
         grad_weight.fill(0.0);
+        if let Some(gb) = grad_bias {
+            gb.fill(0.0);
+        }
         return;
     }
     // (Counted with integer lanes, which the compiler vectorises: a few percent of C1's
@@ -96,7 +108,11 @@ pub(super) fn backward_weight<S: DirectIsa>(
         .map(|v| usize::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000))
         .sum();
     if non_finite > 0 {
-        return super::backward_weight(s, g, x, grad_y, grad_weight);
+        super::backward_weight(s, g, x, grad_y, grad_weight);
+        if let Some(gb) = grad_bias {
+            crate::bias::bias_grad(grad_y, g.n, g.c_out, g.oh * g.ow, gb);
+        }
+        return;
     }
     // Tasks: chunks of images, or parts of an image's flat pixels (ranges of Q_TASK), so a
     // single large image spreads over the threads; the split does not depend on how many
@@ -109,22 +125,38 @@ pub(super) fn backward_weight<S: DirectIsa>(
         (Q_TASK / q_len).clamp(1, TASK_IMAGES)
     };
     let chunks = g.n.div_ceil(per_chunk) * parts;
-    let per_task = c_out_g * k;
+    // A task's partial: its weight gradient `[oc][tap]`, then its bias sums `[oc]`.
+    let per_group = c_out_g * k;
+    let with_bias = grad_bias.is_some();
+    let per_task = per_group + if with_bias { c_out_g } else { 0 };
     with_scratch(g.g * chunks * per_task, |partials| {
         for_each_chunk_mut(partials, per_task, |t, partial| {
             let (grp, chunk) = (t / chunks, t % chunks);
             let (chunk, part) = (chunk / parts, chunk % parts);
             let images = chunk * per_chunk..g.n.min((chunk + 1) * per_chunk);
             let qs = part * Q_TASK..q_len.min((part + 1) * Q_TASK);
-            task(s, g, x, grad_y, grp, images, qs, partial);
+            task(s, g, x, grad_y, grp, images, qs, partial, with_bias);
         });
         // The partials in task order, for every thread count alike.
         for grp in 0..g.g {
-            let dst = &mut grad_weight[grp * per_task..][..per_task];
-            dst.copy_from_slice(&partials[grp * chunks * per_task..][..per_task]);
-            for chunk in 1..chunks {
+            let dst = &mut grad_weight[grp * per_group..][..per_group];
+            let mut db = grad_bias
+                .as_deref_mut()
+                .map(|gb| &mut gb[grp * c_out_g..][..c_out_g]);
+            for chunk in 0..chunks {
                 let p = &partials[(grp * chunks + chunk) * per_task..][..per_task];
-                dst.iter_mut().zip(p).for_each(|(d, v)| *d += v);
+                let (pw, pb) = p.split_at(per_group);
+                if chunk == 0 {
+                    dst.copy_from_slice(pw);
+                    if let Some(db) = db.as_deref_mut() {
+                        db.copy_from_slice(pb);
+                    }
+                } else {
+                    dst.iter_mut().zip(pw).for_each(|(d, v)| *d += v);
+                    if let Some(db) = db.as_deref_mut() {
+                        db.iter_mut().zip(pb).for_each(|(d, v)| *d += v);
+                    }
+                }
             }
         }
     });
@@ -137,7 +169,7 @@ fn flat_len(g: &ConvGeom, l: usize) -> usize {
 }
 
 /// One task: group `grp`'s gradient over flat pixels `qs` (whole vectors) of `images`, into
-/// `partial` (`[oc][tap]`).
+/// `partial` (`[oc][tap]`, then with `with_bias` the sums of `grad_y`'s pixels `[oc]`).
 #[allow(clippy::too_many_arguments)]
 fn task<S: DirectIsa>(
     s: S,
@@ -148,11 +180,15 @@ fn task<S: DirectIsa>(
     images: std::ops::Range<usize>,
     qs: std::ops::Range<usize>,
     partial: &mut [f32],
+    with_bias: bool,
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let l = S::LANES;
-    let j_tile = if c_out_g <= J_FEW { J_FEW } else { J };
-    let t_tile = (if l >= 16 { T_WIDE } else { T_NARROW }) * (J / j_tile);
+    let (j_tile, t_tile) = match (l >= 16, c_out_g <= J_FEW) {
+        (true, false) => (J, T_WIDE),
+        (true, true) => (J_FEW, MAX_T),
+        (false, _) => (J_FEW, T_NARROW),
+    };
     let k = c_in_g * g.kh * g.kw;
     // At stride 1 the taps read R = ow + (kw - 1) * dw padded columns (w + pad_l + pad_r,
     // or fewer when the output is cropped) and oh + (kh - 1) * dh padded rows.
@@ -171,12 +207,15 @@ fn task<S: DirectIsa>(
     let k_pad = k.div_ceil(t_tile) * t_tile;
     let dy_len = J * Q_BLOCK;
     let acc_len = oc_pad * k_pad * l;
-    with_scratch(x_len + dy_len + acc_len, |buf| {
+    let bias_len = if with_bias { c_out_g * l } else { 0 };
+    with_scratch(x_len + dy_len + acc_len + bias_len, |buf| {
         let (xs, rest) = buf.split_at_mut(x_len);
-        let (dys, accs) = rest.split_at_mut(dy_len);
+        let (dys, rest) = rest.split_at_mut(dy_len);
+        let (accs, bias) = rest.split_at_mut(acc_len);
         // Zeros once: the slack after the input planes is never written below.
         xs[c_in_g * plane..].fill(0.0);
         accs.fill(0.0);
+        bias.fill(0.0);
         with_index_scratch(k_pad, |offs| {
             for (t, o) in offs.iter_mut().enumerate() {
                 // Taps past k read tap 0's pixels into accumulators that are never summed.
@@ -213,6 +252,7 @@ fn task<S: DirectIsa>(
                     ow: g.ow,
                     r,
                     dy: dys,
+                    bias: with_bias.then_some(&mut *bias),
                     acc: accs,
                     offs,
                     qs: qs.clone(),
@@ -228,6 +268,11 @@ fn task<S: DirectIsa>(
             for t in 0..k {
                 lanes[..l].copy_from_slice(&accs[(oc * k_pad + t) * l..][..l]);
                 partial[oc * k + t] = lanes[..l].iter().sum();
+            }
+        }
+        if with_bias {
+            for (p, b) in partial[c_out_g * k..].iter_mut().zip(bias.chunks_exact(l)) {
+                *p = b.iter().sum();
             }
         }
     });
@@ -247,6 +292,8 @@ struct Job<'a> {
     r: usize,
     /// One tile's channels of a block of flat pixels, `[j][Q_BLOCK]` (see [`Job::gather`]).
     dy: &'a mut [f32],
+    /// The bias gradient's vector sums, `[oc][lane]`, when the caller wants it.
+    bias: Option<&'a mut [f32]>,
     acc: &'a mut [f32],
     offs: &'a [usize],
     /// The flat pixels to sum over (whole vectors).
@@ -260,10 +307,9 @@ impl SimdJob for Job<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
         match (self.j_tile, self.t_tile) {
-            (J, T_WIDE) => self.tiles::<S, J, T_WIDE>(s),
-            (J, _) => self.tiles::<S, J, T_NARROW>(s),
+            (J, _) => self.tiles::<S, J, T_WIDE>(s),
             (_, MAX_T) => self.tiles::<S, J_FEW, MAX_T>(s),
-            _ => self.tiles::<S, J_FEW, { 2 * T_NARROW }>(s),
+            _ => self.tiles::<S, J_FEW, T_NARROW>(s),
         }
     }
 }
@@ -273,10 +319,11 @@ impl Job<'_> {
     /// Q_BLOCK + q - q0]`: zeros at the columns past each output row, past the last output
     /// pixel and for channels past the group's. One tile's block, so it stays in L1 while
     /// the tiles of every tap read it (copying the whole image's gradient first streamed
-    /// it through memory twice more: 13 MB at 64 channels of 224x224).
+    /// it through memory twice more: 13 MB at 64 channels of 224x224). Adds the copy to the
+    /// channels' bias sums when the job has them.
     #[inline(always)]
-    fn gather(&mut self, o0: usize, jt: usize, q0: usize, q1: usize) {
-        let (r, ow, p) = (self.r, self.ow, self.plane);
+    fn gather<S: DirectIsa>(&mut self, s: S, o0: usize, jt: usize, q0: usize, q1: usize) {
+        let (r, ow, p, l) = (self.r, self.ow, self.plane, S::LANES);
         let (oy0, ox0) = (q0 / r, q0 % r);
         for j in 0..jt {
             let dst = &mut self.dy[j * Q_BLOCK..][..q1 - q0];
@@ -295,6 +342,49 @@ impl Job<'_> {
                 }
                 dst[q - q0 + n..end - q0].fill(0.0);
                 (q, oy, ox) = (end, oy + 1, 0);
+            }
+            // The bias sums, from the copy in L1 (its zeros add nothing), in four chains
+            // of vectors.
+            if let Some(bias) = self.bias.as_deref_mut() {
+                let sums = &mut bias[(o0 + j) * l..][..l];
+                let mut quads = dst.chunks_exact(4 * l);
+                // SAFETY: every load reads l floats of a chunk of l or more floats, and the
+                // load and store of `sums` l floats of its l.
+                unsafe {
+                    let mut v = [s.load(sums.as_ptr()), s.zero(), s.zero(), s.zero()];
+                    for quad in &mut quads {
+                        for (i, vi) in v.iter_mut().enumerate() {
+                            *vi = s.add(*vi, s.load(quad[i * l..].as_ptr()));
+                        }
+                    }
+                    for rest in quads.remainder().chunks_exact(l) {
+                        v[0] = s.add(v[0], s.load(rest.as_ptr()));
+                    }
+                    let v = s.add(s.add(v[0], v[1]), s.add(v[2], v[3]));
+                    s.store(sums.as_mut_ptr(), v);
+                }
+            }
+        }
+    }
+
+    /// Asks for the lines of channels `o0..o0 + jt`'s output pixels at flat pixels `q0..q1`
+    /// to be brought into L2, ahead of the [`Job::gather`] that copies them. Each gather
+    /// reads a few KiB of each of its channels' planes, a plane apart: cold lines of a new
+    /// page each, which the hardware prefetchers do not fetch ahead (VGG's stem spent as
+    /// long in the gather's copies as in the FMAs).
+    #[inline(always)]
+    fn prefetch(&self, o0: usize, jt: usize, q0: usize, q1: usize) {
+        let (r, ow, p) = (self.r, self.ow, self.plane);
+        let pixel = |q: usize| (q / r * ow + (q % r).min(ow)).min(p);
+        let (a, b) = (pixel(q0), pixel(q1));
+        // Lines of 16 floats.
+        const LINE: usize = 16;
+        for j in o0..o0 + jt {
+            let Some(src) = self.grad_y.get(j * p..(j + 1) * p) else {
+                break;
+            };
+            for i in (a..b).step_by(LINE) {
+                prefetch_l2(src[i..].as_ptr());
             }
         }
     }
@@ -333,7 +423,14 @@ impl Job<'_> {
         for q0 in qs.clone().step_by(Q_BLOCK) {
             let q1 = qs.end.min(q0 + Q_BLOCK);
             for o0 in (0..self.oc_pad).step_by(JT) {
-                self.gather(o0, JT, q0, q1);
+                self.gather(s, o0, JT, q0, q1);
+                // The next gather's lines: the next tile's channels, or the first tile's
+                // of the next block.
+                if o0 + JT < self.oc_pad {
+                    self.prefetch(o0 + JT, JT, q0, q1);
+                } else if q1 < qs.end {
+                    self.prefetch(0, JT, q1, qs.end.min(q1 + Q_BLOCK));
+                }
                 let dy = self.dy.as_ptr();
                 for t0 in (0..k_pad).step_by(T) {
                     let mut offs = [0usize; T];
