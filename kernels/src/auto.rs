@@ -150,9 +150,13 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   layers: im2col 1.3-1.5x);
 /// - strided 1x1 convs (downsampling): direct (forward and backward-weight 1.25-2x;
 ///   backward-data, whose stride phases but one are zeros, 1.03-1.6x over three runs);
-/// - strided backward-data: im2col (col2im beat the phase split by 1.05-1.2x on ResNet-50's
-///   stride-2 3x3 layers at 28x28 and 14x14) except over stride phases of >= 28x28 pixels
-///   (ResNet-50's 56x56 -> 28x28 layer: direct 1.1x);
+/// - strided and dilated backward-data: im2col with >= 128 channels on both sides (Zen 3,
+///   pair medians of 5 alternating runs, 1 and 2 threads: ResNet-50's stride-2 3x3 layer
+///   at 56x56, 128 channels, 1.2x and 1.2x, at batch 8 1.15x and 1.25x; 3x3 dilated by 2,
+///   256 channels at 28x28 1.27x and 1.29x, batch 4 1.2x, 512 at 14x14 1.4x and 1.5x), and
+///   strided over stride phases below 28x28 (col2im beat the phase split by 1.05-1.2x on
+///   ResNet-50's stride-2 3x3 layers at 28x28 and 14x14); else direct (64 channels: stride 2
+///   at 112x112 and dilated at 56x56, 0.91-0.99x im2col's time);
 /// - 3x3+ convs over <= 49 output pixels (ResNet-50's 7x7 layers, 512 channels): direct on
 ///   forward and backward-weight: forward 1.07-1.1x, backward-weight a tie (best of four runs
 ///   each), where im2col led by 1.05-1.8x before the direct kernel's column form and aligned
@@ -217,9 +221,14 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         // Strided 1x1 (downsampling), every pass.
         return Algorithm::Direct;
     }
-    if pass == Pass::BackwardData && (sh > 1 || sw > 1) && h.div_ceil(sh) * w.div_ceil(sw) < 28 * 28
-    {
-        return Algorithm::Im2col;
+    let strided = sh > 1 || sw > 1;
+    if pass == Pass::BackwardData && (strided || g.dilation() != [1, 1]) {
+        // Strided or dilated backward-data: im2col from 128 channels on both sides, and
+        // strided over stride phases below 28x28 (see the doc comment).
+        let deep = c_in_g >= 128 && c_out_g >= 128;
+        if deep || (strided && h.div_ceil(sh) * w.div_ceil(sw) < 28 * 28) {
+            return Algorithm::Im2col;
+        }
     }
     let deep = c_in_g >= 32 && c_out_g >= 32;
     let winograd_shape = kh == 3 && kw == 3 && sh == 1 && sw == 1 && g.dilation() == [1, 1];
