@@ -97,6 +97,22 @@ fn bad_files_are_named_errors() {
 }
 
 #[test]
+fn a_closed_output_pipe_ends_the_command_quietly() {
+    // The reader is gone before the command starts: every write fails with EPIPE, as in
+    // `convnet models | head -0`. The command stops with SIGPIPE's status, no panic.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_convnet"))
+        .arg("models")
+        .stdout(writer)
+        .output()
+        .expect("run convnet");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stderr {stderr}");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+}
+
+#[test]
 fn models_lists_lenet5_with_its_parameter_count() {
     let out = convnet(&["models"]);
     assert!(out.status.success());

@@ -345,14 +345,20 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
         .build()?;
     let peak = peak_gflops(args.threads);
     if !args.json {
-        println!(
+        outln!(
             "peak ({} threads, {}): {peak:.1} GFLOP/s",
             args.threads,
             Isa::detect()
         );
-        println!(
+        outln!(
             "{:<28} {:<10} {:<13} {:<32} {:>9} {:>8} {:>6}",
-            "shape", "pass", "algo", "kernel", "ms", "GFLOP/s", "%peak"
+            "shape",
+            "pass",
+            "algo",
+            "kernel",
+            "ms",
+            "GFLOP/s",
+            "%peak"
         );
     }
     // Auto's ratio to the best allowed algorithm per (shape, pass), for the summary line.
@@ -376,7 +382,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                 match pool.install(|| conv.kernel(algo, pass)) {
                     Ok(k) => rows.push((algo, k, Vec::new())),
                     Err(e) if !args.json => {
-                        println!(
+                        outln!(
                             "{:<28} {:<10} {:<13} unsupported: {e}",
                             shape.name,
                             pass.name(),
@@ -437,13 +443,13 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                     }
                 }
                 if args.json {
-                    println!(
+                    outln!(
                         "{}",
                         json!({"shape": shape.name, "id": shape.params.id(), "params": params_json(&shape.params), "algo": algo.name(), "kernel": kernel.name(),
                                "pass": pass.name(), "threads": args.threads, "ms": ms, "gflops": gflops, "pct_peak": pct})
                     );
                 } else {
-                    println!(
+                    outln!(
                         "{:<28} {:<10} {:<13} {:<32} {:>9.3} {:>8.1} {:>6.1}",
                         shape.name,
                         pass.name(),
@@ -473,7 +479,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                     ),
                     None => String::new(),
                 };
-                println!(
+                outln!(
                     "{:<28} {:<10} winner: {} ({}){ratio}",
                     shape.name,
                     pass.name(),
@@ -489,7 +495,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
             .filter(|(_, r)| *r < AUTO_WITHIN)
             .map(|(row, r)| format!("{row} ({r:.2}x)"))
             .collect();
-        println!(
+        outln!(
             "auto within {:.0}% of the best allowed algorithm on {} of {} rows{}{}",
             100.0 * (1.0 - AUTO_WITHIN),
             auto_ratios.len() - misses.len(),
@@ -513,12 +519,12 @@ pub fn run_peak(args: &PeakArgs) -> Result<ExitCode, CliError> {
                 continue;
             };
             if args.json {
-                println!(
+                outln!(
                     "{}",
                     json!({"isa": isa.name(), "threads": threads, "gflops": gflops})
                 );
             } else {
-                println!(
+                outln!(
                     "{:<9} {threads} thread(s): {gflops:8.1} GFLOP/s",
                     isa.name()
                 );

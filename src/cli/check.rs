@@ -33,9 +33,13 @@ pub struct CheckArgs {
 fn run_accuracy(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let rows = testing::accuracy_table(args.seed);
     if !args.json {
-        println!(
+        outln!(
             "{:<34} {:>5} {:>16} {:>12} {:>8}",
-            "kernel", "C", "max scaled err", "rel L2 err", "rho"
+            "kernel",
+            "C",
+            "max scaled err",
+            "rel L2 err",
+            "rho"
         );
     }
     let mut violations = 0;
@@ -43,15 +47,19 @@ fn run_accuracy(args: &CheckArgs) -> Result<ExitCode, CliError> {
         let rho = accuracy::rho(r.algo);
         violations += usize::from(r.max_scaled_error > rho);
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 json!({"kernel": r.kernel, "algo": r.algo.name(), "c": r.c, "max_scaled_error": r.max_scaled_error,
                        "rel_l2_error": r.rel_l2_error, "rho": rho})
             );
         } else {
-            println!(
+            outln!(
                 "{:<34} {:>5} {:>16.4} {:>12.3e} {:>8}",
-                r.kernel, r.c, r.max_scaled_error, r.rel_l2_error, rho
+                r.kernel,
+                r.c,
+                r.max_scaled_error,
+                r.rel_l2_error,
+                rho
             );
         }
     }
@@ -117,11 +125,12 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     }
 
     if !args.json {
-        println!(
+        outln!(
             "convnet check: {} geometries per data kind, seed {}, ISA {isa}",
-            args.cases, args.seed
+            args.cases,
+            args.seed
         );
-        println!("accuracy contract: |y - ref| <= rho * L * eps * A; rho per algorithm:");
+        outln!("accuracy contract: |y - ref| <= rho * L * eps * A; rho per algorithm:");
         let mut algos: Vec<Algorithm> = Vec::new();
         for k in registry::available() {
             if !algos.contains(&k.algorithm()) {
@@ -134,18 +143,25 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
             } else {
                 ""
             };
-            println!(
+            outln!(
                 "  {:<12} rho = {}{exact}",
                 algo.name(),
                 accuracy::rho(*algo)
             );
         }
         for (name, needs) in registry::skipped() {
-            println!("skipped: {name} needs {needs}");
+            outln!("skipped: {name} needs {needs}");
         }
-        println!(
+        outln!(
             "{:<34} {:<10} {:<10} {:>6} {:>6} {:>12} {:>6} {:>10}",
-            "kernel", "pass", "mode", "cases", "exact", "worst", "rho", "violations"
+            "kernel",
+            "pass",
+            "mode",
+            "cases",
+            "exact",
+            "worst",
+            "rho",
+            "violations"
         );
     }
     let mut total_violations = 0;
@@ -156,7 +172,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
         let rho = accuracy::rho(kernel.algorithm());
         total_violations += row.violations;
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 json!({
                     "kernel": kernel.name(), "algo": kernel.algorithm().name(), "isa": kernel.isa().name(),
@@ -165,7 +181,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
                 })
             );
         } else {
-            println!(
+            outln!(
                 "{:<34} {:<10} {:<10} {:>6} {:>6} {:>12.4} {:>6} {:>10}",
                 kernel.name(),
                 pass.name(),
@@ -191,7 +207,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::from(1));
     }
     if !args.json {
-        println!("no violations");
+        outln!("no violations");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -59,9 +59,9 @@ pub fn run(args: &EvalArgs) -> Result<ExitCode, CliError> {
             "test_loss": stats.loss,
             "samples": stats.samples,
         });
-        println!("{line}");
+        outln!("{line}");
     } else {
-        println!(
+        outln!(
             "{} on {}: test accuracy {:.2}% over {} images, loss {:.4}",
             spec.name,
             dir.display(),

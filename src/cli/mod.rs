@@ -1,5 +1,14 @@
 //! Subcommands of the `convnet` program (DESIGN.md, "The `convnet` command").
 
+/// `println!` to standard output, ending the process quietly (status 141, as a Unix tool
+/// killed by SIGPIPE) once the reader has gone, as with `convnet bench | head`: Rust ignores
+/// SIGPIPE, and `println!` panicked with a backtrace there.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod check;
 mod eval;
@@ -95,5 +104,24 @@ fn check_model_name(ckpt: &Checkpoint, spec: &ModelSpec) -> Result<(), CliError>
         }
         .into()),
         _ => Ok(()),
+    }
+}
+
+/// One line to standard output, for [`outln!`]: on a closed pipe the process exits with
+/// status 141; on any other write error it reports the error and exits with status 2.
+pub fn write_line(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(e) => {
+            eprintln!("error: writing to standard output: {e}");
+            std::process::exit(2);
+        }
     }
 }

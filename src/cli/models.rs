@@ -18,9 +18,13 @@ pub struct ModelsArgs {
 
 pub fn run(args: &ModelsArgs) -> Result<ExitCode, CliError> {
     if !args.json {
-        println!(
+        outln!(
             "{:<16} {:>10} {:>8} {:>12}  {:<14} description",
-            "model", "input", "classes", "parameters", "default data"
+            "model",
+            "input",
+            "classes",
+            "parameters",
+            "default data"
         );
     }
     for spec in MODELS {
@@ -34,9 +38,9 @@ pub fn run(args: &ModelsArgs) -> Result<ExitCode, CliError> {
                 "params": params,
                 "data": spec.defaults.data,
             });
-            println!("{line}");
+            outln!("{line}");
         } else {
-            println!(
+            outln!(
                 "{:<16} {:>10} {:>8} {:>12}  {:<14} {}",
                 spec.name,
                 format!("{c}x{h}x{w}"),

@@ -60,7 +60,7 @@ fn grouped(v: u64) -> String {
 
 fn print_row(r: &Row) {
     let [_, c, h, w] = r.output;
-    println!(
+    outln!(
         "{:<44} {:<18} {:>12} {:>11} {:>15} {:>7} {:>5}",
         r.name,
         r.kind,
@@ -88,26 +88,33 @@ pub fn run(args: &SummaryArgs) -> Result<ExitCode, CliError> {
                 "receptive_field": [pixels(r.receptive[0]), pixels(r.receptive[1])],
                 "jump": [pixels(r.jump[0]), pixels(r.jump[1])],
             });
-            println!("{line}");
+            outln!("{line}");
         }
-        println!(
+        outln!(
             "{}",
             json!({"total_params": s.total_params, "total_flops": s.total_flops})
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{}: input {c}x{h}x{w}, {} classes; FLOPs of one forward pass on one image",
-        spec.name, spec.classes
+        spec.name,
+        spec.classes
     );
-    println!(
+    outln!(
         "{:<44} {:<18} {:>12} {:>11} {:>15} {:>7} {:>5}",
-        "layer", "kind", "output", "params", "FLOPs", "rf", "jump"
+        "layer",
+        "kind",
+        "output",
+        "params",
+        "FLOPs",
+        "rf",
+        "jump"
     );
     for r in &s.rows {
         print_row(r);
     }
-    println!(
+    outln!(
         "total: {} parameters, {} FLOPs ({:.3} GFLOPs)",
         grouped(s.total_params as u64),
         grouped(s.total_flops),

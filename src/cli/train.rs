@@ -194,9 +194,9 @@ fn report(args: &TrainArgs, epochs: usize, r: &EpochReport) {
             "seconds": secs,
             "train_seconds": r.train_seconds,
         });
-        println!("{line}");
+        outln!("{line}");
     } else {
-        println!(
+        outln!(
             "epoch {epoch}/{epochs}  loss {:.4}  train {:.2}%  test {:.2}% (loss {:.4})  {secs:.1} s",
             tr.loss,
             100.0 * tr.acc,
@@ -218,7 +218,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, CliError> {
         None => 0,
     };
     if !args.json {
-        println!(
+        outln!(
             "{}: {} parameters, {} train / {} test images, batch {}, lr {}, {} threads, ISA {}",
             spec.name,
             model.param_count(),
@@ -230,7 +230,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, CliError> {
             convnet::kernels::Isa::detect()
         );
         if done >= cfg.epochs {
-            println!(
+            outln!(
                 "the checkpoint has already trained {done} of {} epochs",
                 cfg.epochs
             );
@@ -275,7 +275,7 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, CliError> {
         }
     }
     if !args.json {
-        println!("total {:.1} s", start.elapsed().as_secs_f64());
+        outln!("total {:.1} s", start.elapsed().as_secs_f64());
     }
     Ok(ExitCode::SUCCESS)
 }
