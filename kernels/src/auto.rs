@@ -178,7 +178,8 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   vectorised, the channel counts multiply to at most 256 x 512 or there are >= 256
 ///   tiles (512 x 512 at 7x7, batch 8: direct 1.5x both), and the tiles cover the image
 ///   exactly (AlexNet's 13x13 layers: direct 1.07-1.4x);
-/// - everything else, including dilated and 5x5+ convs: direct (1.1-1.4x im2col).
+/// - everything else, including dilated and 5x5+ convs (but dilated backward-data from 128
+///   channels, above): direct (1.1-1.4x im2col).
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
     if Isa::detect() == Isa::Avx512F {
         return heuristic_avx512(g, pass, t);
@@ -217,8 +218,8 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
             Algorithm::Direct
         };
     }
-    if kh * kw == 1 && g.dilation() == [1, 1] {
-        // Strided 1x1 (downsampling), every pass.
+    if kh * kw == 1 {
+        // Strided 1x1 (downsampling), every pass (a 1x1 kernel's dilation changes nothing).
         return Algorithm::Direct;
     }
     let strided = sh > 1 || sw > 1;

@@ -380,41 +380,60 @@ fn transposed_with_output_padding() {
 #[test]
 fn non_finite_inputs_propagate_like_the_reference() {
     // An infinite input pixel reaches exactly the outputs and weight gradients whose true
-    // sums multiply it (at its row's first column, of a 5-wide window only the taps with
-    // kx = 0), and a NaN the same: every kernel's outputs are NaN, infinite or finite where
+    // sums multiply it (in the first case at its row's first column, of a 5-wide window
+    // only the taps with kx = 0), and a NaN the same: every kernel's outputs are NaN, infinite or finite where
     // the reference's are. Flat-plane kernels must not let it into other sums through the
     // lanes past a row.
-    let params = ConvParams::new(2, 2, 9, 12, 3, [3, 5]);
-    let conv = Conv2d::new(params).unwrap();
+    // Also where the pixel-vectorised backward-weight splits the pass into tasks and only
+    // some meet the bad pixel: a batch in chunks of images (the pixel in a later image),
+    // and a large image in parts (the pixel in the last part's rows).
+    let cases = [
+        (ConvParams::new(2, 2, 9, 12, 3, [3, 5]), 3 * 12),
+        (
+            ConvParams::new(20, 1, 28, 28, 6, [5, 5]),
+            13 * 28 * 28 + 5 * 28,
+        ),
+        (
+            ConvParams::new(1, 2, 112, 112, 3, [3, 5]),
+            112 * 112 + 100 * 112,
+        ),
+    ];
     for bad in [f32::INFINITY, f32::NAN] {
-        let mut p = ConvProblem::new(conv, DataKind::Real, 5, true);
-        p.x[3 * 12] = bad;
-        let reference = registry::by_name("reference_f32").unwrap();
-        for pass in [Pass::Forward, Pass::BackwardWeight] {
-            let want = testing::run_pass(reference, &p, pass).unwrap();
-            // The output, or the weight gradient and the bias gradient (finite: it sums
-            // grad_y alone, also where a kernel falls back to another for such inputs).
-            let lens = match pass {
-                Pass::Forward => vec![conv.output_len()],
-                _ => vec![conv.weight_len(), conv.bias_len()],
+        for (params, at) in cases {
+            non_finite_case(params, at, bad);
+        }
+    }
+}
+
+fn non_finite_case(params: ConvParams, at: usize, bad: f32) {
+    let conv = Conv2d::new(params).unwrap();
+    let mut p = ConvProblem::new(conv, DataKind::Real, 5, true);
+    p.x[at] = bad;
+    let reference = registry::by_name("reference_f32").unwrap();
+    for pass in [Pass::Forward, Pass::BackwardWeight] {
+        let want = testing::run_pass(reference, &p, pass).unwrap();
+        // The output, or the weight gradient and the bias gradient (finite: it sums
+        // grad_y alone, also where a kernel falls back to another for such inputs).
+        let lens = match pass {
+            Pass::Forward => vec![conv.output_len()],
+            _ => vec![conv.weight_len(), conv.bias_len()],
+        };
+        let class = |v: f32| (v.is_nan(), v.is_infinite());
+        for kernel in registry::available() {
+            let Ok(got) = testing::run_pass(kernel.as_ref(), &p, pass) else {
+                continue;
             };
-            let class = |v: f32| (v.is_nan(), v.is_infinite());
-            for kernel in registry::available() {
-                let Ok(got) = testing::run_pass(kernel.as_ref(), &p, pass) else {
-                    continue;
-                };
-                for (b, &n) in lens.iter().enumerate() {
-                    for i in 0..n {
-                        assert_eq!(
-                            class(got[b][i]),
-                            class(want[b][i]),
-                            "{} {} buffer {b} at {i}: {} vs reference {}",
-                            kernel.name(),
-                            pass.name(),
-                            got[b][i],
-                            want[b][i]
-                        );
-                    }
+            for (b, &n) in lens.iter().enumerate() {
+                for i in 0..n {
+                    assert_eq!(
+                        class(got[b][i]),
+                        class(want[b][i]),
+                        "{} {} buffer {b} at {i}: {} vs reference {}",
+                        kernel.name(),
+                        pass.name(),
+                        got[b][i],
+                        want[b][i]
+                    );
                 }
             }
         }

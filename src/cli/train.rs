@@ -269,10 +269,12 @@ pub fn run(args: &TrainArgs) -> Result<ExitCode, CliError> {
             train_seconds,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        report(args, cfg.epochs, &r);
+        // Saved before it is reported: a reader that has gone ends the process at the
+        // report, and the epoch is kept.
         if let Some(path) = &args.save {
             save(path, spec, &model, &opt, epoch + 1)?;
         }
+        report(args, cfg.epochs, &r);
     }
     if !args.json {
         outln!("total {:.1} s", start.elapsed().as_secs_f64());

@@ -8,7 +8,8 @@
 //! `t = (ic, ky, kx)` reads the padded input at `q + ic * plane + ky * dh * R + kx * dw`.
 //! The output gradient is copied onto the same grid (zeros at `ox >= ow`), so the lanes past
 //! a row add nothing. The tile keeps `J` output channels x `T` taps of vector accumulators
-//! (3 x 4 with 16 registers; 6 x 4 with 32, 3 x 8 for up to 3 channels), and every tile
+//! (3 x 4 with vectors of 8 lanes or fewer; 6 x 4 with 16 lanes, the AVX-512 level with 32
+//! registers, 3 x 8 there for up to 3 channels), and every tile
 //! sums a block of pixels before any sums the next, so the block stays in L1:
 //!
 //! ```text
@@ -43,13 +44,13 @@ const TASK_IMAGES: usize = 8;
 /// Flat pixels per task: an image with more splits into parts of this many; smaller ones
 /// share a task, up to [`TASK_IMAGES`] of them.
 const Q_TASK: usize = 8 * Q_BLOCK;
-/// Output channels x taps per tile with 16-lane vectors (32 registers): 6 x 4, 24
+/// Output channels x taps per tile with 16-lane vectors (AVX-512's 32 registers): 6 x 4, 24
 /// accumulators, 6 gradient vectors and an input vector in registers.
 const J: usize = 6;
 const T_WIDE: usize = 4;
 /// Output channels per tile for up to this many with 16-lane vectors (RGB images' 3, where
 /// the 6-channel tile spent half its FMAs on missing channels), with twice the taps (the
-/// same accumulators); and every tile with narrower vectors (16 registers), with
+/// same accumulators); and every tile with narrower vectors (AVX2's 16 registers), with
 /// [`T_NARROW`] taps: 12 accumulators, 3 gradient vectors and an input vector. (Zen 3's
 /// 6 x 2 tile needed 18 registers: the compiler kept two accumulators on the stack, and
 /// their store-to-load round trip every pixel vector held VGG's stem at 20 GFLOP/s.)
@@ -58,7 +59,7 @@ const T_NARROW: usize = 4;
 /// The most taps of any tile.
 const MAX_T: usize = 2 * T_WIDE;
 /// Flat pixels per block: every tile sums one block before the next, so the block's
-/// output-gradient rows (`J * 4` KiB) and the input rows its taps read stay in L1, rather
+/// output-gradient rows (4 KiB per channel of the tile) and the input rows its taps read stay in L1, rather
 /// than every tile streaming whole planes (200 KiB per channel at 224x224) from memory.
 const Q_BLOCK: usize = 1024;
 
@@ -127,6 +128,10 @@ pub(super) fn backward_weight<S: DirectIsa>(
             let (chunk, part) = (chunk / parts, chunk % parts);
             let images = chunk * per_chunk..g.n.min((chunk + 1) * per_chunk);
             let qs = part * Q_TASK..q_len.min((part + 1) * Q_TASK);
+            // Once a task has found a non-finite input, the partials are thrown away.
+            if non_finite.load(Ordering::Relaxed) {
+                return;
+            }
             if task(s, g, x, grad_y, grp, images, qs, partial, with_bias) {
                 non_finite.store(true, Ordering::Relaxed);
             }
@@ -407,6 +412,10 @@ impl Job<'_> {
             };
             for i in (a..b).step_by(LINE) {
                 prefetch_l2(src[i..].as_ptr());
+            }
+            // The last line, which the steps from an unaligned `a` can miss.
+            if a < b {
+                prefetch_l2(src[b - 1..].as_ptr());
             }
         }
     }
