@@ -164,10 +164,12 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 /// - 3x3 stride-1 convs with >= 32 channels in and out, forward and backward-data: Winograd
 ///   when the batch has enough tiles to amortise the filter transform: F(4x4,3x3) from 32
 ///   tiles of 4x4 (16 with prepared filters) when the two channel counts multiply to at most
-///   128 x 128 or on backward-data (1.3-1.6x direct on ResNet-50 conv2, CIFAR, VGG-16's
-///   56x56 and 112x112 layers; ResNet-50's conv5 at batch 8 1.1x), the forward pass with
-///   more channels from 48 tiles (VGG-16's 28x28 layers, 256 and 512 -> 512: 1.2-2x the
-///   F(2x2) or direct Auto had taken). These F(4x4) rules come from an AVX2-only Zen 3 EPYC
+///   128 x 128 or, on backward-data, to more than 256 x 256 (1.3-1.6x direct on ResNet-50
+///   conv2, CIFAR, VGG-16's 56x56 and 112x112 layers; ResNet-50's conv5 at batch 8 1.1x),
+///   the forward pass with more channels, and backward-data up to 256 x 256, from 48 tiles
+///   (VGG-16's 28x28 layers, 256 and 512 -> 512: 1.2-2x the F(2x2) or direct Auto had
+///   taken; ResNet-50's conv4 backward-data at batch 2, 32 tiles: F(2x2) 1.26x F(4x4) on
+///   1 thread, 1.29x on 2, Zen 3, medians of 3-4 alternating runs). These F(4x4) rules come from an AVX2-only Zen 3 EPYC
 ///   (best of 3 alternating pairs), where Sapphire Rapids capped at AVX2 had put F(2x2) at
 ///   1.4x F(4x4) on 256 x 512 channels over 49 tiles. Backward-data with >= 192 channels on
 ///   both sides over planes below 28x28 that Winograd passes over goes to im2col (Zen 3:
@@ -244,13 +246,16 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         let channels = c_in_g * c_out_g;
         let f4 = Algorithm::Winograd(WinogradTile::F4);
         let f2 = Algorithm::Winograd(WinogradTile::F2);
-        // From 32 tiles with <= 128 x 128 channels or on backward-data; the forward pass
-        // with more channels from 48 (a 28x28 plane).
-        let f4_tiles = if channels <= 128 * 128 || pass == Pass::BackwardData {
-            enough
-        } else {
-            enough.max(48)
-        };
+        // From 32 tiles with <= 128 x 128 channels; with more, the forward pass from 48 (a
+        // 28x28 plane), and backward-data up to 256 x 256 channels too (ResNet-50's conv4
+        // at batch 2, 32 tiles: F(2x2) 1.26x F(4x4) on 1 thread, 1.29x on 2; with 512
+        // channels F(4x4) ties F(2x2) at 32 tiles, and leads from 49).
+        let f4_tiles =
+            if channels <= 128 * 128 || (pass == Pass::BackwardData && channels > 256 * 256) {
+                enough
+            } else {
+                enough.max(48)
+            };
         if tiles(4) >= f4_tiles && t.allows(f4) {
             return f4;
         }
