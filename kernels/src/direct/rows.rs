@@ -641,7 +641,15 @@ impl RowJob<'_> {
             for (i, o) in offs.iter_mut().enumerate() {
                 *o = (oy0 + i.min(nrows - 1) - self.row0) * self.row_step;
             }
-            for (t, ox0) in (0..self.width).step_by(span).enumerate() {
+            for t in 0..self.width.div_ceil(span) {
+                // The last tile of a row at least a tile wide ends at the row's end,
+                // overlapping the one before it: every vector it stores is whole. The
+                // pixels both tiles cover get the same sums in the same order.
+                let ox0 = if self.width >= span {
+                    (t * span).min(self.width - span)
+                } else {
+                    t * span
+                };
                 let mut acc = [[[s.zero(); NVEC]; J]; UR];
                 let stage_at = |i: usize| {
                     ((oy0 + i - self.rows.start) * self.width.div_ceil(span) + t) * J * span
@@ -711,7 +719,12 @@ impl RowJob<'_> {
                             }
                         }
                     }
-                    None => self.store::<S, UR, J, NVEC>(s, &acc, oy0, nrows, ox0),
+                    None => {
+                        // Through one copy in memory, so the epilogue's indexing does not
+                        // keep the accumulators in memory during the sums.
+                        let acc = std::hint::black_box(acc);
+                        self.store::<S, UR, J, NVEC>(s, &acc, oy0, nrows, ox0)
+                    }
                 }
             }
         }
@@ -728,6 +741,37 @@ impl RowJob<'_> {
         ox0: usize,
     ) {
         let l = S::LANES;
+        if self.flat.is_none()
+            && self.dst_col == 1
+            && self.n_ch == J
+            && ox0 + NVEC * l <= self.width
+        {
+            // Whole tile (all but a narrow row's, see `tiles`): every channel and
+            // vector stored straight, with no per-lane path.
+            let bias: [f32; J] = std::array::from_fn(|j| self.bias.map_or(0.0, |b| b[j]));
+            let base = self.dst_base + oy0 * self.dst_row + ox0;
+            for (i, acc_i) in acc.iter().enumerate() {
+                if i == nrows {
+                    break;
+                }
+                for (j, acc_ij) in acc_i.iter().enumerate() {
+                    let b = s.splat(bias[j]);
+                    for (v, a) in acc_ij.iter().enumerate() {
+                        let mut a = s.add(*a, b);
+                        if self.relu {
+                            a = s.max(a, s.zero());
+                        }
+                        let at = base + i * self.dst_row + j * self.dst_plane + v * l;
+                        // SAFETY: row oy0 + i < rows.end, channel j < n_ch and pixels
+                        // ox0 + v*l .. + l <= width: at most the last destination index,
+                        // in range (`in_bounds`); these pixels of this channel belong to
+                        // this task alone.
+                        unsafe { s.store(self.dst.at(at), a) };
+                    }
+                }
+            }
+            return;
+        }
         let mut tmp = [0.0f32; MAX_LANES];
         if let Some((r, ow)) = self.flat {
             for v in 0..NVEC {
