@@ -17,8 +17,8 @@
 //!   tile = UR output rows x NJ output channels x NV vectors of LANES pixels
 //! ```
 //!
-//! Depthwise uses `NJ = 1`, `UR = 6`, `NV = 2` (12 accumulators; each input vector feeds one
-//! FMA, folded into it as a memory operand). Few-channel convs use `UR = 1`, `NJ = 6`,
+//! Depthwise and one output channel per group use `NJ = 1`, `UR = 6`, `NV = 2` (12
+//! accumulators; each input vector feeds one FMA, folded into it as a memory operand). Few-channel convs use `UR = 1`, `NJ = 6`,
 //! `NV = 2` (12 accumulators; 2 input loads and 6 weight broadcasts feed 12 FMAs), or for up
 //! to 3 channels (RGB) `NJ = 3`, `NV = 4` (12 accumulators; 3 broadcasts and 4 loads feed
 //! 12 FMAs, where the 6-channel tile would spend half its FMAs on missing channels). The
@@ -340,21 +340,29 @@ fn pack_flipped<S: DirectIsa>(s: S, g: &ConvGeom, eq: &ConvGeom, weight: &[f32],
     });
 }
 
-/// Channels per weight block: 1 for depthwise, [`NJ_FEW`] for up to that many output
-/// channels per group, else [`NJ`].
+/// Channels per weight block: 1 for depthwise and one output channel per group (the
+/// 3-channel tile would spend two thirds of its FMAs on missing channels: LeNet C1's
+/// backward-data, 6 -> 1 as a forward conv, 1.3-1.4x), [`NJ_FEW`] for up to that many,
+/// else [`NJ`].
 fn nj(g: &ConvGeom) -> usize {
     nj_for(g.is_depthwise(), g.c_out / g.g)
 }
 
 /// [`nj`] for `channels` output channels per group.
 pub(super) fn nj_for(depthwise: bool, channels: usize) -> usize {
-    if depthwise {
+    if depthwise || channels == 1 {
         1
     } else if channels <= NJ_FEW {
         NJ_FEW
     } else {
         NJ
     }
+}
+
+/// Output rows per tile for `nj` channels per block: [`UR_DW`] rows of one channel
+/// (depthwise, or one output channel per group), else 1.
+pub(super) fn ur_for(nj: usize) -> usize {
+    if nj == 1 { UR_DW } else { 1 }
 }
 
 /// Pixel vectors per tile row for `nj` channels per block.
@@ -389,7 +397,8 @@ fn forward<S: DirectIsa>(
     y: &mut [f32],
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
-    let (nj, ur) = (nj(g), if g.is_depthwise() { UR_DW } else { 1 });
+    let nj = nj(g);
+    let ur = ur_for(nj);
     let k = c_in_g * g.kh * g.kw;
     let span = nv(nj) * S::LANES;
     // Flat mode, for narrow outputs (LeNet's 10x10 and 14x14 planes would fill 10 or 14 of
@@ -401,7 +410,7 @@ fn forward<S: DirectIsa>(
     let blocks = c_out_g.div_ceil(nj);
     let flat_row = g.ow + (g.kw - 1) * g.dw;
     let flat_len = (g.oh - 1) * flat_row + g.ow;
-    let flat = !g.is_depthwise()
+    let flat = ur == 1
         && g.sh == 1
         && g.n * g.g * blocks >= 2
         && flat_len.div_ceil(span) < g.oh * g.ow.div_ceil(span);

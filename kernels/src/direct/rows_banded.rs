@@ -36,7 +36,7 @@
 //! L1 ([`CHUNK_BYTES`]), partial sums waiting in a [`Stage`] between chunks.
 
 use super::DirectIsa;
-use super::rows::{RowJob, Stage, nj_for, nv};
+use super::rows::{RowJob, Stage, nj_for, nv, ur_for};
 use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 
@@ -439,7 +439,7 @@ fn run<S: DirectIsa>(
                                     red,
                                     w: &w_blk[w0..][..(r1 - r0) * taps * nj],
                                     nj,
-                                    ur: 1,
+                                    ur: ur_for(nj),
                                     n_ch,
                                     rows: p0..p_end,
                                     width,
