@@ -313,7 +313,8 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
         // in L1 and planes of >= 112x112, else <= 6 in its banded form, one stride phase at
         // a time): 64 -> 3 and 32 -> 3 at 224x224 and 128x128 1.2x the channel-vectorised
         // kernel (see `rows::SHORT_REDUCTION`, `rows::backward_data_fits`); LeNet's C3 1.6x im2col (AVX-512) and 1.45x (AVX2), its C1
-        // (6 -> 1) 1.07-1.1x (AVX-512) and 1.4x (AVX2, 3-channel tiles); on AVX2 (Zen 3,
+        // (6 -> 1) 1.07-1.1x (AVX-512, 3-channel tiles) and 1.8x (AVX2, the one-channel
+        // tile of 6 rows; 1.4x with 3-channel tiles); on AVX2 (Zen 3,
         // medians of 3 runs, both kernels in one process: another binary's im2col moved
         // by up to 25% with its buffers' addresses) the ResNet-50 stem 1.1-1.5x, AlexNet's
         // conv1 1.0-1.3x, VGG's 3 -> 64 stem 2.1x, 3 -> 8 and 3 -> 12 at stride 2

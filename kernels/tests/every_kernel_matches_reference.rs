@@ -158,12 +158,17 @@ boundary_cases! {
     dilation_gt_input: [conv(1, 2, [4, 4], 8, [2, 2], 1, 1, 5, 1), conv(1, 2, [3, 5], 3, [2, 3], 1, 2, 4, 1)];
     // One output channel per group, the pixel-vectorised kernel's one-channel tile of
     // several rows: whole planes (9 rows) and bands (20 rows), dense and grouped, rows
-    // narrower than and over a tile; transposed, one input channel per group.
+    // narrower than and over a tile; transposed, one input channel per group. The last two:
+    // banded backward-data phases of a stride-2 7x7 into one channel (stored every second
+    // column, in chunks of the reduction), and a banded forward pass from 128 channels in
+    // chunks, whose staged sums reload into the shifted last tile of each row.
     one_channel_per_group: [
         conv(2, 5, [9, 21], 1, [3, 3], 1, 1, 1, 1),
         conv(1, 5, [20, 37], 1, [3, 3], 1, 1, 1, 1),
         conv(1, 8, [7, 13], 4, [3, 3], 1, 1, 1, 4),
         conv(1, 6, [20, 9], 2, [5, 3], 1, 2, 1, 2),
+        conv(1, 1, [23, 37], 128, [7, 7], 2, 3, 1, 1),
+        conv(1, 128, [40, 37], 1, [3, 3], 1, 1, 1, 1),
     ];
     groups_depthwise: [conv(2, 8, [7, 7], 8, [3, 3], 1, 1, 1, 8), conv(1, 6, [6, 6], 12, [3, 3], 2, 1, 1, 6), conv(1, 16, [5, 5], 16, [5, 5], 1, 2, 1, 16)];
     // The depthwise kernel: rows narrower than, equal to and just over a vector (1, 8, 16

@@ -17,13 +17,15 @@
 //!   tile = UR output rows x NJ output channels x NV vectors of LANES pixels
 //! ```
 //!
-//! Depthwise and one output channel per group use `NJ = 1`, `UR = 6`, `NV = 2` (12
-//! accumulators; each input vector feeds one FMA, folded into it as a memory operand). Few-channel convs use `UR = 1`, `NJ = 6`,
-//! `NV = 2` (12 accumulators; 2 input loads and 6 weight broadcasts feed 12 FMAs), or for up
-//! to 3 channels (RGB) `NJ = 3`, `NV = 4` (12 accumulators; 3 broadcasts and 4 loads feed
-//! 12 FMAs, where the 6-channel tile would spend half its FMAs on missing channels). The
-//! input is a zero-padded copy wide enough for whole vectors, so partial vectors at the end
-//! of a row compute on padding and only their valid lanes are stored; in flat mode (narrow
+//! One output channel per group (depthwise among them) uses `NJ = 1`, `UR = 6`, `NV = 2`
+//! (12 accumulators; each input vector feeds one FMA, folded into it as a memory operand).
+//! Few-channel convs use `UR = 1`, `NJ = 6`, `NV = 2` (12 accumulators; 2 input loads and 6
+//! weight broadcasts feed 12 FMAs), or for up to 3 channels (RGB) `NJ = 3`, `NV = 4` (12
+//! accumulators; 3 broadcasts and 4 loads feed 12 FMAs, where the 6-channel tile would
+//! spend half its FMAs on missing channels). The input is a zero-padded copy wide enough
+//! for whole vectors. A row at least a tile wide ends with a tile shifted left to end at
+//! the row's end, so every vector it stores is whole; in a narrower row the partial
+//! vectors compute on padding and only their valid lanes are stored. In flat mode (narrow
 //! planes, see `forward`) the copy is as wide as the taps need, followed by a vector tile
 //! of zeros, and a tile's vectors run across output rows.
 
@@ -40,9 +42,10 @@ const NJ: usize = 6;
 const NJ_FEW: usize = 3;
 /// Pixel vectors per tile row in the [`NJ_FEW`] shape (12 accumulators).
 const NV_FEW: usize = 4;
-/// Output rows per tile in the depthwise shape.
+/// Output rows per tile in the one-channel shape (depthwise, or one output channel per
+/// group).
 const UR_DW: usize = 6;
-/// Pixel vectors per tile row (the [`NJ`] and depthwise shapes).
+/// Pixel vectors per tile row (the [`NJ`] and one-channel shapes).
 const NV: usize = 2;
 /// Largest `LANES` of any ISA (staging for partial vectors).
 const MAX_LANES: usize = 16;
@@ -345,12 +348,12 @@ fn pack_flipped<S: DirectIsa>(s: S, g: &ConvGeom, eq: &ConvGeom, weight: &[f32],
 /// backward-data, 6 -> 1 as a forward conv, 1.3-1.4x), [`NJ_FEW`] for up to that many,
 /// else [`NJ`].
 fn nj(g: &ConvGeom) -> usize {
-    nj_for(g.is_depthwise(), g.c_out / g.g)
+    nj_for(g.c_out / g.g)
 }
 
 /// [`nj`] for `channels` output channels per group.
-pub(super) fn nj_for(depthwise: bool, channels: usize) -> usize {
-    if depthwise || channels == 1 {
+pub(super) fn nj_for(channels: usize) -> usize {
+    if channels == 1 {
         1
     } else if channels <= NJ_FEW {
         NJ_FEW
@@ -686,9 +689,10 @@ impl RowJob<'_> {
                             *wj = unsafe { s.broadcast(w.add(r * J + j)) };
                         }
                         for v in 0..NVEC {
-                            // SAFETY: red + offs[0] + ox0 + v*l + l - 1 <= max_red +
-                            // (rows.end - 1 - row0) * row_step + width.div_ceil(span) * span
-                            // - 1 < src.len() (`in_bounds`).
+                            // SAFETY: ox0 <= t * span <= (tiles - 1) * span, so red + offs[0]
+                            // + ox0 + v*l + l - 1 <= max_red + (rows.end - 1 - row0) *
+                            // row_step + width.div_ceil(span) * span - 1 < src.len()
+                            // (`in_bounds`).
                             let x = unsafe { s.load(src.add(red + offs[0] + ox0 + v * l)) };
                             for (acc_j, wj) in acc[0].iter_mut().zip(&wv) {
                                 acc_j[v] = s.mul_add(*wj, x, acc_j[v]);
@@ -699,9 +703,10 @@ impl RowJob<'_> {
                     let mut xv = [[s.zero(); NVEC]; UR];
                     for (i, xi) in xv.iter_mut().enumerate() {
                         for (v, xiv) in xi.iter_mut().enumerate() {
-                            // SAFETY: red + offs[i] + ox0 + v*l + l - 1 <= max_red + (rows.end
-                            // - 1 - row0) * row_step + width.div_ceil(span) * span - 1
-                            // < src.len() (`in_bounds`).
+                            // SAFETY: ox0 <= t * span <= (tiles - 1) * span, so red + offs[i]
+                            // + ox0 + v*l + l - 1 <= max_red + (rows.end - 1 - row0) *
+                            // row_step + width.div_ceil(span) * span - 1 < src.len()
+                            // (`in_bounds`).
                             *xiv = unsafe { s.load(src.add(red + offs[i] + ox0 + v * l)) };
                         }
                     }
@@ -755,8 +760,9 @@ impl RowJob<'_> {
             && self.n_ch == J
             && ox0 + NVEC * l <= self.width
         {
-            // Whole tile (all but a narrow row's, see `tiles`): every channel and
-            // vector stored straight, with no per-lane path.
+            // A whole tile of a full channel block in a contiguous row (every tile of
+            // a row at least a tile wide, see `tiles`): stored straight, with no
+            // per-lane path.
             let bias: [f32; J] = std::array::from_fn(|j| self.bias.map_or(0.0, |b| b[j]));
             let base = self.dst_base + oy0 * self.dst_row + ox0;
             for (i, acc_i) in acc.iter().enumerate() {

@@ -205,7 +205,7 @@ impl Banded {
             && self.x.reach() < self.src_w.saturating_add(kw)
     }
     fn nj(&self) -> usize {
-        nj_for(false, self.dst_g)
+        nj_for(self.dst_g)
     }
     /// Floats of the packed weights: `[grp][channel block][phase (ey, ex)][red][ky][kx][nj]`,
     /// phases in order, each with its taps (phases past the destination's extent have none).
