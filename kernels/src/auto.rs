@@ -249,10 +249,19 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         // From 32 tiles with <= 128 x 128 channels; with more, the forward pass from 48 (a
         // 28x28 plane), and backward-data up to 256 x 256 channels too (ResNet-50's conv4
         // at batch 2, 32 tiles: F(2x2) 1.26x F(4x4) on 1 thread, 1.29x on 2; with 512
-        // channels F(4x4) ties F(2x2) at 32 tiles, and leads from 49).
+        // channels F(4x4) ties F(2x2) at 32 tiles, and leads from 49). From 96 where the
+        // 4x4 tiles overhang the plane: conv4's 14x14 in 16x16, where F(2x2)'s 7x7 tiles
+        // fit, F(2x2) leads at batch 3 and 4 (48 and 64 tiles: 1.01-1.25x, forward and
+        // backward-data, 1 and 2 threads, in every one of 3 sets of 5-7 alternations),
+        // ties at batch 6 (0.94-0.97) and trails from batch 8 (0.91); 256 channels over an
+        // exact 32x32 (64 tiles) keep F(4x4) (1.06-1.10x). Same-process alternations of
+        // the algorithms, Zen 3.
+        let overhang = ph % 4 != 0 || pw % 4 != 0;
         let f4_tiles =
             if channels <= 128 * 128 || (pass == Pass::BackwardData && channels > 256 * 256) {
                 enough
+            } else if overhang {
+                enough.max(96)
             } else {
                 enough.max(48)
             };
