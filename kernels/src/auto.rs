@@ -180,12 +180,28 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   vectorised, the channel counts multiply to at most 256 x 512 or there are >= 256
 ///   tiles (512 x 512 at 7x7, batch 8: direct 1.5x both), and the tiles cover the image
 ///   exactly (AlexNet's 13x13 layers: direct 1.07-1.4x);
+/// - on CPUs that run a 256-bit FMA as two halves ([`crate::isa::split_256bit_fma`]: Zen 1,
+///   where the 3x3 rules above left Winograd 1.1-1.7x behind on ResNet-50's, VGG-16's and
+///   AlexNet's 7x7 to 14x14 layers), F(2x2) from 32 tiles whatever the channels and however
+///   its tiles fit, and F(4x4) from 32 tiles above 256 x 256 channels and from 48 between
+///   128 x 128 and 256 x 256 (see the arms);
 /// - everything else, including dilated and 5x5+ convs (but dilated backward-data from 128
 ///   channels, above): direct (1.1-1.4x im2col).
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
     if Isa::detect() == Isa::Avx512F {
         return heuristic_avx512(g, pass, t);
     }
+    heuristic_avx2(g, pass, t, prepared, crate::isa::split_256bit_fma())
+}
+
+/// [`heuristic`] below AVX-512, `split` where a 256-bit FMA runs as two halves.
+fn heuristic_avx2(
+    g: &ConvGeom,
+    pass: Pass,
+    t: Tolerance,
+    prepared: bool,
+    split: bool,
+) -> Algorithm {
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
     let [kh, kw] = g.kernel_hw();
     let [sh, sw] = g.stride();
@@ -256,15 +272,23 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         // ties at batch 6 (0.94-0.97) and trails from batch 8 (0.91); 256 channels over an
         // exact 32x32 (64 tiles) keep F(4x4) (1.06-1.10x). Same-process alternations of
         // the algorithms, Zen 3.
+        //
+        // Where a 256-bit FMA runs as two halves (Zen 1: see `split_256bit_fma`), Winograd's
+        // saved multiplies weigh twice as much against its transforms' memory traffic:
+        // F(4x4) from 32 tiles with more than 256 x 256 channels in both passes too
+        // (ResNet-50's conv5 at batch 8: 1.73x direct on 1 thread, 1.58x on 2) and from 48
+        // between, overhang or not (conv4 at batch 4, 64 tiles: 1.13x F(2x2) on 1 thread,
+        // 1.09x on 2; at batch 2, 32 tiles, F(2x2) 1.03-1.09x). Zen 1 EPYC, medians of 5.
         let overhang = ph % 4 != 0 || pw % 4 != 0;
-        let f4_tiles =
-            if channels <= 128 * 128 || (pass == Pass::BackwardData && channels > 256 * 256) {
-                enough
-            } else if overhang {
-                enough.max(96)
-            } else {
-                enough.max(48)
-            };
+        let f4_tiles = if channels <= 128 * 128
+            || ((pass == Pass::BackwardData || split) && channels > 256 * 256)
+        {
+            enough
+        } else if overhang && !split {
+            enough.max(96)
+        } else {
+            enough.max(48)
+        };
         if tiles(4) >= f4_tiles && t.allows(f4) {
             return f4;
         }
@@ -277,11 +301,15 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
         };
         // Whole 2x2 tiles only: at AlexNet's 13x13 the partial last row and column of
         // tiles cost F(2x2) its margin (direct 1.07-1.4x on all three layers, two runs).
+        // Where a 256-bit FMA runs as two halves, from 32 tiles F(2x2) leads whatever the
+        // channels and however the tiles fit (Zen 1, 1 thread: AlexNet's 13x13 layers
+        // 1.24-1.3x direct forward and 1.2x im2col backward-data, VGG-16's 14x14 layer
+        // 1.54x and 1.36x, conv5 at batch 2 1.17x and 1.1x; on 2 threads 0.9-1.2x).
+        let many = split && tiles(2) >= 32;
         if tiles(2) >= enough2
             && vectorised >= 64
-            && (channels <= 256 * 512 || tiles(2) >= 256)
-            && ph % 2 == 0
-            && pw % 2 == 0
+            && (channels <= 256 * 512 || tiles(2) >= 256 || many)
+            && ((ph % 2 == 0 && pw % 2 == 0) || many)
             && t.allows(f2)
         {
             return f2;
@@ -616,4 +644,76 @@ pub fn select_auto(
             kernel: "auto",
             reason: "any available kernel for this geometry",
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Tolerance, heuristic_avx2};
+    use crate::{Algorithm, ConvParams, Pass, WinogradTile};
+
+    /// Auto's AVX2 pick for a 3x3 "same" conv, `split` or not.
+    fn pick(n: usize, c_in: usize, hw: usize, c_out: usize, pass: Pass, split: bool) -> Algorithm {
+        let p = ConvParams {
+            padding: [1; 4],
+            ..ConvParams::new(n, c_in, hw, hw, c_out, [3, 3])
+        };
+        let g = p.validate().expect("a valid conv");
+        heuristic_avx2(&g, pass, Tolerance::Standard, false, split)
+    }
+
+    #[test]
+    fn split_fma_cpus_take_winograd_on_more_layers() {
+        let (f2, f4) = (
+            Algorithm::Winograd(WinogradTile::F2),
+            Algorithm::Winograd(WinogradTile::F4),
+        );
+        // (batch, c_in, plane, c_out, pass, pick on full-width FMAs, pick on split ones)
+        let cases = [
+            // ResNet-50's conv5 at batch 8: 32 tiles of 4x4 over 512 x 512 channels.
+            (8, 512, 7, 512, Pass::Forward, Algorithm::Direct, f4),
+            // At batch 2: 32 tiles of 2x2 (partial), 512 x 512 channels.
+            (2, 512, 7, 512, Pass::Forward, Algorithm::Direct, f2),
+            (2, 512, 7, 512, Pass::BackwardData, Algorithm::Im2col, f2),
+            // At batch 1: 16 tiles of 2x2, too few either way.
+            (
+                1,
+                512,
+                7,
+                512,
+                Pass::Forward,
+                Algorithm::Direct,
+                Algorithm::Direct,
+            ),
+            (
+                1,
+                512,
+                7,
+                512,
+                Pass::BackwardData,
+                Algorithm::Im2col,
+                Algorithm::Im2col,
+            ),
+            // AlexNet's 13x13 layer, 192 -> 384: 49 partial 2x2 tiles.
+            (1, 192, 13, 384, Pass::Forward, Algorithm::Direct, f2),
+            (1, 192, 13, 384, Pass::BackwardData, Algorithm::Im2col, f2),
+            // ResNet-50's conv4 at batch 4: 64 overhanging 4x4 tiles over 256 x 256.
+            (4, 256, 14, 256, Pass::Forward, f2, f4),
+            (2, 256, 14, 256, Pass::Forward, f2, f2),
+            // ResNet-50's conv2: F(4x4) everywhere.
+            (1, 64, 56, 64, Pass::Forward, f4, f4),
+        ];
+        for (n, c_in, hw, c_out, pass, full, split) in cases {
+            let shape = format!("{n}x{c_in}x{hw}x{hw} -> {c_out}, {pass:?}");
+            assert_eq!(
+                pick(n, c_in, hw, c_out, pass, false),
+                full,
+                "{shape}, full-width"
+            );
+            assert_eq!(
+                pick(n, c_in, hw, c_out, pass, true),
+                split,
+                "{shape}, split"
+            );
+        }
+    }
 }

@@ -89,3 +89,79 @@ impl fmt::Display for Isa {
         f.write_str(self.name())
     }
 }
+
+/// Whether this CPU runs a 256-bit FMA as two 128-bit halves, so AVX2's FMA peak per cycle is
+/// half that of Intel's cores or AMD's from Zen 2: AMD's Zen 1 and Zen+ (family 0x17 below
+/// model 0x30), Hygon's Dhyana (family 0x18, a Zen 1) and AMD's FMA cores before them. From
+/// CPUID's vendor and family, read once: a fixed property, not a timing, so `Auto`'s picks
+/// (see `auto::heuristic`, where Winograd's saved multiplies weigh more on such a CPU) do
+/// not change from one run to the next.
+pub fn split_256bit_fma() -> bool {
+    static SPLIT: OnceLock<bool> = OnceLock::new();
+    *SPLIT.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::__cpuid;
+            // SAFETY: CPUID exists on every x86_64 CPU; leaves 0 and 1 always do. (`__cpuid`
+            // is a safe function on newer toolchains, hence the allow.)
+            #[allow(unused_unsafe)]
+            let (vendor, sig) = unsafe {
+                let v = __cpuid(0);
+                (
+                    [
+                        v.ebx.to_le_bytes(),
+                        v.edx.to_le_bytes(),
+                        v.ecx.to_le_bytes(),
+                    ]
+                    .concat(),
+                    __cpuid(1).eax,
+                )
+            };
+            split_from_cpuid(&vendor, sig)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
+}
+
+/// [`split_256bit_fma`] from CPUID leaf 0's vendor string and leaf 1's signature (EAX).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn split_from_cpuid(vendor: &[u8], sig: u32) -> bool {
+    let base = (sig >> 8) & 0xf;
+    let family = if base == 0xf {
+        base + ((sig >> 20) & 0xff)
+    } else {
+        base
+    };
+    let model = ((sig >> 12) & 0xf0) | ((sig >> 4) & 0xf);
+    match vendor {
+        b"AuthenticAMD" => family < 0x17 || (family == 0x17 && model < 0x30),
+        b"HygonGenuine" => family == 0x18,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_from_cpuid;
+
+    #[test]
+    fn split_fma_cpus_are_told_from_their_cpuid_signatures() {
+        let (amd, hygon, intel) = (b"AuthenticAMD", b"HygonGenuine", b"GenuineIntel");
+        // (vendor, CPUID 1 EAX, whether 256-bit FMAs run as two halves)
+        let cases: [(&[u8], u32, bool); 9] = [
+            (amd, 0x0080_0f12, true),    // Zen 1, EPYC 7001 (family 0x17, model 0x01)
+            (amd, 0x0080_0f82, true),    // Zen+, Ryzen 2000 (model 0x08)
+            (amd, 0x0083_0f10, false),   // Zen 2, EPYC 7002 (model 0x31)
+            (amd, 0x0086_0f01, false),   // Zen 2, Renoir (model 0x60)
+            (amd, 0x00a0_0f11, false),   // Zen 3, EPYC 7003 (family 0x19)
+            (amd, 0x0066_0f01, true),    // Excavator (family 0x15)
+            (hygon, 0x0090_0f22, true),  // Dhyana (family 0x18)
+            (intel, 0x0008_06f8, false), // Sapphire Rapids (family 6)
+            (intel, 0x0003_06c3, false), // Haswell
+        ];
+        for (vendor, sig, split) in cases {
+            assert_eq!(split_from_cpuid(vendor, sig), split, "signature {sig:#x}");
+        }
+    }
+}
