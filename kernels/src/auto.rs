@@ -145,7 +145,8 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward
 ///   direct (1.05-1.1x from 7x7 to 56x56: its pointwise form from 14x14, since its buffers
 ///   start on a cache line; im2col had led DenseNet's 56x56 layers by 1.2-1.5x before; on
-///   Zen 3 im2col leads by 0-8%);
+///   Zen 3 im2col leads by 0-8%), but im2col below 28x28 where a 256-bit FMA runs as two
+///   halves (Zen 1: 1.0-1.14x on 1 thread, 1.02-1.45x on 2);
 ///   backward-weight direct (1.05-1.7x) except over <= 49 pixels (ResNet-50's last 1x1
 ///   layers: im2col 1.3-1.5x);
 /// - strided 1x1 convs (downsampling): direct (forward and backward-weight 1.25-2x;
@@ -227,7 +228,11 @@ fn heuristic_avx2(
             // ties at 0.97-1.02x; beyond, e.g. 256 -> 64 at 56x56 or 384 -> 128 at 28x28,
             // im2col 1.3x).
             Pass::BackwardData => !(oh * ow >= 28 * 28 && c_in_g <= 256 && c_in_g <= 2 * c_out_g),
-            Pass::Forward => false,
+            // Where a 256-bit FMA runs as two halves, im2col below 28x28 (Zen 1, the 70
+            // 1x1 layers of ResNet-50, DenseNet-121 and VGG-16: at 14x14 and 7x7 1.0-1.14x
+            // direct on 1 thread, 1.02-1.45x on 2; at 28x28 and 56x56 it leads by
+            // 1.02-1.07x on 1 thread but trails by up to 1.5x on 2, so direct stays there).
+            Pass::Forward => split && oh * ow < 28 * 28,
             Pass::BackwardWeight => pixels <= 49,
         };
         return if im2col {
@@ -653,9 +658,22 @@ mod tests {
 
     /// Auto's AVX2 pick for a 3x3 "same" conv, `split` or not.
     fn pick(n: usize, c_in: usize, hw: usize, c_out: usize, pass: Pass, split: bool) -> Algorithm {
+        pick_k(3, n, c_in, hw, c_out, pass, split)
+    }
+
+    /// Auto's AVX2 pick for a `k x k` "same" conv (odd `k`), `split` or not.
+    fn pick_k(
+        k: usize,
+        n: usize,
+        c_in: usize,
+        hw: usize,
+        c_out: usize,
+        pass: Pass,
+        split: bool,
+    ) -> Algorithm {
         let p = ConvParams {
-            padding: [1; 4],
-            ..ConvParams::new(n, c_in, hw, hw, c_out, [3, 3])
+            padding: [k / 2; 4],
+            ..ConvParams::new(n, c_in, hw, hw, c_out, [k, k])
         };
         let g = p.validate().expect("a valid conv");
         heuristic_avx2(&g, pass, Tolerance::Standard, false, split)
@@ -713,6 +731,30 @@ mod tests {
                 pick(n, c_in, hw, c_out, pass, true),
                 split,
                 "{shape}, split"
+            );
+        }
+    }
+
+    #[test]
+    fn split_fma_cpus_take_im2col_for_small_1x1_forward() {
+        // (c_in, plane, c_out, pick on full-width FMAs, pick on split ones)
+        let cases = [
+            (512, 7, 128, Algorithm::Direct, Algorithm::Im2col), // DenseNet's block 4
+            (256, 14, 1024, Algorithm::Direct, Algorithm::Im2col), // ResNet-50's layer 3
+            (352, 28, 128, Algorithm::Direct, Algorithm::Direct), // DenseNet's block 2
+            (64, 56, 256, Algorithm::Direct, Algorithm::Direct), // ResNet-50's layer 1
+        ];
+        for (c_in, hw, c_out, full, split) in cases {
+            let shape = format!("{c_in}x{hw}x{hw} -> {c_out}");
+            assert_eq!(
+                pick_k(1, 1, c_in, hw, c_out, Pass::Forward, false),
+                full,
+                "{shape}"
+            );
+            assert_eq!(
+                pick_k(1, 1, c_in, hw, c_out, Pass::Forward, true),
+                split,
+                "{shape}"
             );
         }
     }
