@@ -684,8 +684,8 @@ impl FwdJob<'_> {
             "depthwise 3x3 rows"
         );
         let x = &self.x[t * h * wd..][..h * wd];
-        let dst_base = t * h * wd;
-        assert!(dst_base + h * wd <= self.dst.len(), "depthwise destination");
+        // The task's output plane, checked once here: the stores below add offsets inside it.
+        let out = self.dst.rows(t * h * wd, wd, h, wd);
         // Loops, not `array::from_fn`: a closure not inlined would lose the ISA's features.
         let mut wv = [s.zero(); 9];
         for (v, &w) in wv.iter_mut().zip(w) {
@@ -702,9 +702,9 @@ impl FwdJob<'_> {
                 let nv = (nvec - v0).min(NV_ROWS);
                 let r = rows.clone();
                 if nv == NV_ROWS {
-                    self.strip_3x3::<S, NV_ROWS>(s, x, (v0, r), &wv, dst_base, bias)
+                    self.strip_3x3::<S, NV_ROWS>(s, x, (v0, r), &wv, out, bias)
                 } else {
-                    self.strip_3x3::<S, 1>(s, x, (v0, r), &wv, dst_base, bias)
+                    self.strip_3x3::<S, 1>(s, x, (v0, r), &wv, out, bias)
                 }
                 v0 += nv;
             }
@@ -720,9 +720,10 @@ impl FwdJob<'_> {
         x: &[f32],
         (v0, rows): (usize, std::ops::Range<usize>),
         wv: &[S::V; 9],
-        dst_base: usize,
+        out: *mut f32,
         bias: S::V,
     ) {
+        // `out` is this task's output plane, `h x w` floats (checked by `rows_3x3`).
         let (l, h, wd) = (S::LANES, self.g.h, self.g.w);
         let st: [usize; NV] = std::array::from_fn(|v| ((v0 + v) * l).min(wd - l));
         // Tap kx of vector v reads columns st[v] + kx - 1 ..: inside the row but for column
@@ -731,8 +732,8 @@ impl FwdJob<'_> {
         let left = s.range_mask(usize::from(st[0] == 0), l);
         let right = s.range_mask(0, l - usize::from(st[NV - 1] == wd - l));
         let (xp, masks) = (x.as_ptr(), [left, right]);
-        // Locals, not fields: the stores through raw pointers would make the loop reload them.
-        let (dst, relu) = (self.dst, self.relu);
+        // A local, not a field: the stores through raw pointers would make the loop reload it.
+        let relu = self.relu;
         let zero = [s.zero(); NV];
         // Input rows i0..i1 feed output rows o0..o1. Three sets in rotation: after input row
         // iy, the set that took tap 2 holds output row iy - 1, complete; it starts over as
@@ -747,17 +748,15 @@ impl FwdJob<'_> {
                 // SAFETY: iy < i1 <= h; st and masks as above.
                 unsafe { row_3x3(s, xp, wd, iy, &st, masks, wv, [&mut $a, &mut $b, &mut $c]) };
                 if iy > o0 {
-                    // SAFETY: row iy - 1 < h of this task's plane, st[v] + l <= w.
-                    unsafe { store_row(s, (dst, dst_base + (iy - 1) * wd), &st, bias, relu, &$a) };
+                    // SAFETY: row iy - 1 < h of this task's plane `out`, st[v] + l <= w.
+                    unsafe { store_row(s, out.add((iy - 1) * wd), &st, bias, relu, &$a) };
                 }
                 $a = zero;
                 iy += 1;
                 if iy == i1 {
                     if o1 == h {
-                        // SAFETY: row h - 1 of this task's plane, st[v] + l <= w.
-                        unsafe {
-                            store_row(s, (dst, dst_base + (h - 1) * wd), &st, bias, relu, &$b)
-                        };
+                        // SAFETY: row h - 1 of this task's plane `out`, st[v] + l <= w.
+                        unsafe { store_row(s, out.add((h - 1) * wd), &st, bias, relu, &$b) };
                     }
                     return;
                 }
@@ -807,8 +806,9 @@ impl FwdJob<'_> {
             }
             *b = s.splat(self.bias.map_or(0.0, |b| b[c]));
         }
-        let (xp, dst, relu) = (self.x.as_ptr().wrapping_add(t0 * hw), self.dst, self.relu);
-        let base = t0 * hw;
+        let (xp, relu) = (self.x.as_ptr().wrapping_add(t0 * hw), self.relu);
+        // The task's NP output planes, checked once here (and asserted above).
+        let out = self.dst.rows(t0 * hw, hw, NP, hw);
         let zero = [s.zero(); NP];
         let (mut s0, mut s1, mut s2) = (zero, zero, zero);
         let mut iy = 0;
@@ -829,15 +829,13 @@ impl FwdJob<'_> {
                 }
                 if iy > 0 {
                     // SAFETY: planes t0 .. t0 + NP are this task's, inside dst (asserted).
-                    unsafe { store_narrow(s, (dst, base), (h, wd), iy - 1, &bias, relu, &$a) };
+                    unsafe { store_narrow(s, out, (h, wd), iy - 1, &bias, relu, &$a) };
                 }
                 $a = zero;
                 iy += 1;
                 if iy == h {
                     // SAFETY: as above.
-                    return unsafe {
-                        store_narrow(s, (dst, base), (h, wd), h - 1, &bias, relu, &$b)
-                    };
+                    return unsafe { store_narrow(s, out, (h, wd), h - 1, &bias, relu, &$b) };
                 }
             };
         }
@@ -863,17 +861,17 @@ fn narrow_masks<S: DirectIsa>(s: S, w: usize) -> [S::V; 3] {
     masks
 }
 
-/// Output row `oy` of the `NP` narrow planes from `dst + base` (`h x w` each, `w < LANES`)
+/// Output row `oy` of the `NP` narrow planes from `out` (`h x w` each, `w < LANES`)
 /// for [`FwdJob::narrow_rows_3x3`]: plus the bias, through the ReLU if `relu`; a whole
 /// vector (its lanes past the row land on the plane's later rows, stored after it) unless
 /// it would pass the plane's end, then through a staging array.
 ///
 /// # Safety
-/// The `NP` planes must lie in `dst` and be this task's alone.
+/// The `NP` planes from `out` must be writable and this task's alone.
 #[inline(always)]
 unsafe fn store_narrow<S: DirectIsa, const NP: usize>(
     s: S,
-    (dst, base): (SharedMut, usize),
+    out: *mut f32,
     (h, w): (usize, usize),
     oy: usize,
     bias: &[S::V; NP],
@@ -884,30 +882,31 @@ unsafe fn store_narrow<S: DirectIsa, const NP: usize>(
     for (p, (a, b)) in acc.iter().zip(bias).enumerate() {
         let y = s.add(*a, *b);
         let y = if relu { s.max(y, s.zero()) } else { y };
-        let at = base + p * hw + oy * w;
+        // SAFETY: row oy < h of plane p < NP, inside the caller's planes.
+        let at = unsafe { out.add(p * hw + oy * w) };
         if oy * w + l <= hw {
             // SAFETY: the vector ends inside plane p (oy*w + l <= h*w), the caller's.
-            unsafe { s.store(dst.at(at), y) };
+            unsafe { s.store(at, y) };
         } else {
             let mut tmp = [0.0f32; MAX_LANES];
             // SAFETY: tmp holds MAX_LANES >= l floats.
             unsafe { s.store(tmp.as_mut_ptr(), y) };
-            // SAFETY: row oy < h of plane p, w floats, the caller's.
-            let row = unsafe { dst.slice_mut(at, w) };
-            row.copy_from_slice(&tmp[..w]);
+            // SAFETY: row oy of plane p holds w floats, the caller's, and tmp is a local.
+            unsafe { std::ptr::copy_nonoverlapping(tmp.as_ptr(), at, w) };
         }
     }
 }
 
-/// The vectors `acc` of an output row starting at `dst + at`, at columns `st`: plus the
-/// bias, through the ReLU if `relu`.
+/// The vectors `acc` of an output row starting at `row`, at columns `st`: plus the bias,
+/// through the ReLU if `relu`. The row's pointer comes from a plane checked once
+/// (`SharedMut::rows`), so no store pays a bounds check of its own.
 ///
 /// # Safety
-/// The row's `st[v] + LANES` floats must lie in `dst` and be this task's alone.
+/// The row's first `st[v] + LANES` floats must be writable and this task's alone.
 #[inline(always)]
 unsafe fn store_row<S: DirectIsa, const NV: usize>(
     s: S,
-    (dst, at): (SharedMut, usize),
+    row: *mut f32,
     st: &[usize; NV],
     bias: S::V,
     relu: bool,
@@ -916,8 +915,8 @@ unsafe fn store_row<S: DirectIsa, const NV: usize>(
     for (a, &st) in acc.iter().zip(st) {
         let y = s.add(*a, bias);
         let y = if relu { s.max(y, s.zero()) } else { y };
-        // SAFETY: the caller's guarantee (dst.at checks the start).
-        unsafe { s.store(dst.at(at + st), y) };
+        // SAFETY: the caller's guarantee.
+        unsafe { s.store(row.add(st), y) };
     }
 }
 
