@@ -765,6 +765,10 @@ impl RowJob<'_> {
             // per-lane path.
             let bias: [f32; J] = std::array::from_fn(|j| self.bias.map_or(0.0, |b| b[j]));
             let base = self.dst_base + oy0 * self.dst_row + ox0;
+            // The destination's start: the job checked every index it stores once
+            // (`in_bounds`), so the stores below add offsets to it with no check of their
+            // own (a check per store spilled its panic arguments to the stack each time).
+            let out = self.dst.at(0);
             for (i, acc_i) in acc.iter().enumerate() {
                 if i == nrows {
                     break;
@@ -781,7 +785,7 @@ impl RowJob<'_> {
                         // ox0 + v*l .. + l <= width: at most the last destination index,
                         // in range (`in_bounds`); these pixels of this channel belong to
                         // this task alone.
-                        unsafe { s.store(self.dst.at(at), a) };
+                        unsafe { s.store(out.add(at), a) };
                     }
                 }
             }
