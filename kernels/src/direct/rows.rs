@@ -792,6 +792,8 @@ impl RowJob<'_> {
             return;
         }
         let mut tmp = [0.0f32; MAX_LANES];
+        // As above: indices checked once per job (`in_bounds`).
+        let out = self.dst.at(0);
         if let Some((r, ow)) = self.flat {
             for v in 0..NVEC {
                 let q0 = ox0 + v * l;
@@ -812,7 +814,7 @@ impl RowJob<'_> {
                     if n == l && ox + l <= ow {
                         // SAFETY: q0 < width, so oy <= (width - 1) / R, and ox + l - 1 < ow:
                         // in range (`in_bounds`); this channel's pixels belong to this task.
-                        unsafe { s.store(self.dst.at(at + ox), a) };
+                        unsafe { s.store(out.add(at + ox), a) };
                         continue;
                     }
                     // SAFETY: tmp holds MAX_LANES >= LANES floats.
@@ -823,7 +825,7 @@ impl RowJob<'_> {
                             // SAFETY: the lane's flat pixel is below width, so its row is
                             // at most (width - 1) / R and col < ow: in range (`in_bounds`);
                             // this channel's pixels belong to this task.
-                            unsafe { *self.dst.at(row + col) = *t };
+                            unsafe { *out.add(row + col) = *t };
                         }
                         col += 1;
                         if col == r {
@@ -851,7 +853,7 @@ impl RowJob<'_> {
                         // SAFETY: row + x0 + l - 1 <= the last destination index, which is
                         // in range (`in_bounds`); these pixels of this channel belong to
                         // this task alone.
-                        unsafe { s.store(self.dst.at(row + x0), a) };
+                        unsafe { s.store(out.add(row + x0), a) };
                         continue;
                     }
                     // SAFETY: tmp holds MAX_LANES >= LANES floats.
@@ -860,7 +862,7 @@ impl RowJob<'_> {
                         // SAFETY: x0 + lane < width, so the index is at most the last
                         // destination index, in range (`in_bounds`); these pixels of this
                         // channel belong to this task alone.
-                        unsafe { *self.dst.at(row + (x0 + lane) * self.dst_col) = *t };
+                        unsafe { *out.add(row + (x0 + lane) * self.dst_col) = *t };
                     }
                 }
             }
