@@ -192,7 +192,10 @@ pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algo
     if Isa::detect() == Isa::Avx512F {
         return heuristic_avx512(g, pass, t);
     }
-    heuristic_avx2(g, pass, t, prepared, crate::isa::split_256bit_fma())
+    // The split only halves AVX2's FMAs: the portable and scalar kernels (capped runs) keep
+    // the rules as calibrated.
+    let split = Isa::detect() == Isa::Avx2Fma && crate::isa::split_256bit_fma();
+    heuristic_avx2(g, pass, t, prepared, split)
 }
 
 /// [`heuristic`] below AVX-512, `split` where a 256-bit FMA runs as two halves.
@@ -656,13 +659,8 @@ mod tests {
     use super::{Tolerance, heuristic_avx2};
     use crate::{Algorithm, ConvParams, Pass, WinogradTile};
 
-    /// Auto's AVX2 pick for a 3x3 "same" conv, `split` or not.
-    fn pick(n: usize, c_in: usize, hw: usize, c_out: usize, pass: Pass, split: bool) -> Algorithm {
-        pick_k(3, n, c_in, hw, c_out, pass, split)
-    }
-
     /// Auto's AVX2 pick for a `k x k` "same" conv (odd `k`), `split` or not.
-    fn pick_k(
+    fn pick(
         k: usize,
         n: usize,
         c_in: usize,
@@ -723,12 +721,12 @@ mod tests {
         for (n, c_in, hw, c_out, pass, full, split) in cases {
             let shape = format!("{n}x{c_in}x{hw}x{hw} -> {c_out}, {pass:?}");
             assert_eq!(
-                pick(n, c_in, hw, c_out, pass, false),
+                pick(3, n, c_in, hw, c_out, pass, false),
                 full,
                 "{shape}, full-width"
             );
             assert_eq!(
-                pick(n, c_in, hw, c_out, pass, true),
+                pick(3, n, c_in, hw, c_out, pass, true),
                 split,
                 "{shape}, split"
             );
@@ -747,12 +745,12 @@ mod tests {
         for (c_in, hw, c_out, full, split) in cases {
             let shape = format!("{c_in}x{hw}x{hw} -> {c_out}");
             assert_eq!(
-                pick_k(1, 1, c_in, hw, c_out, Pass::Forward, false),
+                pick(1, 1, c_in, hw, c_out, Pass::Forward, false),
                 full,
                 "{shape}"
             );
             assert_eq!(
-                pick_k(1, 1, c_in, hw, c_out, Pass::Forward, true),
+                pick(1, 1, c_in, hw, c_out, Pass::Forward, true),
                 split,
                 "{shape}"
             );

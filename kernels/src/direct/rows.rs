@@ -755,6 +755,10 @@ impl RowJob<'_> {
         ox0: usize,
     ) {
         let l = S::LANES;
+        // The destination's start: the job checked every index it stores once
+        // (`in_bounds`), so the stores below add offsets to it with no check of their own
+        // (a check per store spilled its panic arguments to the stack each time).
+        let out = self.dst.at(0);
         if self.flat.is_none()
             && self.dst_col == 1
             && self.n_ch == J
@@ -765,10 +769,6 @@ impl RowJob<'_> {
             // per-lane path.
             let bias: [f32; J] = std::array::from_fn(|j| self.bias.map_or(0.0, |b| b[j]));
             let base = self.dst_base + oy0 * self.dst_row + ox0;
-            // The destination's start: the job checked every index it stores once
-            // (`in_bounds`), so the stores below add offsets to it with no check of their
-            // own (a check per store spilled its panic arguments to the stack each time).
-            let out = self.dst.at(0);
             for (i, acc_i) in acc.iter().enumerate() {
                 if i == nrows {
                     break;
@@ -792,8 +792,6 @@ impl RowJob<'_> {
             return;
         }
         let mut tmp = [0.0f32; MAX_LANES];
-        // As above: indices checked once per job (`in_bounds`).
-        let out = self.dst.at(0);
         if let Some((r, ow)) = self.flat {
             for v in 0..NVEC {
                 let q0 = ox0 + v * l;
