@@ -302,6 +302,15 @@ boundary_cases! {
         conv(2, 2, [96, 100], 4, [3, 3], 1, 1, 1, 1),
         ConvParams { dilation: [2, 1], padding: [2, 1, 0, 3], ..ConvParams::new(1, 3, 150, 60, 24, [3, 3]) },
     ];
+    // Backward-data whose weights outweigh the output gradient, so the direct kernel packs
+    // each input-channel block in the task that uses it (4 blocks or more at NR = 16 and
+    // 32): stride 1; stride 2, whose phases with 4 taps pack per block and those with 1
+    // pack together; groups.
+    backward_data_packs_per_block: [
+        conv(1, 128, [12, 11], 8, [3, 3], 1, 1, 1, 1),
+        conv(1, 128, [24, 23], 8, [3, 3], 2, 1, 1, 1),
+        conv(1, 256, [12, 11], 16, [3, 3], 1, 1, 1, 2),
+    ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];

@@ -369,11 +369,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
         if backward_in_columns(g) {
             return backward_data(self.0, g, grad_y, Weights::Raw(weight), bias, grad_x);
         }
-        let nr = tile_for::<S>(g.c_in / g.g).2;
-        with_scratch(backward_packed_len(g, nr), |packed| {
-            pack_backward(self.0, g, weight, nr, packed);
-            backward_data(self.0, g, grad_y, Weights::Packed(packed), bias, grad_x);
-        });
+        backward_data(self.0, g, grad_y, Weights::ToPack(weight), bias, grad_x);
     }
     fn backward_weight(&self, g: &ConvGeom, x: &[f32], grad_y: &[f32], grad_weight: &mut [f32]) {
         g.assert_backward_weight(x, grad_y, grad_weight);
@@ -664,7 +660,8 @@ fn pack_forward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out
 #[derive(Clone, Copy)]
 enum Weights<'a> {
     Packed(&'a [f32]),
-    /// The caller's weights, for the pixel form to pack itself (see [`forward`]).
+    /// The caller's weights, for the pixel form to pack itself (see [`forward`] and
+    /// [`backward_data`]).
     ToPack(&'a [f32]),
     Raw(&'a [f32]),
 }
@@ -967,31 +964,35 @@ fn backward_packed_len(g: &ConvGeom, nr: usize) -> usize {
 /// Backward-data weights of every phase, concatenated in [`phases`] order.
 fn pack_backward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
-    let khw = g.kh * g.kw;
     let mut at = 0;
     for (ry, rx, ty, tx) in phases(g) {
-        let taps = ty * tx;
-        let len = blocks_len(g.g, c_in_g, nr, c_out_g * taps);
-        with_index_scratch(c_out_g * taps, |red_src| {
+        let len = blocks_len(g.g, c_in_g, nr, c_out_g * ty * tx);
+        with_index_scratch(c_out_g * ty * tx, |red_src| {
             phase_weight_offsets(g, ry, rx, red_src);
-            pack_blocks(
-                s,
-                weight,
-                g.g,
-                c_in_g,
-                nr,
-                c_out_g * c_in_g * khw,
-                khw,
-                red_src,
-                &mut out[at..at + len],
-            );
+            pack_phase(s, g, weight, nr, red_src, &mut out[at..at + len]);
         });
         at += len;
     }
 }
 
-/// Backward-data, pixel form with packed weights (see [`pack_backward`]) or column form
-/// with the raw ones; `bias` serves a transposed conv's forward.
+/// One stride phase's backward-data weights, `[grp][c_in block][oc][tap][nr]`, from the
+/// phase's [`phase_weight_offsets`] `red_src`.
+fn pack_phase<S: DirectIsa>(
+    s: S,
+    g: &ConvGeom,
+    weight: &[f32],
+    nr: usize,
+    red_src: &[usize],
+    out: &mut [f32],
+) {
+    let (c_in_g, c_out_g, khw) = (g.c_in / g.g, g.c_out / g.g, g.kh * g.kw);
+    let group_stride = c_out_g * c_in_g * khw;
+    pack_blocks(s, weight, g.g, c_in_g, nr, group_stride, khw, red_src, out);
+}
+
+/// Backward-data, pixel form with weights packed by the caller (see [`pack_backward`]) or
+/// here, phase by phase ([`Weights::ToPack`]), or column form with the raw ones; `bias`
+/// serves a transposed conv's forward.
 fn backward_data<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
@@ -1027,8 +1028,7 @@ fn backward_data<S: DirectIsa>(
                     Weights::Packed(packed) => {
                         &packed[at..at + blocks_len(g.g, c_in_g, nr, red_len)]
                     }
-                    Weights::Raw(_) => &[],
-                    Weights::ToPack(_) => unreachable!("backward-data is handed packed weights"),
+                    Weights::Raw(_) | Weights::ToPack(_) => &[],
                 };
                 at += phase_packed.len();
                 let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
@@ -1089,10 +1089,9 @@ fn backward_data<S: DirectIsa>(
                             unsafe { columns::run(s, &pass, out) };
                         });
                     }
-                    let order =
-                        TaskOrder::new(chunks, blocks, red_len * nr, g.n * c_out_g * src.plane);
-                    for_each_task(g.g * chunks * blocks, |t| {
-                        let (grp, ch, blk) = order.task(t);
+                    // One task: row chunk `ch` of input-channel block `blk` of group `grp`,
+                    // with the block's packed weights `vecs`.
+                    let task = |grp: usize, ch: usize, blk: usize, vecs: &[f32]| {
                         let px0 = ch * chunk;
                         let npx = chunk.min(npx_all - px0);
                         let c0 = grp * c_in_g + blk * nr;
@@ -1126,8 +1125,7 @@ fn backward_data<S: DirectIsa>(
                             let block = Block {
                                 src: &src.data[grp * c_out_g * src.plane..],
                                 red: Red::List(red),
-                                vecs: &phase_packed[(grp * blocks + blk) * red_len * nr..]
-                                    [..red_len * nr],
+                                vecs,
                                 vstride: nr,
                                 rows,
                                 accumulate: false,
@@ -1151,7 +1149,56 @@ fn backward_data<S: DirectIsa>(
                                 unsafe { scatter.write(s, buf, nr) };
                             });
                         });
-                    });
+                    };
+                    let order =
+                        TaskOrder::new(chunks, blocks, red_len * nr, g.n * c_out_g * src.plane);
+                    let run_packed = |packed: &[f32]| {
+                        for_each_task(g.g * chunks * blocks, |t| {
+                            let (grp, ch, blk) = order.task(t);
+                            let vecs = &packed[(grp * blocks + blk) * red_len * nr..];
+                            task(grp, ch, blk, &vecs[..red_len * nr]);
+                        });
+                    };
+                    match weights {
+                        Weights::Packed(_) => run_packed(phase_packed),
+                        // Weights outweigh grad_y (ResNet-50's 14x14 and 7x7 layers): each
+                        // task packs one block of this phase into a buffer of its own, which
+                        // stays in L2 while the task runs every row chunk over it, as in the
+                        // forward pass.
+                        Weights::ToPack(w)
+                            if order.weights_major && g.g * blocks >= 2 * threads() =>
+                        {
+                            with_index_scratch(red_len, |red_src| {
+                                phase_weight_offsets(g, ry, rx, red_src);
+                                let red_src = &*red_src;
+                                let khw = g.kh * g.kw;
+                                for_each_task(g.g * blocks, |t| {
+                                    let (grp, blk) = (t / blocks, t % blocks);
+                                    let n_ch = nr.min(c_in_g - blk * nr);
+                                    // Input channel blk*nr of the group: its weights start
+                                    // (blk*nr)*khw floats into the group's.
+                                    let first = &w[(grp * c_out_g * c_in_g + blk * nr) * khw..];
+                                    with_scratch(red_len * nr, |vecs| {
+                                        pack_blocks(s, first, 1, n_ch, nr, 0, khw, red_src, vecs);
+                                        for ch in 0..chunks {
+                                            task(grp, ch, blk, vecs);
+                                        }
+                                    });
+                                });
+                            })
+                        }
+                        // Else this phase's blocks are packed together, then run.
+                        Weights::ToPack(w) => {
+                            with_scratch(blocks_len(g.g, c_in_g, nr, red_len), |packed| {
+                                with_index_scratch(red_len, |red_src| {
+                                    phase_weight_offsets(g, ry, rx, red_src);
+                                    pack_phase(s, g, w, nr, red_src, packed);
+                                });
+                                run_packed(packed);
+                            })
+                        }
+                        Weights::Raw(_) => unreachable!("the column form returned above"),
+                    }
                 });
             }
         },
