@@ -302,6 +302,16 @@ boundary_cases! {
         conv(2, 2, [96, 100], 4, [3, 3], 1, 1, 1, 1),
         ConvParams { dilation: [2, 1], padding: [2, 1, 0, 3], ..ConvParams::new(1, 3, 150, 60, 24, [3, 3]) },
     ];
+    // The direct kernel's tiles of pixels a stride of 2 or 4 apart (addressed from one base
+    // register): the narrow tile (12 pixels) and the wide one (6), whole and partial tiles
+    // along an output row, and a per-axis stride whose horizontal step is 2.
+    stepped_rows: [
+        conv(1, 3, [30, 61], 8, [3, 3], 2, 1, 1, 1),
+        conv(1, 2, [9, 100], 5, [3, 3], 4, 1, 1, 1),
+        conv(1, 4, [9, 60], 24, [3, 3], 4, 1, 1, 1),
+        conv(2, 5, [11, 29], 40, [3, 3], 2, 1, 1, 1),
+        ConvParams { stride: [3, 2], padding: [1; 4], ..ConvParams::new(1, 3, 14, 40, 20, [3, 3]) },
+    ];
     // Backward-data whose weights outweigh the output gradient, so the direct kernel packs
     // each input-channel block in the task that uses it (4 blocks or more at NR = 16 and
     // 32): stride 1; stride 2, whose phases with 4 taps pack per block and those with 1

@@ -208,40 +208,61 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
                 }
             }
         }
-        // A full tile of consecutive rows (pixels along an output row at stride 1, the
-        // rows of a packed operand) is addressed from one base register.
-        let consecutive = chunk.len() == UR && chunk.windows(2).all(|p| p[1] == p[0] + 1);
-        match (b.red, consecutive) {
-            (Red::List(list), false) => reduce::<S, UR, NB>(
+        // A full tile of rows a constant 1, 2 or 4 apart (pixels along an output row at
+        // that stride, the rows of a packed operand) is addressed from one base register.
+        let step = match chunk {
+            [a, b, ..] if chunk.len() == UR => b.wrapping_sub(*a),
+            _ => 0,
+        };
+        let even = matches!(step, 1 | 2 | 4) && chunk.windows(2).all(|p| p[1] == p[0] + step);
+        let first = src.wrapping_add(offs[0]);
+        match (b.red, if even { step } else { 0 }) {
+            (Red::List(list), 1) => reduce_stepped::<S, UR, NB, 1>(
                 s,
                 &mut acc,
-                src,
-                &offs,
+                first,
                 b.vecs,
                 b.vstride,
                 list.iter().copied(),
             ),
-            (Red::Strided { stride, len }, false) => reduce::<S, UR, NB>(
+            (Red::List(list), 2) => reduce_stepped::<S, UR, NB, 2>(
                 s,
                 &mut acc,
-                src,
-                &offs,
+                first,
+                b.vecs,
+                b.vstride,
+                list.iter().copied(),
+            ),
+            (Red::List(list), 4) => reduce_stepped::<S, UR, NB, 4>(
+                s,
+                &mut acc,
+                first,
+                b.vecs,
+                b.vstride,
+                list.iter().copied(),
+            ),
+            (Red::Strided { stride, len }, 1) => reduce_stepped::<S, UR, NB, 1>(
+                s,
+                &mut acc,
+                first,
                 b.vecs,
                 b.vstride,
                 (0..len).map(|r| r * stride),
             ),
-            (Red::List(list), true) => reduce_consecutive::<S, UR, NB>(
+            (Red::List(list), _) => reduce::<S, UR, NB>(
                 s,
                 &mut acc,
-                src.wrapping_add(offs[0]),
+                src,
+                &offs,
                 b.vecs,
                 b.vstride,
                 list.iter().copied(),
             ),
-            (Red::Strided { stride, len }, true) => reduce_consecutive::<S, UR, NB>(
+            (Red::Strided { stride, len }, _) => reduce::<S, UR, NB>(
                 s,
                 &mut acc,
-                src.wrapping_add(offs[0]),
+                src,
+                &offs,
                 b.vecs,
                 b.vstride,
                 (0..len).map(|r| r * stride),
@@ -311,11 +332,12 @@ fn reduce<S: F32Simd, const UR: usize, const NB: usize>(
     }
 }
 
-/// [`reduce`] for a tile whose row `i` reads `src[red_r + i]` (`src` already moved to the
-/// first row): each broadcast is `src + red_r` plus the constant `4*i` bytes. The caller
-/// has checked `red_r + UR - 1` in range of the block's source for every `r`.
+/// [`reduce`] for a tile whose row `i` reads `src[red_r + i*STEP]` (`src` already moved to
+/// the first row; `STEP` 1, 2 or 4): each broadcast is `src + red_r` plus the constant
+/// `4*i*STEP` bytes, so the rows need no offset registers. The caller has checked
+/// `red_r + (UR - 1)*STEP` in range of the block's source for every `r`.
 #[inline(always)]
-fn reduce_consecutive<S: F32Simd, const UR: usize, const NB: usize>(
+fn reduce_stepped<S: F32Simd, const UR: usize, const NB: usize, const STEP: usize>(
     s: S,
     acc: &mut [[S::V; NB]; UR],
     src: *const f32,
@@ -333,17 +355,34 @@ fn reduce_consecutive<S: F32Simd, const UR: usize, const NB: usize>(
             // SAFETY: w is vecs + r*vstride for the r-th entry, and r*vstride + NR <= vecs.len().
             *wv = unsafe { s.load(w.add(v * S::LANES)) };
         }
-        // Row I < UR, unrolled by hand: the row must be a constant for its displacement.
+        // Row I < UR at displacement D = I*STEP, unrolled by hand: both must be constants.
         macro_rules! rows {
-            ($($i:literal)*) => {$(
+            ($($i:literal $d:literal),*) => {{$(
                 if let Some(acc_i) = acc.get_mut($i) {
-                    // SAFETY: x + I is the block's src + red_r + rows[I], in range (see above).
-                    unsafe { s.bcast_fma_at::<NB, $i>(acc_i, &wv, x) };
+                    // SAFETY: x + D is the block's src + red_r + rows[I], in range (see above).
+                    unsafe { s.bcast_fma_at::<NB, $d>(acc_i, &wv, x) };
                 }
-            )*};
+            )*}};
         }
-        rows!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23);
+        match STEP {
+            1 => {
+                rows!(0 0, 1 1, 2 2, 3 3, 4 4, 5 5, 6 6, 7 7, 8 8, 9 9, 10 10, 11 11, 12 12, 13 13, 14 14, 15 15, 16 16, 17 17, 18 18, 19 19, 20 20, 21 21, 22 22, 23 23)
+            }
+            2 => {
+                rows!(0 0, 1 2, 2 4, 3 6, 4 8, 5 10, 6 12, 7 14, 8 16, 9 18, 10 20, 11 22, 12 24, 13 26, 14 28, 15 30, 16 32, 17 34, 18 36, 19 38, 20 40, 21 42, 22 44, 23 46)
+            }
+            4 => {
+                rows!(0 0, 1 4, 2 8, 3 12, 4 16, 5 20, 6 24, 7 28, 8 32, 9 36, 10 40, 11 44, 12 48, 13 52, 14 56, 15 60, 16 64, 17 68, 18 72, 19 76, 20 80, 21 84, 22 88, 23 92)
+            }
+            _ => unreachable!("steps 1, 2 and 4"),
+        }
         const { assert!(UR <= 24, "rows! covers 24 rows") };
+        const {
+            assert!(
+                STEP == 1 || STEP == 2 || STEP == 4,
+                "rows! covers steps 1, 2, 4"
+            )
+        };
         // Past the last entry this may point beyond vecs; it is never read there.
         w = w.wrapping_add(vstride);
     }
