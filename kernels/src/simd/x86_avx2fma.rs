@@ -155,7 +155,9 @@ unsafe impl F32Simd for Avx2Fma {
         o: usize,
     ) {
         match NB {
-            // SAFETY: AVX2 and FMA are present; the caller guarantees x + o is readable.
+            // SAFETY (both arms): AVX2 and FMA are present; the caller guarantees x + o is
+            // readable.
+            1 => unsafe { fma1(&mut acc[0], w[0], x, o) },
             2 => unsafe { fma2(acc, w, x, o) },
             // SAFETY: the caller guarantees x + o is readable.
             _ => unsafe { bcast_fma_plain(self, acc, w, x, o) },
@@ -169,7 +171,9 @@ unsafe impl F32Simd for Avx2Fma {
         x: *const f32,
     ) {
         match NB {
-            // SAFETY: AVX2 and FMA are present; the caller guarantees x + I is readable.
+            // SAFETY (both arms): AVX2 and FMA are present; the caller guarantees x + I is
+            // readable.
+            1 => unsafe { fma1_at::<NB, I>(acc, w, x) },
             2 => unsafe { fma2_at::<NB, I>(acc, w, x) },
             // SAFETY: the caller's guarantee.
             _ => unsafe { self.bcast_fma(acc, w, x, I) },
@@ -178,6 +182,59 @@ unsafe impl F32Simd for Avx2Fma {
 }
 
 x86_fma2!("avx2,fma", ymm_reg, __m256, "AVX2 and FMA");
+
+/// `a += bcast(x[o]) * w` as one `asm!` block, so that the narrow tile's 12 accumulators,
+/// its weight vector and one broadcast register fit the 16 registers: written with
+/// intrinsics, the compiler hoisted broadcasts into more registers and kept one accumulator
+/// on the stack, loaded and stored on every reduction step.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `x + o` is valid for reading one f32.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn fma1(a: &mut __m256, w: __m256, x: *const f32, o: usize) {
+    // SAFETY: reads the one f32 at x + o (the caller's guarantee); `b` is an `out` (not
+    // `lateout`) operand, so it is never one of the inputs it overwrites.
+    unsafe {
+        core::arch::asm!(
+            "vbroadcastss {b}, dword ptr [{x} + {o}*4]",
+            "vfmadd231ps {a}, {b}, {w}",
+            b = out(ymm_reg) _,
+            a = inout(ymm_reg) *a,
+            w = in(ymm_reg) w,
+            x = in(reg) x,
+            o = in(reg) o,
+            options(nostack, preserves_flags, readonly),
+        )
+    }
+}
+
+/// [`fma1`] reading `x[I]` at the constant displacement `4*I` from `x` (`acc` has at least
+/// one entry).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `x + I` is valid for reading one f32.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn fma1_at<const NB: usize, const I: usize>(
+    acc: &mut [__m256; NB],
+    w: &[__m256; NB],
+    x: *const f32,
+) {
+    // SAFETY: as in fma1, at x + I.
+    unsafe {
+        core::arch::asm!(
+            "vbroadcastss {b}, dword ptr [{x} + {d}]",
+            "vfmadd231ps {a}, {b}, {w}",
+            b = out(ymm_reg) _,
+            a = inout(ymm_reg) acc[0],
+            w = in(ymm_reg) w[0],
+            x = in(reg) x,
+            d = const 4 * I,
+            options(nostack, preserves_flags, readonly),
+        )
+    }
+}
 
 /// The first two stages of an 8x8 transpose of rows `r`: `u[c]` (c < 4) holds column `c`
 /// of rows 0-3 in its low half and column `c + 4` in its high half, `u[4 + c]` the same
