@@ -140,22 +140,43 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
             let nrows = slice.min(c.rows - r0);
             let j0 = ch * col_chunk;
             let ncols = col_chunk.min(cols - j0);
+            // Listed weight offsets (backward-data: a step per output channel and tap, each
+            // a channel's whole filter block away from the last) are gathered chunk by chunk
+            // into `[step][row]`, which the tiles then read in order: read where they lie,
+            // every step of a tile touched a new cache line and, past 1024 channels, a new
+            // page, with no prefetch to hide it.
+            let gather = matches!(c.w_red, Red::List(_));
             with_index_scratch(nrows, |wrows| {
                 for (i, o) in wrows.iter_mut().enumerate() {
-                    *o = (r0 + i) * c.w_row;
+                    *o = if gather { i } else { (r0 + i) * c.w_row };
                 }
-                with_scratch(ncols * nrows * nr, |buf| {
+                let staged = if gather { RED_CHUNK * nrows } else { 0 };
+                with_scratch(ncols * nrows * nr + staged, |buf| {
+                    let (buf, stage) = buf.split_at_mut(ncols * nrows * nr);
                     let w = &c.w[grp * c.w_grp..];
                     if red_len == 0 {
                         buf.fill(0.0);
                     }
                     for k0 in (0..red_len).step_by(RED_CHUNK) {
                         let k1 = red_len.min(k0 + RED_CHUNK);
+                        let (src, red) = match c.w_red {
+                            Red::List(list) => {
+                                gather_rows(w, &list[k0..k1], r0, nrows, c.w_row, stage);
+                                let red = Red::Strided {
+                                    stride: nrows,
+                                    len: k1 - k0,
+                                };
+                                (&stage[..], red)
+                            }
+                            Red::Strided { .. } => {
+                                (&w[c.w_red.src_shift(k0)..], c.w_red.slice(k0, k1))
+                            }
+                        };
                         for (j, buf_j) in buf.chunks_exact_mut(nrows * nr).enumerate() {
                             let col = &packed[(grp * cols + j0 + j) * col_len..][..col_len];
                             let block = Block {
-                                src: &w[c.w_red.src_shift(k0)..],
-                                red: c.w_red.slice(k0, k1),
+                                src,
+                                red,
                                 vecs: &col[k0 * nr..k1 * nr],
                                 vstride: nr,
                                 rows: wrows,
@@ -187,6 +208,27 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
             });
         });
     });
+}
+
+/// `stage[k][i] = w[(r0 + i) * w_row + list[k]]` for `i < nrows`: a chunk of the weights
+/// of rows `r0 .. r0 + nrows`, in the order the tiles read them.
+fn gather_rows(
+    w: &[f32],
+    list: &[usize],
+    r0: usize,
+    nrows: usize,
+    w_row: usize,
+    stage: &mut [f32],
+) {
+    for (dst, &off) in stage.chunks_exact_mut(nrows).zip(list) {
+        if w_row == 1 {
+            dst.copy_from_slice(&w[off + r0..][..nrows]);
+        } else {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = w[(r0 + i) * w_row + off];
+            }
+        }
+    }
 }
 
 /// Packs one column: `out[r][lane] = src[red[r] + pix[lane]]` for `lane < pix.len()`,
