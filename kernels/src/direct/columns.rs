@@ -140,12 +140,13 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
             let nrows = slice.min(c.rows - r0);
             let j0 = ch * col_chunk;
             let ncols = col_chunk.min(cols - j0);
-            // Listed weight offsets (backward-data: a step per output channel and tap, each
-            // a channel's whole filter block away from the last) are gathered chunk by chunk
-            // into `[step][row]`, which the tiles then read in order: read where they lie,
-            // every step of a tile touched a new cache line and, past 1024 channels, a new
-            // page, with no prefetch to hide it.
-            let gather = matches!(c.w_red, Red::List(_));
+            // A 1x1 layer's backward-data weights (`w[oc][ic]`: a row per input channel, a
+            // step per output channel, rows adjacent) are copied chunk by chunk into
+            // `[step][row]`, which the tiles then read in order: read where they lie, every
+            // step of a tile touched a new cache line and, past 1024 channels, a new page,
+            // with no prefetch to hide it. A 3x3 layer's steps run through a channel's 9
+            // taps on the same lines, and its rows lie 9 floats apart: read in place.
+            let gather = matches!(c.w_red, Red::List(_)) && c.w_row == 1;
             with_index_scratch(nrows, |wrows| {
                 for (i, o) in wrows.iter_mut().enumerate() {
                     *o = if gather { i } else { (r0 + i) * c.w_row };
@@ -160,17 +161,21 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
                     for k0 in (0..red_len).step_by(RED_CHUNK) {
                         let k1 = red_len.min(k0 + RED_CHUNK);
                         let (src, red) = match c.w_red {
-                            Red::List(list) => {
-                                gather_rows(w, &list[k0..k1], r0, nrows, c.w_row, stage);
+                            Red::List(list) if gather => {
+                                s.dispatch(&mut GatherRows {
+                                    w,
+                                    list: &list[k0..k1],
+                                    r0,
+                                    nrows,
+                                    stage: &mut stage[..(k1 - k0) * nrows],
+                                });
                                 let red = Red::Strided {
                                     stride: nrows,
                                     len: k1 - k0,
                                 };
                                 (&stage[..], red)
                             }
-                            Red::Strided { .. } => {
-                                (&w[c.w_red.src_shift(k0)..], c.w_red.slice(k0, k1))
-                            }
+                            _ => (&w[c.w_red.src_shift(k0)..], c.w_red.slice(k0, k1)),
                         };
                         for (j, buf_j) in buf.chunks_exact_mut(nrows * nr).enumerate() {
                             let col = &packed[(grp * cols + j0 + j) * col_len..][..col_len];
@@ -210,22 +215,31 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
     });
 }
 
-/// `stage[k][i] = w[(r0 + i) * w_row + list[k]]` for `i < nrows`: a chunk of the weights
-/// of rows `r0 .. r0 + nrows`, in the order the tiles read them.
-fn gather_rows(
-    w: &[f32],
-    list: &[usize],
+/// `stage[k][i] = w[r0 + i + list[k]]` for `i < nrows`: a chunk of the weights of adjacent
+/// rows `r0 .. r0 + nrows`, in the order the tiles read them.
+struct GatherRows<'a> {
+    w: &'a [f32],
+    list: &'a [usize],
     r0: usize,
     nrows: usize,
-    w_row: usize,
-    stage: &mut [f32],
-) {
-    for (dst, &off) in stage.chunks_exact_mut(nrows).zip(list) {
-        if w_row == 1 {
-            dst.copy_from_slice(&w[off + r0..][..nrows]);
-        } else {
-            for (i, d) in dst.iter_mut().enumerate() {
-                *d = w[(r0 + i) * w_row + off];
+    stage: &'a mut [f32],
+}
+
+impl SimdJob for GatherRows<'_> {
+    /// Whole vectors, then the rest float by float (a `copy_from_slice` per step would be a
+    /// `memcpy` call per 24 floats).
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (l, nrows, r0) = (S::LANES, self.nrows, self.r0);
+        let whole = nrows / l * l;
+        for (dst, &off) in self.stage.chunks_exact_mut(nrows).zip(self.list) {
+            let src = &self.w[off + r0..][..nrows];
+            for v in (0..whole).step_by(l) {
+                // SAFETY: v + l <= whole <= nrows, the length of both slices.
+                unsafe { s.store(dst.as_mut_ptr().add(v), s.load(src.as_ptr().add(v))) };
+            }
+            for (d, &x) in dst[whole..].iter_mut().zip(&src[whole..]) {
+                *d = x;
             }
         }
     }
