@@ -216,57 +216,24 @@ pub(crate) fn run_block<S: F32Simd, const UR: usize, const NB: usize>(
         };
         let even = matches!(step, 1 | 2 | 4) && chunk.windows(2).all(|p| p[1] == p[0] + step);
         let first = src.wrapping_add(offs[0]);
+        // One call per (reduction kind, step): the step is a const parameter.
+        macro_rules! stepped {
+            ($step:literal, $red:expr) => {
+                reduce_stepped::<S, UR, NB, $step>(s, &mut acc, first, b.vecs, b.vstride, $red)
+            };
+        }
+        macro_rules! general {
+            ($red:expr) => {
+                reduce::<S, UR, NB>(s, &mut acc, src, &offs, b.vecs, b.vstride, $red)
+            };
+        }
         match (b.red, if even { step } else { 0 }) {
-            (Red::List(list), 1) => reduce_stepped::<S, UR, NB, 1>(
-                s,
-                &mut acc,
-                first,
-                b.vecs,
-                b.vstride,
-                list.iter().copied(),
-            ),
-            (Red::List(list), 2) => reduce_stepped::<S, UR, NB, 2>(
-                s,
-                &mut acc,
-                first,
-                b.vecs,
-                b.vstride,
-                list.iter().copied(),
-            ),
-            (Red::List(list), 4) => reduce_stepped::<S, UR, NB, 4>(
-                s,
-                &mut acc,
-                first,
-                b.vecs,
-                b.vstride,
-                list.iter().copied(),
-            ),
-            (Red::Strided { stride, len }, 1) => reduce_stepped::<S, UR, NB, 1>(
-                s,
-                &mut acc,
-                first,
-                b.vecs,
-                b.vstride,
-                (0..len).map(|r| r * stride),
-            ),
-            (Red::List(list), _) => reduce::<S, UR, NB>(
-                s,
-                &mut acc,
-                src,
-                &offs,
-                b.vecs,
-                b.vstride,
-                list.iter().copied(),
-            ),
-            (Red::Strided { stride, len }, _) => reduce::<S, UR, NB>(
-                s,
-                &mut acc,
-                src,
-                &offs,
-                b.vecs,
-                b.vstride,
-                (0..len).map(|r| r * stride),
-            ),
+            (Red::List(list), 1) => stepped!(1, list.iter().copied()),
+            (Red::List(list), 2) => stepped!(2, list.iter().copied()),
+            (Red::List(list), 4) => stepped!(4, list.iter().copied()),
+            (Red::Strided { stride, len }, 1) => stepped!(1, (0..len).map(|r| r * stride)),
+            (Red::List(list), _) => general!(list.iter().copied()),
+            (Red::Strided { stride, len }, _) => general!((0..len).map(|r| r * stride)),
         }
         // The epilogue in loops of constant trip count over the tile: any indexing of `acc`
         // the compiler cannot resolve would keep the whole tile in memory, also in the
