@@ -225,7 +225,8 @@ boundary_cases! {
     ];
     // The direct kernel's pointwise form (1x1, stride 1, unpadded, planes of >= 256 pixels
     // that fill whole vector columns up to 1/16; on backward-data at stride 1 on 16-lane
-    // ISAs >= 196 pixels): whole and partial columns of pixels (the
+    // ISAs, and on the forward and strided backward-data on 8-lane ones, >= 196 pixels):
+    // whole and partial columns of pixels (the
     // last column of 16x17 is partial at 32 lanes, of 18x18 at 16), rows past a tile and
     // past a task's tiles, a reduction longer than a chunk, groups, a batch, planes spanning
     // several tasks.
@@ -245,6 +246,8 @@ boundary_cases! {
         // with the bias everywhere), and bottom/right padding, which leaves the last
         // output row and column outside the input (so not the pointwise form).
         conv(1, 6, [32, 34], 14, [1, 1], 2, 0, 1, 1),
+        // 28x28 -> 14x14 (pointwise on 8-lane ISAs), backward-data reducing over chunks.
+        conv(1, 24, [28, 28], 300, [1, 1], 2, 0, 1, 1),
         ConvParams { stride: [2, 3], ..ConvParams::new(2, 5, 32, 51, 13, [1, 1]) },
         ConvParams { stride: [2, 2], padding: [0, 1, 0, 1], ..ConvParams::new(1, 4, 32, 32, 9, [1, 1]) },
     ];

@@ -45,9 +45,9 @@ use crate::simd::prefetch_l2;
 /// Pixels from which an image plane goes the pointwise way, and the most its last partial
 /// vector column may waste (as a fraction `1 / waste` of the plane): `(pixels, waste)` for
 /// everything the other two entries do not cover (the forward pass on 16-lane ISAs and on
-/// the narrow portable and scalar vectors, strided backward-data, backward-data on ISAs
-/// below 16 lanes), for unstrided backward-data on 16-lane ISAs, and for the forward pass
-/// on 8-lane ones (AVX2).
+/// the narrow portable and scalar vectors, strided backward-data on 16-lane ISAs, unstrided
+/// backward-data on ISAs below 16 lanes), for unstrided backward-data on 16-lane ISAs, and
+/// for the forward pass and strided backward-data on 8-lane ones (AVX2).
 ///
 /// Forward, pointwise / pixel form (medians of 5-7 alternating pairs, ResNet-50's 1x1
 /// layers, Sapphire Rapids): at 56x56 1.03-1.21x on AVX-512 (AVX2 0.99x); at 28x28
@@ -65,7 +65,9 @@ use crate::simd::prefetch_l2;
 /// use them on 196 pixels). At 32-pixel columns the bound of 1/7 admits every plane of at
 /// least 196 pixels. Not strided layers: 28x28 -> 14x14 ran 0.82-0.92x; nor on AVX2, where
 /// the same 14x14 layers ran 0.84-1.12x on Sapphire Rapids and 0.95-1.18x on Zen 3 (and
-/// Auto takes im2col there).
+/// Auto takes im2col there). Strided on AVX2, though, 28x28 -> 14x14 (ResNet-50's layer3
+/// downsample) ran 1.4-1.9x the pixel form on Zen 3 (4 alternating pairs): the pixel form
+/// there runs one phase of 196 pixels with the tap and three without.
 const MIN_PIXELS: [(usize, usize); 3] = [(256, 16), (196, 7), (196, 16)];
 /// Row tiles (the pass's output channels) per task: each packed column chunk serves them all.
 const TILES_PER_TASK: usize = 8;
@@ -93,14 +95,10 @@ pub(super) fn applies<S: DirectIsa>(g: &ConvGeom, pass: Pass) -> bool {
     let inside = g.oh.saturating_sub(1) * g.sh < g.h && g.ow.saturating_sub(1) * g.sw < g.w;
     let one = g.kh == 1 && g.kw == 1 && g.pad_t == 0 && g.pad_l == 0 && inside;
     // A strided layer's backward-data scatters its planes back: it keeps the forward's
-    // bound; so does AVX2's.
+    // bound on every ISA. Unstrided backward-data has a lower bound on 16-lane ISAs only.
     let unstrided_bd = pass == Pass::BackwardData && p == g.h * g.w && S::LANES >= 16;
-    let narrow_fwd = pass == Pass::Forward && S::LANES == 8;
-    let (min, waste) = MIN_PIXELS[if narrow_fwd {
-        2
-    } else {
-        usize::from(unstrided_bd)
-    }];
+    let narrow = S::LANES == 8 && (pass == Pass::Forward || p < g.h * g.w);
+    let (min, waste) = MIN_PIXELS[if narrow { 2 } else { usize::from(unstrided_bd) }];
     one && p >= min && (p.div_ceil(nr) * nr - p) * waste <= p
 }
 
