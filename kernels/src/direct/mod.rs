@@ -363,8 +363,12 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
             return dense_run(self.0, g, Pass::BackwardData, grad_y, weight, bias, grad_x);
         }
         if pointwise::applies::<S>(g, Pass::BackwardData) {
-            let pass = Pass::BackwardData;
-            return pointwise_run(self.0, g, pass, grad_y, weight, bias, false, grad_x);
+            let (m, k) = (g.c_in / g.g, g.c_out / g.g);
+            return with_scratch(g.w_len, |wt| {
+                pointwise::transpose_weights(self.0, weight, g.g, m, k, wt);
+                let pass = Pass::BackwardData;
+                pointwise_run(self.0, g, pass, grad_y, wt, bias, false, grad_x)
+            });
         }
         if backward_in_columns(g) {
             return backward_data(self.0, g, grad_y, Weights::Raw(weight), bias, grad_x);
@@ -398,11 +402,15 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
     fn prepare(&self, g: &ConvGeom, pass: Pass, weight: &[f32]) -> Option<Vec<f32>> {
         assert_eq!(weight.len(), g.w_len, "weight length");
         match pass {
-            // The dense, pointwise and column forms read the weights as they are.
+            // The dense and column forms and the pointwise forward read the weights as
+            // they are; the pointwise backward-data reads their transpose.
             Pass::BackwardData if g.is_dense() => Some(weight.to_vec()),
             Pass::Forward if pointwise::applies::<S>(g, Pass::Forward) => Some(weight.to_vec()),
             Pass::BackwardData if pointwise::applies::<S>(g, Pass::BackwardData) => {
-                Some(weight.to_vec())
+                let mut wt = vec![0.0; g.w_len];
+                let (m, k) = (g.c_in / g.g, g.c_out / g.g);
+                pointwise::transpose_weights(self.0, weight, g.g, m, k, &mut wt);
+                Some(wt)
             }
             Pass::Forward if forward_in_columns::<S>(g) => Some(weight.to_vec()),
             Pass::BackwardData if backward_in_columns(g) => Some(weight.to_vec()),
@@ -542,9 +550,10 @@ fn dense_run<S: DirectIsa>(
 }
 
 /// A data pass in pointwise form (`pointwise.rs`): `src` is the input (forward) or the
-/// output gradient, `y` the output or the input gradient. A strided 1x1 layer runs on the
-/// subsampled input planes: gathered before the forward pass, scattered after the
-/// backward-data pass.
+/// output gradient, `weight` the weights (forward) or their transpose
+/// ([`pointwise::transpose_weights`]), `y` the output or the input gradient. A strided 1x1
+/// layer runs on the subsampled input planes: gathered before the forward pass, scattered
+/// after the backward-data pass.
 #[allow(clippy::too_many_arguments)]
 fn pointwise_run<S: DirectIsa>(
     s: S,
@@ -557,9 +566,9 @@ fn pointwise_run<S: DirectIsa>(
     y: &mut [f32],
 ) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
-    let (m, k, w_row, w_red) = match pass {
-        Pass::Forward => (c_out_g, c_in_g, c_in_g, 1),
-        Pass::BackwardData => (c_in_g, c_out_g, 1, c_in_g),
+    let (m, k) = match pass {
+        Pass::Forward => (c_out_g, c_in_g),
+        Pass::BackwardData => (c_in_g, c_out_g),
         Pass::BackwardWeight => unreachable!("the pointwise form runs data passes only"),
     };
     // The prepared entry points reach here without the geometry's own length checks.
@@ -574,8 +583,8 @@ fn pointwise_run<S: DirectIsa>(
         let pw = pointwise::Pointwise {
             src,
             w: weight,
-            w_row,
-            w_red,
+            w_row: k,
+            w_red: 1,
             n: g.n,
             groups: g.g,
             m,
