@@ -599,15 +599,17 @@ fn pointwise_run<S: DirectIsa>(
     if p == g.h * g.w {
         return run(src, y);
     }
-    // Strided: the pass runs on the subsampled input planes (pixels (oy*sh, ox*sw)).
+    // Strided: the pass runs on the subsampled input planes (pixels (oy*sh, ox*sw)), taken
+    // and put back row by row.
     let (h, w, ow, sh, sw) = (g.h, g.w, g.ow, g.sh, g.sw);
-    let sub_pixel = move |q: usize| (q / ow) * sh * w + (q % ow) * sw;
     with_scratch(g.n * g.c_in * p, |sub| match pass {
         Pass::Forward => {
             for_each_chunk_mut(sub, p, |plane, dst| {
                 let x = &src[plane * h * w..][..h * w];
-                for (q, d) in dst.iter_mut().enumerate() {
-                    *d = x[sub_pixel(q)];
+                for (d, x) in dst.chunks_exact_mut(ow).zip(x.chunks(sh * w)) {
+                    for (ox, d) in d.iter_mut().enumerate() {
+                        *d = x[ox * sw];
+                    }
                 }
             });
             run(sub, y);
@@ -617,9 +619,17 @@ fn pointwise_run<S: DirectIsa>(
             let sub = &*sub;
             // The rest of each input-gradient plane gets no contribution: zero, or the bias.
             for_each_chunk_mut(y, h * w, |plane, dst| {
-                dst.fill(bias.map_or(0.0, |b| b[plane % g.c_in]));
-                for (q, v) in sub[plane * p..][..p].iter().enumerate() {
-                    dst[sub_pixel(q)] = *v;
+                let fill = bias.map_or(0.0, |b| b[plane % g.c_in]);
+                let mut from = sub[plane * p..][..p].chunks_exact(ow);
+                for (r, row) in dst.chunks_exact_mut(w).enumerate() {
+                    row.fill(fill);
+                    if r % sh == 0
+                        && let Some(from) = from.next()
+                    {
+                        for (ox, &v) in from.iter().enumerate() {
+                            row[ox * sw] = v;
+                        }
+                    }
                 }
             });
         }
