@@ -23,6 +23,7 @@ use super::{DirectIsa, RED_CHUNK, SimdJob};
 use crate::parallel::{
     SharedMut, for_each_chunk_mut, for_each_task, with_index_scratch, with_scratch,
 };
+use crate::simd::prefetch_l2;
 
 /// Row tiles (output channels) per task: the task's weights for one reduction chunk
 /// (`4 * 12` channels x [`RED_CHUNK`] floats = 24 KiB on AVX-512) stay in L1 beside one
@@ -31,6 +32,12 @@ const SLICE_TILES: usize = 4;
 /// Pixel columns per task at most: the task's partial sums (`16 * 48 * 32` floats = 96 KiB
 /// on AVX-512) stay in L2.
 const COLS_PER_TASK: usize = 16;
+/// Steps ahead of its copy that [`GatherRows`] prefetches a row: each step's rows lie on a
+/// line (and past 1024 channels a page) of their own, which no hardware prefetcher
+/// foresees. On an AVX2-only Zen 3 EPYC (1 thread, medians of 6 alternating runs, against
+/// no prefetch) ResNet-50's 7x7 1x1 backward-data ran 1.19-1.51x at 8 steps, 1.10-1.46x
+/// at 4 and 16.
+const GATHER_AHEAD: usize = 8;
 
 /// Output pixels (the whole batch, or one stride phase of it) up to which the column form
 /// can pay: four columns of the AVX-512 tile.
@@ -164,7 +171,7 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
                             Red::List(list) if gather => {
                                 s.dispatch(&mut GatherRows {
                                     w,
-                                    list: &list[k0..k1],
+                                    list: &list[k0..],
                                     r0,
                                     nrows,
                                     stage: &mut stage[..(k1 - k0) * nrows],
@@ -215,8 +222,10 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
     });
 }
 
-/// `stage[k][i] = w[r0 + i + list[k]]` for `i < nrows`: a chunk of the weights of adjacent
-/// rows `r0 .. r0 + nrows`, in the order the tiles read them.
+/// `stage[k][i] = w[r0 + i + list[k]]` for `i < nrows` and the `stage.len() / nrows` first
+/// steps `k`: a chunk of the weights of adjacent rows `r0 .. r0 + nrows`, in the order the
+/// tiles read them. `list` runs on past the chunk: the copy prefetches the rows
+/// [`GATHER_AHEAD`] steps ahead, into the next chunk.
 struct GatherRows<'a> {
     w: &'a [f32],
     list: &'a [usize],
@@ -232,7 +241,19 @@ impl SimdJob for GatherRows<'_> {
     fn run<S: DirectIsa>(&mut self, s: S) {
         let (l, nrows, r0) = (S::LANES, self.nrows, self.r0);
         let whole = nrows / l * l;
-        for (dst, &off) in self.stage.chunks_exact_mut(nrows).zip(self.list) {
+        for (k, (dst, &off)) in self
+            .stage
+            .chunks_exact_mut(nrows)
+            .zip(self.list)
+            .enumerate()
+        {
+            if let Some(&ahead) = self.list.get(k + GATHER_AHEAD) {
+                let row = &self.w[ahead + r0..][..nrows];
+                for v in (0..nrows).step_by(16) {
+                    prefetch_l2(row[v..].as_ptr());
+                }
+                prefetch_l2(&row[nrows - 1]);
+            }
             let src = &self.w[off + r0..][..nrows];
             for v in (0..whole).step_by(l) {
                 // SAFETY: v + l <= whole <= nrows, the length of both slices.
