@@ -39,7 +39,7 @@
 use super::tile::{Block, Out, Red, Rows};
 use super::{DirectIsa, SimdJob};
 use crate::Pass;
-use crate::parallel::{SharedMut, for_each_chunk_mut, for_each_task, with_scratch};
+use crate::parallel::{SharedMut, for_each_chunk_mut, for_each_task, threads, with_scratch};
 use crate::params::ConvGeom;
 use crate::simd::prefetch_l2;
 
@@ -120,47 +120,75 @@ pub(super) fn transpose_weights<S: DirectIsa>(
     k: usize,
     wt: &mut [f32],
 ) {
+    // Output rows per task: a group, or of a single large group (256 KiB and up) a share
+    // (whole vectors) for two tasks a thread.
+    let rows = if groups == 1 && m * k >= 64 * 1024 {
+        m.div_ceil(2 * threads()).next_multiple_of(S::LANES).min(m)
+    } else {
+        m
+    };
+    transpose_in_shares(s, w, groups, m, k, rows, wt);
+}
+
+/// [`transpose_weights`] in tasks of `rows` output rows of a group (the last of a group
+/// may be shorter).
+fn transpose_in_shares<S: DirectIsa>(
+    s: S,
+    w: &[f32],
+    groups: usize,
+    m: usize,
+    k: usize,
+    rows: usize,
+    wt: &mut [f32],
+) {
     assert_eq!(w.len(), groups * m * k, "weights length");
     assert_eq!(wt.len(), w.len(), "transposed weights length");
+    assert!(rows > 0 || m * k == 0, "rows per task");
     if m * k == 0 {
         return;
     }
-    for_each_chunk_mut(wt, m * k, |grp, out| {
+    let shares = m.div_ceil(rows);
+    for_each_chunk_mut(wt, rows * k, |t, out| {
+        let (grp, r0) = (t / shares, t % shares * rows);
         s.dispatch(&mut Transpose {
             w: &w[grp * m * k..][..m * k],
             m,
             k,
+            r0,
             out,
         })
     });
 }
 
-/// One group of [`transpose_weights`]: `out[i][j] = w[j][i]`, `w` being `k x m`.
+/// One task of [`transpose_weights`]: rows `r0 ..` of a group's transpose, `out[i][j] =
+/// w[j][r0 + i]`, `w` being `k x m`.
 struct Transpose<'a> {
     w: &'a [f32],
     m: usize,
     k: usize,
+    r0: usize,
     out: &'a mut [f32],
 }
 
 impl SimdJob for Transpose<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
-        let (l, m, k) = (S::LANES, self.m, self.k);
+        let (l, m, k, r0) = (S::LANES, self.m, self.k, self.r0);
+        let n = self.out.len() / k;
         assert!(
-            self.w.len() == m * k && self.out.len() == m * k,
+            self.w.len() == m * k && self.out.len() == n * k && r0 + n <= m,
             "transpose shape"
         );
-        let (mv, kv) = (m / l * l, k / l * l);
+        let (nv, kv) = (n / l * l, k / l * l);
         let (src, dst) = (self.w.as_ptr(), self.out.as_mut_ptr());
         for j0 in (0..kv).step_by(l) {
-            for i0 in (0..mv).step_by(l) {
-                // SAFETY: reads rows j0 .. j0 + l <= k of w, floats i0 .. i0 + l <= m of
-                // each, and writes rows i0 .. i0 + l <= m of out, floats j0 .. j0 + l <= k of
-                // each: all inside the m * k floats of both (asserted above).
+            for i0 in (0..nv).step_by(l) {
+                // SAFETY: reads rows j0 .. j0 + l <= k of w, floats r0 + i0 .. r0 + i0 + l
+                // <= r0 + n <= m of each, and writes rows i0 .. i0 + l <= n of out, floats
+                // j0 .. j0 + l <= k of each: inside both (asserted above).
                 unsafe {
                     s.transpose_store(
-                        src.add(j0 * m + i0),
+                        src.add(j0 * m + r0 + i0),
                         m,
                         dst.add(i0 * k + j0),
                         k,
@@ -173,9 +201,9 @@ impl SimdJob for Transpose<'_> {
         }
         // The edges (columns past the last whole block, then rows past it) float by float.
         for j in 0..k {
-            let from = if j < kv { mv } else { 0 };
-            for i in from..m {
-                self.out[i * k + j] = self.w[j * m + i];
+            let from = if j < kv { nv } else { 0 };
+            for i in from..n {
+                self.out[i * k + j] = self.w[j * m + r0 + i];
             }
         }
     }
@@ -396,6 +424,57 @@ impl SimdJob for Task<'_, '_> {
                         *t = if pw.relu { x.max(0.0) } else { x };
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "x86_64")]
+    use crate::simd::{Avx2Fma, Avx512F};
+    use crate::simd::{Portable, Scalar};
+
+    /// `transpose_in_shares` against its formula: whole and partial blocks on both sides,
+    /// groups, and shares of a group that end inside a block or past one.
+    fn check_transpose<S: DirectIsa>(s: S) {
+        let l = S::LANES;
+        for (groups, m, k, rows) in [
+            (1, 3 * l, 2 * l, 3 * l),
+            (1, 3 * l + 3, 2 * l + 1, l),
+            (1, 5 * l + 2, 3 * l + 5, 2 * l),
+            (1, 7, 5, 7),
+            (3, 2 * l + 1, l + 3, 2 * l + 1),
+        ] {
+            let w: Vec<f32> = (0..groups * m * k).map(|i| i as f32).collect();
+            let mut wt = vec![f32::NAN; w.len()];
+            transpose_in_shares(s, &w, groups, m, k, rows, &mut wt);
+            for grp in 0..groups {
+                for i in 0..m {
+                    for j in 0..k {
+                        let (got, want) = (wt[(grp * m + i) * k + j], w[(grp * k + j) * m + i]);
+                        assert_eq!(
+                            got, want,
+                            "{groups} x {m} x {k} by {rows}: [{grp}][{i}][{j}]"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_matches_its_formula_on_every_isa() {
+        check_transpose(Scalar);
+        check_transpose(Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = Avx2Fma::detect() {
+                check_transpose(s);
+            }
+            if let Some(s) = Avx512F::detect() {
+                check_transpose(s);
             }
         }
     }
