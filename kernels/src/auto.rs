@@ -229,7 +229,9 @@ fn heuristic_avx2(
             // runs: ResNet-50's 64 -> 256 1.48x, 64 -> 64 1.09x, DenseNet's first block
             // 1.03-1.34x, 28x28 128 -> 512 1.17x, DenseNet's 28x28 layers up to 256 -> 128
             // ties at 0.97-1.02x; beyond, e.g. 256 -> 64 at 56x56 or 384 -> 128 at 28x28,
-            // im2col 1.3x).
+            // im2col 1.3x). Since direct's backward-data reads transposed weights the two
+            // are within 0.92-1.07x of each other either side of the line (Zen 3, medians
+            // of 5 alternating runs over 9 such layers), so the line stays.
             Pass::BackwardData => !(oh * ow >= 28 * 28 && c_in_g <= 256 && c_in_g <= 2 * c_out_g),
             // Where a 256-bit FMA runs as two halves, im2col below 28x28 (Zen 1, the 70
             // 1x1 layers of ResNet-50, DenseNet-121 and VGG-16: at 14x14 and 7x7 1.0-1.14x
