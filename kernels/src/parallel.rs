@@ -2,9 +2,11 @@
 //!
 //! Kernels split work into tasks whose boundaries depend only on the geometry, never on the
 //! thread count, and each output element is produced by exactly one task in a fixed order:
-//! that is what makes results bitwise identical for any number of threads. (One exception:
-//! Winograd with large transformed filters takes a chunk of tiles per thread, whose sums
-//! do not depend on the chunk; see `winograd/mod.rs`.)
+//! that is what makes results bitwise identical for any number of threads. (Two exceptions,
+//! whose results do not depend on the split: Winograd with large transformed filters takes
+//! a chunk of tiles per thread, whose sums do not depend on the chunk, see
+//! `winograd/mod.rs`; and the pointwise form's weight transpose, a copy, shares a large
+//! group's rows among the threads, see `direct/pointwise.rs`.)
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -246,6 +246,8 @@ boundary_cases! {
         // with the bias everywhere), and bottom/right padding, which leaves the last
         // output row and column outside the input (so not the pointwise form).
         conv(1, 6, [32, 34], 14, [1, 1], 2, 0, 1, 1),
+        // A height that is not a multiple of the stride: the last input row gets no pixel.
+        conv(1, 6, [35, 32], 14, [1, 1], 2, 0, 1, 1),
         // 28x28 -> 14x14 (pointwise on 8-lane ISAs), backward-data reducing over chunks.
         conv(1, 24, [28, 28], 300, [1, 1], 2, 0, 1, 1),
         ConvParams { stride: [2, 3], ..ConvParams::new(2, 5, 32, 51, 13, [1, 1]) },

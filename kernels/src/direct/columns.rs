@@ -34,9 +34,9 @@ const SLICE_TILES: usize = 4;
 const COLS_PER_TASK: usize = 16;
 /// Steps ahead of its copy that [`GatherRows`] prefetches a row: each step's rows lie on a
 /// line (and past 1024 channels a page) of their own, which no hardware prefetcher
-/// foresees. On an AVX2-only Zen 3 EPYC (1 thread, medians of 6 alternating runs, against
-/// no prefetch) ResNet-50's 7x7 1x1 backward-data ran 1.19-1.51x at 8 steps, 1.10-1.46x
-/// at 4 and 16.
+/// foresees. On an AVX2-only Zen 3 EPYC (1 thread, alternating runs, against no prefetch)
+/// ResNet-50's 7x7 1x1 backward-data ran 1.11-1.52x at 8 steps (medians of 5; best runs
+/// 0.95-1.27x), and 1.10-1.46x at 4 and 16 (medians of 6, where 8 had 1.19-1.51x).
 const GATHER_AHEAD: usize = 8;
 
 /// Output pixels (the whole batch, or one stride phase of it) up to which the column form

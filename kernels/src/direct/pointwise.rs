@@ -6,8 +6,9 @@
 //! A[m][k] * B[k][p]`, with the pixels `p` contiguous in both the source planes `B` and the
 //! output planes. The pixel form vectorises over channels and so must transpose every tile
 //! back to NCHW; here the vector operand is `NR` pixels of the source, the tile's rows are
-//! `UR` output channels whose weights are broadcast where they lie (no packing), and each
-//! tile row is `NR` consecutive output pixels:
+//! `UR` output channels whose weights are broadcast where they lie (not packed; only
+//! transposed for backward-data, see below), and each tile row is `NR` consecutive output
+//! pixels:
 //!
 //! ```text
 //!   rows (tile height)   UR output channels      broadcast: A[m][k] = w[m*w_row + k*w_red]
@@ -46,9 +47,9 @@ use crate::simd::prefetch_l2;
 /// Pixels from which an image plane goes the pointwise way, and the most its last partial
 /// vector column may waste (as a fraction `1 / waste` of the plane): `(pixels, waste)` for
 /// everything the other two entries do not cover (the forward pass on 16-lane ISAs and on
-/// the narrow portable and scalar vectors, strided backward-data on 16-lane ISAs, unstrided
-/// backward-data on ISAs below 16 lanes), for unstrided backward-data on 16-lane ISAs, and
-/// for the forward pass and strided backward-data on 8-lane ones (AVX2).
+/// the narrow portable and scalar vectors, strided backward-data on all but 8-lane ISAs,
+/// unstrided backward-data on ISAs below 16 lanes), for unstrided backward-data on 16-lane
+/// ISAs, and for the forward pass and strided backward-data on 8-lane ones (AVX2).
 ///
 /// Forward, pointwise / pixel form (medians of 5-7 alternating pairs, ResNet-50's 1x1
 /// layers, Sapphire Rapids): at 56x56 1.03-1.21x on AVX-512 (AVX2 0.99x); at 28x28
@@ -130,8 +131,8 @@ pub(super) fn transpose_weights<S: DirectIsa>(
     transpose_in_shares(s, w, groups, m, k, rows, wt);
 }
 
-/// [`transpose_weights`] in tasks of `rows` output rows of a group (the last of a group
-/// may be shorter).
+/// [`transpose_weights`] in tasks of `rows` output rows: with one group, the last task may
+/// have fewer; with several, `rows` must divide `m` (a task never spans two groups).
 fn transpose_in_shares<S: DirectIsa>(
     s: S,
     w: &[f32],
@@ -144,6 +145,10 @@ fn transpose_in_shares<S: DirectIsa>(
     assert_eq!(w.len(), groups * m * k, "weights length");
     assert_eq!(wt.len(), w.len(), "transposed weights length");
     assert!(rows > 0 || m * k == 0, "rows per task");
+    assert!(
+        groups == 1 || m % rows.max(1) == 0,
+        "a task within one group"
+    );
     if m * k == 0 {
         return;
     }
@@ -199,7 +204,8 @@ impl SimdJob for Transpose<'_> {
                 };
             }
         }
-        // The edges (columns past the last whole block, then rows past it) float by float.
+        // The rest float by float: in the whole blocks' columns the rows past them, in the
+        // columns past them every row.
         for j in 0..k {
             let from = if j < kv { nv } else { 0 };
             for i in from..n {

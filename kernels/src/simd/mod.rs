@@ -345,7 +345,7 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
 /// Asks for the cache line holding `p` to be brought into L2 (a hint: it reads nothing,
 /// never faults, and does nothing off x86-64). The direct kernel's epilogues issue it for
 /// their destination lines ahead of the stores, which would otherwise each wait for a line
-/// from L3 or memory.
+/// from L3 or memory, and its column form for the weight rows it copies next.
 #[inline(always)]
 pub(crate) fn prefetch_l2(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
