@@ -146,7 +146,7 @@ fn transpose_in_shares<S: DirectIsa>(
     assert_eq!(wt.len(), w.len(), "transposed weights length");
     assert!(rows > 0 || m * k == 0, "rows per task");
     assert!(
-        groups == 1 || m % rows.max(1) == 0,
+        groups == 1 || m.is_multiple_of(rows.max(1)),
         "a task within one group"
     );
     if m * k == 0 {
