@@ -139,7 +139,11 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   224x224 1.4x and 1.7x im2col, at 112x112 1.0x and 1.4x, 3 -> 16 at 224x224 and 3 -> 32
 ///   at 128x128 1.15-1.5x); below, im2col (3 -> 64 at 64x64 1.36x and 0.93x, at 32x32 batch
 ///   16 0.91-0.98x; 1.07x over the channel-vectorised kernel, whose transposing epilogue
-///   is half its time here);
+///   is half its time here). With a horizontal stride the pixel-vectorised kernel takes
+///   those over <= 4 input channels whose output rows its tiles cover (see
+///   `rows_banded::strided_forward_fits`): 3 -> 16, 32 and 64 at 224x224, 3x3 stride 2,
+///   1.09-1.36x im2col on 1 thread and 1.3-1.85x on 2; at batch 4 2-3x (Zen 3, medians and
+///   best of 6 alternating runs);
 /// - 1x1 stride-1 convs: backward-data im2col (1.05-1.6x, its GEMM over the long channel
 ///   reduction) except over planes of >= 28x28 with <= 256 input channels, at most twice
 ///   the output channels (direct's pointwise form 1.03-1.48x, ties at worst); forward
@@ -216,7 +220,8 @@ fn heuristic_avx2(
         return algo;
     }
     if pass == Pass::Forward && c_in_g * kh * kw < 32 {
-        return if oh * ow >= 96 * 96 && crate::direct::rows_forward_fits(g).is_ok() {
+        // (8 lanes: these rules were measured on AVX2.)
+        return if oh * ow >= 96 * 96 && crate::direct::rows_forward_fits(g, 8).is_ok() {
             Algorithm::Direct
         } else {
             Algorithm::Im2col

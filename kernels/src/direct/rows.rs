@@ -80,7 +80,7 @@ unsafe impl<S: DirectIsa> ConvKernel for DirectRows<S> {
         if pass == Pass::BackwardWeight {
             return super::rows_weight::fits(g);
         }
-        forward_fits(g)
+        forward_fits(g, S::LANES)
     }
     fn forward(
         &self,
@@ -226,13 +226,15 @@ pub(super) fn short_reduction(g: &ConvGeom, channels: usize) -> bool {
     channels.saturating_mul(g.kh).saturating_mul(g.kw) < SHORT_REDUCTION
 }
 
-/// Whether this kernel runs the forward pass of `g`: horizontal stride 1, and depthwise, at
-/// most 8 output channels per group, or fewer than [`SHORT_REDUCTION`] weights per output
-/// channel (not 1x1 or dense: the channel-vectorised kernel's pointwise and dense forms
-/// have no transposing epilogue).
-pub(crate) fn forward_fits(g: &ConvGeom) -> Result<(), &'static str> {
+/// Whether this kernel runs the forward pass of `g` on an ISA of `lanes` lanes: horizontal
+/// stride 1, and depthwise, at most 8 output channels per group, or fewer than
+/// [`SHORT_REDUCTION`] weights per output channel (not 1x1 or dense: the
+/// channel-vectorised kernel's pointwise and dense forms have no transposing epilogue);
+/// a horizontal stride over few input channels in the banded form (see
+/// [`rows_banded::strided_forward_fits`]).
+pub(crate) fn forward_fits(g: &ConvGeom, lanes: usize) -> Result<(), &'static str> {
     if g.sw != 1 {
-        return Err("horizontal strides other than 1");
+        return rows_banded::strided_forward_fits(g, nv(nj(g)) * lanes);
     }
     let short = short_reduction(g, g.c_in / g.g) && !g.is_pointwise() && !g.is_dense();
     if !(g.is_depthwise() || g.c_out / g.g <= 8 || short) {
@@ -399,6 +401,11 @@ fn forward<S: DirectIsa>(
     relu: bool,
     y: &mut [f32],
 ) {
+    if g.sw != 1 {
+        // Only the banded form takes a horizontal stride (`forward_fits`).
+        rows_banded::forward(s, g, x, packed, bias, relu, y);
+        return;
+    }
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let nj = nj(g);
     let ur = ur_for(nj);

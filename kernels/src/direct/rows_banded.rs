@@ -8,7 +8,8 @@
 //! - **forward** passes of `rows.rs` over large planes (an image-producing last layer,
 //!   64 -> 3 at 224x224; VGG's 3 -> 64 stem), which padded every input plane in every
 //!   task, or that it would split into bands of rows (few tasks per image), each padding
-//!   the whole planes.
+//!   the whole planes; and forward passes with a horizontal stride over few input channels
+//!   (the ResNet-50 stem, 3 -> 64 at 7x7 stride 2), which only this form takes.
 //!
 //! The channel-vectorised tile would fill 3 of its 8 or 16 lanes on the few-channel ones,
 //! and spend half its time transposing on the short reductions. Here the vectors
@@ -22,11 +23,15 @@
 //!
 //! so each phase `(ey, ex)` of `grad_x` is a stride-1 correlation of `grad_y` with that
 //! phase's taps, at offsets `(dy, dx)`. Every tap belongs to exactly one phase, so no
-//! multiply is wasted on the zeros a zero-upsampled `grad_y` would hold. The forward pass is
-//! the one-phase case, output row `p` reading source row `sh*p + ky*dh - pad_t` (horizontal
-//! stride 1). [`RowJob`] runs each phase: vectors of consecutive `q`, one weight broadcast per
-//! (reduction step, channel), stored to every `sw`-th pixel (a scalar store per pixel when
-//! `sw > 1`, against a reduction of `c_out / g * kh * kw / (sh * sw)` FMAs per pixel).
+//! multiply is wasted on the zeros a zero-upsampled `grad_y` would hold. [`RowJob`] runs
+//! each phase: vectors of consecutive `q`, one weight broadcast per (reduction step,
+//! channel), stored to every `sw`-th pixel (a scalar store per pixel when `sw > 1`, against
+//! a reduction of `c_out / g * kh * kw / (sh * sw)` FMAs per pixel).
+//!
+//! The forward pass is the one-phase case, output pixel `(p, q)` reading source pixel
+//! `(sh*p + ky*dh - pad_t, sw*q + kx*dw - pad_l)`. With `sw > 1` the buffer holds each
+//! source row as its `sw` column phases one after another (phase `e` holding the columns
+//! `sw*c + e`), so a tap reads consecutive floats for consecutive `q`.
 //!
 //! Each task takes a band of output rows of one image and group. It copies the band's
 //! source rows, zero-padded on every side the taps reach past, into a buffer of at most
@@ -52,6 +57,8 @@ const MAX_CHANNELS: usize = 6;
 /// whose whole padded planes take more use this form (and those `rows.rs` would split
 /// into bands).
 pub(super) const BAND_BYTES: usize = 256 * 1024;
+/// Fewest tasks a pass is split into, where it has the rows (bands of one row at least).
+const MIN_TASKS: usize = 8;
 /// Bytes of source rows one tile reads in a reduction chunk: most of a 32 KiB L1, the rest
 /// for the chunk's weights.
 const CHUNK_BYTES: usize = 24 * 1024;
@@ -146,6 +153,10 @@ struct Banded {
     x: Axis,
     /// Source rows per output row (the forward stride; 1 for backward-data's phases).
     a: usize,
+    /// Source columns per output column (likewise): above 1 the band buffer holds each
+    /// row's `b` column phases one after another, so a tap's source pixels for consecutive
+    /// output columns are consecutive floats.
+    b: usize,
     n: usize,
     groups: usize,
     src_ch: usize,
@@ -165,6 +176,7 @@ impl Banded {
             y: Axis::backward(g.sh, g.h, g.pad_t, g.kh, g.dh),
             x: Axis::backward(g.sw, g.w, g.pad_l, g.kw, g.dw),
             a: 1,
+            b: 1,
             n: g.n,
             groups: g.g,
             src_ch: g.c_out,
@@ -177,13 +189,13 @@ impl Banded {
             dst_w: g.w,
         }
     }
-    /// Forward of `g` (horizontal stride 1): from `x` into `y`.
+    /// Forward of `g`: from `x` into `y`.
     fn forward(g: &ConvGeom) -> Banded {
-        debug_assert_eq!(g.sw, 1);
         Banded {
             y: Axis::forward(g.pad_t, g.kh, g.dh),
             x: Axis::forward(g.pad_l, g.kw, g.dw),
             a: g.sh,
+            b: g.sw,
             n: g.n,
             groups: g.g,
             src_ch: g.c_in,
@@ -271,6 +283,44 @@ pub(super) fn backward_data<S: DirectIsa>(
     run(s, &Banded::backward(g), grad_y, packed, bias, false, grad_x);
 }
 
+/// Most input channels per group of a forward pass with a horizontal stride (RGB images
+/// and a spare): the stems of ResNet-50 (7x7 stride 2) and AlexNet (11x11 stride 4).
+const MAX_STRIDED_CHANNELS: usize = 4;
+
+/// Whether [`forward`] runs `g`'s forward pass with a horizontal stride (`rows.rs` takes
+/// only stride 1) on tiles `span` pixels wide: a stride up to [`MAX_STRIDE`], at most
+/// [`MAX_STRIDED_CHANNELS`] input channels per group, not depthwise, 1x1 or dense, and
+/// output rows that whole tiles cover to within an eighth. Over so few input channels the
+/// channel-vectorised tile splits a 147-step reduction (the ResNet-50 stem) into a chunk
+/// of 128 and one of 19, and transposes every output tile into the NCHW planes, where
+/// these tiles keep each sum in registers and store rows of pixels: the stem 1.18-1.28x
+/// (batch 4: 0.99-1.2x), AlexNet's 11x11 stride 4 over 64 output columns 1.02-1.23x. Where
+/// a row's last tile overlaps the one before it by much, it computes that many pixels
+/// twice: AlexNet's 55 columns (64 computed) 0.77-0.89x, the stem's at 110x110 (55
+/// columns) 0.97-1.2x, 56 columns at stride 4 0.95-1.06x (Zen 3, AVX2, 1 thread, median
+/// and best of 6-8 alternating runs).
+pub(super) fn strided_forward_fits(g: &ConvGeom, span: usize) -> Result<(), &'static str> {
+    if g.sw == 1 {
+        return Err("a horizontal stride of 1 (the stride-1 forms take it)");
+    }
+    if g.ow.div_ceil(span).saturating_mul(span) > g.ow + g.ow / 8 {
+        return Err("horizontal strides over rows that whole pixel tiles overhang by an eighth");
+    }
+    if g.sw > MAX_STRIDE {
+        return Err("horizontal strides above 16");
+    }
+    if g.c_in / g.g > MAX_STRIDED_CHANNELS || g.is_depthwise() {
+        return Err("horizontal strides over more than 4 input channels per group, or depthwise");
+    }
+    if g.is_pointwise() || g.is_dense() {
+        return Err("strided 1x1 and dense convs (the channel-vectorised kernel's forms)");
+    }
+    if g.kh > MAX_TAPS || g.kw > MAX_TAPS || !Banded::forward(g).bounded(g.kh, g.kw) {
+        return Err("strided forward passes whose taps reach past the input and a kernel");
+    }
+    Ok(())
+}
+
 /// Whether [`forward`] should run `g`'s forward pass: horizontal stride 1, not depthwise,
 /// and a group's padded input planes (what `rows.rs` pads per task) past [`BAND_BYTES`] or
 /// `banded` (`rows.rs` would split each image into bands of rows, every task padding
@@ -330,8 +380,10 @@ fn run<S: DirectIsa>(
     let (py, px) = (p.y.taps.len(), p.x.taps.len());
     // Phase rows and columns: phase 0's are the most.
     let (rows_all, cols_all) = (p.dst_h.div_ceil(py), p.dst_w.div_ceil(px));
-    // The buffer's columns: every phase's vectors, and the taps' reach.
-    let cols = cols_all.div_ceil(span) * span + p.x.reach();
+    // A column phase's floats: every vector of an output row and the taps' reach, in that
+    // phase's columns; a buffer row holds `b` of them.
+    let phase_cols = cols_all.div_ceil(span) * span + p.x.reach() / p.b;
+    let cols = p.b * phase_cols;
     let reach_y = p.y.reach();
     // Buffer rows for a band of `band` output rows.
     let buf_rows = |band: usize| p.a * (band - 1) + reach_y + 1;
@@ -340,8 +392,11 @@ fn run<S: DirectIsa>(
     while band < rows_all && (p.a * band + reach_y + 1).saturating_mul(per_row) <= BAND_BYTES {
         band += 1;
     }
-    if p.n * p.groups * rows_all.div_ceil(band) < 2 && rows_all >= 2 {
-        band = rows_all.div_ceil(2);
+    // At least MIN_TASKS tasks where the rows allow, so that threads share the work evenly
+    // (the stem at batch 1 would be 3 bands).
+    let images = p.n * p.groups;
+    if images * rows_all.div_ceil(band) < MIN_TASKS {
+        band = band.min(rows_all.div_ceil(MIN_TASKS.div_ceil(images)).max(1));
     }
     let bands = rows_all.div_ceil(band);
     // Each phase's first weight, per (group, block): phases in (ey, ex) order.
@@ -360,7 +415,7 @@ fn run<S: DirectIsa>(
     // Reduction chunks: the source channels whose rows under one tile (its taps' rows, its
     // vectors and their reach) stay in L1 while the tile sums over them; partial sums wait
     // in the stage between chunks.
-    let kc = (CHUNK_BYTES / (p.y.most().max(1) * (span + p.x.reach()) * 4)).max(1);
+    let kc = (CHUNK_BYTES / (p.y.most().max(1) * (p.b * span + p.x.reach()) * 4)).max(1);
     let chunks = p.red.div_ceil(kc).max(1);
     let kc = p.red.div_ceil(chunks);
     let tiles = cols_all.div_ceil(span);
@@ -378,26 +433,40 @@ fn run<S: DirectIsa>(
         let plane = buf_rows(p1 - p0) * cols;
         with_scratch(p.red * plane + py * px * phase_stage, |scratch| {
             let (buf, stage) = scratch.split_at_mut(p.red * plane);
-            // Buffer row i, column c hold source row a * p0 + d_min_y + i, column
-            // c + d_min_x, or 0 past its edges.
+            // Buffer row i, column phase e, column c hold source row a * p0 + d_min_y + i,
+            // column b * c + e + d_min_x, or 0 past its edges.
             let src_plane = p.src_h * p.src_w;
             let src = &src[(b * p.src_ch + grp * p.red) * src_plane..][..p.red * src_plane];
-            let clamp = |v: i128, hi: usize| v.clamp(0, hi as i128) as usize;
-            let lo = clamp(-p.x.d_min, cols);
-            let hi = clamp(p.src_w as i128 - p.x.d_min, cols).max(lo);
+            let clamp = |v: i128| v.clamp(0, phase_cols as i128) as usize;
+            let ceil_div = |v: i128| -(-v).div_euclid(p.b as i128);
             let row0 = (p.a * p0) as i128 + p.y.d_min;
             for (ch, dst) in buf.chunks_exact_mut(plane).enumerate() {
                 for (i, row) in dst.chunks_exact_mut(cols).enumerate() {
                     let sy = row0 + i as i128;
-                    if sy < 0 || sy >= p.src_h as i128 || lo == hi {
+                    if sy < 0 || sy >= p.src_h as i128 {
                         row.fill(0.0);
                         continue;
                     }
-                    let from =
-                        ch * src_plane + sy as usize * p.src_w + (lo as i128 + p.x.d_min) as usize;
-                    row[..lo].fill(0.0);
-                    row[lo..hi].copy_from_slice(&src[from..][..hi - lo]);
-                    row[hi..].fill(0.0);
+                    let src_row = &src[ch * src_plane + sy as usize * p.src_w..][..p.src_w];
+                    for (e, seg) in row.chunks_exact_mut(phase_cols).enumerate() {
+                        // Columns c in lo..hi have a source column b * c + off in the row.
+                        let off = e as i128 + p.x.d_min;
+                        let lo = clamp(ceil_div(-off));
+                        let hi = clamp(ceil_div(p.src_w as i128 - off)).max(lo);
+                        seg[..lo].fill(0.0);
+                        seg[hi..].fill(0.0);
+                        if lo == hi {
+                            continue;
+                        }
+                        let from = &src_row[(p.b as i128 * lo as i128 + off) as usize..];
+                        if p.b == 1 {
+                            seg[lo..hi].copy_from_slice(&from[..hi - lo]);
+                        } else {
+                            for (d, s) in seg[lo..hi].iter_mut().zip(from.iter().step_by(p.b)) {
+                                *d = *s;
+                            }
+                        }
+                    }
                 }
             }
             let buf = &*buf;
@@ -421,9 +490,11 @@ fn run<S: DirectIsa>(
                                 for ch in r0..r1 {
                                     for &(_, dy) in ty {
                                         for &(_, dx) in tx {
+                                            let cx = (dx - p.x.d_min) as usize;
                                             red[r] = ch * plane
                                                 + (dy - p.y.d_min) as usize * cols
-                                                + (dx - p.x.d_min) as usize;
+                                                + cx % p.b * phase_cols
+                                                + cx / p.b;
                                             r += 1;
                                         }
                                     }
