@@ -303,7 +303,7 @@ pub(super) fn strided_forward_fits(g: &ConvGeom, span: usize) -> Result<(), &'st
     if g.sw == 1 {
         return Err("a horizontal stride of 1 (the stride-1 forms take it)");
     }
-    if g.ow.div_ceil(span).saturating_mul(span) > g.ow + g.ow / 8 {
+    if g.ow.div_ceil(span).saturating_mul(span) > g.ow.saturating_add(g.ow / 8) {
         return Err("horizontal strides over rows that whole pixel tiles overhang by an eighth");
     }
     if g.sw > MAX_STRIDE {
