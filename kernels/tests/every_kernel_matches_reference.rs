@@ -296,17 +296,23 @@ boundary_cases! {
         ConvParams { dilation: [7, 6], padding: [8; 4], stride: [2, 2], ..ConvParams::new(1, 3, 4, 5, 8, [3, 3]) },
     ];
     // The banded form's forward pass with a horizontal stride over at most 4 input channels
-    // (each buffer row split into its column phases), on output rows of 16, 32 or 48
-    // columns that whole tiles cover at 8 or 16 lanes: the 7x7 stride-2 stem with a
-    // partial 6-channel block in bands, 11x11 stride 4, per-axis strides with a dilation,
-    // asymmetric padding and groups, a 31x31 kernel whose reduction spans two chunks at 8
-    // lanes, a batch of short reductions.
+    // (each buffer row split into its column phases), at up to 8 lanes: the 7x7 stride-2
+    // stem with a partial 6-channel block in bands, 11x11 stride 4, per-axis strides with a
+    // dilation, asymmetric padding and groups, a 31x31 kernel whose reduction spans two
+    // chunks at 8 lanes, a batch of short reductions; the 3-channel and 1-channel tiles; a
+    // row's last tile shifted left (30 columns) and a row narrower than a tile (15); a
+    // 3x1 kernel at stride 4, whose taps read one column phase of four.
     strided_rows: [
         conv(1, 3, [12, 64], 64, [7, 7], 2, 3, 1, 1),
         conv(1, 3, [20, 67], 8, [11, 11], 4, 2, 1, 1),
         ConvParams { stride: [1, 3], dilation: [1, 2], padding: [1, 2, 2, 1], groups: 2, ..ConvParams::new(1, 4, 9, 99, 10, [3, 5]) },
         conv(1, 4, [8, 31], 8, [31, 31], 2, 15, 1, 1),
         conv(2, 3, [17, 32], 12, [3, 3], 2, 1, 1, 1),
+        conv(1, 3, [10, 64], 3, [3, 3], 2, 1, 1, 1),
+        conv(1, 3, [10, 32], 1, [5, 5], 2, 2, 1, 1),
+        conv(1, 3, [9, 60], 8, [3, 3], 2, 1, 1, 1),
+        conv(1, 2, [9, 29], 7, [3, 3], 2, 1, 1, 1),
+        ConvParams { stride: [1, 4], ..ConvParams::new(1, 3, 6, 64, 8, [3, 1]) },
     ];
     // The pixel-vectorised kernel on fewer than 32 weights per output channel (the VGG
     // stem's 27) with more than 8 output channels: forward in whole and partial 6-channel

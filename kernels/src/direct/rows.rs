@@ -6,7 +6,9 @@
 //! with few input channels per group, or few weights per input channel: at stride 1
 //! (LeNet's C3: 16 -> 6) as the forward conv it is (see [`backward_as_forward`]), else one
 //! stride phase at a time in the banded form (`rows_banded.rs`), which also takes forward
-//! passes over planes too large to pad whole per task, or split into bands of rows.
+//! passes over planes too large to pad whole per task, or split into bands of rows, and
+//! forward passes with a horizontal stride over at most 4 input channels per group (the
+//! ResNet-50 stem).
 //!
 //! The accumulators are vectors of `LANES` consecutive output pixels of one row, so they
 //! store straight into NCHW, and no lane is wasted on missing channels:
@@ -230,10 +232,14 @@ pub(super) fn short_reduction(g: &ConvGeom, channels: usize) -> bool {
 /// stride 1, and depthwise, at most 8 output channels per group, or fewer than
 /// [`SHORT_REDUCTION`] weights per output channel (not 1x1 or dense: the
 /// channel-vectorised kernel's pointwise and dense forms have no transposing epilogue);
-/// a horizontal stride over few input channels in the banded form (see
-/// [`rows_banded::strided_forward_fits`]).
+/// a horizontal stride over few input channels in the banded form, on ISAs of at most 8
+/// lanes (see [`rows_banded::strided_forward_fits`]).
 pub(crate) fn forward_fits(g: &ConvGeom, lanes: usize) -> Result<(), &'static str> {
     if g.sw != 1 {
+        // Measured on AVX2 only: 16-lane ISAs keep the channel-vectorised kernel.
+        if lanes > 8 {
+            return Err("horizontal strides on 16-lane ISAs");
+        }
         return rows_banded::strided_forward_fits(g, nv(nj(g)) * lanes);
     }
     let short = short_reduction(g, g.c_in / g.g) && !g.is_pointwise() && !g.is_dense();

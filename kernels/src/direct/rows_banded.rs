@@ -25,8 +25,8 @@
 //! phase's taps, at offsets `(dy, dx)`. Every tap belongs to exactly one phase, so no
 //! multiply is wasted on the zeros a zero-upsampled `grad_y` would hold. [`RowJob`] runs
 //! each phase: vectors of consecutive `q`, one weight broadcast per (reduction step,
-//! channel), stored to every `sw`-th pixel (a scalar store per pixel when `sw > 1`, against
-//! a reduction of `c_out / g * kh * kw / (sh * sw)` FMAs per pixel).
+//! channel), stored to every `sw`-th pixel (backward-data: a scalar store per pixel when
+//! `sw > 1`, against a reduction of `c_out / g * kh * kw / (sh * sw)` FMAs per pixel).
 //!
 //! The forward pass is the one-phase case, output pixel `(p, q)` reading source pixel
 //! `(sh*p + ky*dh - pad_t, sw*q + kx*dw - pad_l)`. With `sw > 1` the buffer holds each
@@ -45,7 +45,8 @@ use super::rows::{RowJob, Stage, nj_for, nv, ur_for};
 use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 
-/// Largest backward-data stride per axis this form takes (`sh * sw` phases per call).
+/// Largest backward-data stride per axis this form takes (`sh * sw` phases per call), and
+/// largest forward horizontal stride (column phases per buffer row).
 const MAX_STRIDE: usize = 16;
 /// Most taps per axis: the tap lists are built per call (and per `supports` query, which
 /// comes before any buffer exists to bound a geometry).
@@ -312,7 +313,7 @@ pub(super) fn strided_forward_fits(g: &ConvGeom, span: usize) -> Result<(), &'st
     if g.c_in / g.g > MAX_STRIDED_CHANNELS || g.is_depthwise() {
         return Err("horizontal strides over more than 4 input channels per group, or depthwise");
     }
-    if g.is_pointwise() || g.is_dense() {
+    if g.kh * g.kw == 1 || g.is_dense() {
         return Err("strided 1x1 and dense convs (the channel-vectorised kernel's forms)");
     }
     if g.kh > MAX_TAPS || g.kw > MAX_TAPS || !Banded::forward(g).bounded(g.kh, g.kw) {
@@ -381,9 +382,10 @@ fn run<S: DirectIsa>(
     // Phase rows and columns: phase 0's are the most.
     let (rows_all, cols_all) = (p.dst_h.div_ceil(py), p.dst_w.div_ceil(px));
     // A column phase's floats: every vector of an output row and the taps' reach, in that
-    // phase's columns; a buffer row holds `b` of them.
+    // phase's columns; a buffer row holds the phases the taps read: tap column `cx` (at
+    // most the reach) is in phase `cx % b`.
     let phase_cols = cols_all.div_ceil(span) * span + p.x.reach() / p.b;
-    let cols = p.b * phase_cols;
+    let cols = p.b.min(p.x.reach() + 1) * phase_cols;
     let reach_y = p.y.reach();
     // Buffer rows for a band of `band` output rows.
     let buf_rows = |band: usize| p.a * (band - 1) + reach_y + 1;
