@@ -71,12 +71,24 @@ use crate::simd::prefetch_l2;
 /// downsample) ran 1.4-1.9x the pixel form on Zen 3 (4 alternating pairs): the pixel form
 /// there runs one phase of 196 pixels with the tap and three without.
 const MIN_PIXELS: [(usize, usize); 3] = [(256, 16), (196, 7), (196, 16)];
-/// Row tiles (the pass's output channels) per task: each packed column chunk serves them all.
-const TILES_PER_TASK: usize = 8;
 /// The largest wide-tile height of any ISA (bounds a task's row offsets on the stack).
 const MAX_UR: usize = 16;
-/// Row tiles of a task.
-const MAX_TILES: usize = TILES_PER_TASK;
+/// Row tiles (the pass's output channels) of a task at most, on 8-lane and narrower ISAs:
+/// each packed column chunk serves them all, so more tiles pack each chunk (and read the
+/// source column, 256 rows a plane apart) for more FMAs. 24 against the earlier 8 ran
+/// 1.05-1.10x on ResNet-50's and DenseNet's 1x1 layers at 56x56, 28x28 and 14x14 forward
+/// and 1.0-1.10x backward-data (AVX2-only Zen 3, 1 thread, medians of 3 alternating runs;
+/// 16 and 32 within 3% of 24). 16-lane ISAs keep the 8 measured there: their buffer of
+/// partial sums (`tiles * UR * NR` floats) is already 12 KiB at 8.
+const MAX_TILES: usize = 24;
+/// Tiles per task on 16-lane ISAs.
+const TILES_WIDE: usize = 8;
+/// Tasks a thread, at least, when a pass runs on several threads: [`row_slices`] cuts
+/// thinner slices until there are this many (a 14x14 plane is one panel, so 256 output
+/// channels made 2-3 tasks of 24 tiles for 2 threads).
+const MIN_TASKS_PER_THREAD: usize = 4;
+/// Row tiles of a slice, at least, when [`row_slices`] splits for threads.
+const MIN_TILES: usize = 4;
 /// Pixels per task (rounded to whole vector columns).
 const PANEL_PIXELS: usize = 256;
 /// Floats of one packed column chunk (`NR` pixels x the chunk): 16 KiB.
@@ -261,17 +273,28 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, pw: &Pointwise<'_>, out: SharedMut)
         return;
     }
     let blocks = m.div_ceil(ur);
-    let slices = blocks.div_ceil(TILES_PER_TASK);
     let panel = PANEL_PIXELS.div_ceil(nr) * nr;
     let panels = p.div_ceil(panel);
+    let slices = row_slices(
+        blocks,
+        tiles_per_task::<S>(),
+        n * groups * panels,
+        threads(),
+    );
+    let tiles = blocks.div_ceil(slices);
     for_each_task(n * groups * panels * slices, |t| {
-        // Row slices innermost: neighbouring tasks share the source panel.
-        let (slice, pan, ig) = (t % slices, t / slices % panels, t / (slices * panels));
+        // Pixel panels innermost: tasks running at once on other threads share the row
+        // slice's weights and read different source panels. With row slices innermost (the
+        // two threads on one panel) the 28x28 1x1 layers of ResNet-50 and DenseNet scaled
+        // 1.52x from 1 to 2 threads; this order and `row_slices` made them 1.34-1.41x
+        // faster on 2 threads (1.06-1.14x at 56x56, 1.0-1.1x at 14x14; Zen 3, medians of 3
+        // alternating runs).
+        let (pan, slice, ig) = (t % panels, t / panels % slices, t / (slices * panels));
         let p0 = pan * panel;
         let width = panel.min(p - p0);
         // Scratch outside the dispatched body (a closure in there would lose the ISA's
         // features): the tiles' buffer and one packed column chunk.
-        let buf_len = TILES_PER_TASK * ur * nr;
+        let buf_len = tiles * ur * nr;
         with_scratch(buf_len + chunk(nr).min(k) * nr, |scratch| {
             let (buf, col) = scratch.split_at_mut(buf_len);
             s.dispatch(&mut Task {
@@ -280,12 +303,34 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, pw: &Pointwise<'_>, out: SharedMut)
                 ig,
                 p0,
                 width,
-                blocks: slice * TILES_PER_TASK..blocks.min((slice + 1) * TILES_PER_TASK),
+                blocks: slice * blocks / slices..(slice + 1) * blocks / slices,
                 buf,
                 col,
             });
         });
     });
+}
+
+/// Row tiles per task on ISA `S`, at most.
+fn tiles_per_task<S: DirectIsa>() -> usize {
+    if S::LANES >= 16 {
+        TILES_WIDE
+    } else {
+        MAX_TILES
+    }
+}
+
+/// How many row slices `blocks` row tiles split into (the caller splits them as evenly as
+/// whole tiles allow): as few as `tiles` a slice allows, but on several threads enough for
+/// [`MIN_TASKS_PER_THREAD`] tasks a thread in all (`others` tasks per slice), down to
+/// [`MIN_TILES`] tiles a slice.
+fn row_slices(blocks: usize, tiles: usize, others: usize, threads: usize) -> usize {
+    let few = blocks.div_ceil(tiles);
+    if threads <= 1 {
+        return few.max(1);
+    }
+    let want = (MIN_TASKS_PER_THREAD * threads).div_ceil(others.max(1));
+    few.max(want.min(blocks.div_ceil(MIN_TILES))).max(1)
 }
 
 /// One task: row tiles `blocks` of image x group `ig`, pixels `p0 .. p0 + width`.
@@ -464,6 +509,30 @@ mod tests {
                             got, want,
                             "{groups} x {m} x {k} by {rows}: [{grp}][{i}][{j}]"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// `row_slices` keeps each slice within the tile budget, and on several threads gives
+    /// them enough tasks unless that would cut slices below `MIN_TILES` tiles.
+    #[test]
+    fn row_slices_fit_the_budget_and_feed_the_threads() {
+        for blocks in [1, 3, 4, 11, 22, 43, 86, 171] {
+            for tiles in [8, 24] {
+                for others in [1, 2, 4, 13, 52] {
+                    for threads in [1, 2, 8] {
+                        let slices = row_slices(blocks, tiles, others, threads);
+                        let case =
+                            format!("{blocks} blocks, {tiles} tiles, {others} x, {threads} t");
+                        assert!(slices >= 1 && slices <= blocks, "{case}: {slices} slices");
+                        assert!(blocks.div_ceil(slices) <= tiles, "{case}: {slices} slices");
+                        if threads == 1 {
+                            assert_eq!(slices, blocks.div_ceil(tiles), "{case}");
+                        } else if slices * others < MIN_TASKS_PER_THREAD * threads {
+                            assert!(blocks / slices < 2 * MIN_TILES, "{case}: {slices} slices");
+                        }
                     }
                 }
             }
