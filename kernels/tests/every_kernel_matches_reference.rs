@@ -225,7 +225,7 @@ boundary_cases! {
     ];
     // The direct kernel's pointwise form (1x1, stride 1, unpadded, planes of >= 256 pixels
     // that fill whole vector columns up to 1/16; on backward-data at stride 1 on 16-lane
-    // ISAs, and on the forward and strided backward-data on 8-lane ones, >= 196 pixels):
+    // ISAs, and on both passes on 8-lane ones, >= 196 pixels):
     // whole and partial columns of pixels (the
     // last column of 16x17 is partial at 32 lanes, of 18x18 at 16), rows past a tile and
     // past a task's tiles, a reduction longer than a chunk, groups, a batch, planes spanning
@@ -236,8 +236,8 @@ boundary_cases! {
         conv(2, 8, [18, 18], 26, [1, 1], 1, 0, 1, 2),
         conv(1, 1100, [16, 16], 3, [1, 1], 1, 0, 1, 1),
         conv(1, 3, [20, 20], 100, [1, 1], 1, 0, 1, 1),
-        // 14x14: pointwise on backward-data only (16-lane ISAs), whose reduction (the
-        // output channels) spans several chunks in the second.
+        // 14x14: pointwise on backward-data on 16-lane ISAs (on both passes on 8-lane
+        // ones), whose reduction (the output channels) spans several chunks in the second.
         conv(1, 40, [14, 14], 20, [1, 1], 1, 0, 1, 1),
         conv(1, 24, [14, 14], 300, [1, 1], 1, 0, 1, 1),
         // Transposed, so backward-data (several chunks) runs with a bias.

@@ -47,9 +47,9 @@ use crate::simd::prefetch_l2;
 /// Pixels from which an image plane goes the pointwise way, and the most its last partial
 /// vector column may waste (as a fraction `1 / waste` of the plane): `(pixels, waste)` for
 /// everything the other two entries do not cover (the forward pass on 16-lane ISAs and on
-/// the narrow portable and scalar vectors, strided backward-data on all but 8-lane ISAs,
-/// unstrided backward-data on ISAs below 16 lanes), for unstrided backward-data on 16-lane
-/// ISAs, and for the forward pass and strided backward-data on 8-lane ones (AVX2).
+/// the narrow portable and scalar vectors, strided backward-data on 16-lane ISAs, every
+/// backward-data on ISAs below 8 lanes), for unstrided backward-data on 16-lane ISAs, and
+/// for both passes on 8-lane ones (AVX2).
 ///
 /// Forward, pointwise / pixel form (medians of 5-7 alternating pairs, ResNet-50's 1x1
 /// layers, Sapphire Rapids): at 56x56 1.03-1.21x on AVX-512 (AVX2 0.99x); at 28x28
@@ -65,11 +65,13 @@ use crate::simd::prefetch_l2;
 /// at 14x14: 1.06-1.31x on the 1x1 layers of ResNet-50's and DenseNet-121's 14x14 stages
 /// (best of 5 alternating pairs; the pixel form repacks all the weights on every call to
 /// use them on 196 pixels). At 32-pixel columns the bound of 1/7 admits every plane of at
-/// least 196 pixels. Not strided layers: 28x28 -> 14x14 ran 0.82-0.92x; nor on AVX2, where
-/// the same 14x14 layers ran 0.84-1.12x on Sapphire Rapids and 0.95-1.18x on Zen 3 (and
-/// Auto takes im2col there). Strided on AVX2, though, 28x28 -> 14x14 (ResNet-50's layer3
-/// downsample) ran 1.4-1.9x the pixel form on Zen 3 (4 alternating pairs): the pixel form
-/// there runs one phase of 196 pixels with the tap and three without.
+/// least 196 pixels. Not strided layers: 28x28 -> 14x14 ran 0.82-0.92x. On AVX2 the same
+/// 14x14 layers ran 0.84-1.12x on Sapphire Rapids and 0.95-1.18x on Zen 3 with 8 row tiles
+/// a task; with 24 (see [`MAX_TILES`]) 1.15-1.29x on 1 thread and 1.18-1.30x on 2 (Zen 3,
+/// ResNet-50's and DenseNet-121's 14x14 layers, medians of 3 alternating runs), though
+/// im2col still leads there (Auto takes it). Strided on AVX2, 28x28 -> 14x14 (ResNet-50's
+/// layer3 downsample) ran 1.4-1.9x the pixel form on Zen 3 (4 alternating pairs): the pixel
+/// form there runs one phase of 196 pixels with the tap and three without.
 const MIN_PIXELS: [(usize, usize); 3] = [(256, 16), (196, 7), (196, 16)];
 /// The largest wide-tile height of any ISA (bounds a task's row offsets on the stack).
 const MAX_UR: usize = 16;
@@ -109,9 +111,10 @@ pub(super) fn applies<S: DirectIsa>(g: &ConvGeom, pass: Pass) -> bool {
     let inside = g.oh.saturating_sub(1) * g.sh < g.h && g.ow.saturating_sub(1) * g.sw < g.w;
     let one = g.kh == 1 && g.kw == 1 && g.pad_t == 0 && g.pad_l == 0 && inside;
     // A strided layer's backward-data scatters its planes back: it keeps the forward's
-    // bound on every ISA. Unstrided backward-data has a lower bound on 16-lane ISAs only.
+    // bound on every ISA. Unstrided backward-data has a lower bound on 16-lane ISAs, and
+    // 8-lane ISAs take 196 pixels for every data pass.
     let unstrided_bd = pass == Pass::BackwardData && p == g.h * g.w && S::LANES >= 16;
-    let narrow = S::LANES == 8 && (pass == Pass::Forward || p < g.h * g.w);
+    let narrow = S::LANES == 8;
     let (min, waste) = MIN_PIXELS[if narrow { 2 } else { usize::from(unstrided_bd) }];
     one && p >= min && (p.div_ceil(nr) * nr - p) * waste <= p
 }
