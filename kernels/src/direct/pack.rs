@@ -4,7 +4,7 @@
 
 use super::{DirectIsa, SimdJob};
 use crate::parallel::for_each_chunk_mut;
-use crate::simd::F32Simd;
+use crate::simd::{F32Simd, prefetch_l2};
 
 /// A stack of NCHW planes of `row` floats per row and `plane` floats per plane, borrowed
 /// from the caller's tensor or from a scratch buffer.
@@ -83,6 +83,35 @@ pub(crate) fn pad_planes<'a>(
 
 /// Reduction entries [`pack_blocks`] moves per lane at a time.
 const PACK_RUN: usize = 16;
+
+/// Reduction entries ahead of its window that [`pack_blocks`] asks for each lane's cache
+/// line. Backward-data's lanes are input channels: a 3x3 layer's block of 8 reads 288
+/// contiguous bytes of each output channel's weights, a few KiB apart, which no hardware
+/// prefetcher foresees. AlexNet's 13x13 and VGG's 14x14 3x3 layers on an AVX2-only Zen 3
+/// EPYC (batch 1): backward-data's packing took 16% of the tiles' time, 11% with this
+/// (1.02-1.06x the pass); forward's 11%, 9%.
+const PACK_AHEAD: usize = 64;
+
+/// Floats per cache line (64 bytes).
+const LINE: usize = 16;
+
+/// Asks for the lines of `src[at + lane*ch_stride]` for `lane < lanes` (into L2), one
+/// prefetch per line when lanes share lines.
+#[inline(always)]
+fn prefetch_lanes(src: &[f32], at: usize, lanes: usize, ch_stride: usize) {
+    let p = src.as_ptr();
+    if ch_stride >= LINE {
+        for lane in 0..lanes {
+            prefetch_l2(p.wrapping_add(at + lane * ch_stride));
+        }
+    } else if lanes > 0 {
+        // The lanes' entries lie within LINE floats past the last lane's.
+        let end = at + (lanes - 1) * ch_stride + LINE;
+        for a in (at..end).step_by(LINE) {
+            prefetch_l2(p.wrapping_add(a));
+        }
+    }
+}
 
 /// Floats [`pack_blocks`] writes.
 pub(crate) fn blocks_len(groups: usize, n: usize, nr: usize, red: usize) -> usize {
@@ -169,6 +198,9 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
                     && red[r0 + len] - red[r0] < l
                 {
                     len += 1;
+                }
+                if let Some(&ahead) = red.get(r0 + PACK_AHEAD) {
+                    prefetch_lanes(src, base + ahead, lanes, ch_stride);
                 }
                 let offs = &red[r0..r0 + len];
                 let dst = &mut j.out[r0 * nr..(r0 + len) * nr];
