@@ -216,9 +216,11 @@ boundary_cases! {
     ];
     // The direct kernel's column form on 1x1 backward-data, whose weights it copies in
     // reduction chunks: reductions of one and several chunks, a partial last slice of
-    // rows, a stride (one phase with the tap), groups.
+    // rows, whole slices before one (48 rows a slice), a stride (one phase with the tap),
+    // groups.
     columns_1x1_backward: [
         conv(1, 64, [5, 6], 300, [1, 1], 1, 0, 1, 1),
+        conv(1, 110, [3, 4], 150, [1, 1], 1, 0, 1, 1),
         conv(1, 40, [9, 11], 200, [1, 1], 2, 0, 1, 1),
         conv(1, 64, [4, 5], 260, [1, 1], 1, 0, 1, 2),
         conv(1, 30, [3, 4], 20, [1, 1], 1, 0, 1, 1),

@@ -29,6 +29,14 @@ use crate::simd::prefetch_l2;
 /// (`4 * 12` channels x [`RED_CHUNK`] floats = 24 KiB on AVX-512) stay in L1 beside one
 /// column's chunk of pixels (16 KiB).
 const SLICE_TILES: usize = 4;
+/// Rows per task at least where the weights are gathered ([`GatherRows`], a 1x1 layer's
+/// backward-data): each step copies a run of this many adjacent floats from a row of
+/// `w[oc][ic]` a layer's width past the last, a new line and often a new page, so wider runs
+/// pay for each. 48 rows (8 AVX2 tiles; a stage of 24 KiB) ran ResNet-50's 7x7 1x1 layers'
+/// backward-data 1.04-1.18x the 24 rows of 4 AVX2 tiles on an AVX2-only Zen 3 EPYC (1
+/// thread, medians and best of 7 alternating runs; 2 threads 1.05-1.10x, medians), where
+/// 3x3 layers, read in place, measured 0.92-0.99x with wider slices.
+const GATHER_SLICE_ROWS: usize = 48;
 /// Pixel columns per task at most: the task's partial sums (`16 * 48 * 32` floats = 96 KiB
 /// on AVX-512) stay in L2.
 const COLS_PER_TASK: usize = 16;
@@ -136,7 +144,18 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
             });
         }
         let packed = &*packed;
-        let slice = SLICE_TILES * ur;
+        // A 1x1 layer's backward-data weights (`w[oc][ic]`: a row per input channel, a
+        // step per output channel, rows adjacent) are copied chunk by chunk into
+        // `[step][row]`, which the tiles then read in order: read where they lie, every
+        // step of a tile touched a new cache line and, past 1024 channels, a new page,
+        // with no prefetch to hide it. A 3x3 layer's steps run through a channel's 9
+        // taps on the same lines, and its rows lie 9 floats apart: read in place.
+        let gather = matches!(c.w_red, Red::List(_)) && c.w_row == 1;
+        let slice = if gather {
+            SLICE_TILES.max(GATHER_SLICE_ROWS.div_ceil(ur)) * ur
+        } else {
+            SLICE_TILES * ur
+        };
         let slices = c.rows.div_ceil(slice);
         let col_chunk = COLS_PER_TASK.min(cols);
         let chunks = cols.div_ceil(col_chunk);
@@ -147,13 +166,6 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
             let nrows = slice.min(c.rows - r0);
             let j0 = ch * col_chunk;
             let ncols = col_chunk.min(cols - j0);
-            // A 1x1 layer's backward-data weights (`w[oc][ic]`: a row per input channel, a
-            // step per output channel, rows adjacent) are copied chunk by chunk into
-            // `[step][row]`, which the tiles then read in order: read where they lie, every
-            // step of a tile touched a new cache line and, past 1024 channels, a new page,
-            // with no prefetch to hide it. A 3x3 layer's steps run through a channel's 9
-            // taps on the same lines, and its rows lie 9 floats apart: read in place.
-            let gather = matches!(c.w_red, Red::List(_)) && c.w_row == 1;
             with_index_scratch(nrows, |wrows| {
                 for (i, o) in wrows.iter_mut().enumerate() {
                     *o = if gather { i } else { (r0 + i) * c.w_row };
