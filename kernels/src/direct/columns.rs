@@ -23,7 +23,7 @@ use super::{DirectIsa, RED_CHUNK, SimdJob};
 use crate::parallel::{
     SharedMut, for_each_chunk_mut, for_each_task, threads, with_index_scratch, with_scratch,
 };
-use crate::simd::prefetch_l2;
+use crate::simd::{LINE_FLOATS as LINE, prefetch_l2};
 
 /// Row tiles (output channels) per task: the task's weights for one reduction chunk
 /// (`4 * 12` channels x [`RED_CHUNK`] floats = 24 KiB on AVX-512) stay in L1 beside one
@@ -276,7 +276,6 @@ fn prefetch_steps(
     nrows: usize,
     w_row: usize,
 ) {
-    const LINE: usize = 16;
     // Line numbers count from the line holding w[0]: `skew` floats before it.
     let skew = (w.as_ptr() as usize / size_of::<f32>()) % LINE;
     let base = w.as_ptr().wrapping_sub(skew);

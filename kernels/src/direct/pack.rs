@@ -4,7 +4,7 @@
 
 use super::{DirectIsa, SimdJob};
 use crate::parallel::for_each_chunk_mut;
-use crate::simd::{F32Simd, prefetch_l2};
+use crate::simd::{F32Simd, LINE_FLOATS as LINE, prefetch_l2};
 
 /// A stack of NCHW planes of `row` floats per row and `plane` floats per plane, borrowed
 /// from the caller's tensor or from a scratch buffer.
@@ -91,9 +91,6 @@ const PACK_RUN: usize = 16;
 /// EPYC (batch 1): backward-data's packing took 16% of the tiles' time, 11% with this
 /// (1.02-1.06x the pass); forward's 11%, 9%.
 const PACK_AHEAD: usize = 64;
-
-/// Floats per cache line (64 bytes).
-const LINE: usize = 16;
 
 /// Asks for the lines of `src[at + lane*ch_stride]` for `lane < lanes` (into L2), one
 /// prefetch per line when lanes share lines.

@@ -342,6 +342,10 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
     }
 }
 
+/// Floats per 64-byte cache line: the step of the prefetches issued around
+/// [`prefetch_l2`].
+pub(crate) const LINE_FLOATS: usize = 16;
+
 /// Asks for the cache line holding `p` to be brought into L2 (a hint: it reads nothing,
 /// never faults, and does nothing off x86-64). The direct kernel's epilogues issue it for
 /// their destination lines ahead of the stores, which would otherwise each wait for a line
