@@ -34,6 +34,13 @@ static GLOBAL: Counting = Counting;
 fn warm_prepared_forward_allocates_nothing() {
     // The second conv has more output channels than pixels: the direct kernel's column
     // form on AVX-512; the third is 1x1: its pointwise form.
+    // One pool for the whole test: a dropped pool's worker allocates once as it exits
+    // (crossbeam-epoch hands its thread's garbage bag to the global queue), at a moment of
+    // the scheduler's choosing, which may fall inside the next shape's counted calls.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     for (n, c, hw, k, r) in [(2, 32, 20, 48, 3), (1, 64, 4, 96, 3), (1, 16, 16, 24, 1)] {
         let conv = Conv2d::builder(n, c, hw, hw, k, [r, r])
             .padding(Padding::Same)
@@ -43,10 +50,6 @@ fn warm_prepared_forward_allocates_nothing() {
         let w = fill(2, conv.weight_len(), DataKind::Real);
         let b = fill(3, conv.bias_len(), DataKind::Real);
         let mut y = vec![0.0; conv.output_len()];
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
         for algo in [Algorithm::Direct, Algorithm::Winograd(WinogradTile::F4)] {
             if r != 3 && algo != Algorithm::Direct {
                 continue;
