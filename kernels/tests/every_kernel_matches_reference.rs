@@ -213,17 +213,22 @@ boundary_cases! {
         conv(1, 20, [4, 5], 30, [3, 3], 1, 1, 1, 1),
         conv(1, 8, [5, 6], 32, [3, 3], 1, 2, 2, 1),
         conv(3, 40, [3, 4], 40, [3, 3], 1, 1, 1, 1),
+        // A last column of one vector (the narrow tile): 24 pixels at 16 lanes a column
+        // (8-lane ISAs), 48 at 32 (16-lane), over reductions of several chunks.
+        conv(1, 300, [4, 6], 64, [3, 3], 1, 1, 1, 1),
+        conv(1, 40, [6, 8], 64, [3, 3], 1, 1, 1, 1),
     ];
     // The direct kernel's column form on 1x1 backward-data, whose weights it copies in
     // reduction chunks: reductions of one and several chunks, a partial last slice of
     // rows, whole slices before one (48 rows a slice), a stride (one phase with the tap),
-    // groups.
+    // groups, a last column of 4 pixels (the narrow tile on 8-lane ISAs).
     columns_1x1_backward: [
         conv(1, 64, [5, 6], 300, [1, 1], 1, 0, 1, 1),
         conv(1, 110, [3, 4], 150, [1, 1], 1, 0, 1, 1),
         conv(1, 40, [9, 11], 200, [1, 1], 2, 0, 1, 1),
         conv(1, 64, [4, 5], 260, [1, 1], 1, 0, 1, 2),
         conv(1, 30, [3, 4], 20, [1, 1], 1, 0, 1, 1),
+        conv(1, 64, [5, 4], 300, [1, 1], 1, 0, 1, 1),
     ];
     // The direct kernel's pointwise form (1x1, stride 1, unpadded, planes of >= 256 pixels
     // that fill whole vector columns up to 1/16; on backward-data at stride 1 on 16-lane

@@ -37,6 +37,11 @@ const SLICE_TILES: usize = 4;
 /// thread, medians and best of 7 alternating runs; 2 threads 1.05-1.10x, medians), where
 /// 3x3 layers, read in place, measured 0.92-0.99x with wider slices.
 const GATHER_SLICE_ROWS: usize = 48;
+/// Floats in 4 KiB: addresses a multiple of this apart share an L1 set (64 sets of
+/// 64-byte lines).
+const L1_ALIAS_FLOATS: usize = 4096 / size_of::<f32>();
+/// Ways of an L1 set on the CPUs we target (Zen 3, Skylake-X; Sapphire Rapids has 12).
+const L1_WAYS: usize = 8;
 /// Pixel columns per task at most: the task's partial sums (`16 * 48 * 32` floats = 96 KiB
 /// on AVX-512) stay in L2.
 const COLS_PER_TASK: usize = 16;
@@ -159,6 +164,16 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
         let slices = c.rows.div_ceil(slice);
         let col_chunk = COLS_PER_TASK.min(cols);
         let chunks = cols.div_ceil(col_chunk);
+        // The batch's last column, if one vector covers its pixels, runs the narrow tile
+        // (one vector, more rows): half the multiply-adds of the wide one, most of them on
+        // padding (ResNet-50's 7x7 planes: 49 pixels in columns of 16 on AVX2, the last
+        // holding one). Not where more of the narrow tile's rows of weights than an L1 set
+        // has ways would read lines of one set at once: a 1x1 layer's forward with 1024 or
+        // 2048 input channels (rows 4 or 8 KiB apart, all 12 AVX2 rows in one set) ran
+        // 0.91-0.93x.
+        let narrow_tail = npx - (cols - 1) * nr <= S::LANES
+            && nr > S::LANES
+            && rows_per_l1_set(c.w_row, S::TILES[0].0) <= L1_WAYS;
         // Slices innermost: neighbouring tasks share their columns of pixels.
         for_each_task(c.groups * chunks * slices, |t| {
             let (grp, ch, sl) = (t / (chunks * slices), t / slices % chunks, t % slices);
@@ -166,6 +181,7 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
             let nrows = slice.min(c.rows - r0);
             let j0 = ch * col_chunk;
             let ncols = col_chunk.min(cols - j0);
+            let thin_tail = narrow_tail && j0 + ncols == cols;
             with_index_scratch(nrows, |wrows| {
                 for (i, o) in wrows.iter_mut().enumerate() {
                     *o = if gather { i } else { (r0 + i) * c.w_row };
@@ -234,32 +250,54 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
                                 rows: wrows,
                                 accumulate: k0 > 0,
                             };
-                            s.run(&block, buf_j, wide);
+                            let narrow = thin_tail && j + 1 == ncols;
+                            s.run(&block, buf_j, wide && !narrow);
                         }
                     }
-                    let px0 = j0 * nr;
-                    let px1 = npx.min((j0 + ncols) * nr);
                     let ch0 = grp * c.rows + r0;
-                    let mut job = WriteColumns {
-                        buf,
-                        nr,
-                        nrows,
-                        dst_offs: &c.dst_offs[px0..px1],
-                        dst: out,
-                        base: ch0 * c.ch_stride,
-                        ch_stride: c.ch_stride,
-                        bias: c.bias.map(|b| &b[ch0..ch0 + nrows]),
-                        relu: c.relu,
+                    // The thin tail's buffer holds rows of one vector.
+                    let (wide_cols, tail) = if thin_tail {
+                        (ncols - 1, Some(&buf[(ncols - 1) * nrows * nr..]))
+                    } else {
+                        (ncols, None)
                     };
-                    // SAFETY: this task writes channels ch0..ch0+nrows at pixels px0..px1:
-                    // no other task has both (tasks partition groups x columns x slices, and
-                    // the caller's pixels have distinct destinations); run's caller keeps
-                    // everyone else out of `out`.
-                    unsafe { job.write(s) };
+                    let px0 = j0 * nr;
+                    let px1 = npx.min((j0 + wide_cols) * nr);
+                    let parts = [(&buf[..], nr, px0..px1)]
+                        .into_iter()
+                        .chain(tail.map(|t| (t, S::LANES, px1..npx)));
+                    for (buf, nr, pxs) in parts {
+                        let mut job = WriteColumns {
+                            buf,
+                            nr,
+                            nrows,
+                            dst_offs: &c.dst_offs[pxs],
+                            dst: out,
+                            base: ch0 * c.ch_stride,
+                            ch_stride: c.ch_stride,
+                            bias: c.bias.map(|b| &b[ch0..ch0 + nrows]),
+                            relu: c.relu,
+                        };
+                        // SAFETY: this task writes channels ch0..ch0+nrows at pixels
+                        // px0..(its last column's end): no other task has both (tasks
+                        // partition groups x columns x slices, and the caller's pixels have
+                        // distinct destinations); run's caller keeps everyone else out of
+                        // `out`.
+                        unsafe { job.write(s) };
+                    }
                 });
             });
         });
     });
+}
+
+/// The most of `rows` rows `w_row` floats apart whose lines at one step share an L1 set.
+fn rows_per_l1_set(w_row: usize, rows: usize) -> usize {
+    let line = |i: usize| i.wrapping_mul(w_row) % L1_ALIAS_FLOATS / LINE;
+    (0..rows)
+        .map(|i| (0..rows).filter(|&j| line(j) == line(i)).count())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Rows of at most this many floats between the first's step and the last's are
