@@ -33,7 +33,8 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn warm_prepared_forward_allocates_nothing() {
     // The second conv has more output channels than pixels: the direct kernel's column
-    // form on AVX-512; the third is 1x1: its pointwise form.
+    // form on 8- and 16-lane ISAs; the third is 1x1: its pointwise form.
+    //
     // One pool for the whole test: a dropped pool's worker allocates once as it exits
     // (crossbeam-epoch hands its thread's garbage bag to the global queue), at a moment of
     // the scheduler's choosing, which may fall inside the next shape's counted calls.
