@@ -277,6 +277,26 @@ fn bench_prints_every_row_and_rates_auto() {
             "auto ran {a}, which no other row of its shape and pass timed"
         );
     }
+    // --prepared: forward and backward-data through plans, on the kernels the raw calls
+    // ran (Auto's plan may pick another); backward-weight has nothing to prepare.
+    let out = convnet(&[&args[..], &["--json", "--prepared"]].concat());
+    assert!(out.status.success(), "{out:?}");
+    let planned = json_lines(&out);
+    assert_eq!(planned.len(), 27);
+    for p in &planned {
+        assert_schema(p, &BENCH_SCHEMA);
+        assert_eq!(p["prepared"], p["pass"] != "bwd_weight", "{p}");
+        if p["algo"] != "auto" {
+            assert!(
+                lines.iter().any(|l| l["shape"] == p["shape"]
+                    && l["pass"] == p["pass"]
+                    && l["algo"] == p["algo"]
+                    && l["kernel"] == p["kernel"]
+                    && l["prepared"] == false),
+                "the plan for {p} ran another kernel than the raw call"
+            );
+        }
+    }
     fails_with(&["bench", "--suite", "nosuchsuite"], "nosuchsuite");
     fails_with(&["bench", "--threads", "0"], "--threads must be at least 1");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use convnet::{models, summary};
 use convnet_kernels::testing::{DataKind, fill};
-use convnet_kernels::{Algorithm, Conv2d, ConvKernel, ConvParams, Isa, Pass, peak};
+use convnet_kernels::{Algorithm, Conv2d, ConvKernel, ConvParams, ConvPlan, Isa, Pass, peak};
 use serde_json::{Value, json};
 
 use super::CliError;
@@ -33,6 +33,11 @@ pub struct BenchArgs {
     /// Minimum timed rounds (after one warm-up run); more run until 0.5 s have passed.
     #[arg(long, default_value_t = 7)]
     reps: usize,
+    /// Time forward and backward-data through a plan whose weights were prepared (packed,
+    /// transformed) once before timing, as inference and repeated calls run them; without
+    /// it every call prepares its weights, as a training step with fresh weights does.
+    #[arg(long)]
+    prepared: bool,
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
@@ -299,18 +304,50 @@ struct Buffers {
     y: Vec<f32>,
 }
 
+/// What a timed run calls.
+enum Runner {
+    /// A kernel on the raw weights: each call prepares them.
+    Raw(&'static dyn ConvKernel),
+    /// A plan whose weights were prepared once (for an algorithm resolving to `.1`).
+    Plan(Box<ConvPlan>, &'static dyn ConvKernel),
+}
+
+impl Runner {
+    fn kernel(&self) -> &'static dyn ConvKernel {
+        match self {
+            Runner::Raw(k) | Runner::Plan(_, k) => *k,
+        }
+    }
+}
+
 fn run_once(
-    kernel: &dyn ConvKernel,
+    runner: &Runner,
     conv: &Conv2d,
     pass: Pass,
     bufs: &mut Buffers,
 ) -> Result<(), CliError> {
-    match pass {
-        Pass::Forward => conv.forward_with(kernel, &bufs.x, &bufs.w, Some(&bufs.b), &mut bufs.y)?,
-        Pass::BackwardData => conv.backward_data_with(kernel, &bufs.y, &bufs.w, &mut bufs.x)?,
-        Pass::BackwardWeight => {
-            conv.backward_weight_with(kernel, &bufs.x, &bufs.y, &mut bufs.w, Some(&mut bufs.b))?
+    match (runner, pass) {
+        (Runner::Plan(plan, _), Pass::Forward) => {
+            plan.forward(&bufs.x, Some(&bufs.b), &mut bufs.y)?
         }
+        (Runner::Plan(plan, _), Pass::BackwardData) => plan.backward_data(&bufs.y, &mut bufs.x)?,
+        (_, Pass::Forward) => conv.forward_with(
+            runner.kernel(),
+            &bufs.x,
+            &bufs.w,
+            Some(&bufs.b),
+            &mut bufs.y,
+        )?,
+        (_, Pass::BackwardData) => {
+            conv.backward_data_with(runner.kernel(), &bufs.y, &bufs.w, &mut bufs.x)?
+        }
+        (_, Pass::BackwardWeight) => conv.backward_weight_with(
+            runner.kernel(),
+            &bufs.x,
+            &bufs.y,
+            &mut bufs.w,
+            Some(&mut bufs.b),
+        )?,
     }
     Ok(())
 }
@@ -376,10 +413,24 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
             // run of each per round), so machine noise hits all of them alike; rows that
             // resolve to the same kernel (Auto and its pick) share its timing.
             let mut rows: Vec<(Algorithm, &'static dyn ConvKernel, Vec<f64>)> = Vec::new();
+            // With --prepared, one plan per distinct kernel (backward-weight has nothing to
+            // prepare and runs raw).
+            let mut plans: Vec<(&'static dyn ConvKernel, ConvPlan)> = Vec::new();
             for &algo in &algos {
                 // Resolved inside the pool, so an autotuning Auto times its candidates on
-                // the thread count being measured.
-                match pool.install(|| conv.kernel(algo, pass)) {
+                // the thread count being measured; a plan resolves as it would in use.
+                let resolved = if args.prepared && pass != Pass::BackwardWeight {
+                    pool.install(|| conv.plan(algo, &bufs.w)).and_then(|plan| {
+                        let k = plan.kernel(pass)?;
+                        if !plans.iter().any(|(u, _)| u.name() == k.name()) {
+                            plans.push((k, plan));
+                        }
+                        Ok(k)
+                    })
+                } else {
+                    pool.install(|| conv.kernel(algo, pass))
+                };
+                match resolved {
                     Ok(k) => rows.push((algo, k, Vec::new())),
                     Err(e) if !args.json => {
                         outln!(
@@ -392,15 +443,23 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                     Err(_) => {}
                 }
             }
-            let mut kernels: Vec<(&'static dyn ConvKernel, Vec<f64>)> = Vec::new();
+            let mut kernels: Vec<(Runner, Vec<f64>)> = Vec::new();
             for (_, k, _) in &rows {
-                if !kernels.iter().any(|(u, _)| u.name() == k.name()) {
-                    kernels.push((*k, Vec::new()));
+                if !kernels.iter().any(|(u, _)| u.kernel().name() == k.name()) {
+                    kernels.push((Runner::Raw(*k), Vec::new()));
+                }
+            }
+            for (k, plan) in plans {
+                if let Some((runner, _)) = kernels
+                    .iter_mut()
+                    .find(|(u, _)| u.kernel().name() == k.name())
+                {
+                    *runner = Runner::Plan(Box::new(plan), k);
                 }
             }
             pool.install(|| -> Result<(), CliError> {
                 for (k, _) in &kernels {
-                    run_once(*k, &conv, pass, &mut bufs)?;
+                    run_once(k, &conv, pass, &mut bufs)?;
                 }
                 let start = Instant::now();
                 let mut round = 0;
@@ -409,7 +468,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                 {
                     for (k, times) in kernels.iter_mut() {
                         let t0 = Instant::now();
-                        run_once(*k, &conv, pass, &mut bufs)?;
+                        run_once(k, &conv, pass, &mut bufs)?;
                         times.push(t0.elapsed().as_secs_f64() * 1e3);
                     }
                     round += 1;
@@ -419,10 +478,16 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
             for (_, k, times) in rows.iter_mut() {
                 let (_, t) = kernels
                     .iter()
-                    .find(|(u, _)| u.name() == k.name())
+                    .find(|(u, _)| u.kernel().name() == k.name())
                     .expect("timed above");
                 times.clone_from(t);
             }
+            // The kernels timed through a prepared plan.
+            let planned: Vec<&str> = kernels
+                .iter()
+                .filter(|(u, _)| matches!(u, Runner::Plan(..)))
+                .map(|(u, _)| u.kernel().name())
+                .collect();
             let mut best: Option<(Algorithm, &'static str, f64)> = None;
             // Auto's yardstick: the fastest algorithm the accuracy setting lets it use.
             let tolerance = convnet_kernels::auto::tolerance();
@@ -446,7 +511,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                     outln!(
                         "{}",
                         json!({"shape": shape.name, "id": shape.params.id(), "params": params_json(&shape.params), "algo": algo.name(), "kernel": kernel.name(),
-                               "pass": pass.name(), "threads": args.threads, "ms": ms, "gflops": gflops, "pct_peak": pct})
+                               "pass": pass.name(), "prepared": planned.contains(&kernel.name()), "threads": args.threads, "ms": ms, "gflops": gflops, "pct_peak": pct})
                     );
                 } else {
                     outln!(
