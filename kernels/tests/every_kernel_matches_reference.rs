@@ -243,6 +243,10 @@ boundary_cases! {
         conv(2, 8, [18, 18], 26, [1, 1], 1, 0, 1, 2),
         conv(1, 1100, [16, 16], 3, [1, 1], 1, 0, 1, 1),
         conv(1, 3, [20, 20], 100, [1, 1], 1, 0, 1, 1),
+        // 300 rows (output channels forward, input channels backward-data): 25 tiles of 12,
+        // more than one task's 24, so two row slices of a task's pixels on every ISA.
+        conv(1, 8, [16, 16], 300, [1, 1], 1, 0, 1, 1),
+        conv(1, 300, [16, 16], 8, [1, 1], 1, 0, 1, 1),
         // 14x14: pointwise on backward-data on 16-lane ISAs (on both passes on 8-lane
         // ones), whose reduction (the output channels) spans several chunks in the second.
         conv(1, 40, [14, 14], 20, [1, 1], 1, 0, 1, 1),

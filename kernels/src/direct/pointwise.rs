@@ -75,16 +75,18 @@ use crate::simd::prefetch_l2;
 const MIN_PIXELS: [(usize, usize); 3] = [(256, 16), (196, 7), (196, 16)];
 /// The largest wide-tile height of any ISA (bounds a task's row offsets on the stack).
 const MAX_UR: usize = 16;
-/// Row tiles (the pass's output channels) of a task at most, on 8-lane and narrower ISAs:
-/// each packed column chunk serves them all, so more tiles pack each chunk (and read the
-/// source column, 256 rows a plane apart) for more FMAs. 24 against the earlier 8 ran
-/// 1.05-1.10x on ResNet-50's and DenseNet's 1x1 layers at 56x56, 28x28 and 14x14 forward
-/// and 1.0-1.10x backward-data (AVX2-only Zen 3, 1 thread, medians of 3 alternating runs;
-/// 16 and 32 within 3% of 24). 16-lane ISAs keep the 8 measured there: their buffer of
-/// partial sums (`tiles * UR * NR` floats) is already 12 KiB at 8.
+/// Row tiles (the pass's output channels) of a task at most, on every ISA: each packed
+/// column chunk serves them all, so more tiles pack each chunk (and read the source column,
+/// 256 rows a plane apart) for more FMAs. 24 against the earlier 8 ran 1.05-1.10x on
+/// ResNet-50's and DenseNet's 1x1 layers at 56x56, 28x28 and 14x14 forward and 1.0-1.10x
+/// backward-data (AVX2-only Zen 3, 1 thread, medians of 3 alternating runs; 16 and 32
+/// within 3% of 24). On AVX-512 (Zen 5, 32-pixel columns) against the 8 the 16-lane ISAs
+/// had kept (for a partial-sum buffer of `tiles * UR * NR` floats, 12 KiB at 8, 36 KiB at
+/// 24; with a reduction of at most one chunk the tiles store in place and the buffer is
+/// unused): prepared forward 1.00-1.09x and backward-data 1.00-1.08x on ResNet-50's 1x1
+/// layers at 56x56, 28x28 and 14x14 (medians of 6 alternating runs, A/A 0.99-1.01; 12 and
+/// 16 in between), 2 threads 0.96-1.13x against an A/A of 0.89-1.03.
 const MAX_TILES: usize = 24;
-/// Tiles per task on 16-lane ISAs.
-const TILES_WIDE: usize = 8;
 /// Tasks a thread, at least, when a pass runs on several threads: [`row_slices`] cuts
 /// thinner slices until there are this many (a 14x14 plane is one panel, so 256 output
 /// channels made 2-3 tasks of 24 tiles for 2 threads).
@@ -278,12 +280,7 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, pw: &Pointwise<'_>, out: SharedMut)
     let blocks = m.div_ceil(ur);
     let panel = PANEL_PIXELS.div_ceil(nr) * nr;
     let panels = p.div_ceil(panel);
-    let slices = row_slices(
-        blocks,
-        tiles_per_task::<S>(),
-        n * groups * panels,
-        threads(),
-    );
+    let slices = row_slices(blocks, MAX_TILES, n * groups * panels, threads());
     let tiles = blocks.div_ceil(slices);
     for_each_task(n * groups * panels * slices, |t| {
         // Pixel panels innermost: tasks running at once on other threads share the row
@@ -312,15 +309,6 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, pw: &Pointwise<'_>, out: SharedMut)
             });
         });
     });
-}
-
-/// Row tiles per task on ISA `S`, at most.
-fn tiles_per_task<S: DirectIsa>() -> usize {
-    if S::LANES >= 16 {
-        TILES_WIDE
-    } else {
-        MAX_TILES
-    }
 }
 
 /// How many row slices `blocks` row tiles split into (the caller splits them as evenly as
