@@ -89,6 +89,29 @@ fn pointwise_prepared_passes_equal_unprepared() {
 }
 
 #[test]
+fn column_form_prepared_passes_equal_unprepared() {
+    // Few pixels, more channels (ResNet-50's 7x7 layers in small): unprepared, the direct
+    // kernel runs these in column form on the raw weights; prepared, the forward pass
+    // keeps that form and backward-data runs the pixel form on packed weights, which must
+    // sum in the same order. Stride 1 and 2 (phases of 4 and 16 pixels), 1x1 and 3x3,
+    // reductions of one and of several chunks.
+    for (c, hw, k, r, s, pad) in [
+        (64, 4, 96, 3, 1, 1),
+        (96, 8, 64, 3, 2, 1),
+        (300, 6, 40, 1, 1, 0),
+        (40, 7, 300, 3, 1, 1),
+    ] {
+        let params = ConvParams {
+            stride: [s, s],
+            padding: [pad; 4],
+            ..ConvParams::new(1, c, hw, hw, k, [r, r])
+        };
+        let conv = Conv2d::new(params).unwrap();
+        check_prepared(&ConvProblem::new(conv, DataKind::Real, 34, true));
+    }
+}
+
+#[test]
 fn depthwise_prepared_passes_equal_unprepared() {
     // The depthwise kernel's "same" 3x3 paths (AVX2: strips of whole vectors, planes
     // narrower than a vector in pairs and one left over), which the random samples seldom
