@@ -58,6 +58,12 @@ fn check_prepared(p: &ConvProblem) {
     }
 }
 
+/// [`check_prepared`] on one geometry, real-valued data from `seed`, with a bias.
+fn check_prepared_params(params: ConvParams, seed: u64) {
+    let conv = Conv2d::new(params).unwrap();
+    check_prepared(&ConvProblem::new(conv, DataKind::Real, seed, true));
+}
+
 #[test]
 fn prepared_passes_equal_unprepared() {
     for p in testing::sample_problems(120, 21, DataKind::Real) {
@@ -83,8 +89,7 @@ fn pointwise_prepared_passes_equal_unprepared() {
             stride: [s, s],
             ..ConvParams::new(n, c, hw, hw, k, [1, 1])
         };
-        let conv = Conv2d::new(params).unwrap();
-        check_prepared(&ConvProblem::new(conv, DataKind::Real, 31, true));
+        check_prepared_params(params, 31);
     }
 }
 
@@ -106,8 +111,7 @@ fn column_form_prepared_passes_equal_unprepared() {
             padding: [pad; 4],
             ..ConvParams::new(1, c, hw, hw, k, [r, r])
         };
-        let conv = Conv2d::new(params).unwrap();
-        check_prepared(&ConvProblem::new(conv, DataKind::Real, 34, true));
+        check_prepared_params(params, 34);
     }
 }
 
@@ -127,9 +131,8 @@ fn depthwise_prepared_passes_equal_unprepared() {
             padding: [1, 1, 1, 1],
             ..ConvParams::new(n, c, h, w, c, [3, 3])
         };
-        let conv = Conv2d::new(params).unwrap();
-        assert!(conv.geom().is_depthwise());
-        check_prepared(&ConvProblem::new(conv, DataKind::Real, 33, true));
+        assert!(Conv2d::new(params).unwrap().geom().is_depthwise());
+        check_prepared_params(params, 33);
     }
 }
 
@@ -143,8 +146,7 @@ fn dense_prepared_passes_equal_unprepared() {
             ..ConvParams::new(3, 7, h, w, 40, [4, 5])
         };
         assert!(Conv2d::new(params).unwrap().geom().is_dense());
-        let conv = Conv2d::new(params).unwrap();
-        check_prepared(&ConvProblem::new(conv, DataKind::Real, 32, true));
+        check_prepared_params(params, 32);
     }
 }
 
