@@ -294,9 +294,14 @@ boundary_cases! {
     // forward with few output channels over planes past a band's bytes (a vertical stride,
     // dilation, asymmetric padding). Every banded pass splits into two or more bands; the
     // 64-channel sources span several reduction chunks at 8 and 16 lanes (emu16 on any
-    // host).
+    // host). At 16 lanes, bands of 4 rows or more run the 3-channel tile two rows at a
+    // time: batches of 4 whose phases' 13 rows make bands of 6, 6 and 1 (the stem, in two
+    // reduction chunks) and whose 7 rows make bands of 4 and 3 (11x11 stride 4, one chunk),
+    // and the 3-channel forward pass below (bands of 4).
     banded_form: [
         conv(1, 3, [23, 21], 64, [7, 7], 2, 3, 1, 1),
+        conv(4, 3, [25, 21], 24, [7, 7], 2, 3, 1, 1),
+        conv(4, 3, [27, 29], 8, [11, 11], 4, 2, 1, 1),
         conv(1, 3, [27, 29], 8, [11, 11], 4, 2, 1, 1),
         ConvParams { padding: [4, 0, 5, 1], stride: [3, 2], ..ConvParams::new(1, 2, 13, 14, 12, [3, 4]) },
         ConvParams { groups: 2, stride: [2, 2], padding: [1; 4], ..ConvParams::new(2, 4, 19, 17, 40, [4, 4]) },

@@ -41,12 +41,16 @@ use crate::{Algorithm, Isa, Pass};
 /// Output channels per tile in the few-channel shape.
 const NJ: usize = 6;
 /// Output channels per tile for up to this many (RGB images' 3), with [`NV_FEW`] vectors.
-const NJ_FEW: usize = 3;
+pub(super) const NJ_FEW: usize = 3;
 /// Pixel vectors per tile row in the [`NJ_FEW`] shape (12 accumulators).
 const NV_FEW: usize = 4;
 /// Output rows per tile in the one-channel shape (depthwise, or one output channel per
 /// group).
 const UR_DW: usize = 6;
+/// Output rows per tile in the [`NJ_FEW`] shape on ISAs with 32 vector registers (those of
+/// 16 lanes; see [`few_channels`]), where the banded form's bands have the rows: 24
+/// accumulators, and each weight broadcast feeds twice the FMAs.
+pub(super) const UR_FEW_WIDE: usize = 2;
 /// Pixel vectors per tile row (the [`NJ`] and one-channel shapes).
 const NV: usize = 2;
 /// Largest `LANES` of any ISA (staging for partial vectors).
@@ -589,6 +593,7 @@ impl SimdJob for RowJob<'_> {
         match (self.ur, self.nj) {
             (1, NJ) => self.tiles::<S, 1, NJ, NV>(s),
             (1, NJ_FEW) => self.tiles::<S, 1, NJ_FEW, NV_FEW>(s),
+            (UR_FEW_WIDE, NJ_FEW) => self.tiles::<S, UR_FEW_WIDE, NJ_FEW, NV_FEW>(s),
             _ => self.tiles::<S, UR_DW, 1, NV>(s),
         }
     }
@@ -691,44 +696,29 @@ impl RowJob<'_> {
                         }
                     }
                 }
-                for (r, &red) in self.red.iter().enumerate() {
-                    if UR == 1 && J == NJ_FEW {
-                        // Weights first: J broadcasts, then one load per vector feeding J
-                        // FMAs (J + 1 + J * NVEC = 16 registers, where loading every
-                        // vector first would need 17 and spill).
-                        let mut wv = [s.zero(); J];
-                        for (j, wj) in wv.iter_mut().enumerate() {
-                            // SAFETY: r*J + j < red.len()*J <= w.len() (`in_bounds`).
-                            *wj = unsafe { s.broadcast(w.add(r * J + j)) };
-                        }
-                        for v in 0..NVEC {
-                            // SAFETY: ox0 <= t * span <= (tiles - 1) * span, so red + offs[0]
-                            // + ox0 + v*l + l - 1 <= max_red + (rows.end - 1 - row0) *
-                            // row_step + width.div_ceil(span) * span - 1 < src.len()
-                            // (`in_bounds`).
-                            let x = unsafe { s.load(src.add(red + offs[0] + ox0 + v * l)) };
-                            for (acc_j, wj) in acc[0].iter_mut().zip(&wv) {
-                                acc_j[v] = s.mul_add(*wj, x, acc_j[v]);
+                if J == NJ_FEW {
+                    // A function of its own, taking and returning the tile by value: inline
+                    // here, the two-row tile's sums went through memory at every step.
+                    acc = few_channels::<S, UR, J, NVEC>(s, acc, (src, w), self.red, &offs, ox0);
+                } else {
+                    for (r, &red) in self.red.iter().enumerate() {
+                        let mut xv = [[s.zero(); NVEC]; UR];
+                        for (i, xi) in xv.iter_mut().enumerate() {
+                            for (v, xiv) in xi.iter_mut().enumerate() {
+                                // SAFETY: ox0 <= t * span <= (tiles - 1) * span, so red + offs[i]
+                                // + ox0 + v*l + l - 1 <= max_red + (rows.end - 1 - row0) *
+                                // row_step + width.div_ceil(span) * span - 1 < src.len()
+                                // (`in_bounds`).
+                                *xiv = unsafe { s.load(src.add(red + offs[i] + ox0 + v * l)) };
                             }
                         }
-                        continue;
-                    }
-                    let mut xv = [[s.zero(); NVEC]; UR];
-                    for (i, xi) in xv.iter_mut().enumerate() {
-                        for (v, xiv) in xi.iter_mut().enumerate() {
-                            // SAFETY: ox0 <= t * span <= (tiles - 1) * span, so red + offs[i]
-                            // + ox0 + v*l + l - 1 <= max_red + (rows.end - 1 - row0) *
-                            // row_step + width.div_ceil(span) * span - 1 < src.len()
-                            // (`in_bounds`).
-                            *xiv = unsafe { s.load(src.add(red + offs[i] + ox0 + v * l)) };
-                        }
-                    }
-                    for j in 0..J {
-                        // SAFETY: r*J + j < red.len()*J <= w.len() (`in_bounds`).
-                        let wj = unsafe { s.broadcast(w.add(r * J + j)) };
-                        for (acc_i, xi) in acc.iter_mut().zip(&xv) {
-                            for (a, x) in acc_i[j].iter_mut().zip(xi) {
-                                *a = s.mul_add(wj, *x, *a);
+                        for j in 0..J {
+                            // SAFETY: r*J + j < red.len()*J <= w.len() (`in_bounds`).
+                            let wj = unsafe { s.broadcast(w.add(r * J + j)) };
+                            for (acc_i, xi) in acc.iter_mut().zip(&xv) {
+                                for (a, x) in acc_i[j].iter_mut().zip(xi) {
+                                    *a = s.mul_add(wj, *x, *a);
+                                }
                             }
                         }
                     }
@@ -879,4 +869,39 @@ impl RowJob<'_> {
             }
         }
     }
+}
+
+/// The few-channel tile's sums (`J = NJ_FEW`): per reduction step `J` weight broadcasts,
+/// then one load per vector feeding `J` FMAs (`J + 1 + UR * J * NVEC` registers: 16 for one
+/// row, 28 for two, where loading every vector first would need one or four more).
+/// The caller (`RowJob::tiles`) has checked the reads: `red[r] + offs[i] + ox0 + NVEC *
+/// LANES - 1 < src.len()` and `red.len() * J <= w.len()` (`in_bounds`).
+#[inline(always)]
+fn few_channels<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize>(
+    s: S,
+    mut acc: [[[S::V; NVEC]; J]; UR],
+    (src, w): (*const f32, *const f32),
+    red: &[usize],
+    offs: &[usize; UR],
+    ox0: usize,
+) -> [[[S::V; NVEC]; J]; UR] {
+    let l = S::LANES;
+    for (r, &at) in red.iter().enumerate() {
+        let mut wv = [s.zero(); J];
+        for (j, wj) in wv.iter_mut().enumerate() {
+            // SAFETY: r*J + j < red.len()*J <= w.len() (checked by the caller).
+            *wj = unsafe { s.broadcast(w.add(r * J + j)) };
+        }
+        for (acc_i, &off) in acc.iter_mut().zip(offs) {
+            for v in 0..NVEC {
+                // SAFETY: at + off + ox0 + v*l + l - 1 <= max(red) + offs[i] + ox0 + NVEC*l
+                // - 1 < src.len() (checked by the caller).
+                let x = unsafe { s.load(src.add(at + off + ox0 + v * l)) };
+                for (acc_j, wj) in acc_i.iter_mut().zip(&wv) {
+                    acc_j[v] = s.mul_add(*wj, x, acc_j[v]);
+                }
+            }
+        }
+    }
+    acc
 }
