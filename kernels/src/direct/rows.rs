@@ -510,7 +510,7 @@ fn forward<S: DirectIsa>(
                         // leaves one output row.
                         row_step: if g.oh > 1 { g.sh * src.row } else { 0 },
                         row0: 0,
-                        red,
+                        red: RedList::new(red),
                         w: &packed[(grp * blocks + blk) * k * nj..][..k * nj],
                         nj,
                         ur,
@@ -539,6 +539,27 @@ fn forward<S: DirectIsa>(
 }
 
 /// One task: output rows `rows` of channels `dst_base..+n_ch` of one image.
+/// A job's reduction offsets (see [`RowJob::red`]) with the greatest of them, found once
+/// when the list is made (the banded form reuses one list in every task), and read by
+/// [`RowJob::in_bounds`] to bound the tiles' reads.
+#[derive(Clone, Copy)]
+pub(super) struct RedList<'a> {
+    list: &'a [usize],
+    max: usize,
+}
+
+impl<'a> RedList<'a> {
+    pub(super) fn new(list: &'a [usize]) -> Self {
+        RedList {
+            list,
+            max: list.iter().copied().max().unwrap_or(0),
+        }
+    }
+    pub(super) fn list(&self) -> &'a [usize] {
+        self.list
+    }
+}
+
 pub(super) struct RowJob<'a> {
     /// The (padded) source planes.
     pub src: &'a [f32],
@@ -548,7 +569,7 @@ pub(super) struct RowJob<'a> {
     /// not in `src`).
     pub row0: usize,
     /// Source offset of each reduction step (channel and tap) from a tile's first pixel.
-    pub red: &'a [usize],
+    pub red: RedList<'a>,
     /// Weights `[r][nj]`.
     pub w: &'a [f32],
     pub nj: usize,
@@ -618,16 +639,16 @@ impl RowJob<'_> {
             return Err("flat row tiles store one row of contiguous pixels");
         }
         // The last tap of the last vector of the last row stays inside src.
-        let max_red = self.red.iter().copied().max().unwrap_or(0);
+        let (red, max_red) = (self.red.list, self.red.max);
         let last_src = (self.rows.end - 1)
             .checked_sub(self.row0)
             .and_then(|r| r.checked_mul(self.row_step))
             .and_then(|o| o.checked_add(max_red))
             .and_then(|o| o.checked_add(self.width.div_ceil(span) * span - 1));
-        if !self.red.is_empty() && last_src.is_none_or(|o| o >= self.src.len()) {
+        if !red.is_empty() && last_src.is_none_or(|o| o >= self.src.len()) {
             return Err("row tile source out of range");
         }
-        if self.w.len() < self.red.len() * j {
+        if self.w.len() < red.len() * j {
             return Err("row tile weights too short");
         }
         if let Some(st) = self.stage {
@@ -699,9 +720,10 @@ impl RowJob<'_> {
                 if J == NJ_FEW {
                     // A function of its own, taking and returning the tile by value: inline
                     // here, the two-row tile's sums went through memory at every step.
-                    acc = few_channels::<S, UR, J, NVEC>(s, acc, (src, w), self.red, &offs, ox0);
+                    acc =
+                        few_channels::<S, UR, J, NVEC>(s, acc, (src, w), self.red.list, &offs, ox0);
                 } else {
-                    for (r, &red) in self.red.iter().enumerate() {
+                    for (r, &red) in self.red.list.iter().enumerate() {
                         let mut xv = [[s.zero(); NVEC]; UR];
                         for (i, xi) in xv.iter_mut().enumerate() {
                             for (v, xiv) in xi.iter_mut().enumerate() {

@@ -41,7 +41,7 @@
 //! L1 ([`CHUNK_BYTES`]), partial sums waiting in a [`Stage`] between chunks.
 
 use super::DirectIsa;
-use super::rows::{NJ_FEW, RowJob, Stage, UR_FEW_WIDE, nj_for, nv, ur_for};
+use super::rows::{NJ_FEW, RedList, RowJob, Stage, UR_FEW_WIDE, nj_for, nv, ur_for};
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
 use crate::params::ConvGeom;
 
@@ -438,7 +438,7 @@ fn run<S: DirectIsa>(
     };
     // Every task's buffer holds a whole band's rows (the last band's rows past the source
     // are zeros), so the reduction's offsets are the same in every task: listed once per
-    // call, chunk by chunk and phase by phase, `red_at[chunk * phases + phase]` the first.
+    // call, chunk by chunk and phase by phase (`reds[chunk * phases + phase]`).
     let plane = buf_rows(band) * cols;
     let phases = py * px;
     let mut red_all = Vec::with_capacity(p.red * p.y.total() * p.x.total());
@@ -464,6 +464,10 @@ fn run<S: DirectIsa>(
         }
     }
     red_at.push(red_all.len());
+    let reds: Vec<RedList> = red_at
+        .windows(2)
+        .map(|at| RedList::new(&red_all[at[0]..at[1]]))
+        .collect();
     // Column phase e's columns c in lo..hi of a buffer row hold the source row's columns
     // from `from` (b * lo + e + d_min_x) on, every b-th; the rest are zeros.
     let seg_cols: Vec<(usize, usize, usize)> = (0..cols / phase_cols)
@@ -534,8 +538,7 @@ fn run<S: DirectIsa>(
                             }
                             let taps = ty.len() * tx.len();
                             let phase = ey * px + ex;
-                            let at = chunk * phases + phase;
-                            let red = &red_all[red_at[at]..red_at[at + 1]];
+                            let red = reds[chunk * phases + phase];
                             let w0 = phase_w[phase] + r0 * taps * nj;
                             let mut job = RowJob {
                                 src: buf,
@@ -544,7 +547,7 @@ fn run<S: DirectIsa>(
                                 row_step: if p_end - p0 > 1 { p.a * cols } else { 0 },
                                 row0: p0,
                                 red,
-                                w: &w_blk[w0..][..red.len() * nj],
+                                w: &w_blk[w0..][..red.list().len() * nj],
                                 nj,
                                 ur,
                                 n_ch,
