@@ -33,12 +33,12 @@
 //! source row as its `sw` column phases one after another (phase `e` holding the columns
 //! `sw*c + e`), so a tap reads consecutive floats for consecutive `q`.
 //!
-//! Each task takes a band of output rows of one image and group. It copies the band's
-//! source rows, zero-padded on every side the taps reach past, into a buffer of at most
-//! [`BAND_BYTES`] (so the taps read L2, not memory), or of one band row where that alone
-//! is larger. Then it runs every channel block and
-//! phase over it, the reduction in chunks of source channels whose rows under one tile fit
-//! L1 ([`CHUNK_BYTES`]), partial sums waiting in a [`Stage`] between chunks.
+//! Each task takes a band of output rows of one image and group, and runs the reduction in
+//! chunks of source channels whose rows under one tile fit L1 ([`CHUNK_BYTES`]), partial
+//! sums waiting in a [`Stage`] between chunks. For each chunk it copies the band's source
+//! rows of the chunk's channels, zero-padded on every side the taps reach past, into a
+//! buffer of at most [`BAND_BYTES`] (so the taps read L2, not memory), or of one band row
+//! where that alone is larger, and runs every channel block and phase over it.
 
 use super::DirectIsa;
 use super::rows::{NJ_FEW, RedList, RowJob, Stage, UR_FEW_WIDE, nj_for, nv, ur_for};
@@ -54,9 +54,9 @@ const MAX_TAPS: usize = 4096;
 /// Most input channels per group of a backward-data pass: one tile of `rows.rs`'s `NJ`
 /// shape (beyond, the channel-vectorised tile fills most of its lanes).
 const MAX_CHANNELS: usize = 6;
-/// Bytes of padded source rows a task works in: half of a 512 KiB L2. Forward passes
-/// whose whole padded planes take more use this form (and those `rows.rs` would split
-/// into bands).
+/// Bytes of padded source rows a task works in (one reduction chunk's): half of a 512 KiB
+/// L2. Forward passes whose whole padded planes take more use this form (and those
+/// `rows.rs` would split into bands).
 pub(super) const BAND_BYTES: usize = 256 * 1024;
 /// Fewest tasks a pass is split into, where it has the rows (bands of one row at least).
 const MIN_TASKS: usize = 8;
@@ -389,7 +389,18 @@ fn run<S: DirectIsa>(
     let reach_y = p.y.reach();
     // Buffer rows for a band of `band` output rows.
     let buf_rows = |band: usize| p.a * (band - 1) + reach_y + 1;
-    let per_row = p.red * cols * 4;
+    // Reduction chunks: the source channels whose rows under one tile (its taps' rows, its
+    // vectors and their reach) stay in L1 while the tile sums over them; partial sums wait
+    // in the stage between chunks. Sized for the two-row tile where it may run (below).
+    let wide = nj == NJ_FEW && S::LANES >= 16;
+    let tile_rows = if wide { p.a } else { 0 } + p.y.most().max(1);
+    let kc = (CHUNK_BYTES / (tile_rows * (p.b * span + p.x.reach()) * 4)).max(1);
+    let chunks = p.red.div_ceil(kc).max(1);
+    let kc = p.red.div_ceil(chunks);
+    // A task copies one chunk's rows at a time into its buffer, so a band is as tall as a
+    // buffer of BAND_BYTES holds of one chunk (bands of whole sources were 1-4 rows under
+    // 64 or more channels: each source row copied 2-4 times, in 8-16 jobs a row).
+    let per_row = kc * cols * 4;
     let mut band = 1;
     while band < rows_all && (p.a * band + reach_y + 1).saturating_mul(per_row) <= BAND_BYTES {
         band += 1;
@@ -403,7 +414,7 @@ fn run<S: DirectIsa>(
     // Two rows a tile on 32-register ISAs for the few-channel shape, where bands have at
     // least 4 rows (a band's odd last row computes a row it does not store): the stems'
     // backward-data 1.15-1.25x (AVX-512, Zen 5).
-    let ur = if nj == NJ_FEW && S::LANES >= 16 && band >= 4 {
+    let ur = if wide && band >= 4 {
         band -= band % UR_FEW_WIDE;
         UR_FEW_WIDE
     } else {
@@ -422,32 +433,25 @@ fn run<S: DirectIsa>(
             })
             .collect();
     let block_w = packed.len() / (p.groups * blocks);
-    // Reduction chunks: the source channels whose rows under one tile (its taps' rows, its
-    // vectors and their reach) stay in L1 while the tile sums over them; partial sums wait
-    // in the stage between chunks.
-    let tile_rows = (ur - 1) * p.a + p.y.most().max(1);
-    let kc = (CHUNK_BYTES / (tile_rows * (p.b * span + p.x.reach()) * 4)).max(1);
-    let chunks = p.red.div_ceil(kc).max(1);
-    let kc = p.red.div_ceil(chunks);
     let tiles = cols_all.div_ceil(span);
-    // Stage floats per phase: every row and tile of the band.
+    let phases = py * px;
+    // Stage floats per (block, phase): every row and tile of the band.
     let phase_stage = if chunks > 1 {
         band * tiles * nj * span
     } else {
         0
     };
-    // Every task's buffer holds a whole band's rows (the last band's rows past the source
-    // are zeros), so the reduction's offsets are the same in every task: listed once per
-    // call, chunk by chunk and phase by phase (`reds[chunk * phases + phase]`).
+    // Every task's buffer holds a whole band's rows of one chunk (the last band's rows past
+    // the source are zeros), so the reduction's offsets are the same in every task: listed
+    // once per call, chunk by chunk and phase by phase (`reds[chunk * phases + phase]`).
     let plane = buf_rows(band) * cols;
-    let phases = py * px;
     let mut red_all = Vec::with_capacity(p.red * p.y.total() * p.x.total());
     let mut red_at = Vec::with_capacity(chunks * phases + 1);
     for chunk in 0..chunks {
         for ty in &p.y.taps {
             for tx in &p.x.taps {
                 red_at.push(red_all.len());
-                for ch in chunk * kc..p.red.min(chunk * kc + kc) {
+                for ch in 0..kc.min(p.red - chunk * kc) {
                     for &(_, dy) in ty {
                         for &(_, dx) in tx {
                             let cx = (dx - p.x.d_min) as usize;
@@ -490,45 +494,49 @@ fn run<S: DirectIsa>(
         let (b, grp, band_i) = (t / (p.groups * bands), t / bands % p.groups, t % bands);
         let p0 = band_i * band;
         let p1 = rows_all.min(p0 + band);
-        with_scratch(p.red * plane + phases * phase_stage, |scratch| {
-            let (buf, stage) = scratch.split_at_mut(p.red * plane);
-            // Buffer row i, column phase e, column c hold source row a * p0 + d_min_y + i,
-            // column b * c + e + d_min_x, or 0 past its edges.
+        with_scratch(kc * plane + blocks * phases * phase_stage, |scratch| {
+            let (buf, stage) = scratch.split_at_mut(kc * plane);
             let src_plane = p.src_h * p.src_w;
             let src = &src[(b * p.src_ch + grp * p.red) * src_plane..][..p.red * src_plane];
             let row0 = (p.a * p0) as i128 + p.y.d_min;
-            for (ch, dst) in buf.chunks_exact_mut(plane).enumerate() {
-                for (i, row) in dst.chunks_exact_mut(cols).enumerate() {
-                    let sy = row0 + i as i128;
-                    if sy < 0 || sy >= p.src_h as i128 {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let src_row = &src[ch * src_plane + sy as usize * p.src_w..][..p.src_w];
-                    for (seg, &(lo, hi, from)) in row.chunks_exact_mut(phase_cols).zip(&seg_cols) {
-                        seg[..lo].fill(0.0);
-                        seg[hi..].fill(0.0);
-                        if lo == hi {
+            for chunk in 0..chunks {
+                let r0 = chunk * kc;
+                // Buffer plane ch, row i, column phase e, column c hold source channel
+                // r0 + ch, row a * p0 + d_min_y + i, column b * c + e + d_min_x, or 0 past
+                // its edges.
+                let src = &src[r0 * src_plane..];
+                for (ch, dst) in buf.chunks_exact_mut(plane).take(p.red - r0).enumerate() {
+                    for (i, row) in dst.chunks_exact_mut(cols).enumerate() {
+                        let sy = row0 + i as i128;
+                        if sy < 0 || sy >= p.src_h as i128 {
+                            row.fill(0.0);
                             continue;
                         }
-                        let from = &src_row[from..];
-                        if p.b == 1 {
-                            seg[lo..hi].copy_from_slice(&from[..hi - lo]);
-                        } else {
-                            for (d, s) in seg[lo..hi].iter_mut().zip(from.iter().step_by(p.b)) {
-                                *d = *s;
+                        let src_row = &src[ch * src_plane + sy as usize * p.src_w..][..p.src_w];
+                        for (seg, &(lo, hi, from)) in
+                            row.chunks_exact_mut(phase_cols).zip(&seg_cols)
+                        {
+                            seg[..lo].fill(0.0);
+                            seg[hi..].fill(0.0);
+                            if lo == hi {
+                                continue;
+                            }
+                            let from = &src_row[from..];
+                            if p.b == 1 {
+                                seg[lo..hi].copy_from_slice(&from[..hi - lo]);
+                            } else {
+                                for (d, s) in seg[lo..hi].iter_mut().zip(from.iter().step_by(p.b)) {
+                                    *d = *s;
+                                }
                             }
                         }
                     }
                 }
-            }
-            let buf = &*buf;
-            for blk in 0..blocks {
-                let c0 = grp * p.dst_g + blk * nj;
-                let n_ch = nj.min(p.dst_g - blk * nj);
-                let w_blk = &packed[(grp * blocks + blk) * block_w..][..block_w];
-                for chunk in 0..chunks {
-                    let r0 = chunk * kc;
+                let buf = &*buf;
+                for blk in 0..blocks {
+                    let c0 = grp * p.dst_g + blk * nj;
+                    let n_ch = nj.min(p.dst_g - blk * nj);
+                    let w_blk = &packed[(grp * blocks + blk) * block_w..][..block_w];
                     for (ey, ty) in p.y.taps.iter().enumerate() {
                         let p_end = p1.min(p.dst_h.saturating_sub(ey).div_ceil(py));
                         for (ex, tx) in p.x.taps.iter().enumerate() {
@@ -540,6 +548,7 @@ fn run<S: DirectIsa>(
                             let phase = ey * px + ex;
                             let red = reds[chunk * phases + phase];
                             let w0 = phase_w[phase] + r0 * taps * nj;
+                            let stage_at = (blk * phases + phase) * phase_stage;
                             let mut job = RowJob {
                                 src: buf,
                                 // Formed only where a second row exists: a stride near
@@ -564,9 +573,7 @@ fn run<S: DirectIsa>(
                                 bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
                                 relu,
                                 stage: (chunks > 1).then(|| Stage {
-                                    buf: SharedMut::new(
-                                        &mut stage[phase * phase_stage..][..phase_stage],
-                                    ),
+                                    buf: SharedMut::new(&mut stage[stage_at..][..phase_stage]),
                                     first: chunk == 0,
                                     last: chunk + 1 == chunks,
                                 }),
