@@ -297,11 +297,15 @@ boundary_cases! {
     // host). At 16 lanes, bands of 4 rows or more run the 3-channel tile two rows at a
     // time: batches of 4 whose phases' 13 rows make bands of 6, 6 and 1 (the stem, in two
     // reduction chunks) and whose 7 rows make bands of 4 and 3 (11x11 stride 4, one chunk),
-    // and the 3-channel forward pass below (bands of 4).
+    // and the 3-channel forward pass below (bands of 4); and over phases at most 32 pixels
+    // wide, bands of 8 rows or more four rows at a time: 21-row phases 20 wide in bands of
+    // 8, 8 and 5 (backward-data, 4x4 stride 2), and a forward pass 24 wide in bands of 8.
     banded_form: [
         conv(1, 3, [23, 21], 64, [7, 7], 2, 3, 1, 1),
         conv(4, 3, [25, 21], 24, [7, 7], 2, 3, 1, 1),
         conv(4, 3, [27, 29], 8, [11, 11], 4, 2, 1, 1),
+        conv(4, 3, [42, 40], 16, [4, 4], 2, 1, 1, 1),
+        conv(1, 32, [64, 24], 3, [3, 3], 1, 1, 1, 1),
         conv(1, 3, [27, 29], 8, [11, 11], 4, 2, 1, 1),
         ConvParams { padding: [4, 0, 5, 1], stride: [3, 2], ..ConvParams::new(1, 2, 13, 14, 12, [3, 4]) },
         ConvParams { groups: 2, stride: [2, 2], padding: [1; 4], ..ConvParams::new(2, 4, 19, 17, 40, [4, 4]) },

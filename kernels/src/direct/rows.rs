@@ -51,6 +51,12 @@ const UR_DW: usize = 6;
 /// 16 lanes; see [`few_channels`]), where the banded form's bands have the rows: 24
 /// accumulators, and each weight broadcast feeds twice the FMAs.
 pub(super) const UR_FEW_WIDE: usize = 2;
+/// Output rows per tile in the [`NJ_FEW`] shape over phases at most [`NV_FEW_NARROW`]
+/// vectors wide on ISAs with 32 vector registers, where bands have the rows (the banded
+/// form's backward-data of DCGAN's last layer, 32-pixel phases): 24 accumulators.
+pub(super) const UR_FEW_NARROW: usize = 4;
+/// Pixel vectors per tile row of the [`UR_FEW_NARROW`] tile.
+pub(super) const NV_FEW_NARROW: usize = 2;
 /// Pixel vectors per tile row (the [`NJ`] and one-channel shapes).
 const NV: usize = 2;
 /// Largest `LANES` of any ISA (staging for partial vectors).
@@ -615,6 +621,7 @@ impl SimdJob for RowJob<'_> {
             (1, NJ) => self.tiles::<S, 1, NJ, NV>(s),
             (1, NJ_FEW) => self.tiles::<S, 1, NJ_FEW, NV_FEW>(s),
             (UR_FEW_WIDE, NJ_FEW) => self.tiles::<S, UR_FEW_WIDE, NJ_FEW, NV_FEW>(s),
+            (UR_FEW_NARROW, NJ_FEW) => self.tiles::<S, UR_FEW_NARROW, NJ_FEW, NV_FEW_NARROW>(s),
             _ => self.tiles::<S, UR_DW, 1, NV>(s),
         }
     }

@@ -41,7 +41,9 @@
 //! where that alone is larger, and runs every channel block and phase over it.
 
 use super::DirectIsa;
-use super::rows::{NJ_FEW, RedList, RowJob, Stage, UR_FEW_WIDE, nj_for, nv, ur_for};
+use super::rows::{
+    NJ_FEW, NV_FEW_NARROW, RedList, RowJob, Stage, UR_FEW_NARROW, UR_FEW_WIDE, nj_for, nv, ur_for,
+};
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
 use crate::params::ConvGeom;
 
@@ -377,49 +379,70 @@ fn run<S: DirectIsa>(
     if p.n == 0 || p.groups == 0 || blocks == 0 {
         return;
     }
-    let span = nv(nj) * S::LANES;
     let (py, px) = (p.y.taps.len(), p.x.taps.len());
     // Phase rows and columns: phase 0's are the most.
     let (rows_all, cols_all) = (p.dst_h.div_ceil(py), p.dst_w.div_ceil(px));
-    // A column phase's floats: every vector of an output row and the taps' reach, in that
-    // phase's columns; a buffer row holds the phases the taps read: tap column `cx` (at
-    // most the reach) is in phase `cx % b`.
-    let phase_cols = cols_all.div_ceil(span) * span + p.x.reach() / p.b;
-    let cols = p.b.min(p.x.reach() + 1) * phase_cols;
     let reach_y = p.y.reach();
     // Buffer rows for a band of `band` output rows.
     let buf_rows = |band: usize| p.a * (band - 1) + reach_y + 1;
-    // Reduction chunks: the source channels whose rows under one tile (its taps' rows, its
-    // vectors and their reach) stay in L1 while the tile sums over them; partial sums wait
-    // in the stage between chunks. Sized for the two-row tile where it may run (below).
-    let wide = nj == NJ_FEW && S::LANES >= 16;
-    let tile_rows = if wide { p.a } else { 0 } + p.y.most().max(1);
-    let kc = (CHUNK_BYTES / (tile_rows * (p.b * span + p.x.reach()) * 4)).max(1);
-    let chunks = p.red.div_ceil(kc).max(1);
-    let kc = p.red.div_ceil(chunks);
-    // A task copies one chunk's rows at a time into its buffer, so a band is as tall as a
-    // buffer of BAND_BYTES holds of one chunk (bands of whole sources were 1-4 rows under
-    // 64 or more channels: each source row copied 2-4 times, in 8-16 jobs a row).
-    let per_row = kc * cols * 4;
-    let mut band = 1;
-    while band < rows_all && (p.a * band + reach_y + 1).saturating_mul(per_row) <= BAND_BYTES {
-        band += 1;
-    }
-    // At least MIN_TASKS tasks where the rows allow, so that threads share the work evenly
-    // (the stem at batch 1 would be 3 bands).
     let images = p.n * p.groups;
-    if images * rows_all.div_ceil(band) < MIN_TASKS {
-        band = band.min(rows_all.div_ceil(MIN_TASKS.div_ceil(images)).max(1));
-    }
-    // Two rows a tile on 32-register ISAs for the few-channel shape, where bands have at
-    // least 4 rows (a band's odd last row computes a row it does not store): the stems'
-    // backward-data 1.15-1.25x (AVX-512, Zen 5).
-    let ur = if wide && band >= 4 {
-        band -= band % UR_FEW_WIDE;
+    // The layout for tiles `span` pixels wide of `ur_max` rows at most: (phase_cols, cols,
+    // kc, chunks, band).
+    // - A column phase's floats: every vector of an output row and the taps' reach, in that
+    //   phase's columns; a buffer row holds the phases the taps read: tap column `cx` (at
+    //   most the reach) is in phase `cx % b`.
+    // - Reduction chunks: the source channels whose rows under one tile (its taps' rows,
+    //   its vectors and their reach) stay in L1 while the tile sums over them; partial sums
+    //   wait in the stage between chunks.
+    // - A task copies one chunk's rows at a time into its buffer, so a band is as tall as a
+    //   buffer of BAND_BYTES holds of one chunk (bands of whole sources were 1-4 rows under
+    //   64 or more channels: each source row copied 2-4 times, in 8-16 jobs a row), with at
+    //   least MIN_TASKS tasks where the rows allow, so that threads share the work evenly
+    //   (the stem at batch 1 would be 3 bands).
+    let layout = |span: usize, ur_max: usize| {
+        let phase_cols = cols_all.div_ceil(span) * span + p.x.reach() / p.b;
+        let cols = p.b.min(p.x.reach() + 1) * phase_cols;
+        let tile_rows = (ur_max - 1) * p.a + p.y.most().max(1);
+        let kc = (CHUNK_BYTES / (tile_rows * (p.b * span + p.x.reach()) * 4)).max(1);
+        let chunks = p.red.div_ceil(kc).max(1);
+        let kc = p.red.div_ceil(chunks);
+        let per_row = kc * cols * 4;
+        let mut band = 1;
+        while band < rows_all && (p.a * band + reach_y + 1).saturating_mul(per_row) <= BAND_BYTES {
+            band += 1;
+        }
+        if images * rows_all.div_ceil(band) < MIN_TASKS {
+            band = band.min(rows_all.div_ceil(MIN_TASKS.div_ceil(images)).max(1));
+        }
+        (phase_cols, cols, kc, chunks, band)
+    };
+    // On 32-register ISAs the few-channel shape takes several rows a tile (a band's rows
+    // past its last whole tile compute rows they do not store): over phases at most
+    // `NV_FEW_NARROW` vectors wide (a 64-pixel tile half fills DCGAN's 32: 1.72x), 4 rows of
+    // them where bands have 8; else 2 rows where bands have 4: the stems' backward-data
+    // 1.15-1.25x (AVX-512, Zen 5).
+    let wide = nj == NJ_FEW && S::LANES >= 16;
+    let narrow_span = NV_FEW_NARROW * S::LANES;
+    let narrow = (wide && cols_all <= narrow_span)
+        .then(|| layout(narrow_span, UR_FEW_NARROW))
+        .filter(|l| l.4 >= 2 * UR_FEW_NARROW);
+    let (span, (phase_cols, cols, kc, chunks, mut band)) = match narrow {
+        Some(l) => (narrow_span, l),
+        None => {
+            let span = nv(nj) * S::LANES;
+            (span, layout(span, if wide { UR_FEW_WIDE } else { 1 }))
+        }
+    };
+    let ur = if narrow.is_some() {
+        UR_FEW_NARROW
+    } else if wide && band >= 2 * UR_FEW_WIDE {
         UR_FEW_WIDE
     } else {
         ur_for(nj)
     };
+    if nj == NJ_FEW {
+        band -= band % ur;
+    }
     let bands = rows_all.div_ceil(band);
     // Each phase's first weight, per (group, block): phases in (ey, ex) order.
     let phase_w: Vec<usize> =
