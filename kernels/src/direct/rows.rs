@@ -902,7 +902,8 @@ impl RowJob<'_> {
 
 /// The few-channel tile's sums (`J = NJ_FEW`): per reduction step `J` weight broadcasts,
 /// then one load per vector feeding `J` FMAs (`J + 1 + UR * J * NVEC` registers: 16 for one
-/// row, 28 for two, where loading every vector first would need one or four more).
+/// row of 4 vectors, 28 for two such rows or four of 2 vectors, where loading every vector
+/// first would need 3 to 7 more).
 /// The caller (`RowJob::tiles`) has checked the reads: `red[r] + offs[i] + ox0 + NVEC *
 /// LANES - 1 < src.len()` and `red.len() * J <= w.len()` (`in_bounds`).
 #[inline(always)]
@@ -923,8 +924,8 @@ fn few_channels<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize
         }
         for (acc_i, &off) in acc.iter_mut().zip(offs) {
             for v in 0..NVEC {
-                // SAFETY: at + off + ox0 + v*l + l - 1 <= max(red) + offs[i] + ox0 + NVEC*l
-                // - 1 < src.len() (checked by the caller).
+                // SAFETY: at + off + ox0 + v*l + l - 1 <= max(red) + off + ox0 + NVEC*l - 1
+                // < src.len() (checked by the caller).
                 let x = unsafe { s.load(src.add(at + off + ox0 + v * l)) };
                 for (acc_j, wj) in acc_i.iter_mut().zip(&wv) {
                     acc_j[v] = s.mul_add(*wj, x, acc_j[v]);

@@ -354,6 +354,18 @@ pub(super) fn forward<S: DirectIsa>(
     run(s, &Banded::forward(g), x, packed, bias, relu, y);
 }
 
+/// A banded pass's buffer and work split for one tile width (see `run`).
+struct Layout {
+    /// Floats of one column phase of a buffer row, and of the row.
+    phase_cols: usize,
+    cols: usize,
+    /// Source channels per reduction chunk, and the chunks.
+    kc: usize,
+    chunks: usize,
+    /// Output rows per task.
+    band: usize,
+}
+
 fn run<S: DirectIsa>(
     s: S,
     p: &Banded,
@@ -386,8 +398,7 @@ fn run<S: DirectIsa>(
     // Buffer rows for a band of `band` output rows.
     let buf_rows = |band: usize| p.a * (band - 1) + reach_y + 1;
     let images = p.n * p.groups;
-    // The layout for tiles `span` pixels wide of `ur_max` rows at most: (phase_cols, cols,
-    // kc, chunks, band).
+    // The layout for tiles `span` pixels wide of `ur_max` rows at most.
     // - A column phase's floats: every vector of an output row and the taps' reach, in that
     //   phase's columns; a buffer row holds the phases the taps read: tap column `cx` (at
     //   most the reach) is in phase `cx % b`.
@@ -414,7 +425,13 @@ fn run<S: DirectIsa>(
         if images * rows_all.div_ceil(band) < MIN_TASKS {
             band = band.min(rows_all.div_ceil(MIN_TASKS.div_ceil(images)).max(1));
         }
-        (phase_cols, cols, kc, chunks, band)
+        Layout {
+            phase_cols,
+            cols,
+            kc,
+            chunks,
+            band,
+        }
     };
     // On 32-register ISAs the few-channel shape takes several rows a tile (a band's rows
     // past its last whole tile compute rows they do not store): over phases at most
@@ -425,15 +442,25 @@ fn run<S: DirectIsa>(
     let narrow_span = NV_FEW_NARROW * S::LANES;
     let narrow = (wide && cols_all <= narrow_span)
         .then(|| layout(narrow_span, UR_FEW_NARROW))
-        .filter(|l| l.4 >= 2 * UR_FEW_NARROW);
-    let (span, (phase_cols, cols, kc, chunks, mut band)) = match narrow {
+        .filter(|l| l.band >= 2 * UR_FEW_NARROW);
+    let narrow_tile = narrow.is_some();
+    let (
+        span,
+        Layout {
+            phase_cols,
+            cols,
+            kc,
+            chunks,
+            mut band,
+        },
+    ) = match narrow {
         Some(l) => (narrow_span, l),
         None => {
             let span = nv(nj) * S::LANES;
             (span, layout(span, if wide { UR_FEW_WIDE } else { 1 }))
         }
     };
-    let ur = if narrow.is_some() {
+    let ur = if narrow_tile {
         UR_FEW_NARROW
     } else if wide && band >= 2 * UR_FEW_WIDE {
         UR_FEW_WIDE
