@@ -886,14 +886,12 @@ impl RowJob<'_> {
                         unsafe { s.store(out.add(row + x0), a) };
                         continue;
                     }
-                    // SAFETY: tmp holds MAX_LANES >= LANES floats.
-                    unsafe { s.store(tmp.as_mut_ptr(), a) };
-                    for (lane, t) in tmp.iter().enumerate().take(self.width - x0) {
-                        // SAFETY: x0 + lane < width, so the index is at most the last
-                        // destination index, in range (`in_bounds`); these pixels of this
-                        // channel belong to this task alone.
-                        unsafe { *out.add(row + (x0 + lane) * self.dst_col) = *t };
-                    }
+                    let m = l.min(self.width - x0);
+                    // SAFETY: lane i < m stores to row + (x0 + i) * dst_col with
+                    // x0 + i < width: at most the last destination index, in range
+                    // (`in_bounds`); these pixels of this channel belong to this task
+                    // alone, and store_spread writes nothing between them.
+                    unsafe { s.store_spread(out.add(row + x0 * self.dst_col), a, self.dst_col, m) };
                 }
             }
         }

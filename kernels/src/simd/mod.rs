@@ -286,6 +286,22 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
             )
         }
     }
+    /// Lanes `i < m` of `v` to every `step`-th float from `p`, nothing between written
+    /// (other threads may own those floats):
+    ///
+    /// ```text
+    ///   p[i*step] = v[i]   for i < m
+    /// ```
+    ///
+    /// (A vector of a stride phase's pixels stored into its row.)
+    ///
+    /// # Safety
+    /// `m <= LANES`, `step >= 1`, and `p + i*step` writable for `i < m`.
+    #[inline(always)]
+    unsafe fn store_spread(self, p: *mut f32, v: Self::V, step: usize, m: usize) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { spread_scalar(self, p, v, step, m) }
+    }
     /// The even-indexed floats of the `2 * LANES` at `p`: `p[0], p[2], ..., p[2*LANES - 2]`
     /// (a stride-2 row split into its column phases).
     ///
@@ -379,6 +395,27 @@ pub(crate) unsafe fn bcast_fma_plain<S: F32Simd, const NB: usize>(
     let b = unsafe { s.broadcast(x.add(o)) };
     for (a, w) in acc.iter_mut().zip(w) {
         *a = s.mul_add(b, *w, *a);
+    }
+}
+
+/// [`F32Simd::store_spread`] through a copy on the stack and scalar stores.
+///
+/// # Safety
+/// As for `store_spread`.
+#[inline(always)]
+unsafe fn spread_scalar<S: F32Simd>(s: S, p: *mut f32, v: S::V, step: usize, m: usize) {
+    assert!(
+        S::LANES <= 16 && m <= S::LANES,
+        "at most 16 lanes, m <= LANES"
+    );
+    let mut tmp = [0.0f32; 16];
+    // SAFETY: tmp holds 16 >= LANES floats; p + i*step is writable for i < m (the caller's
+    // guarantee).
+    unsafe {
+        s.store(tmp.as_mut_ptr(), v);
+        for (i, t) in tmp.iter().enumerate().take(m) {
+            *p.add(i * step) = *t;
+        }
     }
 }
 
@@ -540,6 +577,37 @@ mod tests {
     #[test]
     fn transpose_store_spread_matches_its_formula_on_every_isa() {
         on_every_isa!(check_spread);
+    }
+
+    /// `store_spread` against its formula for every lane count and the steps of both the
+    /// vector path (1-4) and the scalar one, into a destination of NaNs with floats before
+    /// and after the span, so a store between the lanes' floats or past `m` shows up.
+    fn check_store_spread<S: F32Simd>(s: S) {
+        let l = S::LANES;
+        let src: Vec<f32> = (0..l).map(|i| i as f32 * 1.25 - 9.0).collect();
+        // SAFETY: src holds l floats.
+        let v = unsafe { s.load(src.as_ptr()) };
+        for step in 1..=7 {
+            for m in 0..=l {
+                let (before, span) = (5, 16 * 7 + 9);
+                let mut dst = vec![f32::NAN; before + span];
+                // SAFETY: the writes reach before + (m-1)*step <= 5 + 15*7 < dst.len().
+                unsafe { s.store_spread(dst.as_mut_ptr().add(before), v, step, m) };
+                for (at, got) in dst.iter().enumerate() {
+                    let case = format!("{l} lanes, step {step}, m {m}: float {at}");
+                    let o = at.checked_sub(before);
+                    match o.filter(|o| o % step == 0 && o / step < m) {
+                        Some(o) => assert_eq!(*got, src[o / step], "{case}"),
+                        None => assert!(got.is_nan(), "{case} written"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn store_spread_matches_its_formula_on_every_isa() {
+        on_every_isa!(check_store_spread);
     }
 
     /// `load_range` and `load_masked` against their formula, on every lane range, from a

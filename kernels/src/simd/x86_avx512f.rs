@@ -9,7 +9,7 @@ use core::arch::x86_64::{
     _mm512_unpacklo_ps,
 };
 
-use super::{F32Simd, bcast_fma_plain, spread_via_block};
+use super::{F32Simd, bcast_fma_plain, spread_scalar, spread_via_block};
 
 /// Proof that the CPU has AVX-512F (construct with [`Avx512F::new`]).
 #[derive(Clone, Copy, Debug)]
@@ -156,37 +156,35 @@ unsafe impl F32Simd for Avx512F {
                 )
             };
         }
-        // The span dst[0..(m-1)*step + 1] in 16-float segments; segment k holds rows
-        // i = (16k + p)/step at its lanes p with (16k + p) % step == 0 and i < m.
-        let segs = ((m.max(1) - 1) * step + 1).div_ceil(16);
-        let mut masks = [0u16; 4];
-        for i in 0..m {
-            let at = i * step;
-            masks[at / 16] |= 1 << (at % 16);
-        }
-        let table = &SPREAD_INDEX[step - 1];
+        let masks = spread_masks(step, m);
         // SAFETY: AVX-512F is present; reads rows i < 16 of 16 floats at src (the caller's
-        // guarantee). Segment k's masked store writes only its lanes p in the mask, at
-        // dst + j*dst_stride + 16k + p = ... + i*step with i < m: writable by the caller's
-        // guarantee; masked-off lanes are neither written nor faulted on, and the segment's
-        // start 16k < span lies inside the written range, so the pointer stays in bounds.
-        // The index loads read table[16k..16k + 16] with k < segs <= 4: inside its 64.
+        // guarantee); column j's spread writes dst + j*dst_stride + i*step for i < m only,
+        // writable by the caller's guarantee (see `spread_segments`).
         unsafe {
             let v = transpose_halves(src, src_stride);
             for j in 0..n_out {
                 let col = epilogue(column(&v, j), bias.map(|b| b[j]), relu);
-                let to = dst.add(j * dst_stride);
-                if step == 1 {
-                    _mm512_mask_storeu_ps(to, masks[0], col);
-                } else {
-                    for k in 0..segs {
-                        let idx = _mm512_loadu_si512(table[16 * k..].as_ptr().cast());
-                        let spread = _mm512_permutexvar_ps(idx, col);
-                        _mm512_mask_storeu_ps(to.add(16 * k), masks[k], spread);
-                    }
-                }
+                spread_segments(dst.add(j * dst_stride), col, step, &masks);
             }
         }
+    }
+    #[inline(always)]
+    unsafe fn store_spread(self, p: *mut f32, v: __m512, step: usize, m: usize) {
+        assert!(
+            step >= 1 && m <= 16,
+            "spread of at most 16 lanes, step >= 1"
+        );
+        if m == 0 {
+            return;
+        }
+        if step > 4 {
+            // Wide steps leave a float or two per segment: scalar stores do as well.
+            // SAFETY: the caller's guarantee, passed on.
+            return unsafe { spread_scalar(self, p, v, step, m) };
+        }
+        // SAFETY: AVX-512F is present; writes p + i*step for i < m only, writable by the
+        // caller's guarantee (see `spread_segments`).
+        unsafe { spread_segments(p, v, step, &spread_masks(step, m)) }
     }
     #[inline(always)]
     unsafe fn bcast_fma<const NB: usize>(
@@ -285,6 +283,71 @@ static SPREAD_INDEX: [[i32; 64]; 4] = {
     }
     t
 };
+
+/// `SPREAD_MASK[step - 1][k]`: the lanes `p` of a spread's 16-float segment `k` that a
+/// lane lands on, `(16k + p) % step == 0` (steps 1-4, before the cut at its `m` lanes).
+static SPREAD_MASK: [[u16; 4]; 4] = {
+    let mut t = [[0u16; 4]; 4];
+    let mut s = 0;
+    while s < 4 {
+        let mut at = 0;
+        while at < 64 {
+            if at % (s + 1) == 0 {
+                t[s][at / 16] |= 1 << (at % 16);
+            }
+            at += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
+/// The segment masks of a spread of `m` lanes (1-16) by `step` (1-4): the floats
+/// `dst[0..(m-1)*step + 1]` in 16-float segments, segment `k` holding lane
+/// `i = (16k + p)/step` at its float `p` when `(16k + p) % step == 0` and `i < m`. Segments
+/// past the span get an empty mask.
+#[inline(always)]
+fn spread_masks(step: usize, m: usize) -> [u16; 4] {
+    debug_assert!((1..=4).contains(&step) && (1..=16).contains(&m));
+    let span = (m - 1) * step + 1;
+    let mut masks = SPREAD_MASK[step - 1];
+    for (k, mask) in masks.iter_mut().enumerate() {
+        let left = span.saturating_sub(16 * k);
+        if left < 16 {
+            *mask &= ((1u32 << left) - 1) as u16;
+        }
+    }
+    masks
+}
+
+/// Stores lane `i` of `v` to `to + i*step` where `masks` (from [`spread_masks`]) has it:
+/// segment `k`'s lanes moved into place by one permute, then one masked store.
+///
+/// # Safety
+/// AVX-512F must be present; `masks` from `spread_masks(step, m)`, and `to + i*step`
+/// writable for `i < m`.
+#[inline(always)]
+unsafe fn spread_segments(to: *mut f32, v: __m512, step: usize, masks: &[u16; 4]) {
+    let table = &SPREAD_INDEX[step - 1];
+    // SAFETY: segment k's masked store writes only the lanes p of masks[k], at to + 16k + p
+    // = to + i*step with i < m: writable by the caller's guarantee. Masked-off lanes are
+    // neither written nor faulted on; a segment with an empty mask is skipped, and any
+    // other starts at 16k <= (m-1)*step inside the written range, so the pointer stays in
+    // bounds. The index loads read table[16k..16k + 16] with k < 4: inside its 64.
+    unsafe {
+        if step == 1 {
+            _mm512_mask_storeu_ps(to, masks[0], v);
+            return;
+        }
+        for (k, &mask) in masks.iter().enumerate() {
+            if mask == 0 {
+                break;
+            }
+            let idx = _mm512_loadu_si512(table[16 * k..].as_ptr().cast());
+            _mm512_mask_storeu_ps(to.add(16 * k), mask, _mm512_permutexvar_ps(idx, v));
+        }
+    }
+}
 
 /// The first three stages of a 16x16 transpose of the rows at `src` (row `i` at
 /// `src + i*stride`): `v[c]` (c < 4) holds columns c, c + 8 of rows 0-3 and 4-7 in its
