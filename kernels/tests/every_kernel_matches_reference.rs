@@ -300,7 +300,10 @@ boundary_cases! {
     // and the 3-channel forward pass below (bands of 4); and over phases at most 32 pixels
     // wide, bands of 8 rows or more four rows at a time: 21-row phases 20 wide in bands of
     // 8, 8 and 5 (backward-data, 4x4 stride 2), and a forward pass 24 wide in bands of 8.
+    // Phases 100 pixels wide end in a narrower tile (64 + 48 pixels at 16 lanes, 96 + 24 at
+    // 8), its partial sums staged between reduction chunks.
     banded_form: [
+        conv(4, 3, [26, 200], 24, [7, 7], 2, 3, 1, 1),
         conv(1, 3, [23, 21], 64, [7, 7], 2, 3, 1, 1),
         conv(4, 3, [25, 21], 24, [7, 7], 2, 3, 1, 1),
         conv(4, 3, [27, 29], 8, [11, 11], 4, 2, 1, 1),

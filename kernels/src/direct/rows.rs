@@ -44,6 +44,8 @@ const NJ: usize = 6;
 pub(super) const NJ_FEW: usize = 3;
 /// Pixel vectors per tile row in the [`NJ_FEW`] shape (12 accumulators).
 const NV_FEW: usize = 4;
+/// Pixel vectors of a row's last [`NV_FEW`] tile where that many cover what is left of it.
+const NV_FEW_TAIL: usize = 3;
 /// Output rows per tile in the one-channel shape (depthwise, or one output channel per
 /// group).
 const UR_DW: usize = 6;
@@ -602,9 +604,22 @@ pub(super) struct RowJob<'a> {
     pub stage: Option<Stage>,
 }
 
+/// Where a tile sits: its first output row and pixel, how many of its rows the job has, and
+/// its partial sums' first float in the job's [`Stage`] with the floats from one row's to
+/// the next's.
+#[derive(Clone, Copy)]
+struct TileAt {
+    oy0: usize,
+    nrows: usize,
+    ox0: usize,
+    stage0: usize,
+    stage_row: usize,
+}
+
 /// A task's partial sums between the chunks of its reduction (the phase form's), in vector
 /// form: row `i` (from `rows.start`), tile `t`, channel `j`, vector `v` at float
-/// `(((i * tiles + t) * nj + j) * nv + v) * LANES`, `tiles` the row's tiles.
+/// `(((i * tiles + t) * nj + j) * nv + v) * LANES`, `tiles` the row's tiles (a row's
+/// narrower last tile of `nt` vectors: `((i * tiles + t) * nj * nv + j * nt + v) * LANES`).
 #[derive(Clone, Copy)]
 pub(super) struct Stage {
     pub buf: SharedMut,
@@ -618,11 +633,13 @@ impl SimdJob for RowJob<'_> {
     #[inline(always)]
     fn run<S: DirectIsa>(&mut self, s: S) {
         match (self.ur, self.nj) {
-            (1, NJ) => self.tiles::<S, 1, NJ, NV>(s),
-            (1, NJ_FEW) => self.tiles::<S, 1, NJ_FEW, NV_FEW>(s),
-            (UR_FEW_WIDE, NJ_FEW) => self.tiles::<S, UR_FEW_WIDE, NJ_FEW, NV_FEW>(s),
-            (UR_FEW_NARROW, NJ_FEW) => self.tiles::<S, UR_FEW_NARROW, NJ_FEW, NV_FEW_NARROW>(s),
-            _ => self.tiles::<S, UR_DW, 1, NV>(s),
+            (1, NJ) => self.tiles::<S, 1, NJ, NV, 1>(s),
+            (1, NJ_FEW) => self.tiles::<S, 1, NJ_FEW, NV_FEW, NV_FEW_TAIL>(s),
+            (UR_FEW_WIDE, NJ_FEW) => self.tiles::<S, UR_FEW_WIDE, NJ_FEW, NV_FEW, NV_FEW_TAIL>(s),
+            (UR_FEW_NARROW, NJ_FEW) => {
+                self.tiles::<S, UR_FEW_NARROW, NJ_FEW, NV_FEW_NARROW, NV_FEW_NARROW>(s)
+            }
+            _ => self.tiles::<S, UR_DW, 1, NV, 1>(s),
         }
     }
 }
@@ -679,99 +696,131 @@ impl RowJob<'_> {
         Ok(())
     }
 
+    /// Runs the job in tiles of `UR` rows x `J` channels x `NVEC` vectors; a row's last
+    /// tile, where `NT < NVEC` vectors cover what is left of it, in `NT` vectors.
     #[inline(always)]
-    fn tiles<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize>(&self, s: S) {
+    fn tiles<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize, const NT: usize>(
+        &self,
+        s: S,
+    ) {
         let l = S::LANES;
         let span = NVEC * l;
         debug_assert_eq!((UR, J), (self.ur, self.nj));
-        // Bounds for the raw reads and writes below, checked once (see `in_bounds`).
+        debug_assert!(NT <= NVEC);
+        // Bounds for the raw reads and writes below, checked once (see `in_bounds`): the
+        // `NT`-vector tiles read and write less than an `NVEC` one at the same place.
         if let Err(why) = self.in_bounds(l, J, NVEC) {
             panic!("{why}");
         }
         if self.rows.is_empty() || self.width == 0 || self.n_ch == 0 {
             return;
         }
-        let src = self.src.as_ptr();
-        let w = self.w.as_ptr();
+        let tiles = self.width.div_ceil(span);
         for oy0 in self.rows.clone().step_by(UR) {
             let nrows = UR.min(self.rows.end - oy0);
             let mut offs = [0usize; UR];
             for (i, o) in offs.iter_mut().enumerate() {
                 *o = (oy0 + i.min(nrows - 1) - self.row0) * self.row_step;
             }
-            for t in 0..self.width.div_ceil(span) {
-                // The last tile of a row at least a tile wide ends at the row's end,
-                // overlapping the one before it: every vector it stores is whole. The
-                // pixels both tiles cover get the same sums in the same order.
-                let ox0 = if self.width >= span {
-                    (t * span).min(self.width - span)
-                } else {
-                    t * span
+            for t in 0..tiles {
+                let at = TileAt {
+                    oy0,
+                    nrows,
+                    ox0: t * span,
+                    stage0: ((oy0 - self.rows.start) * tiles + t) * J * span,
+                    stage_row: tiles * J * span,
                 };
-                let mut acc = [[[s.zero(); NVEC]; J]; UR];
-                let stage_at = |i: usize| {
-                    ((oy0 + i - self.rows.start) * self.width.div_ceil(span) + t) * J * span
-                };
-                if let Some(st) = self.stage.filter(|st| !st.first) {
-                    for (i, acc_i) in acc.iter_mut().enumerate().take(nrows) {
-                        for (j, acc_ij) in acc_i.iter_mut().enumerate() {
-                            for (v, a) in acc_ij.iter_mut().enumerate() {
-                                // SAFETY: row oy0 + i < rows.end and tile t < tiles, so the
-                                // vector ends within rows.len() * tiles * J * span floats
-                                // <= stage.len() (`in_bounds`); the stage is this task's.
-                                *a = unsafe { s.load(st.buf.at(stage_at(i) + (j * NVEC + v) * l)) };
-                            }
-                        }
-                    }
-                }
-                if J == NJ_FEW {
-                    // A function of its own, taking and returning the tile by value: inline
-                    // here, the two-row tile's sums went through memory at every step.
-                    acc =
-                        few_channels::<S, UR, J, NVEC>(s, acc, (src, w), self.red.list, &offs, ox0);
+                if NT < NVEC && self.width - t * span <= NT * l {
+                    // The row's last tile, narrower (AlexNet's and the ResNet-50 stem's
+                    // 112-pixel phases: 7 vectors as 4 + 3, not 4 + 4 overlapping).
+                    self.tile::<S, UR, J, NT>(s, at, &offs);
+                } else if self.width >= span {
+                    // The last tile of a row at least a tile wide ends at the row's end,
+                    // overlapping the one before it: every vector it stores is whole. The
+                    // pixels both tiles cover get the same sums in the same order.
+                    let ox0 = at.ox0.min(self.width - span);
+                    self.tile::<S, UR, J, NVEC>(s, TileAt { ox0, ..at }, &offs);
                 } else {
-                    for (r, &red) in self.red.list.iter().enumerate() {
-                        let mut xv = [[s.zero(); NVEC]; UR];
-                        for (i, xi) in xv.iter_mut().enumerate() {
-                            for (v, xiv) in xi.iter_mut().enumerate() {
-                                // SAFETY: ox0 <= t * span <= (tiles - 1) * span, so red + offs[i]
-                                // + ox0 + v*l + l - 1 <= max_red + (rows.end - 1 - row0) *
-                                // row_step + width.div_ceil(span) * span - 1 < src.len()
-                                // (`in_bounds`).
-                                *xiv = unsafe { s.load(src.add(red + offs[i] + ox0 + v * l)) };
-                            }
-                        }
-                        for j in 0..J {
-                            // SAFETY: r*J + j < red.len()*J <= w.len() (`in_bounds`).
-                            let wj = unsafe { s.broadcast(w.add(r * J + j)) };
-                            for (acc_i, xi) in acc.iter_mut().zip(&xv) {
-                                for (a, x) in acc_i[j].iter_mut().zip(xi) {
-                                    *a = s.mul_add(wj, *x, *a);
-                                }
-                            }
+                    self.tile::<S, UR, J, NVEC>(s, at, &offs);
+                }
+            }
+        }
+    }
+
+    /// One tile of `NVEC` vectors at `at`, its rows' sources at `offs` from the reduction
+    /// offsets. The caller (`tiles`) has checked the bounds (`in_bounds`) for a tile of at
+    /// least `NVEC` vectors starting at most at `at.ox0`.
+    #[inline(always)]
+    fn tile<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize>(
+        &self,
+        s: S,
+        at: TileAt,
+        offs: &[usize; UR],
+    ) {
+        let l = S::LANES;
+        let (src, w) = (self.src.as_ptr(), self.w.as_ptr());
+        let TileAt {
+            oy0, nrows, ox0, ..
+        } = at;
+        let mut acc = [[[s.zero(); NVEC]; J]; UR];
+        let stage_at =
+            |i: usize, j: usize, v: usize| at.stage0 + i * at.stage_row + (j * NVEC + v) * l;
+        if let Some(st) = self.stage.filter(|st| !st.first) {
+            for (i, acc_i) in acc.iter_mut().enumerate().take(nrows) {
+                for (j, acc_ij) in acc_i.iter_mut().enumerate() {
+                    for (v, a) in acc_ij.iter_mut().enumerate() {
+                        // SAFETY: row oy0 + i < rows.end and the tile is one of the row's
+                        // `tiles`, and (j * NVEC + v + 1) * l <= J * span, so the vector ends
+                        // within rows.len() * tiles * J * span floats <= stage.len()
+                        // (`in_bounds`); the stage is this task's.
+                        *a = unsafe { s.load(st.buf.at(stage_at(i, j, v))) };
+                    }
+                }
+            }
+        }
+        if J == NJ_FEW {
+            // A function of its own, taking and returning the tile by value: inline here,
+            // the two-row tile's sums went through memory at every step.
+            acc = few_channels::<S, UR, J, NVEC>(s, acc, (src, w), self.red.list, offs, ox0);
+        } else {
+            for (r, &red) in self.red.list.iter().enumerate() {
+                let mut xv = [[s.zero(); NVEC]; UR];
+                for (i, xi) in xv.iter_mut().enumerate() {
+                    for (v, xiv) in xi.iter_mut().enumerate() {
+                        // SAFETY: ox0 + NVEC * l <= tiles * span (the caller), so red +
+                        // offs[i] + ox0 + v*l + l - 1 <= max_red + (rows.end - 1 - row0) *
+                        // row_step + width.div_ceil(span) * span - 1 < src.len()
+                        // (`in_bounds`).
+                        *xiv = unsafe { s.load(src.add(red + offs[i] + ox0 + v * l)) };
+                    }
+                }
+                for j in 0..J {
+                    // SAFETY: r*J + j < red.len()*J <= w.len() (`in_bounds`).
+                    let wj = unsafe { s.broadcast(w.add(r * J + j)) };
+                    for (acc_i, xi) in acc.iter_mut().zip(&xv) {
+                        for (a, x) in acc_i[j].iter_mut().zip(xi) {
+                            *a = s.mul_add(wj, *x, *a);
                         }
                     }
                 }
-                match self.stage.filter(|st| !st.last) {
-                    Some(st) => {
-                        for (i, acc_i) in acc.iter().enumerate().take(nrows) {
-                            for (j, acc_ij) in acc_i.iter().enumerate() {
-                                for (v, a) in acc_ij.iter().enumerate() {
-                                    // SAFETY: as for the loads above.
-                                    unsafe {
-                                        s.store(st.buf.at(stage_at(i) + (j * NVEC + v) * l), *a)
-                                    };
-                                }
-                            }
+            }
+        }
+        match self.stage.filter(|st| !st.last) {
+            Some(st) => {
+                for (i, acc_i) in acc.iter().enumerate().take(nrows) {
+                    for (j, acc_ij) in acc_i.iter().enumerate() {
+                        for (v, a) in acc_ij.iter().enumerate() {
+                            // SAFETY: as for the loads above.
+                            unsafe { s.store(st.buf.at(stage_at(i, j, v)), *a) };
                         }
                     }
-                    None => {
-                        // Through one copy in memory, so the epilogue's indexing does not
-                        // keep the accumulators in memory during the sums.
-                        let acc = std::hint::black_box(acc);
-                        self.store::<S, UR, J, NVEC>(s, &acc, oy0, nrows, ox0)
-                    }
                 }
+            }
+            None => {
+                // Through one copy in memory, so the epilogue's indexing does not keep the
+                // accumulators in memory during the sums.
+                let acc = std::hint::black_box(acc);
+                self.store::<S, UR, J, NVEC>(s, &acc, oy0, nrows, ox0)
             }
         }
     }
@@ -799,14 +848,17 @@ impl RowJob<'_> {
             // A whole tile of a full channel block in a contiguous row (every tile of
             // a row at least a tile wide, see `tiles`): stored straight, with no
             // per-lane path.
-            let bias: [f32; J] = std::array::from_fn(|j| self.bias.map_or(0.0, |b| b[j]));
+            // Each bias read and broadcast where it is added: an array of them built first
+            // (`array::from_fn`, a call once the tile grew) was written float by float and
+            // read back as a vector, stalling on the store forwarding.
+            let bias = |j: usize| s.splat(self.bias.map_or(0.0, |b| b[j]));
             let base = self.dst_base + oy0 * self.dst_row + ox0;
             for (i, acc_i) in acc.iter().enumerate() {
                 if i == nrows {
                     break;
                 }
                 for (j, acc_ij) in acc_i.iter().enumerate() {
-                    let b = s.splat(bias[j]);
+                    let b = bias(j);
                     for (v, a) in acc_ij.iter().enumerate() {
                         let mut a = s.add(*a, b);
                         if self.relu {
