@@ -423,9 +423,11 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   F(4x4) when >= 64 channels are vectorised and one side has <= 64 channels (ResNet-50's
 ///   conv2 1.0-1.15x, DenseNet's 128 -> 32 backward-data 1.2x) or on backward-data (VGG-16's
 ///   56x56 layers: 1.07-1.3x F(2x2) in three runs, ahead of direct in five of six rows),
-///   F(2x2) for the forward pass when both sides have >= 128 (VGG-16's 56x56 layers: within
-///   5% of direct and F(4x4), ahead of both in most runs); below 56x56 direct (1.2-2x Winograd at 28x28 and 14x14, 1.7x at 7x7
-///   batch 8);
+///   and on the forward pass when both sides have >= 128 (VGG-16's 56x56 layers: within 5%
+///   of direct and F(2x2) on Sapphire Rapids, where F(2x2) led in most runs, but on Zen 5
+///   1.36-1.40x F(2x2) and 1.8-1.9x direct, prepared, 1 and 2 threads, medians of 3), F(2x2)
+///   there where F(4x4) is not allowed; below 56x56 direct (1.2-2x Winograd at 28x28 and
+///   14x14, 1.7x at 7x7 batch 8);
 /// - everything else, including 1x1 and strided convs and backward-weight: direct
 ///   (1.2-3x im2col). That includes backward-data over small stride phases with a deep
 ///   reduction (ResNet-50's and DenseNet's 7x7 layers), which went to im2col (1.05-1.8x)
@@ -456,11 +458,10 @@ fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
             return if t.allows(f4) { f4 } else { f2 };
         }
         if pixels >= 56 * 56 && vectorised >= 64 {
-            if c_in_g.min(c_out_g) <= 64 || pass == Pass::BackwardData {
-                if t.allows(f4) {
-                    return f4;
-                }
-            } else {
+            if t.allows(f4) {
+                return f4;
+            }
+            if c_in_g.min(c_out_g) > 64 && pass == Pass::Forward {
                 return f2;
             }
         }
@@ -663,7 +664,7 @@ pub fn select_auto(
 
 #[cfg(test)]
 mod tests {
-    use super::{Tolerance, heuristic_avx2};
+    use super::{Tolerance, heuristic_avx2, heuristic_avx512};
     use crate::{Algorithm, ConvParams, Pass, WinogradTile};
 
     /// Auto's AVX2 pick for a `k x k` "same" conv (odd `k`), `split` or not.
@@ -736,6 +737,58 @@ mod tests {
                 pick(3, n, c_in, hw, c_out, pass, true),
                 split,
                 "{shape}, split"
+            );
+        }
+    }
+
+    #[test]
+    fn avx512_takes_winograd_f4_on_deep_56x56_layers_where_allowed() {
+        let (f2, f4) = (
+            Algorithm::Winograd(WinogradTile::F2),
+            Algorithm::Winograd(WinogradTile::F4),
+        );
+        // (c_in, plane, c_out, pass, pick at the standard tolerance, pick when exact)
+        let cases = [
+            // VGG-16's conv3_1 and conv3_2: F(2x2) only where F(4x4) is not allowed.
+            (128, 56, 256, Pass::Forward, f4, f2),
+            (256, 56, 256, Pass::Forward, f4, f2),
+            (256, 56, 256, Pass::BackwardData, f4, Algorithm::Direct),
+            // ResNet-50's conv2 (64 channels): F(4x4), else direct.
+            (64, 56, 64, Pass::Forward, f4, Algorithm::Direct),
+            // Below 56x56, and backward-weight: direct.
+            (
+                256,
+                28,
+                256,
+                Pass::Forward,
+                Algorithm::Direct,
+                Algorithm::Direct,
+            ),
+            (
+                256,
+                56,
+                256,
+                Pass::BackwardWeight,
+                Algorithm::Direct,
+                Algorithm::Direct,
+            ),
+        ];
+        for (c_in, hw, c_out, pass, standard, exact) in cases {
+            let p = ConvParams {
+                padding: [1; 4],
+                ..ConvParams::new(1, c_in, hw, hw, c_out, [3, 3])
+            };
+            let g = p.validate().expect("a valid conv");
+            let shape = format!("{c_in}x{hw}x{hw} -> {c_out}, {pass:?}");
+            assert_eq!(
+                heuristic_avx512(&g, pass, Tolerance::Standard),
+                standard,
+                "{shape}"
+            );
+            assert_eq!(
+                heuristic_avx512(&g, pass, Tolerance::Exact),
+                exact,
+                "{shape}, exact"
             );
         }
     }
