@@ -194,7 +194,7 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   channels, above): direct (1.1-1.4x im2col).
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
     if Isa::detect() == Isa::Avx512F {
-        return heuristic_avx512(g, pass, t);
+        return heuristic_avx512(g, pass, t, prepared, crate::isa::amd_zen5_or_later());
     }
     // The split only halves AVX2's FMAs: the portable and scalar kernels (capped runs) keep
     // the rules as calibrated.
@@ -428,11 +428,24 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   1.36-1.40x F(2x2) and 1.8-1.9x direct, prepared, 1 and 2 threads, medians of 3), F(2x2)
 ///   there where F(4x4) is not allowed; below 56x56 direct (1.2-2x Winograd at 28x28 and
 ///   14x14, 1.7x at 7x7 batch 8);
+/// - on AMD's Zen 5 ([`crate::isa::amd_zen5_or_later`]), the same 3x3 convs with >= 64
+///   channels vectorised: F(4x4) from 28x28 (ahead of direct by 1.3-2.0x at 28x28 to
+///   112x112 on 1 thread, 1.4-1.8x on 2 at 28x28, by 1.0-1.2x at 224x224: VGG-16's,
+///   ResNet-50's and DenseNet-121's layers, `--suite all`, and medians of 3 alternating runs
+///   prepared and not), and with prepared weights F(2x2) at 14x14 from 256 channels (1.3-1.4x
+///   direct on 1 and 2 threads: the weight transform per call cost F(4x4) 0.66x direct
+///   there unprepared);
 /// - everything else, including 1x1 and strided convs and backward-weight: direct
 ///   (1.2-3x im2col). That includes backward-data over small stride phases with a deep
 ///   reduction (ResNet-50's and DenseNet's 7x7 layers), which went to im2col (1.05-1.8x)
 ///   until the direct kernel's column form took them (1.1-1.5x im2col).
-fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
+fn heuristic_avx512(
+    g: &ConvGeom,
+    pass: Pass,
+    t: Tolerance,
+    prepared: bool,
+    zen5: bool,
+) -> Algorithm {
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
     let [kh, kw] = g.kernel_hw();
     let [sh, sw] = g.stride();
@@ -451,6 +464,14 @@ fn heuristic_avx512(g: &ConvGeom, pass: Pass, t: Tolerance) -> Algorithm {
         let pixels = ph * pw;
         let f4 = Algorithm::Winograd(WinogradTile::F4);
         let f2 = Algorithm::Winograd(WinogradTile::F2);
+        if zen5 && vectorised >= 64 {
+            if pixels >= 28 * 28 && t.allows(f4) {
+                return f4;
+            }
+            if prepared && pixels >= 14 * 14 && vectorised >= 256 {
+                return f2;
+            }
+        }
         if pixels >= 224 * 224 {
             return Algorithm::Direct;
         }
@@ -781,15 +802,52 @@ mod tests {
             let g = p.validate().expect("a valid conv");
             let shape = format!("{c_in}x{hw}x{hw} -> {c_out}, {pass:?}");
             assert_eq!(
-                heuristic_avx512(&g, pass, Tolerance::Standard),
+                heuristic_avx512(&g, pass, Tolerance::Standard, false, false),
                 standard,
                 "{shape}"
             );
             assert_eq!(
-                heuristic_avx512(&g, pass, Tolerance::Exact),
+                heuristic_avx512(&g, pass, Tolerance::Exact, false, false),
                 exact,
                 "{shape}, exact"
             );
+        }
+    }
+
+    #[test]
+    fn zen5_takes_winograd_on_more_layers() {
+        let (f2, f4, direct) = (
+            Algorithm::Winograd(WinogradTile::F2),
+            Algorithm::Winograd(WinogradTile::F4),
+            Algorithm::Direct,
+        );
+        // (c_in, plane, c_out, pass, prepared, pick on Zen 5, pick elsewhere), at the
+        // standard tolerance.
+        let cases = [
+            // VGG-16's 224x224 and 28x28 layers, ResNet-50's 28x28 conv2.
+            (64, 224, 64, Pass::Forward, false, f4, direct),
+            (512, 28, 512, Pass::BackwardData, false, f4, direct),
+            (128, 28, 128, Pass::Forward, true, f4, direct),
+            // DenseNet-121's 128 -> 32 at 28x28: 32 channels vectorised forward.
+            (128, 28, 32, Pass::Forward, false, direct, direct),
+            (128, 28, 32, Pass::BackwardData, false, f4, direct),
+            // ResNet-50's 14x14 conv2: F(2x2) with prepared weights only.
+            (256, 14, 256, Pass::Forward, true, f2, direct),
+            (256, 14, 256, Pass::Forward, false, direct, direct),
+            (128, 14, 128, Pass::Forward, true, direct, direct),
+            // Backward-weight stays direct.
+            (512, 28, 512, Pass::BackwardWeight, true, direct, direct),
+        ];
+        for (c_in, hw, c_out, pass, prepared, zen5, other) in cases {
+            let p = ConvParams {
+                padding: [1; 4],
+                ..ConvParams::new(1, c_in, hw, hw, c_out, [3, 3])
+            };
+            let g = p.validate().expect("a valid conv");
+            let shape = format!("{c_in}x{hw}x{hw} -> {c_out}, {pass:?}, prepared {prepared}");
+            let pick = |z| heuristic_avx512(&g, pass, Tolerance::Standard, prepared, z);
+            assert_eq!(pick(true), zen5, "{shape}, Zen 5");
+            assert_eq!(pick(false), other, "{shape}");
         }
     }
 

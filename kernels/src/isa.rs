@@ -98,42 +98,59 @@ impl fmt::Display for Isa {
 /// not change from one run to the next.
 pub fn split_256bit_fma() -> bool {
     static SPLIT: OnceLock<bool> = OnceLock::new();
-    *SPLIT.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::__cpuid;
-            // SAFETY: CPUID exists on every x86_64 CPU; leaves 0 and 1 always do. (`__cpuid`
-            // is a safe function on newer toolchains, hence the allow.)
-            #[allow(unused_unsafe)]
-            let (vendor, sig) = unsafe {
-                let v = __cpuid(0);
-                (
-                    [
-                        v.ebx.to_le_bytes(),
-                        v.edx.to_le_bytes(),
-                        v.ecx.to_le_bytes(),
-                    ]
-                    .concat(),
-                    __cpuid(1).eax,
-                )
-            };
-            split_from_cpuid(&vendor, sig)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
+    *SPLIT.get_or_init(|| cpuid().is_some_and(|(vendor, sig)| split_from_cpuid(&vendor, sig)))
 }
 
-/// [`split_256bit_fma`] from CPUID leaf 0's vendor string and leaf 1's signature (EAX).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn split_from_cpuid(vendor: &[u8], sig: u32) -> bool {
+/// Whether this CPU is an AMD Zen 5 or later (family 0x1A on): full-width 512-bit FMAs at
+/// about 240 GFLOP/s a core, where Winograd's saved multiplies outweigh its transforms on
+/// more layers than on Sapphire Rapids (see `auto::heuristic_avx512`). From CPUID, read
+/// once, like [`split_256bit_fma`].
+pub fn amd_zen5_or_later() -> bool {
+    static ZEN5: OnceLock<bool> = OnceLock::new();
+    *ZEN5.get_or_init(|| cpuid().is_some_and(|(vendor, sig)| zen5_from_cpuid(&vendor, sig)))
+}
+
+/// CPUID leaf 0's vendor string and leaf 1's signature (EAX); `None` off x86_64.
+fn cpuid() -> Option<(Vec<u8>, u32)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: CPUID exists on every x86_64 CPU; leaves 0 and 1 always do. (`__cpuid`
+        // is a safe function on newer toolchains, hence the allow.)
+        #[allow(unused_unsafe)]
+        let (vendor, sig) = unsafe {
+            let v = __cpuid(0);
+            (
+                [
+                    v.ebx.to_le_bytes(),
+                    v.edx.to_le_bytes(),
+                    v.ecx.to_le_bytes(),
+                ]
+                .concat(),
+                __cpuid(1).eax,
+            )
+        };
+        Some((vendor, sig))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The family and model a CPUID signature (leaf 1's EAX) encodes.
+fn family_model(sig: u32) -> (u32, u32) {
     let base = (sig >> 8) & 0xf;
     let family = if base == 0xf {
         base + ((sig >> 20) & 0xff)
     } else {
         base
     };
-    let model = ((sig >> 12) & 0xf0) | ((sig >> 4) & 0xf);
+    (family, ((sig >> 12) & 0xf0) | ((sig >> 4) & 0xf))
+}
+
+/// [`split_256bit_fma`] from CPUID leaf 0's vendor string and leaf 1's signature (EAX).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn split_from_cpuid(vendor: &[u8], sig: u32) -> bool {
+    let (family, model) = family_model(sig);
     match vendor {
         b"AuthenticAMD" => family < 0x17 || (family == 0x17 && model < 0x30),
         b"HygonGenuine" => family == 0x18,
@@ -141,9 +158,15 @@ fn split_from_cpuid(vendor: &[u8], sig: u32) -> bool {
     }
 }
 
+/// [`amd_zen5_or_later`] from CPUID leaf 0's vendor string and leaf 1's signature (EAX).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn zen5_from_cpuid(vendor: &[u8], sig: u32) -> bool {
+    vendor == b"AuthenticAMD" && family_model(sig).0 >= 0x1a
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split_from_cpuid;
+    use super::{split_from_cpuid, zen5_from_cpuid};
 
     #[test]
     fn split_fma_cpus_are_told_from_their_cpuid_signatures() {
@@ -162,6 +185,23 @@ mod tests {
         ];
         for (vendor, sig, split) in cases {
             assert_eq!(split_from_cpuid(vendor, sig), split, "signature {sig:#x}");
+        }
+    }
+
+    #[test]
+    fn zen5_is_told_from_its_cpuid_signature() {
+        let (amd, hygon, intel) = (b"AuthenticAMD", b"HygonGenuine", b"GenuineIntel");
+        // (vendor, CPUID 1 EAX, whether a Zen 5 or later)
+        let cases: [(&[u8], u32, bool); 6] = [
+            (amd, 0x00b0_0f02, true),    // Zen 5, EPYC 9005 (family 0x1A, model 0x02)
+            (amd, 0x00b2_0f40, true),    // Zen 5, Ryzen 9000 (model 0x44)
+            (amd, 0x00a1_0f11, false),   // Zen 4, EPYC 9004 (family 0x19, model 0x11)
+            (amd, 0x00a0_0f11, false),   // Zen 3
+            (hygon, 0x0090_0f22, false), // Dhyana
+            (intel, 0x0008_06f8, false), // Sapphire Rapids
+        ];
+        for (vendor, sig, zen5) in cases {
+            assert_eq!(zen5_from_cpuid(vendor, sig), zen5, "signature {sig:#x}");
         }
     }
 }
