@@ -686,9 +686,22 @@ pub fn select_auto(
 #[cfg(test)]
 mod tests {
     use super::{Tolerance, heuristic_avx2, heuristic_avx512};
+    use crate::params::ConvGeom;
     use crate::{Algorithm, ConvParams, Pass, WinogradTile};
 
-    /// Auto's AVX2 pick for a `k x k` "same" conv (odd `k`), `split` or not.
+    const F2: Algorithm = Algorithm::Winograd(WinogradTile::F2);
+    const F4: Algorithm = Algorithm::Winograd(WinogradTile::F4);
+
+    /// A `k x k` "same" conv (odd `k`) over `hw x hw` planes.
+    fn same(k: usize, n: usize, c_in: usize, hw: usize, c_out: usize) -> ConvGeom {
+        let p = ConvParams {
+            padding: [k / 2; 4],
+            ..ConvParams::new(n, c_in, hw, hw, c_out, [k, k])
+        };
+        p.validate().expect("a valid conv")
+    }
+
+    /// Auto's AVX2 pick for a `k x k` "same" conv, `split` or not.
     fn pick(
         k: usize,
         n: usize,
@@ -698,20 +711,13 @@ mod tests {
         pass: Pass,
         split: bool,
     ) -> Algorithm {
-        let p = ConvParams {
-            padding: [k / 2; 4],
-            ..ConvParams::new(n, c_in, hw, hw, c_out, [k, k])
-        };
-        let g = p.validate().expect("a valid conv");
+        let g = same(k, n, c_in, hw, c_out);
         heuristic_avx2(&g, pass, Tolerance::Standard, false, split)
     }
 
     #[test]
     fn split_fma_cpus_take_winograd_on_more_layers() {
-        let (f2, f4) = (
-            Algorithm::Winograd(WinogradTile::F2),
-            Algorithm::Winograd(WinogradTile::F4),
-        );
+        let (f2, f4) = (F2, F4);
         // (batch, c_in, plane, c_out, pass, pick on full-width FMAs, pick on split ones)
         let cases = [
             // ResNet-50's conv5 at batch 8: 32 tiles of 4x4 over 512 x 512 channels.
@@ -764,10 +770,7 @@ mod tests {
 
     #[test]
     fn avx512_takes_winograd_f4_on_deep_56x56_layers_where_allowed() {
-        let (f2, f4) = (
-            Algorithm::Winograd(WinogradTile::F2),
-            Algorithm::Winograd(WinogradTile::F4),
-        );
+        let (f2, f4) = (F2, F4);
         // (c_in, plane, c_out, pass, pick at the standard tolerance, pick when exact)
         let cases = [
             // VGG-16's conv3_1 and conv3_2: F(2x2) only where F(4x4) is not allowed.
@@ -795,11 +798,7 @@ mod tests {
             ),
         ];
         for (c_in, hw, c_out, pass, standard, exact) in cases {
-            let p = ConvParams {
-                padding: [1; 4],
-                ..ConvParams::new(1, c_in, hw, hw, c_out, [3, 3])
-            };
-            let g = p.validate().expect("a valid conv");
+            let g = same(3, 1, c_in, hw, c_out);
             let shape = format!("{c_in}x{hw}x{hw} -> {c_out}, {pass:?}");
             assert_eq!(
                 heuristic_avx512(&g, pass, Tolerance::Standard, false, false),
@@ -816,11 +815,7 @@ mod tests {
 
     #[test]
     fn zen5_takes_winograd_on_more_layers() {
-        let (f2, f4, direct) = (
-            Algorithm::Winograd(WinogradTile::F2),
-            Algorithm::Winograd(WinogradTile::F4),
-            Algorithm::Direct,
-        );
+        let (f2, f4, direct) = (F2, F4, Algorithm::Direct);
         // (c_in, plane, c_out, pass, prepared, pick on Zen 5, pick elsewhere), at the
         // standard tolerance.
         let cases = [
@@ -839,11 +834,7 @@ mod tests {
             (512, 28, 512, Pass::BackwardWeight, true, direct, direct),
         ];
         for (c_in, hw, c_out, pass, prepared, zen5, other) in cases {
-            let p = ConvParams {
-                padding: [1; 4],
-                ..ConvParams::new(1, c_in, hw, hw, c_out, [3, 3])
-            };
-            let g = p.validate().expect("a valid conv");
+            let g = same(3, 1, c_in, hw, c_out);
             let shape = format!("{c_in}x{hw}x{hw} -> {c_out}, {pass:?}, prepared {prepared}");
             let pick = |z| heuristic_avx512(&g, pass, Tolerance::Standard, prepared, z);
             assert_eq!(pick(true), zen5, "{shape}, Zen 5");
