@@ -432,9 +432,12 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   channels vectorised: F(4x4) from 28x28 (ahead of direct by 1.3-2.0x at 28x28 to
 ///   112x112 on 1 thread, 1.4-1.8x on 2 at 28x28, by 1.0-1.2x at 224x224: VGG-16's,
 ///   ResNet-50's and DenseNet-121's layers, `--suite all`, and medians of 3 alternating runs
-///   prepared and not), and with prepared weights F(2x2) at 14x14 from 256 channels (1.3-1.4x
-///   direct on 1 and 2 threads: the weight transform per call cost F(4x4) 0.66x direct
-///   there unprepared);
+///   prepared and not); with prepared weights also F(4x4) on batches of 32 4x4 tiles or
+///   more (ResNet-50's 7x7 layer at batch 8: 1.9x direct on 1 thread, 1.4x on 2), else
+///   F(2x2) from 12x12 with >= 128 channels vectorised (ResNet-50's and VGG-16's 14x14
+///   layers: 1.3-1.4x direct on 1 and 2 threads, where the weight transform per call cost
+///   F(4x4) 0.66x direct unprepared; AlexNet's 13x13 layers 1.12-1.25x, and DenseNet's
+///   14x14 backward-data 1.19x, 1 thread, `--suite all --prepared`);
 /// - everything else, including 1x1 and strided convs and backward-weight: direct
 ///   (1.2-3x im2col). That includes backward-data over small stride phases with a deep
 ///   reduction (ResNet-50's and DenseNet's 7x7 layers), which went to im2col (1.05-1.8x)
@@ -465,10 +468,12 @@ fn heuristic_avx512(
         let f4 = Algorithm::Winograd(WinogradTile::F4);
         let f2 = Algorithm::Winograd(WinogradTile::F2);
         if zen5 && vectorised >= 64 {
-            if pixels >= 28 * 28 && t.allows(f4) {
+            // 4x4 output tiles of the whole batch.
+            let tiles4 = g.n() * ph.div_ceil(4) * pw.div_ceil(4);
+            if (pixels >= 28 * 28 || (prepared && tiles4 >= 32)) && t.allows(f4) {
                 return f4;
             }
-            if prepared && pixels >= 14 * 14 && vectorised >= 256 {
+            if prepared && pixels >= 12 * 12 && vectorised >= 128 {
                 return f2;
             }
         }
@@ -826,10 +831,14 @@ mod tests {
             // DenseNet-121's 128 -> 32 at 28x28: 32 channels vectorised forward.
             (128, 28, 32, Pass::Forward, false, direct, direct),
             (128, 28, 32, Pass::BackwardData, false, f4, direct),
-            // ResNet-50's 14x14 conv2: F(2x2) with prepared weights only.
+            // ResNet-50's 14x14 conv2 and AlexNet's 13x13 layers: F(2x2) with prepared
+            // weights only, from 128 channels vectorised.
             (256, 14, 256, Pass::Forward, true, f2, direct),
             (256, 14, 256, Pass::Forward, false, direct, direct),
-            (128, 14, 128, Pass::Forward, true, direct, direct),
+            (192, 13, 384, Pass::Forward, true, f2, direct),
+            (128, 14, 64, Pass::Forward, true, direct, direct),
+            // ResNet-50's 7x7 conv2 at batch 1 (4 tiles of 4x4): direct.
+            (512, 7, 512, Pass::Forward, true, direct, direct),
             // Backward-weight stays direct.
             (512, 28, 512, Pass::BackwardWeight, true, direct, direct),
         ];
@@ -839,6 +848,14 @@ mod tests {
             let pick = |z| heuristic_avx512(&g, pass, Tolerance::Standard, prepared, z);
             assert_eq!(pick(true), zen5, "{shape}, Zen 5");
             assert_eq!(pick(false), other, "{shape}");
+        }
+        // At batch 8 (32 tiles of 4x4), F(4x4) with prepared weights, on both passes.
+        let g = same(3, 8, 512, 7, 512);
+        for pass in [Pass::Forward, Pass::BackwardData] {
+            let pick = |p, z| heuristic_avx512(&g, pass, Tolerance::Standard, p, z);
+            assert_eq!(pick(true, true), f4, "batch 8, {pass:?}, prepared, Zen 5");
+            assert_eq!(pick(false, true), direct, "batch 8, {pass:?}, Zen 5");
+            assert_eq!(pick(true, false), direct, "batch 8, {pass:?}, prepared");
         }
     }
 
