@@ -731,8 +731,8 @@ impl RowJob<'_> {
                     stage_row: tiles * J * span,
                 };
                 if NT < NVEC && self.width - t * span <= NT * l {
-                    // The row's last tile, narrower (AlexNet's and the ResNet-50 stem's
-                    // 112-pixel phases: 7 vectors as 4 + 3, not 4 + 4 overlapping).
+                    // The row's last tile, narrower (the ResNet-50 stem's 112-pixel
+                    // backward-data phases: 7 vectors as 4 + 3, not 4 + 4 overlapping).
                     self.tile::<S, UR, J, NT>(s, at, &offs);
                 } else if self.width >= span {
                     // The last tile of a row at least a tile wide ends at the row's end,

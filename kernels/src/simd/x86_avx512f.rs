@@ -331,9 +331,11 @@ unsafe fn spread_segments(to: *mut f32, v: __m512, step: usize, masks: &[u16; 4]
     let table = &SPREAD_INDEX[step - 1];
     // SAFETY: segment k's masked store writes only the lanes p of masks[k], at to + 16k + p
     // = to + i*step with i < m: writable by the caller's guarantee. Masked-off lanes are
-    // neither written nor faulted on; a segment with an empty mask is skipped, and any
-    // other starts at 16k <= (m-1)*step inside the written range, so the pointer stays in
-    // bounds. The index loads read table[16k..16k + 16] with k < 4: inside its 64.
+    // neither written nor faulted on. The loop stops at the first empty mask (a step of at
+    // most 4 puts a lane in every 16 floats, so the segments with lanes come first), and a
+    // segment with lanes starts at 16k <= (m-1)*step, inside the written range: the
+    // pointer stays in bounds. The index loads read table[16k..16k + 16] with k < 4: inside
+    // its 64.
     unsafe {
         if step == 1 {
             _mm512_mask_storeu_ps(to, masks[0], v);
