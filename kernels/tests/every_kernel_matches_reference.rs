@@ -431,6 +431,45 @@ fn winograd_large_filters_in_pool() {
     }
 }
 
+/// Backward-weight over few taps and many pixels, `grad_y` packed chunk by chunk inside
+/// each task (more than 2048 pixels at 32 channels a block, 4096 at 16): a partial block
+/// (40 channels), a batch whose reduction chunks and the next chunk's prefetch cross
+/// images, the stem's 7x7 stride 2 with padding, groups; in pools of 1 and 2 threads (with
+/// 2, only where every thread gets a block). Only the direct kernels (found by algorithm),
+/// on that pass: every kernel on every pass at these sizes takes a minute.
+#[test]
+fn direct_backward_weight_packed_in_tasks() {
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+        pool.expect("a pool").install(direct_backward_weight_cases);
+    }
+}
+
+fn direct_backward_weight_cases() {
+    for params in [
+        conv(1, 3, [66, 64], 40, [3, 3], 1, 1, 1, 1),
+        conv(2, 3, [33, 64], 40, [3, 3], 1, 1, 1, 1),
+        conv(1, 3, [140, 132], 40, [7, 7], 2, 3, 1, 1),
+        conv(2, 4, [33, 64], 64, [3, 3], 1, 1, 1, 2),
+    ] {
+        let conv = Conv2d::new(params).expect("valid");
+        let mut ran = 0;
+        for kernel in registry::available() {
+            if kernel.algorithm() != Algorithm::Direct {
+                continue;
+            }
+            for (kind, seed) in [(DataKind::Real, 1), (DataKind::Integer, 2)] {
+                let problem = ConvProblem::new(conv, kind, seed, true);
+                if let Err(e) = testing::check(kernel.as_ref(), &problem, Pass::BackwardWeight) {
+                    panic!("{e}");
+                }
+            }
+            ran += 1;
+        }
+        assert!(ran >= 1, "no direct kernel at this level");
+    }
+}
+
 #[test]
 fn transposed_with_output_padding() {
     // 4x4 s2 (the DCGAN / U-Net upsampler) and, where dilation exceeds stride, output

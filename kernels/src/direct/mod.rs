@@ -59,9 +59,9 @@ use crate::parallel::{
 };
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
-use crate::simd::{F32Simd, prefetch_l2};
+use crate::simd::{F32Simd, LINE_FLOATS, prefetch_l2};
 use crate::{Algorithm, Isa, Pass};
-use pack::{blocks_len, pad_planes, padded_len};
+use pack::{blocks_len, pack_block, pad_planes, padded_len};
 
 /// Output rows per task (rounded up to whole register tiles).
 const ROWS_PER_TASK: usize = 192;
@@ -74,6 +74,10 @@ const MAX_LANES: usize = 16;
 /// vector form. 128 measured best of {64, 96, 128, 256} on ResNet-50 conv2/conv4/conv5 and
 /// a CIFAR layer (best-of-3 minimum times, AVX2).
 const RED_CHUNK: usize = 128;
+/// Floats of a block's packed vector operand beyond which backward-weight packs it chunk
+/// by chunk inside its tasks, where its taps allow (256 KiB: a quarter of Zen 5's and
+/// Sapphire Rapids' L2 and beyond the others' L2 share, beside the input rows).
+const FUSE_PACK_FLOATS: usize = 1 << 16;
 
 /// An ISA the direct kernel is instantiated on: its tiles and its `#[target_feature]` entry.
 ///
@@ -863,7 +867,7 @@ fn forward<S: DirectIsa>(
                             let n_ch = nr.min(c_out_g - blk * nr);
                             let first = &w[(grp * c_out_g + blk * nr) * k..][..n_ch * k];
                             with_scratch(k * nr, |vecs| {
-                                pack_blocks(s, first, 1, n_ch, nr, n_ch * k, k, ident, vecs);
+                                pack_block(s, first, 0, n_ch, nr, k, ident, vecs);
                                 for ch in 0..chunks {
                                     task(grp, ch, blk, vecs);
                                 }
@@ -1230,7 +1234,7 @@ fn backward_data<S: DirectIsa>(
                                     // (blk*nr)*khw floats into the group's.
                                     let first = &w[(grp * c_out_g * c_in_g + blk * nr) * khw..];
                                     with_scratch(red_len * nr, |vecs| {
-                                        pack_blocks(s, first, 1, n_ch, nr, 0, khw, red_src, vecs);
+                                        pack_block(s, first, 0, n_ch, nr, khw, red_src, vecs);
                                         for ch in 0..chunks {
                                             task(grp, ch, blk, vecs);
                                         }
@@ -1391,26 +1395,42 @@ fn backward_weight<S: DirectIsa>(
     let p = g.oh * g.ow;
     let np = g.n * p;
     let blocks = c_out_g.div_ceil(nr);
-    let chunk = (ROWS_PER_TASK / 2).div_ceil(ur) * ur;
+    // Few taps and many pixels (the stems: 147 taps, 12544 pixels; VGG's first layer: 27
+    // and 50176): each task takes all of its block's taps and packs its own `grad_y` chunk
+    // by chunk just before the tiles use it, instead of all of `grad_y` packed up front
+    // (1.6 MB per block for the 7x7 stem, beyond L2) and read back from L3 by every task.
+    let fused = k <= ROWS_PER_TASK && np * nr > FUSE_PACK_FLOATS && g.g * blocks >= threads();
+    let chunk = if fused {
+        k.div_ceil(ur).max(1) * ur
+    } else {
+        (ROWS_PER_TASK / 2).div_ceil(ur) * ur
+    };
     let chunks = k.div_ceil(chunk);
     let out = SharedMut::new(grad_weight);
     with_padded_input(g, x, |src| {
-        with_scratch(blocks_len(g.g, c_out_g, nr, np), |packed| {
-            // grad_y transposed into blocks: [grp][c_out block][b*p + px][nr].
-            with_index_scratch(np, |red_src| {
-                pixel_offsets(red_src, g.ow, g.oh, g.c_out * p, g.ow, 1);
-                pack_blocks(s, grad_y, g.g, c_out_g, nr, c_out_g * p, p, red_src, packed);
-            });
-            let packed = &*packed;
-            with_index_scratch(np + k, |idx| {
-                let (red, taps) = idx.split_at_mut(np);
-                let img = g.c_in * src.plane;
-                pixel_offsets(red, g.ow, g.oh, img, g.sh * src.row, g.sw);
-                for (t, o) in taps.iter_mut().enumerate() {
-                    let (ic, ky, kx) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
-                    *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
+        with_index_scratch(2 * np + k, |idx| {
+            let (red_src, idx) = idx.split_at_mut(np);
+            let (red, taps) = idx.split_at_mut(np);
+            // grad_y's pixel b*p + px at b*c_out*p + px; the input's at its window's corner.
+            pixel_offsets(red_src, g.ow, g.oh, g.c_out * p, g.ow, 1);
+            let img = g.c_in * src.plane;
+            pixel_offsets(red, g.ow, g.oh, img, g.sh * src.row, g.sw);
+            for (t, o) in taps.iter_mut().enumerate() {
+                let (ic, ky, kx) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
+                *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
+            }
+            let (red_src, red, taps) = (&*red_src, &*red, &*taps);
+            let packed_len = if fused {
+                0
+            } else {
+                blocks_len(g.g, c_out_g, nr, np)
+            };
+            with_scratch(packed_len, |packed| {
+                // grad_y transposed into blocks: [grp][c_out block][b*p + px][nr].
+                if !fused {
+                    pack_blocks(s, grad_y, g.g, c_out_g, nr, c_out_g * p, p, red_src, packed);
                 }
-                let (red, taps) = (&*red, &*taps);
+                let packed = &*packed;
                 for_each_task(g.g * blocks * chunks, |t| {
                     let (grp, blk, ch) = (t / (blocks * chunks), t / chunks % blocks, t % chunks);
                     let t0 = ch * chunk;
@@ -1420,7 +1440,11 @@ fn backward_weight<S: DirectIsa>(
                     let block = Block {
                         src: &src.data[grp * c_in_g * src.plane..],
                         red: Red::List(red),
-                        vecs: &packed[(grp * blocks + blk) * np * nr..][..np * nr],
+                        vecs: if fused {
+                            &[]
+                        } else {
+                            &packed[(grp * blocks + blk) * np * nr..][..np * nr]
+                        },
                         vstride: nr,
                         rows: &taps[t0..t0 + nt],
                         accumulate: false,
@@ -1430,7 +1454,21 @@ fn backward_weight<S: DirectIsa>(
                             *o = t0 + i;
                         }
                         with_scratch((nt + MAX_LANES - 1) * nr, |buf| {
-                            run_chunked(s, wide, &block, nr, buf);
+                            if fused {
+                                with_scratch(RED_CHUNK * nr, |vecs| {
+                                    let whole = PackedChunks {
+                                        src: grad_y,
+                                        base: c0 * p,
+                                        lanes: n_ch,
+                                        ch_stride: p,
+                                        red_src,
+                                        vecs,
+                                    };
+                                    whole.run(s, wide, &block, nr, buf);
+                                });
+                            } else {
+                                run_chunked(s, wide, &block, nr, buf);
+                            }
                             let scatter = Scatter {
                                 dst: out,
                                 base: c0 * k,
@@ -1449,6 +1487,63 @@ fn backward_weight<S: DirectIsa>(
             });
         });
     });
+}
+
+/// A block's vector operand packed chunk by chunk as [`run_chunked`] reaches it (see
+/// [`backward_weight`]): chunk `r0..r1`'s vectors are
+/// `src[base + lane*ch_stride + red_src[r]]`, packed into `vecs` (`RED_CHUNK * nr` floats).
+struct PackedChunks<'a, 'v> {
+    src: &'a [f32],
+    base: usize,
+    lanes: usize,
+    ch_stride: usize,
+    red_src: &'a [usize],
+    vecs: &'v mut [f32],
+}
+
+impl PackedChunks<'_, '_> {
+    /// [`run_chunked`] of `whole` (whose `vecs` this replaces) into `buf`.
+    fn run<S: DirectIsa>(self, s: S, wide: bool, whole: &Block<'_>, nr: usize, buf: &mut [f32]) {
+        let len = whole.red.len();
+        if len == 0 {
+            buf[..whole.rows.len() * nr].fill(0.0);
+            return;
+        }
+        for r0 in (0..len).step_by(RED_CHUNK) {
+            let r1 = len.min(r0 + RED_CHUNK);
+            let vecs = &mut self.vecs[..(r1 - r0) * nr];
+            let (src, red_src) = (self.src, &self.red_src[r0..r1]);
+            pack_block(
+                s,
+                src,
+                self.base,
+                self.lanes,
+                nr,
+                self.ch_stride,
+                red_src,
+                vecs,
+            );
+            // The next chunk's lines, asked for (into L2) while this chunk's tiles run: a
+            // lane's entries are mostly consecutive floats, so one address per LINE entries
+            // covers them (at an image boundary a line may be missed, and fetched on use).
+            let next = &self.red_src[r1..len.min(r1 + RED_CHUNK)];
+            for lane in 0..self.lanes {
+                let at = src.as_ptr().wrapping_add(self.base + lane * self.ch_stride);
+                for &off in next.iter().step_by(LINE_FLOATS) {
+                    prefetch_l2(at.wrapping_add(off));
+                }
+            }
+            let block = Block {
+                src: &whole.src[whole.red.src_shift(r0)..],
+                red: whole.red.slice(r0, r1),
+                vecs,
+                vstride: nr,
+                accumulate: r0 > 0,
+                ..*whole
+            };
+            s.run(&block, buf, wide);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -141,6 +141,35 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
     if per_block == 0 {
         return;
     }
+    for_each_chunk_mut(
+        &mut out[..groups * blocks * per_block],
+        per_block,
+        |gb, blk_out| {
+            let (grp, blk) = (gb / blocks, gb % blocks);
+            let base = grp * group_stride + blk * nr * ch_stride;
+            let lanes = nr.min(n - blk * nr);
+            pack_block(s, src, base, lanes, nr, ch_stride, red_src, blk_out);
+        },
+    );
+}
+
+/// One block of [`pack_blocks`], on the calling thread, into `out` (`red_src.len() * nr`
+/// floats):
+///
+/// ```text
+/// out[r][lane] = src[base + lane*ch_stride + red_src[r]]   for lane < lanes, else 0
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pack_block<S: DirectIsa>(
+    s: S,
+    src: &[f32],
+    base: usize,
+    lanes: usize,
+    nr: usize,
+    ch_stride: usize,
+    red_src: &[usize],
+    out: &mut [f32],
+) {
     struct Job<'a> {
         src: &'a [f32],
         base: usize,
@@ -153,30 +182,22 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
     impl SimdJob for Job<'_> {
         #[inline(always)]
         fn run<S: DirectIsa>(&mut self, s: S) {
-            pack_block(s, self);
+            pack_block_on(s, self);
         }
     }
-    for_each_chunk_mut(
-        &mut out[..groups * blocks * per_block],
-        per_block,
-        |gb, blk_out| {
-            let (grp, blk) = (gb / blocks, gb % blocks);
-            s.dispatch(&mut Job {
-                src,
-                base: grp * group_stride + blk * nr * ch_stride,
-                lanes: nr.min(n - blk * nr),
-                nr,
-                ch_stride,
-                red_src,
-                out: blk_out,
-            });
-        },
-    );
+    s.dispatch(&mut Job {
+        src,
+        base,
+        lanes,
+        nr,
+        ch_stride,
+        red_src,
+        out: &mut out[..red_src.len() * nr],
+    });
 
-    /// One block: `out[r][lane] = src[base + lane*ch_stride + red_src[r]]` for `lane <
-    /// lanes`, else 0.
+    /// The body of [`pack_block`], compiled for `S`.
     #[inline(always)]
-    fn pack_block<S: F32Simd>(s: S, j: &mut Job<'_>) {
+    fn pack_block_on<S: F32Simd>(s: S, j: &mut Job<'_>) {
         let (src, base, lanes, nr, ch_stride) = (j.src, j.base, j.lanes, j.nr, j.ch_stride);
         let l = S::LANES;
         if l >= 8 && nr.is_multiple_of(l) {
