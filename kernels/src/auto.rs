@@ -437,7 +437,12 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   F(2x2) from 12x12 with >= 128 channels vectorised (ResNet-50's and VGG-16's 14x14
 ///   layers: 1.3-1.4x direct on 1 and 2 threads, where the weight transform per call cost
 ///   F(4x4) 0.66x direct unprepared; AlexNet's 13x13 layers 1.12-1.25x, and DenseNet's
-///   14x14 backward-data 1.19x, 1 thread, `--suite all --prepared`);
+///   14x14 backward-data 1.19x, 1 thread, `--suite all --prepared`); and with prepared
+///   weights F(4x4) from 28x28 with 32 channels vectorised (DenseNet-121's 128 -> 32
+///   forward at 28x28: 1.19x direct on 1 thread, 1.28x on 2; at 56x56 1.03-1.05x, F(4x4)'s
+///   times varying from run to run there; its 32 -> 128 mirror's backward-data 1.2x; not at
+///   14x14, 1.2x on 1 thread but 0.94x on 2; medians of 3-5 alternating runs; unprepared,
+///   F(4x4) is within 7% of direct);
 /// - everything else, including 1x1 and strided convs and backward-weight: direct
 ///   (1.2-3x im2col). That includes backward-data over small stride phases with a deep
 ///   reduction (ResNet-50's and DenseNet's 7x7 layers), which went to im2col (1.05-1.8x)
@@ -476,6 +481,9 @@ fn heuristic_avx512(
             if prepared && pixels >= 12 * 12 && vectorised >= 128 {
                 return f2;
             }
+        }
+        if zen5 && prepared && pixels >= 28 * 28 && t.allows(f4) {
+            return f4;
         }
         if pixels >= 224 * 224 {
             return Algorithm::Direct;
@@ -828,8 +836,13 @@ mod tests {
             (64, 224, 64, Pass::Forward, false, f4, direct),
             (512, 28, 512, Pass::BackwardData, false, f4, direct),
             (128, 28, 128, Pass::Forward, true, f4, direct),
-            // DenseNet-121's 128 -> 32 at 28x28: 32 channels vectorised forward.
+            // DenseNet-121's 128 -> 32 at 28x28: 32 channels vectorised forward, F(4x4)
+            // with prepared weights only, from 28x28.
             (128, 28, 32, Pass::Forward, false, direct, direct),
+            (128, 28, 32, Pass::Forward, true, f4, direct),
+            (128, 56, 32, Pass::Forward, true, f4, direct),
+            (128, 14, 32, Pass::Forward, true, direct, direct),
+            (32, 28, 128, Pass::BackwardData, true, f4, direct),
             (128, 28, 32, Pass::BackwardData, false, f4, direct),
             // ResNet-50's 14x14 conv2 and AlexNet's 13x13 layers: F(2x2) with prepared
             // weights only, from 128 channels vectorised.
