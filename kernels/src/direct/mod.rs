@@ -1284,7 +1284,7 @@ fn weight_swaps_operands<S: DirectIsa>(g: &ConvGeom) -> bool {
 /// input-channel block), blocks innermost so a chunk's `grad_y` planes are read again from
 /// L2; but blocks outermost on several threads when the blocks split evenly between them,
 /// as chunks of whole tiles may not (ResNet-50's 64 -> 256 expansion: 256 rows in chunks of
-/// 96, 96 and 64, whose 6 tasks split as 288 + 224 rows; 1.28x on 2 threads, and 1.17x on
+/// 96, 96 and 64, whose 6 tasks split as 288 + 224 rows; 1.18x on 2 threads, and 1.11x on
 /// its 128 -> 512 at 28x28). Each gradient is summed over the pixels in one fixed order.
 fn backward_weight_swapped<S: DirectIsa>(
     s: S,
