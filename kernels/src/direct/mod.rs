@@ -744,7 +744,7 @@ fn forward<S: DirectIsa>(
                 Weights::Raw(w) => {
                     return with_index_scratch(2 * total, |idx| {
                         let (pix, offs) = idx.split_at_mut(total);
-                        let (row, col) = (g.sh * src.row, g.sw);
+                        let (row, col) = (g.sh.saturating_mul(src.row), g.sw);
                         pixel_offsets(pix, g.ow, g.oh, g.c_in * src.plane, row, col);
                         pixel_offsets(offs, g.ow, g.oh, g.c_out * p, g.ow, 1);
                         let pass = columns::Columns {
@@ -932,7 +932,8 @@ fn row_chunks(total: usize, ur: usize) -> (usize, usize) {
 /// `out.len() / (oh * ow)` images: offsets built by additions, not a division per pixel
 /// (the 7x7 stem's 12544-pixel lists had taken 6% of its backward-weight). Only offsets of
 /// real pixels are formed, so none overflows where the products would not (a stride near
-/// `usize::MAX` with one output row or column).
+/// `usize::MAX` with one output row or column; callers pass a saturated row step, added
+/// only when a second row exists).
 fn pixel_offsets(out: &mut [usize], ow: usize, oh: usize, img: usize, row: usize, col: usize) {
     let p = oh * ow;
     if p == 0 {
@@ -1305,7 +1306,14 @@ fn backward_weight_swapped<S: DirectIsa>(
         // x transposed into blocks: [grp][c_in block][b*p + px][nr], pixel px of image b
         // read at (oy*sh, ox*sw).
         with_index_scratch(np, |red_src| {
-            pixel_offsets(red_src, g.ow, g.oh, g.c_in * hw, g.sh * g.w, g.sw);
+            pixel_offsets(
+                red_src,
+                g.ow,
+                g.oh,
+                g.c_in * hw,
+                g.sh.saturating_mul(g.w),
+                g.sw,
+            );
             pack_blocks(s, x, g.g, c_in_g, nr, c_in_g * hw, hw, red_src, packed);
         });
         let packed = &*packed;
@@ -1423,7 +1431,7 @@ fn backward_weight<S: DirectIsa>(
             // grad_y's pixel b*p + px at b*c_out*p + px; the input's at its window's corner.
             pixel_offsets(red_src, g.ow, g.oh, g.c_out * p, g.ow, 1);
             let img = g.c_in * src.plane;
-            pixel_offsets(red, g.ow, g.oh, img, g.sh * src.row, g.sw);
+            pixel_offsets(red, g.ow, g.oh, img, g.sh.saturating_mul(src.row), g.sw);
             for (t, o) in taps.iter_mut().enumerate() {
                 let (ic, ky, kx) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
                 *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
