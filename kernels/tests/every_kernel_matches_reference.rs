@@ -470,6 +470,37 @@ fn direct_backward_weight_cases() {
     }
 }
 
+/// The banded backward-data's paired row ends (`rows.rs`, `tile_paired`): at 16 lanes,
+/// phases 49 to 56 pixels wide (11x11 stride 4 over 196 columns: 49 in every phase; over
+/// 217: 55, then 54) run two rows at a time, each row's last half-used vector paired with
+/// the next row's in one. Batches of 4 whose 7-row phases make bands of 4 and 3 rows (the
+/// third row of the second alone), over two reduction chunks of 24 channels (partial sums
+/// staged between them); backward-data only (the transposed mode of these geometries is a
+/// large upsampling the reference takes minutes over).
+#[test]
+fn direct_backward_data_paired_row_ends() {
+    for params in [
+        conv(4, 3, [28, 217], 24, [11, 11], 4, 2, 1, 1),
+        conv(4, 3, [28, 196], 24, [11, 11], 4, 2, 1, 1),
+    ] {
+        let conv = Conv2d::new(params).expect("valid");
+        let mut ran = 0;
+        for kernel in registry::available() {
+            if kernel.algorithm() != Algorithm::Direct {
+                continue;
+            }
+            for (kind, seed) in [(DataKind::Real, 3), (DataKind::Integer, 4)] {
+                let problem = ConvProblem::new(conv, kind, seed, true);
+                if let Err(e) = testing::check(kernel.as_ref(), &problem, Pass::BackwardData) {
+                    panic!("{e}");
+                }
+            }
+            ran += 1;
+        }
+        assert!(ran >= 1, "no direct kernel at this level");
+    }
+}
+
 #[test]
 fn transposed_with_output_padding() {
     // 4x4 s2 (the DCGAN / U-Net upsampler) and, where dilation exceeds stride, output

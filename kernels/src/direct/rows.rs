@@ -24,7 +24,10 @@
 //! Few-channel convs use `UR = 1`, `NJ = 6`, `NV = 2` (12 accumulators; 2 input loads and 6
 //! weight broadcasts feed 12 FMAs), or for up to 3 channels (RGB) `NJ = 3`, `NV = 4` (12
 //! accumulators; 3 broadcasts and 4 loads feed 12 FMAs, where the 6-channel tile would
-//! spend half its FMAs on missing channels). The input is a zero-padded copy wide enough
+//! spend half its FMAs on missing channels); where that tile runs two rows (the banded
+//! form on 16-lane ISAs), rows of 3.5 vectors or a little less (AlexNet's 56-pixel
+//! backward-data phases) pair the two rows' half-used last vectors into one, 21 FMAs a step
+//! instead of 24 (`RowJob::tile_paired`). The input is a zero-padded copy wide enough
 //! for whole vectors. A row at least a tile wide ends with a tile shifted left to end at
 //! the row's end, so every vector it stores is whole; in a narrower row the partial
 //! vectors compute on padding and only their valid lanes are stored. In flat mode (narrow
@@ -616,6 +619,14 @@ struct TileAt {
     stage_row: usize,
 }
 
+impl TileAt {
+    /// The stage float where row `i`'s channel `j`'s vector `v` of an `nvec`-vector tile of
+    /// `lanes` lanes starts.
+    fn stage_at(&self, i: usize, j: usize, v: usize, nvec: usize, lanes: usize) -> usize {
+        self.stage0 + i * self.stage_row + (j * nvec + v) * lanes
+    }
+}
+
 /// A task's partial sums between the chunks of its reduction (the phase form's), in vector
 /// form: row `i` (from `rows.start`), tile `t`, channel `j`, vector `v` at float
 /// `(((i * tiles + t) * nj + j) * nv + v) * LANES`, `tiles` the row's tiles (a row's
@@ -716,6 +727,15 @@ impl RowJob<'_> {
             return;
         }
         let tiles = self.width.div_ceil(span);
+        // Rows of one tile whose last vector is at most half used (AlexNet's 56-pixel
+        // backward-data phases: 3.5 vectors of 16) go two at a time through `tile_paired`.
+        let paired = UR == UR_FEW_WIDE
+            && J == NJ_FEW
+            && NVEC == NV_FEW
+            && l >= 2
+            && self.flat.is_none()
+            && self.width > (NV_FEW - 1) * l
+            && self.width <= (NV_FEW - 1) * l + l / 2;
         for oy0 in self.rows.clone().step_by(UR) {
             let nrows = UR.min(self.rows.end - oy0);
             let mut offs = [0usize; UR];
@@ -730,7 +750,10 @@ impl RowJob<'_> {
                     stage0: ((oy0 - self.rows.start) * tiles + t) * J * span,
                     stage_row: tiles * J * span,
                 };
-                if NT < NVEC && self.width - t * span <= NT * l {
+                if paired && nrows == UR_FEW_WIDE {
+                    let offs = [offs[0], offs[1.min(UR - 1)]];
+                    self.tile_paired(s, at, &offs);
+                } else if NT < NVEC && self.width - t * span <= NT * l {
                     // The row's last tile, narrower (the ResNet-50 stem's 112-pixel
                     // backward-data phases: 7 vectors as 4 + 3, not 4 + 4 overlapping).
                     self.tile::<S, UR, J, NT>(s, at, &offs);
@@ -821,6 +844,116 @@ impl RowJob<'_> {
                 // accumulators in memory during the sums.
                 let acc = std::hint::black_box(acc);
                 self.store::<S, UR, J, NVEC>(s, &acc, oy0, nrows, ox0)
+            }
+        }
+    }
+
+    /// The two-row few-channel tile over rows of `NV_FEW - 1` whole vectors and a last
+    /// vector at most half used (see `tiles`): each row's whole vectors, and the two rows'
+    /// ends in one vector (row `oy0`'s in the low half, row `oy0 + 1`'s in the high half),
+    /// so a reduction step is 21 FMAs where the `NV_FEW` tile spent 24, 3 of them on lanes
+    /// past the rows' ends. Each sum takes the same terms in the same order as in that tile,
+    /// so the results are the same bits; the partial sums (the stage) and the epilogue keep
+    /// its layout, each row's end in the low lanes of its last vector. The caller has checked
+    /// the bounds of an `NV_FEW` tile at `at` (`in_bounds`), whose reads these cover.
+    #[inline(always)]
+    fn tile_paired<S: DirectIsa>(&self, s: S, at: TileAt, offs: &[usize; UR_FEW_WIDE]) {
+        const NF: usize = NV_FEW - 1;
+        let (l, h) = (S::LANES, S::LANES / 2);
+        let mut acc = [[[s.zero(); NV_FEW]; NJ_FEW]; UR_FEW_WIDE];
+        self.staged::<S, UR_FEW_WIDE, NJ_FEW, NV_FEW>(s, at, &mut acc);
+        let mut whole = [[[s.zero(); NF]; NJ_FEW]; UR_FEW_WIDE];
+        let mut ends = [s.zero(); NJ_FEW];
+        // The rows' ends into one vector and back, through memory: once a tile.
+        let mut tmp = [0.0f32; 2 * MAX_LANES];
+        let p = tmp.as_mut_ptr();
+        for j in 0..NJ_FEW {
+            for (i, acc_i) in acc.iter().enumerate() {
+                whole[i][j].copy_from_slice(&acc_i[j][..NF]);
+            }
+            // SAFETY: tmp holds 2 * MAX_LANES >= 2 * l floats.
+            unsafe {
+                s.store(p, acc[0][j][NF]);
+                s.store(p.add(l), acc[1][j][NF]);
+                ends[j] = s.load_halves(p, p.add(l));
+            }
+        }
+        let (src, w) = (self.src.as_ptr(), self.w.as_ptr());
+        (whole, ends) = few_channels_paired::<S, NJ_FEW, NF>(
+            s,
+            (whole, ends),
+            (src, w),
+            self.red.list,
+            offs,
+            at.ox0,
+        );
+        for j in 0..NJ_FEW {
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                acc_i[j][..NF].copy_from_slice(&whole[i][j]);
+            }
+            acc[0][j][NF] = ends[j];
+            // SAFETY: tmp holds 2 * MAX_LANES >= h + l floats.
+            unsafe {
+                s.store(p, ends[j]);
+                acc[1][j][NF] = s.load(p.add(h));
+            }
+        }
+        self.finish::<S, UR_FEW_WIDE, NJ_FEW, NV_FEW>(s, at, &acc);
+    }
+
+    /// A tile's partial sums so far into `acc` (zeros): left in the first reduction chunk,
+    /// else read from the stage. For `tile_paired`; `tile` keeps its own copy of this and of
+    /// [`finish`](Self::finish) (calling them, the ResNet-50 stem's backward-data and a
+    /// 64 -> 3 layer's at 224x224 ran 0.96-0.97x, best of 9-11 alternating runs, with the
+    /// same inner loop).
+    #[inline(always)]
+    fn staged<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize>(
+        &self,
+        s: S,
+        at: TileAt,
+        acc: &mut [[[S::V; NVEC]; J]; UR],
+    ) {
+        let l = S::LANES;
+        if let Some(st) = self.stage.filter(|st| !st.first) {
+            for (i, acc_i) in acc.iter_mut().enumerate().take(at.nrows) {
+                for (j, acc_ij) in acc_i.iter_mut().enumerate() {
+                    for (v, a) in acc_ij.iter_mut().enumerate() {
+                        // SAFETY: row oy0 + i < rows.end and the tile is one of the row's
+                        // `tiles`, and (j * NVEC + v + 1) * l <= J * span, so the vector ends
+                        // within rows.len() * tiles * J * span floats <= stage.len()
+                        // (`in_bounds`); the stage is this task's.
+                        *a = unsafe { s.load(st.buf.at(at.stage_at(i, j, v, NVEC, l))) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// A tile's sums to the stage, or in the last reduction chunk to the destination.
+    #[inline(always)]
+    fn finish<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize>(
+        &self,
+        s: S,
+        at: TileAt,
+        acc: &[[[S::V; NVEC]; J]; UR],
+    ) {
+        let l = S::LANES;
+        match self.stage.filter(|st| !st.last) {
+            Some(st) => {
+                for (i, acc_i) in acc.iter().enumerate().take(at.nrows) {
+                    for (j, acc_ij) in acc_i.iter().enumerate() {
+                        for (v, a) in acc_ij.iter().enumerate() {
+                            // SAFETY: as for the loads in `staged`.
+                            unsafe { s.store(st.buf.at(at.stage_at(i, j, v, NVEC, l)), *a) };
+                        }
+                    }
+                }
+            }
+            None => {
+                // Through one copy in memory, so the epilogue's indexing does not keep the
+                // accumulators in memory during the sums.
+                let acc = std::hint::black_box(*acc);
+                self.store::<S, UR, J, NVEC>(s, &acc, at.oy0, at.nrows, at.ox0)
             }
         }
     }
@@ -948,6 +1081,55 @@ impl RowJob<'_> {
             }
         }
     }
+}
+
+/// [`few_channels_paired`]'s tile: two rows of `NF` whole vectors of `J` channels, and the
+/// `J` vectors of both rows' ends.
+type PairedTile<V, const J: usize, const NF: usize> = ([[[V; NF]; J]; 2], [V; J]);
+
+/// [`few_channels`] for `RowJob::tile_paired`: two rows of `NF` whole vectors each, and
+/// one vector of both rows' ends, its low half read at row 0's vector `NF`, its high half
+/// at row 1's (`J + 1 + 2 * J * NF + J` registers: 25 for 3 channels and 3 vectors).
+/// The caller has checked the reads of a two-row tile of `NF + 1` vectors:
+/// `red[r] + offs[i] + ox0 + (NF + 1) * LANES - 1 < src.len()` and `red.len() * J <=
+/// w.len()` (`in_bounds`).
+#[inline(always)]
+fn few_channels_paired<S: DirectIsa, const J: usize, const NF: usize>(
+    s: S,
+    (mut acc, mut ends): PairedTile<S::V, J, NF>,
+    (src, w): (*const f32, *const f32),
+    red: &[usize],
+    offs: &[usize; 2],
+    ox0: usize,
+) -> PairedTile<S::V, J, NF> {
+    let l = S::LANES;
+    for (r, &at) in red.iter().enumerate() {
+        let mut wv = [s.zero(); J];
+        for (j, wj) in wv.iter_mut().enumerate() {
+            // SAFETY: r*J + j < red.len()*J <= w.len() (checked by the caller).
+            *wj = unsafe { s.broadcast(w.add(r * J + j)) };
+        }
+        for (acc_i, &off) in acc.iter_mut().zip(offs) {
+            for v in 0..NF {
+                // SAFETY: at + off + ox0 + v*l + l - 1 < max(red) + off + ox0 + (NF + 1)*l
+                // - 1 < src.len() (checked by the caller).
+                let x = unsafe { s.load(src.add(at + off + ox0 + v * l)) };
+                for (acc_j, wj) in acc_i.iter_mut().zip(&wv) {
+                    acc_j[v] = s.mul_add(*wj, x, acc_j[v]);
+                }
+            }
+        }
+        // SAFETY: each half reads at most l floats from at + offs[i] + ox0 + NF*l, within
+        // the (NF + 1)-vector tile's reads (checked by the caller).
+        let x = unsafe {
+            let end = at + ox0 + NF * l;
+            s.load_halves(src.add(end + offs[0]), src.add(end + offs[1]))
+        };
+        for (e, wj) in ends.iter_mut().zip(&wv) {
+            *e = s.mul_add(*wj, x, *e);
+        }
+    }
+    (acc, ends)
 }
 
 /// The few-channel tile's sums (`J = NJ_FEW`): per reduction step `J` weight broadcasts,

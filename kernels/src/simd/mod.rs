@@ -302,6 +302,25 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
         // SAFETY: the caller's guarantee, passed on.
         unsafe { spread_scalar(self, p, v, step, m) }
     }
+    /// Lanes `i < LANES / 2` from `lo[i]`, the others from `hi[i - LANES / 2]`: the ends of
+    /// two rows in one vector (the few-channel tile's paired last vector, see
+    /// `direct/rows.rs`).
+    ///
+    /// # Safety
+    /// `lo` must be valid for reading `LANES / 2` f32, `hi` for `LANES - LANES / 2`.
+    #[inline(always)]
+    unsafe fn load_halves(self, lo: *const f32, hi: *const f32) -> Self::V {
+        let h = Self::LANES / 2;
+        let mut v = [0.0f32; 16];
+        assert!(Self::LANES <= v.len(), "at most 16 lanes");
+        for (i, x) in v.iter_mut().enumerate().take(Self::LANES) {
+            // SAFETY: i < LANES / 2 at lo, i - LANES / 2 < LANES - LANES / 2 at hi (the
+            // caller's guarantee).
+            *x = unsafe { if i < h { *lo.add(i) } else { *hi.add(i - h) } };
+        }
+        // SAFETY: v holds 16 >= LANES floats.
+        unsafe { self.load(v.as_ptr()) }
+    }
     /// The even-indexed floats of the `2 * LANES` at `p`: `p[0], p[2], ..., p[2*LANES - 2]`
     /// (a stride-2 row split into its column phases).
     ///
@@ -659,6 +678,29 @@ mod tests {
     #[test]
     fn even_lanes_matches_its_formula_on_every_isa() {
         on_every_isa!(check_even_lanes);
+    }
+
+    /// `load_halves` against its formula, from two places in one buffer, either first.
+    fn check_load_halves<S: F32Simd>(s: S) {
+        let (l, h) = (S::LANES, S::LANES / 2);
+        let src: Vec<f32> = (0..4 * l).map(|i| i as f32 * 0.75 - 9.0).collect();
+        for (a, b) in [(1, 3 * l - h), (2 * l, 0)] {
+            let mut got = vec![f32::NAN; l];
+            // SAFETY: a + h and b + l - h are at most 4 * l = src.len(); got holds l floats.
+            unsafe {
+                let v = s.load_halves(src[a..].as_ptr(), src[b..].as_ptr());
+                s.store(got.as_mut_ptr(), v);
+            }
+            for (i, g) in got.iter().enumerate() {
+                let want = if i < h { src[a + i] } else { src[b + i - h] };
+                assert_eq!(*g, want, "{l} lanes: lane {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn load_halves_matches_its_formula_on_every_isa() {
+        on_every_isa!(check_load_halves);
     }
 
     /// `gather_transpose` against its formula, with rows scattered through a buffer in

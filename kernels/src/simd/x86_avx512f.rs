@@ -2,11 +2,12 @@
 
 use core::arch::asm;
 use core::arch::x86_64::{
-    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_loadu_si512,
-    _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps, _mm512_permutex2var_ps,
-    _mm512_permutexvar_ps, _mm512_set_epi32, _mm512_set1_ps, _mm512_setzero_ps,
-    _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps, _mm512_unpackhi_ps,
-    _mm512_unpacklo_ps,
+    __m512, _mm256_castps_pd, _mm256_loadu_ps, _mm512_add_ps, _mm512_castpd_ps, _mm512_castps_pd,
+    _mm512_castps256_ps512, _mm512_fmadd_ps, _mm512_insertf64x4, _mm512_loadu_ps,
+    _mm512_loadu_si512, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps,
+    _mm512_permutex2var_ps, _mm512_permutexvar_ps, _mm512_set_epi32, _mm512_set1_ps,
+    _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_shuffle_ps, _mm512_storeu_ps,
+    _mm512_unpackhi_ps, _mm512_unpacklo_ps,
 };
 
 use super::{F32Simd, bcast_fma_plain, spread_scalar, spread_via_block};
@@ -76,6 +77,17 @@ unsafe impl F32Simd for Avx512F {
     unsafe fn store(self, p: *mut f32, v: __m512) {
         // SAFETY: AVX-512F is present; the caller guarantees 16 writable floats (unaligned).
         unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn load_halves(self, lo: *const f32, hi: *const f32) -> __m512 {
+        // SAFETY: AVX-512F is present; the caller guarantees 8 readable floats at lo and at
+        // hi (unaligned). The insert is through the f64 view (`vinsertf64x4` is AVX-512F;
+        // `vinsertf32x8` would need AVX-512DQ): the same bits.
+        unsafe {
+            let low = _mm512_castps256_ps512(_mm256_loadu_ps(lo));
+            let high = _mm256_castps_pd(_mm256_loadu_ps(hi));
+            _mm512_castpd_ps(_mm512_insertf64x4::<1>(_mm512_castps_pd(low), high))
+        }
     }
     #[inline(always)]
     unsafe fn even_lanes(self, p: *const f32) -> __m512 {
