@@ -247,6 +247,11 @@ boundary_cases! {
         // more than one task's 24, so two row slices of a task's pixels on every ISA.
         conv(1, 8, [16, 16], 300, [1, 1], 1, 0, 1, 1),
         conv(1, 300, [16, 16], 8, [1, 1], 1, 0, 1, 1),
+        // 64 rows on 16-lane ISAs: 5 tiles of 12 and the last 4 rows in a tile of their own
+        // (`run_block_tail`), stored in place after reduction chunks over 600 channels (26
+        // and 100 rows above: tails of 2 and 4).
+        conv(1, 600, [16, 16], 64, [1, 1], 1, 0, 1, 1),
+        ConvParams { transposed: true, ..ConvParams::new(1, 64, 16, 16, 600, [1, 1]) },
         // 14x14: pointwise on backward-data on 16-lane ISAs (on both passes on 8-lane
         // ones), whose reduction (the output channels) spans several chunks in the second.
         conv(1, 40, [14, 14], 20, [1, 1], 1, 0, 1, 1),

@@ -2,15 +2,16 @@
 //!
 //! Wide tile 12 pixels x 32 channels: 24 accumulators + 2 weight vectors + 1 broadcast = 27
 //! registers; per reduction step 2 loads + 12 broadcasts feed 24 FMAs. Narrow tile 24 x 16
-//! for layers with <= 16 channels in the vectorised dimension.
+//! for layers with <= 16 channels in the vectorised dimension. A wide block's last 1-4 rows
+//! run in a 4 x 32 tile (`run_block_tail`).
 
-use super::tile::{Out, run_block};
+use super::tile::{Out, run_block, run_block_tail};
 use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::Avx512F;
 
 // SAFETY: a value of Avx512F exists only on a CPU with AVX-512F; run_to runs run_block
-// with the tile of TILES[wide].
+// with the tile of TILES[wide] (the wide one through run_block_tail).
 unsafe impl DirectIsa for Avx512F {
     const NAME: &'static str = "direct_f32_any_12x32_avx512f";
     const ISA: Isa = Isa::Avx512F;
@@ -38,7 +39,7 @@ unsafe impl DirectIsa for Avx512F {
 #[target_feature(enable = "avx512f")]
 fn run_avx512f(s: Avx512F, b: &Block<'_>, out: Out<'_>, wide: bool) {
     if wide {
-        run_block::<Avx512F, 12, 2>(s, b, out)
+        run_block_tail::<Avx512F, 12, 2, 4>(s, b, out)
     } else {
         run_block::<Avx512F, 24, 1>(s, b, out)
     }

@@ -11,7 +11,7 @@
 //!   than a vector; and the Winograd kernels (`winograd_f32_f*3_12x32_emu16m`), whose input
 //!   transform then stages edge rows with masked loads as on AVX2 and AVX-512.
 
-use super::tile::{Out, run_block};
+use super::tile::{Out, run_block, run_block_tail};
 use super::{Block, DirectIsa, SimdJob};
 use crate::Isa;
 use crate::simd::F32Simd;
@@ -59,7 +59,8 @@ unsafe impl<const HOISTED: bool> F32Simd for Emu16<HOISTED> {
     }
 }
 
-// SAFETY: no special instructions; run_to runs run_block with TILES[wide].
+// SAFETY: no special instructions; run_to runs run_block with TILES[wide] (the wide one
+// through run_block_tail, as on AVX-512).
 unsafe impl<const HOISTED: bool> DirectIsa for Emu16<HOISTED> {
     // The depthwise and Winograd kernels are registered with HOISTED (the others do not
     // look at it): Winograd's input transform then stages a patch row crossing the plane's
@@ -94,7 +95,7 @@ unsafe impl<const HOISTED: bool> DirectIsa for Emu16<HOISTED> {
     }
     fn run_to(self, b: &Block<'_>, out: Out<'_>, wide: bool) {
         if wide {
-            run_block::<Self, 12, 2>(self, b, out)
+            run_block_tail::<Self, 12, 2, 4>(self, b, out)
         } else {
             run_block::<Self, 24, 1>(self, b, out)
         }

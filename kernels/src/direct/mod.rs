@@ -82,8 +82,9 @@ const FUSE_PACK_FLOATS: usize = 1 << 16;
 /// An ISA the direct kernel is instantiated on: its tiles and its `#[target_feature]` entry.
 ///
 /// # Safety
-/// For implementors: `run_to` must run [`tile::run_block`] with the tile of `TILES[wide]`
-/// (and `run` keep its default), and a value of `Self` may exist only on a CPU with the ISA.
+/// For implementors: `run_to` must run [`tile::run_block`] (or [`tile::run_block_tail`])
+/// with the tile of `TILES[wide]` (and `run` keep its default), and a value of `Self` may
+/// exist only on a CPU with the ISA.
 pub(crate) unsafe trait DirectIsa: F32Simd {
     /// Kernel name, `direct_f32_any_{UR}x{NR}_{isa}` of the wide tile.
     const NAME: &'static str;

@@ -152,6 +152,88 @@ impl<'a> Rows<'a> {
     }
 }
 
+impl<'a> Out<'a> {
+    /// Rows `0..at` and `at..` of `nr` floats each (`at` at most the rows there are).
+    fn split_at(self, at: usize, nr: usize) -> (Out<'a>, Out<'a>) {
+        match self {
+            Out::Buf(buf) => {
+                let (head, tail) = buf.split_at_mut(at * nr);
+                (Out::Buf(head), Out::Buf(tail))
+            }
+            Out::Rows(r) => {
+                assert!(at <= r.rows && nr == r.nr, "rows split");
+                let (p_head, p_tail) = r.partial.split_at(at * nr);
+                let (b_head, b_tail) = match r.bias {
+                    Some(b) => {
+                        let (h, t) = b.split_at(at);
+                        (Some(h), Some(t))
+                    }
+                    None => (None, None),
+                };
+                let part = |ptr, rows, partial, bias| Rows {
+                    ptr,
+                    stride: r.stride,
+                    rows,
+                    nr,
+                    partial,
+                    bias,
+                    relu: r.relu,
+                    _out: PhantomData,
+                };
+                // Rows 0..at keep their place; rows at.. start `at` rows on (one past the
+                // allocation's end at most, when none are left): disjoint rows of the one
+                // allocation, each still this block's alone (`Rows::new`'s contract).
+                (
+                    Out::Rows(part(r.ptr, at, p_head, b_head)),
+                    Out::Rows(part(
+                        r.ptr.wrapping_add(at * r.stride),
+                        r.rows - at,
+                        p_tail,
+                        b_tail,
+                    )),
+                )
+            }
+        }
+    }
+}
+
+/// [`run_block`], with a block's last `rows.len() % UR` rows, when at most `TAIL`, in a
+/// `TAIL x NB` tile of their own: the full tile would compute `UR` rows for them (the
+/// pointwise form's 64 output channels are 5 tiles of 12 and 4 rows; a 12-row tile for
+/// those 4 made 72 rows' FMAs for 64).
+#[inline(always)]
+pub(crate) fn run_block_tail<S: F32Simd, const UR: usize, const NB: usize, const TAIL: usize>(
+    s: S,
+    b: &Block<'_>,
+    out: Out<'_>,
+) {
+    let rem = b.rows.len() % UR;
+    if rem == 0 || rem > TAIL {
+        return run_block::<S, UR, NB>(s, b, out);
+    }
+    let main = b.rows.len() - rem;
+    let (head, tail) = out.split_at(main, NB * S::LANES);
+    let (rows_head, rows_tail) = b.rows.split_at(main);
+    if main > 0 {
+        run_block::<S, UR, NB>(
+            s,
+            &Block {
+                rows: rows_head,
+                ..*b
+            },
+            head,
+        );
+    }
+    run_block::<S, TAIL, NB>(
+        s,
+        &Block {
+            rows: rows_tail,
+            ..*b
+        },
+        tail,
+    );
+}
+
 /// Runs `b` with a `UR x NB` register tile into `out` (`rows.len()` rows of `NB*LANES`).
 /// Every index is checked here, once per block, so a bad block panics instead of touching
 /// memory outside its slices.
