@@ -475,6 +475,46 @@ fn direct_backward_weight_cases() {
     }
 }
 
+/// The pixel form's paired column phases (`paired_phases` in `direct/mod.rs`): a horizontal
+/// stride of 2 over an even width runs both column phases of a phase row in one task and
+/// stores them interleaved. Phase rows of odd length (runs that end short of a vector), a
+/// batch of 2 (chunks across images), a partial channel block, 4x4 taps (two per phase), a
+/// vertical stride of 1 with dilation and groups, the per-task packing of weights that
+/// outweigh grad_y (128 -> 256 at 24x24); and an odd width, which stays unpaired.
+#[test]
+fn direct_backward_data_paired_phases() {
+    let s12 = ConvParams {
+        stride: [1, 2],
+        dilation: [2, 1],
+        padding: [2, 1, 0, 1],
+        groups: 2,
+        ..ConvParams::new(1, 36, 10, 26, 20, [3, 3])
+    };
+    for params in [
+        conv(2, 40, [30, 30], 24, [3, 3], 2, 1, 1, 1),
+        conv(1, 20, [14, 22], 12, [4, 4], 2, 1, 1, 1),
+        s12,
+        conv(1, 128, [24, 24], 256, [3, 3], 2, 1, 1, 1),
+        conv(1, 20, [14, 15], 12, [3, 3], 2, 1, 1, 1),
+    ] {
+        let conv = Conv2d::new(params).expect("valid");
+        let mut ran = 0;
+        for kernel in registry::available() {
+            if kernel.algorithm() != Algorithm::Direct {
+                continue;
+            }
+            for (kind, seed) in [(DataKind::Real, 5), (DataKind::Integer, 6)] {
+                let problem = ConvProblem::new(conv, kind, seed, true);
+                if let Err(e) = testing::check(kernel.as_ref(), &problem, Pass::BackwardData) {
+                    panic!("{e}");
+                }
+            }
+            ran += 1;
+        }
+        assert!(ran >= 1, "no direct kernel at this level");
+    }
+}
+
 /// The banded backward-data's paired row ends (`rows.rs`, `tile_paired`): at 16 lanes,
 /// phases 49 to 56 pixels wide (11x11 stride 4 over 196 columns: 49 in every phase; over
 /// 217: 55, then 54) run two rows at a time, each row's last half-used vector paired with

@@ -116,6 +116,21 @@ fn column_form_prepared_passes_equal_unprepared() {
 }
 
 #[test]
+fn paired_phases_prepared_equal_unprepared() {
+    // The direct kernel's paired column phases of backward-data (stride 2 across an even
+    // width): on packed weights prepared, packed per call unprepared (all of a phase pair's
+    // blocks at once, or block by block where the weights outweigh grad_y).
+    for (n, c, hw, k) in [(2, 40, 30, 24), (1, 128, 24, 256)] {
+        let params = ConvParams {
+            stride: [2, 2],
+            padding: [1; 4],
+            ..ConvParams::new(n, c, hw, hw, k, [3, 3])
+        };
+        check_prepared_params(params, 35);
+    }
+}
+
+#[test]
 fn depthwise_prepared_passes_equal_unprepared() {
     // The depthwise kernel's "same" 3x3 paths (AVX2: strips of whole vectors, planes
     // narrower than a vector in pairs and one left over), which the random samples seldom

@@ -213,8 +213,9 @@ impl Scatter<'_> {
 
     /// Asks for the destination's cache lines (into L2) before the task's tiles run, so
     /// the epilogue's stores find them there instead of each waiting for a line from L3 or
-    /// memory (a 1x1 layer writes 4 bytes of output per 64 multiply-adds).
-    fn prefetch(&self) {
+    /// memory (a 1x1 layer writes 4 bytes of output per 64 multiply-adds). `span`: the
+    /// floats written from each offset (2 for [`Scatter::write_pair`]).
+    fn prefetch(&self, span: usize) {
         let Some(&max_off) = self.offs.iter().max() else {
             return;
         };
@@ -224,11 +225,11 @@ impl Scatter<'_> {
         let first = self.dst.at(self.base);
         let _ = self
             .dst
-            .at(self.base + (self.n_ch - 1) * self.ch_stride + max_off + 1);
+            .at(self.base + (self.n_ch - 1) * self.ch_stride + max_off + span.max(1));
         for ch in 0..self.n_ch {
-            // One address per 16 rows: a cache line of consecutive pixels. In range (checked
-            // above), though a prefetch could take any address.
-            for &off in self.offs.iter().step_by(16) {
+            // One address per 16 floats written: a cache line of consecutive pixels. In
+            // range (checked above), though a prefetch could take any address.
+            for &off in self.offs.iter().step_by(16 / span.clamp(1, 16)) {
                 prefetch_l2(first.wrapping_add(ch * self.ch_stride + off));
             }
         }
@@ -309,6 +310,147 @@ impl Scatter<'_> {
             }
         }
     }
+
+    /// Writes two stride phases side by side, with the epilogue: row `i` of `buf0` to
+    /// `offs[i]` and row `i` of `buf1` to `offs[i] + 1` ([`paired_phases`]: the pixels of
+    /// column phases 0 and 1 of a stride of 2). Runs of `LANES / 2` offsets two apart
+    /// interleave into whole vectors of consecutive pixels, transposed in registers.
+    ///
+    /// # Safety
+    /// As for [`Scatter::write`], for the elements at `offs[i]` and `offs[i] + 1`.
+    unsafe fn write_pair<S: DirectIsa>(&self, s: S, buf0: &[f32], buf1: &[f32], nr: usize) {
+        let Some(&max_off) = self.offs.iter().max() else {
+            return;
+        };
+        if self.n_ch == 0 {
+            return;
+        }
+        let rows = self.offs.len();
+        assert!(
+            buf0.len() >= rows * nr && buf1.len() >= rows * nr,
+            "scatter buffers too short"
+        );
+        assert!(self.n_ch <= nr, "scatter channels beyond the tile");
+        assert!(nr.is_multiple_of(S::LANES), "scatter tile of whole vectors");
+        assert!(
+            self.bias.is_none_or(|b| b.len() >= self.n_ch),
+            "scatter bias"
+        );
+        let first = self.dst.at(self.base);
+        // at() asserts its index <= len; the element one past the last pair must be too.
+        let _ = self
+            .dst
+            .at(self.base + (self.n_ch - 1) * self.ch_stride + max_off + 2);
+        struct Job<'a, 'b> {
+            sc: &'a Scatter<'b>,
+            bufs: [&'a [f32]; 2],
+            nr: usize,
+            first: *mut f32,
+        }
+        impl SimdJob for Job<'_, '_> {
+            #[inline(always)]
+            fn run<S: DirectIsa>(&mut self, s: S) {
+                // SAFETY: the checks above (write_pair's caller guarantees exclusive access).
+                unsafe { self.sc.write_pair_on(s, self.first, self.bufs, self.nr) }
+            }
+        }
+        s.dispatch(&mut Job {
+            sc: self,
+            bufs: [buf0, buf1],
+            nr,
+            first,
+        });
+    }
+
+    /// The body of [`Scatter::write_pair`], compiled for `S`.
+    ///
+    /// # Safety
+    /// As for `write_pair`, which has checked both buffers hold `offs.len()` rows of `nr`
+    /// (a multiple of `LANES`) floats, `n_ch <= nr`, the bias length, and that
+    /// `first + ch*ch_stride + off + 1` is in `dst` for every `ch < n_ch` and `off` in `offs`.
+    #[inline(always)]
+    unsafe fn write_pair_on<S: F32Simd>(
+        &self,
+        s: S,
+        first: *mut f32,
+        bufs: [&[f32]; 2],
+        nr: usize,
+    ) {
+        let (lanes, half) = (S::LANES, S::LANES / 2);
+        let rows = self.offs.len();
+        let epilogue = |v: S::V, ch: usize| {
+            let v = match self.bias {
+                Some(b) => s.add(v, s.splat(b[ch])),
+                None => v,
+            };
+            if self.relu { s.max(v, s.zero()) } else { v }
+        };
+        let mut i = 0;
+        while i < rows {
+            let off = self.offs[i];
+            if half == 0 {
+                for ch in 0..self.n_ch {
+                    for (p, buf) in bufs.iter().enumerate() {
+                        let v = buf[i * nr + ch] + self.bias.map_or(0.0, |b| b[ch]);
+                        // SAFETY: first + ch*ch_stride + off + p is in dst (checked in
+                        // write_pair); the caller guarantees exclusive access.
+                        unsafe {
+                            *first.add(ch * self.ch_stride + off + p) =
+                                if self.relu { v.max(0.0) } else { v }
+                        };
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            // The run from row i: m <= half offsets two apart, so 2m consecutive floats.
+            let mut m = 1;
+            while m < half.min(rows - i) && self.offs[i + m] == off + 2 * m {
+                m += 1;
+            }
+            for c in (0..self.n_ch).step_by(lanes) {
+                let n_out = lanes.min(self.n_ch - c);
+                // Interleaved rows, the run's last repeated past its end (only 2m lanes
+                // are stored).
+                let mut ptrs = [std::ptr::null::<f32>(); MAX_LANES];
+                for l in 0..half {
+                    let at = (i + l.min(m - 1)) * nr + c;
+                    ptrs[2 * l] = bufs[0][at..].as_ptr();
+                    ptrs[2 * l + 1] = bufs[1][at..].as_ptr();
+                }
+                let mut cols = [s.zero(); MAX_LANES];
+                // SAFETY: each pointer is row i + l (< rows) of a buffer at column c, and
+                // c + lanes <= nr (c < n_ch <= nr, nr whole vectors): LANES floats readable.
+                unsafe { s.gather_transpose(&ptrs[..lanes], &mut cols[..n_out]) };
+                for (j, &col) in cols[..n_out].iter().enumerate() {
+                    let v = epilogue(col, c + j);
+                    // SAFETY: writes channel c + j < n_ch at off + k for k < 2m, that is
+                    // offs[i + k/2] + k%2, both in dst (checked in write_pair).
+                    unsafe {
+                        let p = first.add((c + j) * self.ch_stride + off);
+                        if m == half {
+                            s.store(p, v)
+                        } else {
+                            s.store_spread(p, v, 1, 2 * m)
+                        }
+                    }
+                }
+            }
+            i += m;
+        }
+    }
+}
+
+/// Whether backward-data runs the two column phases of each phase row in one task
+/// ([`Scatter::write_pair`]): a horizontal stride of 2 over an even width, so both phases
+/// have `w / 2` columns and their pixels alternate along every row; on packed weights (the
+/// column form writes its pixels itself). Storing the two phases' results as whole vectors
+/// instead of every other float (masked stores, each line fetched twice) ran the stride-2
+/// 3x3 backward-data 1.04-1.09x faster at ResNet-50's 56x56 (1.08x at batch 4), 1.02-1.07x
+/// at 28x28, 1.09-1.12x on 16x64x32x32 and 1.08x on a 4x4 upsampler's; 1.03-1.15x on 2
+/// threads (Sapphire Rapids, best of 5 alternating runs).
+fn paired_phases<S: DirectIsa>(g: &ConvGeom, weights: &Weights<'_>) -> bool {
+    g.sw == 2 && g.w >= 2 && g.w.is_multiple_of(2) && !matches!(weights, Weights::Raw(_))
 }
 
 /// The direct kernel on ISA `S`.
@@ -829,7 +971,7 @@ fn forward<S: DirectIsa>(
                             bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
                             relu,
                         };
-                        scatter.prefetch();
+                        scatter.prefetch(1);
                         run_chunked(s, wide, &block, nr, buf);
                         // SAFETY: this task writes channels c0..c0+n_ch at its own pixels
                         // (image and position), disjoint from every other task; y stays
@@ -1077,42 +1219,63 @@ fn backward_data<S: DirectIsa>(
             let src = pad_planes(
                 grad_y, planes, g.oh, g.ow, rows_q, cols_q, top, left, pad_buf,
             );
+            // The phases, each with its taps and the offset of its blocks in the packed
+            // weights. A stride of 2 across an even width pairs the two column phases of each
+            // phase row ([`paired_phases`]): one task runs both over the same grad_y pixels
+            // and stores their interleaved results as whole vectors.
             let mut at = 0;
-            for (ry, rx, ty, tx) in phases(g) {
-                let taps = ty * tx;
-                let red_len = c_out_g * taps;
-                let phase_packed = match weights {
-                    Weights::Packed(packed) => {
-                        &packed[at..at + blocks_len(g.g, c_in_g, nr, red_len)]
-                    }
-                    Weights::Raw(_) | Weights::ToPack(_) => &[],
-                };
-                at += phase_packed.len();
+            let list: Vec<(usize, usize, usize, usize)> = phases(g)
+                .map(|(ry, rx, ty, tx)| {
+                    let phase = (ry, rx, ty * tx, at);
+                    at += blocks_len(g.g, c_in_g, nr, c_out_g * ty * tx);
+                    phase
+                })
+                .collect();
+            let per_task = if paired_phases::<S>(g, &weights) {
+                2
+            } else {
+                1
+            };
+            for ph in list.chunks(per_task) {
+                let (ry, rx) = (ph[0].0, ph[0].1);
+                let red_lens: Vec<usize> = ph.iter().map(|p| c_out_g * p.2).collect();
+                let red_total: usize = red_lens.iter().sum();
                 let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
                 // Rows span the batch, as in the forward pass.
                 let npx_img = na_y * na_x;
                 let npx_all = g.n * npx_img;
+                // A paired task runs its rows twice, over the same chunk of them: halving the
+                // chunk was 0.98-1.01x.
                 let (chunk, chunks) = row_chunks(npx_all, ur);
-                with_index_scratch(red_len, |red| {
-                    let qys = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
-                        .map(|t| (t.1 + top as isize) as usize);
-                    let qxs: Vec<usize> = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
-                        .map(|t| (t.1 + left as isize) as usize)
-                        .collect();
-                    let mut r = 0;
-                    for qy in qys {
-                        for &qx in &qxs {
-                            red[r] = qy * src.row + qx;
-                            r += 1;
+                with_index_scratch(red_total, |red_all| {
+                    // Phase p's reduction: `red_lens[p]` source offsets, (oc, ky, kx) order.
+                    let (red0, red1) = red_all.split_at_mut(red_lens[0]);
+                    let mut reds = [red0, red1];
+                    for (p, red) in reds.iter_mut().enumerate().take(ph.len()) {
+                        let (ry, rx, taps, _) = ph[p];
+                        let qys = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
+                            .map(|t| (t.1 + top as isize) as usize);
+                        let qxs: Vec<usize> = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
+                            .map(|t| (t.1 + left as isize) as usize)
+                            .collect();
+                        let mut r = 0;
+                        for qy in qys {
+                            for &qx in &qxs {
+                                red[r] = qy * src.row + qx;
+                                r += 1;
+                            }
+                        }
+                        for oc in 1..c_out_g {
+                            for t in 0..taps {
+                                red[oc * taps + t] = red[t] + oc * src.plane;
+                            }
                         }
                     }
-                    for oc in 1..c_out_g {
-                        for t in 0..taps {
-                            red[oc * taps + t] = red[t] + oc * src.plane;
-                        }
-                    }
-                    let red = &*red;
+                    let reds = [&*reds[0], &*reds[1]];
+                    let red = reds[0];
+                    let red_len = red_lens[0];
                     if let Weights::Raw(w) = weights {
+                        // Unpaired (see paired_phases).
                         let khw = g.kh * g.kw;
                         return with_index_scratch(red_len + 2 * npx_all, |idx| {
                             let (w_red, rest) = idx.split_at_mut(red_len);
@@ -1147,8 +1310,8 @@ fn backward_data<S: DirectIsa>(
                         });
                     }
                     // One task: row chunk `ch` of input-channel block `blk` of group `grp`,
-                    // with the block's packed weights `vecs`.
-                    let task = |grp: usize, ch: usize, blk: usize, vecs: &[f32]| {
+                    // with the block's packed weights `vecs[p]` for each phase p of `ph`.
+                    let task = |grp: usize, ch: usize, blk: usize, vecs: [&[f32]; 2]| {
                         let px0 = ch * chunk;
                         let npx = chunk.min(npx_all - px0);
                         let c0 = grp * c_in_g + blk * nr;
@@ -1157,7 +1320,9 @@ fn backward_data<S: DirectIsa>(
                             let (rows, offs) = idx.split_at_mut(npx);
                             // Image b, phase pixel q = (a, c), stepped without a division
                             // per row (as in the forward pass): `line_src` and `line_dst`
-                            // are the offsets of phase row a's first pixel.
+                            // are the offsets of phase row a's first pixel. A paired task's
+                            // second phase reads the same grad_y pixels and writes the
+                            // grad_x pixels one to the right.
                             let (img_src, img_dst) = (g.c_out * src.plane, g.c_in * hw);
                             let (mut b, mut q) = (px0 / npx_img, px0 % npx_img);
                             let (a, mut c) = (q / na_x, q % na_x);
@@ -1179,15 +1344,9 @@ fn backward_data<S: DirectIsa>(
                                     line_dst += g.sh * g.w;
                                 }
                             }
-                            let block = Block {
-                                src: &src.data[grp * c_out_g * src.plane..],
-                                red: Red::List(red),
-                                vecs,
-                                vstride: nr,
-                                rows,
-                                accumulate: false,
-                            };
-                            with_scratch((npx + MAX_LANES - 1) * nr, |buf| {
+                            let rows = &*rows;
+                            let per_buf = (npx + MAX_LANES - 1) * nr;
+                            with_scratch(ph.len() * per_buf, |buf| {
                                 let scatter = Scatter {
                                     dst: out,
                                     base: c0 * hw,
@@ -1197,37 +1356,74 @@ fn backward_data<S: DirectIsa>(
                                     bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
                                     relu: false,
                                 };
-                                scatter.prefetch();
-                                run_chunked(s, wide, &block, nr, buf);
+                                scatter.prefetch(ph.len());
+                                for (p, buf) in buf.chunks_exact_mut(per_buf).enumerate() {
+                                    let block = Block {
+                                        src: &src.data[grp * c_out_g * src.plane..],
+                                        red: Red::List(reds[p]),
+                                        vecs: vecs[p],
+                                        vstride: nr,
+                                        rows,
+                                        accumulate: false,
+                                    };
+                                    run_chunked(s, wide, &block, nr, buf);
+                                }
+                                let (buf0, buf1) = buf.split_at(per_buf);
                                 // SAFETY: this task writes channels c0..c0+n_ch at the pixels
-                                // (image and position) of phase (ry, rx) in its chunk: disjoint
-                                // from every other task of the phase, and phases partition the
-                                // pixels.
-                                unsafe { scatter.write(s, buf, nr) };
+                                // (image and position) of phase (ry, rx) in its chunk (and of
+                                // phase (ry, rx + 1), one to the right, if paired): disjoint
+                                // from every other task of the phases, and phases partition
+                                // the pixels.
+                                unsafe {
+                                    if ph.len() == 2 {
+                                        scatter.write_pair(s, buf0, buf1, nr)
+                                    } else {
+                                        scatter.write(s, buf0, nr)
+                                    }
+                                };
                             });
                         });
                     };
                     let order =
-                        TaskOrder::new(chunks, blocks, red_len * nr, g.n * c_out_g * src.plane);
-                    let run_packed = |packed: &[f32]| {
+                        TaskOrder::new(chunks, blocks, red_total * nr, g.n * c_out_g * src.plane);
+                    // Block (grp, blk) of phase p in `packed` (phase p's blocks at `ats[p]`).
+                    let block_of = |ats: [usize; 2], p: usize, gb: usize| {
+                        let len = red_lens[p] * nr;
+                        ats[p] + gb * len..ats[p] + (gb + 1) * len
+                    };
+                    let run_packed = |packed: &[f32], ats: [usize; 2]| {
                         for_each_task(g.g * chunks * blocks, |t| {
                             let (grp, ch, blk) = order.task(t);
-                            let vecs = &packed[(grp * blocks + blk) * red_len * nr..];
-                            task(grp, ch, blk, &vecs[..red_len * nr]);
+                            let gb = grp * blocks + blk;
+                            let vecs = [
+                                &packed[block_of(ats, 0, gb)],
+                                if ph.len() == 2 {
+                                    &packed[block_of(ats, 1, gb)]
+                                } else {
+                                    &[]
+                                },
+                            ];
+                            task(grp, ch, blk, vecs);
                         });
                     };
                     match weights {
-                        Weights::Packed(_) => run_packed(phase_packed),
+                        Weights::Packed(packed) => {
+                            run_packed(packed, [ph[0].3, ph.get(1).map_or(0, |p| p.3)])
+                        }
                         // Weights outweigh grad_y (ResNet-50's 14x14 and 7x7 layers): each
-                        // task packs one block of this phase into a buffer of its own, which
-                        // stays in L2 while the task runs every row chunk over it, as in the
-                        // forward pass.
+                        // task packs one block of these phases into a buffer of its own,
+                        // which stays in L2 while the task runs every row chunk over it, as
+                        // in the forward pass.
                         Weights::ToPack(w)
                             if order.weights_major && g.g * blocks >= 2 * threads() =>
                         {
-                            with_index_scratch(red_len, |red_src| {
-                                phase_weight_offsets(g, ry, rx, red_src);
-                                let red_src = &*red_src;
+                            with_index_scratch(red_total, |red_src| {
+                                let (src0, src1) = red_src.split_at_mut(red_lens[0]);
+                                phase_weight_offsets(g, ry, rx, src0);
+                                if let Some(&(ry, rx, ..)) = ph.get(1) {
+                                    phase_weight_offsets(g, ry, rx, src1);
+                                }
+                                let red_srcs = [&*src0, &*src1];
                                 let khw = g.kh * g.kw;
                                 for_each_task(g.g * blocks, |t| {
                                     let (grp, blk) = (t / blocks, t % blocks);
@@ -1235,23 +1431,35 @@ fn backward_data<S: DirectIsa>(
                                     // Input channel blk*nr of the group: its weights start
                                     // (blk*nr)*khw floats into the group's.
                                     let first = &w[(grp * c_out_g * c_in_g + blk * nr) * khw..];
-                                    with_scratch(red_len * nr, |vecs| {
-                                        pack_block(s, first, 0, n_ch, nr, khw, red_src, vecs);
+                                    with_scratch(red_total * nr, |vecs| {
+                                        let (v0, v1) = vecs.split_at_mut(red_lens[0] * nr);
+                                        pack_block(s, first, 0, n_ch, nr, khw, red_srcs[0], v0);
+                                        if ph.len() == 2 {
+                                            pack_block(s, first, 0, n_ch, nr, khw, red_srcs[1], v1);
+                                        }
                                         for ch in 0..chunks {
-                                            task(grp, ch, blk, vecs);
+                                            task(grp, ch, blk, [&*v0, &*v1]);
                                         }
                                     });
                                 });
                             })
                         }
-                        // Else this phase's blocks are packed together, then run.
+                        // Else these phases' blocks are packed together, then run.
                         Weights::ToPack(w) => {
-                            with_scratch(blocks_len(g.g, c_in_g, nr, red_len), |packed| {
-                                with_index_scratch(red_len, |red_src| {
-                                    phase_weight_offsets(g, ry, rx, red_src);
-                                    pack_phase(s, g, w, nr, red_src, packed);
-                                });
-                                run_packed(packed);
+                            let len0 = blocks_len(g.g, c_in_g, nr, red_lens[0]);
+                            with_scratch(blocks_len(g.g, c_in_g, nr, red_total), |packed| {
+                                for (p, &(ry, rx, ..)) in ph.iter().enumerate() {
+                                    let part = if p == 0 {
+                                        &mut packed[..len0]
+                                    } else {
+                                        &mut packed[len0..]
+                                    };
+                                    with_index_scratch(red_lens[p], |red_src| {
+                                        phase_weight_offsets(g, ry, rx, red_src);
+                                        pack_phase(s, g, w, nr, red_src, part);
+                                    });
+                                }
+                                run_packed(packed, [0, len0]);
                             })
                         }
                         Weights::Raw(_) => unreachable!("the column form returned above"),
