@@ -436,6 +436,26 @@ fn winograd_large_filters_in_pool() {
     }
 }
 
+/// Checks the direct kernels (found by algorithm) at this level on `pass` of `params`, with
+/// a bias, on real and on integer data (`seeds`); at least one must run.
+fn check_direct(params: ConvParams, pass: Pass, seeds: [u64; 2]) {
+    let conv = Conv2d::new(params).expect("valid");
+    let mut ran = 0;
+    for kernel in registry::available() {
+        if kernel.algorithm() != Algorithm::Direct {
+            continue;
+        }
+        for (kind, seed) in [(DataKind::Real, seeds[0]), (DataKind::Integer, seeds[1])] {
+            let problem = ConvProblem::new(conv, kind, seed, true);
+            if let Err(e) = testing::check(kernel.as_ref(), &problem, pass) {
+                panic!("{e}");
+            }
+        }
+        ran += 1;
+    }
+    assert!(ran >= 1, "no direct kernel at this level");
+}
+
 /// Backward-weight over few taps and many pixels, `grad_y` packed chunk by chunk inside
 /// each task (more than 2048 pixels at 32 channels a block, 4096 at 16): a partial block
 /// (40 channels), a batch whose reduction chunks and the next chunk's prefetch cross
@@ -457,21 +477,7 @@ fn direct_backward_weight_cases() {
         conv(1, 3, [140, 132], 40, [7, 7], 2, 3, 1, 1),
         conv(2, 4, [33, 64], 64, [3, 3], 1, 1, 1, 2),
     ] {
-        let conv = Conv2d::new(params).expect("valid");
-        let mut ran = 0;
-        for kernel in registry::available() {
-            if kernel.algorithm() != Algorithm::Direct {
-                continue;
-            }
-            for (kind, seed) in [(DataKind::Real, 1), (DataKind::Integer, 2)] {
-                let problem = ConvProblem::new(conv, kind, seed, true);
-                if let Err(e) = testing::check(kernel.as_ref(), &problem, Pass::BackwardWeight) {
-                    panic!("{e}");
-                }
-            }
-            ran += 1;
-        }
-        assert!(ran >= 1, "no direct kernel at this level");
+        check_direct(params, Pass::BackwardWeight, [1, 2]);
     }
 }
 
@@ -497,21 +503,7 @@ fn direct_backward_data_paired_phases() {
         conv(1, 128, [24, 24], 256, [3, 3], 2, 1, 1, 1),
         conv(1, 20, [14, 15], 12, [3, 3], 2, 1, 1, 1),
     ] {
-        let conv = Conv2d::new(params).expect("valid");
-        let mut ran = 0;
-        for kernel in registry::available() {
-            if kernel.algorithm() != Algorithm::Direct {
-                continue;
-            }
-            for (kind, seed) in [(DataKind::Real, 5), (DataKind::Integer, 6)] {
-                let problem = ConvProblem::new(conv, kind, seed, true);
-                if let Err(e) = testing::check(kernel.as_ref(), &problem, Pass::BackwardData) {
-                    panic!("{e}");
-                }
-            }
-            ran += 1;
-        }
-        assert!(ran >= 1, "no direct kernel at this level");
+        check_direct(params, Pass::BackwardData, [5, 6]);
     }
 }
 
@@ -528,21 +520,7 @@ fn direct_backward_data_paired_row_ends() {
         conv(4, 3, [28, 217], 24, [11, 11], 4, 2, 1, 1),
         conv(4, 3, [28, 196], 24, [11, 11], 4, 2, 1, 1),
     ] {
-        let conv = Conv2d::new(params).expect("valid");
-        let mut ran = 0;
-        for kernel in registry::available() {
-            if kernel.algorithm() != Algorithm::Direct {
-                continue;
-            }
-            for (kind, seed) in [(DataKind::Real, 3), (DataKind::Integer, 4)] {
-                let problem = ConvProblem::new(conv, kind, seed, true);
-                if let Err(e) = testing::check(kernel.as_ref(), &problem, Pass::BackwardData) {
-                    panic!("{e}");
-                }
-            }
-            ran += 1;
-        }
-        assert!(ran >= 1, "no direct kernel at this level");
+        check_direct(params, Pass::BackwardData, [3, 4]);
     }
 }
 

@@ -170,6 +170,29 @@ impl Scatter<'_> {
     /// No other thread may access the destination elements during the call; they must lie
     /// in the buffer `dst` was made from (checked).
     unsafe fn write<S: DirectIsa>(&self, s: S, buf: &[f32], nr: usize) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.write_phases(s, &[buf], nr) }
+    }
+
+    /// Writes two stride phases side by side, with the epilogue: row `i` of `buf0` to
+    /// `offs[i]` and row `i` of `buf1` to `offs[i] + 1` ([`paired_phases`]: the pixels of
+    /// column phases 0 and 1 of a stride of 2). Runs of `LANES / 2` offsets two apart
+    /// interleave into whole vectors of consecutive pixels, transposed in registers.
+    ///
+    /// # Safety
+    /// As for [`Scatter::write`], for the elements at `offs[i]` and `offs[i] + 1`.
+    unsafe fn write_pair<S: DirectIsa>(&self, s: S, buf0: &[f32], buf1: &[f32], nr: usize) {
+        // SAFETY: the caller's guarantee, passed on.
+        unsafe { self.write_phases(s, &[buf0, buf1], nr) }
+    }
+
+    /// [`Scatter::write`] (one buffer) or [`Scatter::write_pair`] (two): checks the
+    /// buffers, bias and destination range, then runs the body compiled for `S`.
+    ///
+    /// # Safety
+    /// As for those two.
+    unsafe fn write_phases<S: DirectIsa>(&self, s: S, bufs: &[&[f32]], nr: usize) {
+        assert!(matches!(bufs.len(), 1 | 2), "one or two phases");
         let Some(&max_off) = self.offs.iter().max() else {
             return;
         };
@@ -177,7 +200,7 @@ impl Scatter<'_> {
             return;
         }
         assert!(
-            buf.len() >= self.offs.len() * nr,
+            bufs.iter().all(|b| b.len() >= self.offs.len() * nr),
             "scatter buffer too short"
         );
         assert!(self.n_ch <= nr, "scatter channels beyond the tile");
@@ -186,26 +209,35 @@ impl Scatter<'_> {
             self.bias.is_none_or(|b| b.len() >= self.n_ch),
             "scatter bias"
         );
-        let last = self.base + (self.n_ch - 1) * self.ch_stride + max_off;
         let first = self.dst.at(self.base);
-        // at() asserts last <= len; the element at `last` must exist too.
-        let _ = self.dst.at(last + 1);
+        // at() asserts its index <= len: the last element written (at the last channel's
+        // max_off + bufs.len() - 1) must exist too.
+        let _ = self
+            .dst
+            .at(self.base + (self.n_ch - 1) * self.ch_stride + max_off + bufs.len());
         struct Job<'a, 'b> {
             sc: &'a Scatter<'b>,
-            buf: &'a [f32],
+            bufs: &'a [&'a [f32]],
             nr: usize,
             first: *mut f32,
         }
         impl SimdJob for Job<'_, '_> {
             #[inline(always)]
             fn run<S: DirectIsa>(&mut self, s: S) {
-                // SAFETY: the checks above (write's caller guarantees exclusive access).
-                unsafe { self.sc.write_on(s, self.first, self.buf, self.nr) }
+                let (sc, first, nr) = (self.sc, self.first, self.nr);
+                // SAFETY: the checks above (the caller guarantees exclusive access).
+                unsafe {
+                    match *self.bufs {
+                        [buf] => sc.write_on(s, first, buf, nr),
+                        [buf0, buf1] => sc.write_pair_on(s, first, [buf0, buf1], nr),
+                        _ => unreachable!("one or two phases (checked)"),
+                    }
+                }
             }
         }
         s.dispatch(&mut Job {
             sc: self,
-            buf,
+            bufs,
             nr,
             first,
         });
@@ -244,9 +276,9 @@ impl Scatter<'_> {
     /// would read past the buffer, one float at a time.
     ///
     /// # Safety
-    /// As for `write`, which has checked `buf.len() >= offs.len() * nr`, `n_ch <= nr`, that
-    /// `nr` is a multiple of `LANES`, the bias length, and that `first + ch*ch_stride + off`
-    /// is in `dst` for every `ch < n_ch` and `off` in `offs`.
+    /// As for `write`, whose `write_phases` has checked `buf.len() >= offs.len() * nr`,
+    /// `n_ch <= nr`, that `nr` is a multiple of `LANES`, the bias length, and that
+    /// `first + ch*ch_stride + off` is in `dst` for every `ch < n_ch` and `off` in `offs`.
     #[inline(always)]
     unsafe fn write_on<S: F32Simd>(&self, s: S, first: *mut f32, buf: &[f32], nr: usize) {
         let lanes = S::LANES;
@@ -311,63 +343,13 @@ impl Scatter<'_> {
         }
     }
 
-    /// Writes two stride phases side by side, with the epilogue: row `i` of `buf0` to
-    /// `offs[i]` and row `i` of `buf1` to `offs[i] + 1` ([`paired_phases`]: the pixels of
-    /// column phases 0 and 1 of a stride of 2). Runs of `LANES / 2` offsets two apart
-    /// interleave into whole vectors of consecutive pixels, transposed in registers.
-    ///
-    /// # Safety
-    /// As for [`Scatter::write`], for the elements at `offs[i]` and `offs[i] + 1`.
-    unsafe fn write_pair<S: DirectIsa>(&self, s: S, buf0: &[f32], buf1: &[f32], nr: usize) {
-        let Some(&max_off) = self.offs.iter().max() else {
-            return;
-        };
-        if self.n_ch == 0 {
-            return;
-        }
-        let rows = self.offs.len();
-        assert!(
-            buf0.len() >= rows * nr && buf1.len() >= rows * nr,
-            "scatter buffers too short"
-        );
-        assert!(self.n_ch <= nr, "scatter channels beyond the tile");
-        assert!(nr.is_multiple_of(S::LANES), "scatter tile of whole vectors");
-        assert!(
-            self.bias.is_none_or(|b| b.len() >= self.n_ch),
-            "scatter bias"
-        );
-        let first = self.dst.at(self.base);
-        // at() asserts its index <= len; the element one past the last pair must be too.
-        let _ = self
-            .dst
-            .at(self.base + (self.n_ch - 1) * self.ch_stride + max_off + 2);
-        struct Job<'a, 'b> {
-            sc: &'a Scatter<'b>,
-            bufs: [&'a [f32]; 2],
-            nr: usize,
-            first: *mut f32,
-        }
-        impl SimdJob for Job<'_, '_> {
-            #[inline(always)]
-            fn run<S: DirectIsa>(&mut self, s: S) {
-                // SAFETY: the checks above (write_pair's caller guarantees exclusive access).
-                unsafe { self.sc.write_pair_on(s, self.first, self.bufs, self.nr) }
-            }
-        }
-        s.dispatch(&mut Job {
-            sc: self,
-            bufs: [buf0, buf1],
-            nr,
-            first,
-        });
-    }
-
     /// The body of [`Scatter::write_pair`], compiled for `S`.
     ///
     /// # Safety
-    /// As for `write_pair`, which has checked both buffers hold `offs.len()` rows of `nr`
-    /// (a multiple of `LANES`) floats, `n_ch <= nr`, the bias length, and that
-    /// `first + ch*ch_stride + off + 1` is in `dst` for every `ch < n_ch` and `off` in `offs`.
+    /// As for `write_pair`, whose `write_phases` has checked both buffers hold `offs.len()`
+    /// rows of `nr` (a multiple of `LANES`) floats, `n_ch <= nr`, the bias length, and that
+    /// `first + ch*ch_stride + off + 1` is in `dst` for every `ch < n_ch` and `off` in
+    /// `offs`.
     #[inline(always)]
     unsafe fn write_pair_on<S: F32Simd>(
         &self,
