@@ -306,7 +306,7 @@ impl Scatter<'_> {
                     // SAFETY: reads buf rows i..i+lanes, columns c..c+lanes: c < n_ch <= nr
                     // and nr is a whole number of vectors, so c + lanes <= nr, and
                     // (i + lanes)*nr <= buf.len(). Writes channels c + j < n_ch at pixels
-                    // off + l*step = offs[i + l], l < m: in dst (checked in write).
+                    // off + l*step = offs[i + l], l < m: in dst (checked in write_phases).
                     unsafe {
                         let src = buf.as_ptr().add(i * nr + c);
                         let to = first.add(c * self.ch_stride + off);
@@ -331,7 +331,7 @@ impl Scatter<'_> {
             } else {
                 for ch in 0..self.n_ch {
                     let v = buf[i * nr + ch] + self.bias.map_or(0.0, |b| b[ch]);
-                    // SAFETY: first + ch*ch_stride + off is in dst (checked in write); the
+                    // SAFETY: first + ch*ch_stride + off is in dst (checked in write_phases); the
                     // caller guarantees exclusive access to these elements.
                     unsafe {
                         *first.add(ch * self.ch_stride + off) =
@@ -375,7 +375,7 @@ impl Scatter<'_> {
                     for (p, buf) in bufs.iter().enumerate() {
                         let v = buf[i * nr + ch] + self.bias.map_or(0.0, |b| b[ch]);
                         // SAFETY: first + ch*ch_stride + off + p is in dst (checked in
-                        // write_pair); the caller guarantees exclusive access.
+                        // write_phases); the caller guarantees exclusive access.
                         unsafe {
                             *first.add(ch * self.ch_stride + off + p) =
                                 if self.relu { v.max(0.0) } else { v }
@@ -407,7 +407,7 @@ impl Scatter<'_> {
                 for (j, &col) in cols[..n_out].iter().enumerate() {
                     let v = epilogue(col, c + j);
                     // SAFETY: writes channel c + j < n_ch at off + k for k < 2m, that is
-                    // offs[i + k/2] + k%2, both in dst (checked in write_pair).
+                    // offs[i + k/2] + k%2, both in dst (checked in write_phases).
                     unsafe {
                         let p = first.add((c + j) * self.ch_stride + off);
                         if m == half {
