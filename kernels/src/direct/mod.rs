@@ -1220,8 +1220,9 @@ fn backward_data<S: DirectIsa>(
             };
             for ph in list.chunks(per_task) {
                 let (ry, rx) = (ph[0].0, ph[0].1);
-                let red_lens: Vec<usize> = ph.iter().map(|p| c_out_g * p.2).collect();
-                let red_total: usize = red_lens.iter().sum();
+                // Each phase's reduction length (0 for the second of an unpaired task).
+                let red_lens = [c_out_g * ph[0].2, ph.get(1).map_or(0, |p| c_out_g * p.2)];
+                let red_total = red_lens[0] + red_lens[1];
                 let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
                 // Rows span the batch, as in the forward pass.
                 let npx_img = na_y * na_x;
@@ -1377,14 +1378,8 @@ fn backward_data<S: DirectIsa>(
                         for_each_task(g.g * chunks * blocks, |t| {
                             let (grp, ch, blk) = order.task(t);
                             let gb = grp * blocks + blk;
-                            let vecs = [
-                                &packed[block_of(ats, 0, gb)],
-                                if ph.len() == 2 {
-                                    &packed[block_of(ats, 1, gb)]
-                                } else {
-                                    &[]
-                                },
-                            ];
+                            let vecs =
+                                [&packed[block_of(ats, 0, gb)], &packed[block_of(ats, 1, gb)]];
                             task(grp, ch, blk, vecs);
                         });
                     };
@@ -1430,12 +1425,10 @@ fn backward_data<S: DirectIsa>(
                         Weights::ToPack(w) => {
                             let len0 = blocks_len(g.g, c_in_g, nr, red_lens[0]);
                             with_scratch(blocks_len(g.g, c_in_g, nr, red_total), |packed| {
-                                for (p, &(ry, rx, ..)) in ph.iter().enumerate() {
-                                    let part = if p == 0 {
-                                        &mut packed[..len0]
-                                    } else {
-                                        &mut packed[len0..]
-                                    };
+                                let (part0, part1) = packed.split_at_mut(len0);
+                                for (p, (&(ry, rx, ..), part)) in
+                                    ph.iter().zip([part0, part1]).enumerate()
+                                {
                                     with_index_scratch(red_lens[p], |red_src| {
                                         phase_weight_offsets(g, ry, rx, red_src);
                                         pack_phase(s, g, w, nr, red_src, part);
