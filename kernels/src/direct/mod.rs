@@ -68,11 +68,13 @@ const ROWS_PER_TASK: usize = 192;
 /// Largest `LANES` of any ISA (the epilogue reads whole blocks of this many rows;
 /// backward-weight's lane sums).
 const MAX_LANES: usize = 16;
-/// Reduction steps per pass over a task's rows: the vector operand of one chunk
-/// (`RED_CHUNK * NR` floats, 8 KiB at NR = 16) stays in L1 beside the task's input rows
-/// while every tile of the task consumes it; partial sums wait in the task's buffer in
-/// vector form. 128 measured best of {64, 96, 128, 256} on ResNet-50 conv2/conv4/conv5 and
-/// a CIFAR layer (best-of-3 minimum times, AVX2).
+/// Reduction steps per pass over a task's rows (about: [`run_chunked`] shares a reduction
+/// out in chunks of 96-191 steps, see [`red_chunks`]; the fused backward-weight packing and
+/// the column form cut at exactly this): the vector operand of one chunk (`RED_CHUNK * NR`
+/// floats, 8 KiB at NR = 16) stays in L1 beside the task's input rows while every tile of
+/// the task consumes it; partial sums wait in the task's buffer in vector form. 128
+/// measured best of {64, 96, 128, 256} on ResNet-50 conv2/conv4/conv5 and a CIFAR layer
+/// (best-of-3 minimum times, AVX2).
 const RED_CHUNK: usize = 128;
 /// Floats of a block's packed vector operand beyond which backward-weight packs it chunk
 /// by chunk inside its tasks, where its taps allow (256 KiB: a quarter of Zen 5's and
@@ -126,7 +128,25 @@ pub(crate) fn tile_for<S: DirectIsa>(channels: usize) -> (bool, usize, usize) {
     (wide, ur, nb * S::LANES)
 }
 
-/// Runs `whole` (a task's rows over the whole reduction) in chunks of [`RED_CHUNK`] steps.
+/// The chunks `(r0, r1)` [`run_chunked`] cuts a reduction of `len` steps into: `len` in
+/// [`RED_CHUNK`]s, rounded to the nearest whole number (at least one), the steps then shared
+/// out evenly, so no chunk is a sliver: one chunk below 192 steps, else chunks of 96 to 160
+/// steps. Each chunk costs every tile of the task a load and a store of its accumulators
+/// and a loop start; cut every 128 steps, the 7x7 stem's 147 made a second chunk of 19 (and
+/// LeNet's C3, 150 steps, one of 22) that paid those for a sixth of the FMAs. One chunk of
+/// 147 and of 150: stem forward 1.03x, LeNet C3 forward 1.04-1.05x on AVX-512 (1.04x on
+/// AVX2); ResNet-50's and CIFAR's 3x3 layers (576 steps: four chunks of 144, not 4 x 128 +
+/// 64) and every backward-data timed within 1% (Sapphire Rapids, 1 thread, medians of
+/// 200-300 paired calls, an A/A within 0.5%).
+fn red_chunks(len: usize) -> impl DoubleEndedIterator<Item = (usize, usize)> {
+    let chunks = (len / RED_CHUNK + usize::from(len % RED_CHUNK >= RED_CHUNK / 2)).max(1);
+    // The first `len % chunks` chunks one step longer; no bound exceeds `len`.
+    let (q, rem) = (len / chunks, len % chunks);
+    let start = move |i: usize| i * q + i.min(rem);
+    (0..chunks).map(move |i| (start(i), start(i + 1)))
+}
+
+/// Runs `whole` (a task's rows over the whole reduction) in the chunks of [`red_chunks`].
 pub(crate) fn run_chunked<S: DirectIsa>(
     s: S,
     wide: bool,
@@ -138,9 +158,7 @@ pub(crate) fn run_chunked<S: DirectIsa>(
         buf[..whole.rows.len() * nr].fill(0.0);
         return;
     }
-    let len = whole.red.len();
-    for r0 in (0..len).step_by(RED_CHUNK) {
-        let r1 = len.min(r0 + RED_CHUNK);
+    for (r0, r1) in red_chunks(whole.red.len()) {
         let block = Block {
             src: &whole.src[whole.red.src_shift(r0)..],
             red: whole.red.slice(r0, r1),
@@ -1749,7 +1767,51 @@ impl PackedChunks<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::pixel_offsets;
+    use super::{RED_CHUNK, pixel_offsets, red_chunks};
+
+    /// The reduction's chunks cover `0..len` in order, without gaps or overlap, one chunk
+    /// below `1.5 * RED_CHUNK` steps and otherwise each of `0.75..=1.25 * RED_CHUNK` steps,
+    /// also for lengths whose products with the chunk count would overflow (there the first
+    /// and last few chunks).
+    #[test]
+    fn reduction_chunks_tile_the_reduction_without_slivers() {
+        let check = |len: usize, r0: usize, r1: usize| {
+            let steps = r1.checked_sub(r0).expect("ordered bounds");
+            if len < RED_CHUNK * 3 / 2 {
+                assert_eq!((r0, steps), (0, len), "len {len}: one chunk");
+            } else {
+                assert!(
+                    (RED_CHUNK * 3 / 4..=RED_CHUNK * 5 / 4).contains(&steps),
+                    "len {len}: chunk {r0}..{r1}"
+                );
+            }
+        };
+        for len in (1..5000).chain([100_000, 1 << 20]) {
+            let mut next = 0;
+            for (r0, r1) in red_chunks(len) {
+                assert_eq!(r0, next, "len {len}: chunks must be contiguous");
+                check(len, r0, r1);
+                next = r1;
+            }
+            assert_eq!(
+                next, len,
+                "len {len}: the chunks must end at the reduction's end"
+            );
+        }
+        for len in [1 << 40, usize::MAX / 3, usize::MAX - 1, usize::MAX] {
+            let (mut first, mut last) = (0, len);
+            for (r0, r1) in red_chunks(len).take(3) {
+                assert_eq!(r0, first, "len {len}: first chunks contiguous");
+                check(len, r0, r1);
+                first = r1;
+            }
+            for (r0, r1) in red_chunks(len).rev().take(3) {
+                assert_eq!(r1, last, "len {len}: last chunks contiguous, ending at len");
+                check(len, r0, r1);
+                last = r0;
+            }
+        }
+    }
 
     /// `pixel_offsets` against its formula, over batches, single rows and columns, and
     /// strides that would overflow if an offset past the last row or column were formed.
