@@ -128,20 +128,36 @@ pub(crate) fn tile_for<S: DirectIsa>(channels: usize) -> (bool, usize, usize) {
     (wide, ur, nb * S::LANES)
 }
 
-/// The chunks `(r0, r1)` [`run_chunked`] cuts a reduction of `len` steps into: `len` in
-/// [`RED_CHUNK`]s, rounded to the nearest whole number (at least one), the steps then shared
-/// out evenly, so no chunk is a sliver: one chunk below 192 steps, else chunks of 96 to 160
-/// steps. Each chunk costs every tile of the task a load and a store of its accumulators
-/// and a loop start; cut every 128 steps, the 7x7 stem's 147 made a second chunk of 19 (and
-/// LeNet's C3, 150 steps, one of 22) that paid those for a sixth of the FMAs. One chunk of
-/// 147 and of 150: stem forward 1.03x, LeNet C3 forward 1.04-1.05x on AVX-512 (1.04x on
-/// AVX2); ResNet-50's and CIFAR's 3x3 layers (576 steps: four chunks of 144, not 4 x 128 +
-/// 64) and every backward-data timed within 1% (Sapphire Rapids, 1 thread, medians of
-/// 200-300 paired calls, an A/A within 0.5%).
-fn red_chunks(len: usize) -> impl DoubleEndedIterator<Item = (usize, usize)> {
-    let chunks = (len / RED_CHUNK + usize::from(len % RED_CHUNK >= RED_CHUNK / 2)).max(1);
+/// The chunks `(r0, r1)` a reduction of `len` steps is cut into, for chunks of about `chunk`
+/// steps ([`RED_CHUNK`] in [`run_chunked`]; the pointwise form's column chunks): `len /
+/// chunk` rounded to the nearest whole number (at least one; none for an empty reduction),
+/// the steps then shared out evenly, so no chunk is a sliver: one chunk below `1.5 * chunk`
+/// steps, else chunks of `0.75 * chunk` to `1.25 * chunk`.
+///
+/// Each chunk costs every tile of the task a load and a store of its accumulators and a loop
+/// start; cut every 128 steps, the 7x7 stem's 147 made a second chunk of 19 (and LeNet's C3,
+/// 150 steps, one of 22) that paid those for a sixth of the FMAs. One chunk of 147 and of
+/// 150: stem forward 1.03x, LeNet C3 forward 1.04-1.05x on AVX-512 (1.04x on AVX2);
+/// ResNet-50's and CIFAR's 3x3 layers (576 steps: four chunks of 144, not 4 x 128 + 64) and
+/// every backward-data timed within 1%. In the pointwise form (128-step column chunks on
+/// AVX-512, 256 on AVX2), DenseNet-121's 1x1 layers over 160 channels at 56x56 ran 1.04x
+/// forward, over 288 and 416 at 28x28 1.02x and 1.01x (AVX2: 288 1.04x), ResNet-50's
+/// (whole chunks already) and backward-data's (128 output channels) 1.00x. Sapphire
+/// Rapids, 1 thread, medians of 150-300 paired calls, an A/A within 0.5%.
+pub(super) fn red_chunks(
+    len: usize,
+    chunk: usize,
+) -> impl DoubleEndedIterator<Item = (usize, usize)> {
+    let chunk = chunk.max(1);
+    let chunks = match len {
+        0 => 0,
+        _ => (len / chunk + usize::from(2 * (len % chunk) >= chunk)).max(1),
+    };
     // The first `len % chunks` chunks one step longer; no bound exceeds `len`.
-    let (q, rem) = (len / chunks, len % chunks);
+    let (q, rem) = (
+        len.checked_div(chunks).unwrap_or(0),
+        len.checked_rem(chunks).unwrap_or(0),
+    );
     let start = move |i: usize| i * q + i.min(rem);
     (0..chunks).map(move |i| (start(i), start(i + 1)))
 }
@@ -158,7 +174,7 @@ pub(crate) fn run_chunked<S: DirectIsa>(
         buf[..whole.rows.len() * nr].fill(0.0);
         return;
     }
-    for (r0, r1) in red_chunks(whole.red.len()) {
+    for (r0, r1) in red_chunks(whole.red.len(), RED_CHUNK) {
         let block = Block {
             src: &whole.src[whole.red.src_shift(r0)..],
             red: whole.red.slice(r0, r1),
@@ -1770,47 +1786,61 @@ mod tests {
     use super::{RED_CHUNK, pixel_offsets, red_chunks};
 
     /// The reduction's chunks cover `0..len` in order, without gaps or overlap, one chunk
-    /// below `1.5 * RED_CHUNK` steps and otherwise each of `0.75..=1.25 * RED_CHUNK` steps,
-    /// also for lengths whose products with the chunk count would overflow (there the first
-    /// and last few chunks).
+    /// below `1.5 * chunk` steps and otherwise each of `0.75..=1.25 * chunk` steps (rounded
+    /// out), for the chunk sizes the kernels use and odd ones, also for lengths whose
+    /// products with the chunk count would overflow (there the first and last few chunks).
     #[test]
     fn reduction_chunks_tile_the_reduction_without_slivers() {
-        let check = |len: usize, r0: usize, r1: usize| {
-            let steps = r1.checked_sub(r0).expect("ordered bounds");
-            if len < RED_CHUNK * 3 / 2 {
-                assert_eq!((r0, steps), (0, len), "len {len}: one chunk");
-            } else {
-                assert!(
-                    (RED_CHUNK * 3 / 4..=RED_CHUNK * 5 / 4).contains(&steps),
-                    "len {len}: chunk {r0}..{r1}"
+        for chunk in [RED_CHUNK, 1, 3, 64, 128, 256, 512, 4096] {
+            let check = |len: usize, r0: usize, r1: usize| {
+                let steps = r1.checked_sub(r0).expect("ordered bounds");
+                if 2 * len < 3 * chunk {
+                    assert_eq!((r0, steps), (0, len), "len {len}, chunk {chunk}: one chunk");
+                } else {
+                    assert!(
+                        4 * steps + 3 >= 3 * chunk && 4 * steps <= 5 * chunk + 3,
+                        "len {len}, chunk {chunk}: chunk {r0}..{r1}"
+                    );
+                }
+            };
+            for len in (1..3000).chain([100_000, 1 << 20]) {
+                let mut next = 0;
+                for (r0, r1) in red_chunks(len, chunk) {
+                    assert_eq!(
+                        r0, next,
+                        "len {len}, chunk {chunk}: chunks must be contiguous"
+                    );
+                    check(len, r0, r1);
+                    next = r1;
+                }
+                assert_eq!(
+                    next, len,
+                    "len {len}, chunk {chunk}: must end at the reduction's end"
                 );
             }
-        };
-        for len in (1..5000).chain([100_000, 1 << 20]) {
-            let mut next = 0;
-            for (r0, r1) in red_chunks(len) {
-                assert_eq!(r0, next, "len {len}: chunks must be contiguous");
-                check(len, r0, r1);
-                next = r1;
-            }
-            assert_eq!(
-                next, len,
-                "len {len}: the chunks must end at the reduction's end"
-            );
-        }
-        for len in [1 << 40, usize::MAX / 3, usize::MAX - 1, usize::MAX] {
-            let (mut first, mut last) = (0, len);
-            for (r0, r1) in red_chunks(len).take(3) {
-                assert_eq!(r0, first, "len {len}: first chunks contiguous");
-                check(len, r0, r1);
-                first = r1;
-            }
-            for (r0, r1) in red_chunks(len).rev().take(3) {
-                assert_eq!(r1, last, "len {len}: last chunks contiguous, ending at len");
-                check(len, r0, r1);
-                last = r0;
+            for len in [1 << 40, usize::MAX / 3, usize::MAX - 1, usize::MAX] {
+                let (mut first, mut last) = (0, len);
+                for (r0, r1) in red_chunks(len, chunk).take(3) {
+                    assert_eq!(r0, first, "len {len}: first chunks contiguous");
+                    check(len, r0, r1);
+                    first = r1;
+                }
+                for (r0, r1) in red_chunks(len, chunk).rev().take(3) {
+                    assert_eq!(r1, last, "len {len}: last chunks contiguous, ending at len");
+                    check(len, r0, r1);
+                    last = r0;
+                }
             }
         }
+        assert_eq!(
+            red_chunks(0, RED_CHUNK).count(),
+            0,
+            "an empty reduction has no chunks"
+        );
+        // The cases that motivated it: the 7x7 stem's 147 steps and LeNet C3's 150 in one
+        // chunk each, not 128 and a sliver.
+        assert_eq!(red_chunks(147, RED_CHUNK).collect::<Vec<_>>(), [(0, 147)]);
+        assert_eq!(red_chunks(150, RED_CHUNK).collect::<Vec<_>>(), [(0, 150)]);
     }
 
     /// `pixel_offsets` against its formula, over batches, single rows and columns, and

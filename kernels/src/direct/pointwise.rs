@@ -38,7 +38,7 @@
 //! or once in a plan), so both passes read `A` with `w_row = k`, `w_red = 1`.
 
 use super::tile::{Block, Out, Red, Rows};
-use super::{DirectIsa, SimdJob};
+use super::{DirectIsa, SimdJob, red_chunks};
 use crate::Pass;
 use crate::parallel::{SharedMut, for_each_chunk_mut, for_each_task, threads, with_scratch};
 use crate::params::ConvGeom;
@@ -95,12 +95,21 @@ const MIN_TASKS_PER_THREAD: usize = 4;
 const MIN_TILES: usize = 4;
 /// Pixels per task (rounded to whole vector columns).
 const PANEL_PIXELS: usize = 256;
-/// Floats of one packed column chunk (`NR` pixels x the chunk): 16 KiB.
+/// Floats of one packed column chunk (`NR` pixels x the chunk): 16 KiB, or up to 1.5x that
+/// where a reduction is shared out in chunks (see [`chunk`]).
 const CHUNK_FLOATS: usize = 4 * 1024;
 
-/// Reduction steps per packed column chunk for vectors of `nr` pixels.
+/// Reduction steps per packed column chunk for vectors of `nr` pixels, about: a reduction is
+/// shared out in balanced chunks of this size (see `red_chunks` in `mod.rs`).
 fn chunk(nr: usize) -> usize {
     (CHUNK_FLOATS / nr).max(1)
+}
+
+/// The most steps any chunk of a `k`-step reduction gets (the first is the longest).
+fn longest_chunk(k: usize, nr: usize) -> usize {
+    red_chunks(k, chunk(nr))
+        .next()
+        .map_or(0, |(k0, k1)| k1 - k0)
 }
 
 /// True when a data pass (forward, or backward-data) over geometry `g` takes the pointwise
@@ -295,7 +304,7 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, pw: &Pointwise<'_>, out: SharedMut)
         // Scratch outside the dispatched body (a closure in there would lose the ISA's
         // features): the tiles' buffer and one packed column chunk.
         let buf_len = tiles * ur * nr;
-        with_scratch(buf_len + chunk(nr).min(k) * nr, |scratch| {
+        with_scratch(buf_len + longest_chunk(k, nr) * nr, |scratch| {
             let (buf, col) = scratch.split_at_mut(buf_len);
             s.dispatch(&mut Task {
                 pw,
@@ -346,7 +355,6 @@ impl SimdJob for Task<'_, '_> {
         let grp = self.ig % pw.groups;
         let src = &pw.src[self.ig * k * p..][..k * p];
         let cols = self.width.div_ceil(nr);
-        let kc = chunk(nr);
         let w = &pw.w[grp * m * k..][..m * k];
         // The weight offsets of each row tile's channels (entries past row m are never used).
         let mut offs = [0usize; MAX_TILES * MAX_UR];
@@ -372,8 +380,7 @@ impl SimdJob for Task<'_, '_> {
             if k == 0 {
                 self.buf.fill(0.0);
             }
-            for k0 in (0..k).step_by(kc) {
-                let k1 = k.min(k0 + kc);
+            for (k0, k1) in red_chunks(k, chunk(nr)) {
                 let last = k1 == k;
                 // The column's chunk, packed [kk][NR] (zero past the plane's last pixel).
                 let packed = &mut self.col[..(k1 - k0) * nr];
