@@ -3,8 +3,9 @@
 
 It runs `convnet peak` and `convnet bench --json` (every algorithm but the reference, every
 pass, 1 and 2 threads) on the named suite and, when PyTorch is importable, times PyTorch's
-conv2d / conv_transpose2d (oneDNN on CPU) on the same shapes, passes and thread counts in the
-same run. PyTorch is never a dependency of the crates; on Debian get it with
+conv2d / conv_transpose2d on the same shapes, passes and thread counts in the same run, noting
+the backend PyTorch picked (oneDNN, or where it falls back to its own, oneDNN called directly
+for the forward pass). PyTorch is never a dependency of the crates; on Debian get it with
 
     apt-get install python3-torch
     /usr/bin/python3 scripts/benchmarks.py            # the python3 that has torch
@@ -42,8 +43,28 @@ def convnet(*args):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+def torch_backend(torch, x, w, stride, padding, dilation, transposed, output_padding, groups):
+    """The backend PyTorch's convolution picks for these operands (on the current thread
+    count), lower-case: "mkldnn" is oneDNN; None where this PyTorch cannot say."""
+    try:
+        b = torch._C._select_conv_backend(x, w, None, list(stride), list(padding), list(dilation),
+                                          transposed, list(output_padding), groups)
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+    return str(b).rsplit(".", 1)[-1].lower()
+
+
 def torch_times(rows, threads, passes):
-    """Median ms of PyTorch on each (shape id, pass), or {} without torch."""
+    """PyTorch on each (shape id, pass): `{(id, pass): (median ms, backend)}`, or {} without
+    torch. The backend is the one `conv2d` / `conv_transpose2d` picked ("mkldnn" is oneDNN);
+    where that is not oneDNN and the pass is a normal forward, oneDNN is timed too, called
+    directly, as `(id, "fwd_onednn")`.
+
+    PyTorch 1.13 leaves oneDNN for its own im2col path (Slow2d) on a 1x1 layer at a batch
+    under 16 on one thread, and always for transposed convolutions (SlowTranspose2d); Debian's
+    build runs those on a generic BLAS at 3-5 GFLOP/s, which is no oneDNN yardstick. Its
+    backward passes reselect the backend the same way (also after `mkldnn_convolution`), so
+    only the forward pass can be forced onto oneDNN."""
     try:
         import torch
         import torch.nn.functional as F
@@ -58,22 +79,36 @@ def torch_times(rows, threads, passes):
         pt, pb, pl, pr = g["pad"]
         sym = pt == pb and pl == pr
         stride, dilation = tuple(g["stride"]), tuple(g["dilation"])
+        onednn = None
         if g["transposed"]:
             w = torch.randn(g["c"], g["k"] // g["groups"], g["r"], g["s"])
+            backend = torch_backend(torch, x, w, stride, (pt, pl), dilation, True, g["output_padding"], g["groups"])
 
             def fwd(x, w):
                 return F.conv_transpose2d(x, w, None, stride, (pt, pl), tuple(g["output_padding"]), g["groups"], dilation)
         else:
             w = torch.randn(g["k"], g["c"] // g["groups"], g["r"], g["s"])
+            pad = (pt, pl) if sym else (0, 0)
+            xp = x if sym else F.pad(x, (pl, pr, pt, pb))
+            backend = torch_backend(torch, xp, w, stride, pad, dilation, False, (0, 0), g["groups"])
 
             def fwd(x, w):
                 xp = x if sym else F.pad(x, (pl, pr, pt, pb))
-                return F.conv2d(xp, w, None, stride, (pt, pl) if sym else 0, dilation, g["groups"])
+                return F.conv2d(xp, w, None, stride, pad, dilation, g["groups"])
+
+            if backend != "mkldnn" and hasattr(torch, "mkldnn_convolution"):
+                def onednn():
+                    with torch.no_grad():
+                        xp = x if sym else F.pad(x, (pl, pr, pt, pb))
+                        torch.mkldnn_convolution(xp, w, None, list(pad), list(stride), list(dilation), g["groups"])
         with torch.no_grad():
             y = fwd(x, w)
         gy = torch.randn_like(y)
-        for p in passes:
-            if p == "fwd":
+        timed = list(passes) + (["fwd_onednn"] if "fwd" in passes and onednn else [])
+        for p in timed:
+            if p == "fwd_onednn":
+                step = onednn
+            elif p == "fwd":
                 def step():
                     with torch.no_grad():
                         fwd(x, w)
@@ -96,7 +131,7 @@ def torch_times(rows, threads, passes):
                 step()
                 times.append((time.perf_counter() - t0) * 1e3)
             ms = statistics.median(times)
-            results[(shape_id, p)] = ms
+            results[(shape_id, p)] = (ms, "mkldnn" if p == "fwd_onednn" else backend)
     return results
 
 
@@ -109,8 +144,9 @@ def svg_plot(rows, path, threads):
     val = {}
     for r in fwd:
         val[(r["shape"], r["algo"])] = r["gflops"]
-        if "torch_gflops" in r:
-            val[(r["shape"], "pytorch")] = r["torch_gflops"]
+        y = yardstick(r)
+        if y and y[2]:
+            val[(r["shape"], "pytorch")] = y[0]
     top = max(val.values()) if val else 1
     bw, gap, h, left, bottom = 7, 14, 320, 60, 150
     width = left + len(shapes) * (len(algos) * bw + gap) + 20
@@ -147,6 +183,21 @@ def write_atomically(path, text):
     os.replace(tmp, path)
 
 
+def yardstick(r):
+    """`(GFLOP/s, cell, is_onednn)` of PyTorch for a convnet row, or None: oneDNN as PyTorch
+    picked it; oneDNN called directly where PyTorch picked another backend (forward only,
+    marked [d], with what `conv2d` itself ran beside it); else PyTorch's own backend, named."""
+    tg, backend = r.get("torch_gflops"), r.get("torch_backend")
+    if not tg:
+        return None
+    if backend in ("mkldnn", None):
+        return tg, f"{tg:.1f}", True
+    if r.get("onednn_gflops"):
+        dg = r["onednn_gflops"]
+        return dg, f"{dg:.1f} [d] (conv2d: {tg:.1f} {backend})", True
+    return tg, f"{tg:.1f} [{backend}]", False
+
+
 def scaling_table(rows, threads, passes):
     """The direct kernel's speed on the most threads over its speed on one, per pass and shape
     (issue 4 asks for >= 1.8x on shapes with >= 64 channels), beside PyTorch's."""
@@ -165,7 +216,16 @@ def scaling_table(rows, threads, passes):
                 continue
             torch = "-"
             if one.get("torch_ms") and more.get("torch_ms"):
-                torch = f"{one['torch_ms'] / more['torch_ms']:.2f}"
+                ratio = one["torch_ms"] / more["torch_ms"]
+                b1, b2 = one.get("torch_backend"), more.get("torch_backend")
+                if b1 == b2 and b1 in ("mkldnn", None):
+                    torch = f"{ratio:.2f}"
+                elif b2 == "mkldnn" and one.get("onednn_ms"):
+                    # oneDNN called directly on 1 thread, picked by PyTorch on more.
+                    torch = f"{one['onednn_ms'] / more['torch_ms']:.2f} [d]"
+                else:
+                    # Not oneDNN, or a different backend on each thread count.
+                    torch = f"({ratio:.2f}: {b1} / {b2})" if b1 != b2 else f"({ratio:.2f} {b1})"
             lines.append(f"| {shape} | {p} | {one['gflops']:.1f} | {more['gflops']:.1f} | {more['gflops'] / one['gflops']:.2f} | {torch} |")
     return lines
 
@@ -209,8 +269,14 @@ def main():
             r = dict(first, ms=ms, gflops=first["gflops"] * scale, pct_peak=first["pct_peak"] * scale)
             tms = [tr[key[0], key[2]] for tr in torch_rounds if (key[0], key[2]) in tr]
             if tms:
-                r["torch_ms"] = statistics.median(tms)
+                r["torch_ms"] = statistics.median(t for t, _ in tms)
                 r["torch_gflops"] = r["gflops"] * ms / r["torch_ms"]
+                r["torch_backend"] = tms[0][1]
+            # oneDNN called directly, where PyTorch's own pick was not oneDNN.
+            dms = [tr[key[0], "fwd_onednn"] for tr in torch_rounds if key[2] == "fwd" and (key[0], "fwd_onednn") in tr]
+            if dms:
+                r["onednn_ms"] = statistics.median(t for t, _ in dms)
+                r["onednn_gflops"] = r["gflops"] * ms / r["onednn_ms"]
             rows.append(r)
         measure_peaks()
         peak_runs += 1
@@ -225,6 +291,12 @@ def main():
         "for every algorithm (Winograd's are effective rates); % peak is against the peak `convnet bench` measures in its own run (the table below is the best of "
         f"{peak_runs} runs of `convnet peak`, at the start and after each thread count's sweeps).",
         "",
+        "PyTorch is the yardstick for oneDNN, but PyTorch 1.13 leaves oneDNN for its own im2col path on a 1x1 layer at a "
+        "batch under 16 on one thread, and for every transposed convolution (col2im); Debian's build runs those on a "
+        "generic BLAS at 3-5 GFLOP/s. There a forward cell times oneDNN called directly (`torch.mkldnn_convolution`, NCHW "
+        "in and out, marked [d], with what `conv2d` ran beside it); a backward pass cannot be forced onto oneDNN, so its "
+        "cell names the backend PyTorch ran, and the ratio, in parentheses, is no oneDNN comparison.",
+        "",
         "| ISA | threads | peak GFLOP/s |",
         "| --- | --- | --- |",
     ]
@@ -238,7 +310,8 @@ def main():
             have_torch = any("torch_gflops" in r for r in sel)
             lines += ["", f"## {p}, {t} thread(s)", "",
                       "GFLOP/s (and % of peak) per algorithm; the winner in bold; what Auto chose and its ratio to the winner"
-                      + ("; PyTorch (oneDNN) on the same shape, and the winner's speed relative to it." if have_torch else "."), ""]
+                      + ("; PyTorch's oneDNN on the same shape (see the note above on [d] and bracketed backends), "
+                         "and the winner's speed relative to it." if have_torch else "."), ""]
             head = ["shape"] + algos + ["auto", "auto / best"] + (["pytorch", "best / pytorch"] if have_torch else [])
             lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
             for shape in dict.fromkeys(r["shape"] for r in sel):
@@ -255,8 +328,12 @@ def main():
                 cells.append(auto["kernel"] if auto else "-")
                 cells.append(f"{auto['gflops'] / best['gflops']:.2f}" if auto else "-")
                 if have_torch:
-                    tg = best.get("torch_gflops")
-                    cells += [f"{tg:.1f}" if tg else "-", f"{best['gflops'] / tg:.2f}" if tg else "-"]
+                    y = yardstick(best)
+                    if y is None:
+                        cells += ["-", "-"]
+                    else:
+                        ratio = f"{best['gflops'] / y[0]:.2f}"
+                        cells += [y[1], ratio if y[2] else f"({ratio})"]
                 lines.append("| " + " | ".join(cells) + " |")
     lines += scaling_table(rows, threads, passes)
     lines += ["", f"![forward GFLOP/s per shape and algorithm]({os.path.basename(args.svg)})", ""]
