@@ -88,19 +88,21 @@ def torch_times(rows, threads, passes):
                 return F.conv_transpose2d(x, w, None, stride, (pt, pl), tuple(g["output_padding"]), g["groups"], dilation)
         else:
             w = torch.randn(g["k"], g["c"] // g["groups"], g["r"], g["s"])
+            # Asymmetric padding goes in an explicit pad, timed with the convolution.
             pad = (pt, pl) if sym else (0, 0)
-            xp = x if sym else F.pad(x, (pl, pr, pt, pb))
-            backend = torch_backend(torch, xp, w, stride, pad, dilation, False, (0, 0), g["groups"])
+
+            def padded(x):
+                return x if sym else F.pad(x, (pl, pr, pt, pb))
+
+            backend = torch_backend(torch, padded(x), w, stride, pad, dilation, False, (0, 0), g["groups"])
 
             def fwd(x, w):
-                xp = x if sym else F.pad(x, (pl, pr, pt, pb))
-                return F.conv2d(xp, w, None, stride, pad, dilation, g["groups"])
+                return F.conv2d(padded(x), w, None, stride, pad, dilation, g["groups"])
 
             if backend != "mkldnn" and hasattr(torch, "mkldnn_convolution"):
                 def onednn():
                     with torch.no_grad():
-                        xp = x if sym else F.pad(x, (pl, pr, pt, pb))
-                        torch.mkldnn_convolution(xp, w, None, list(pad), list(stride), list(dilation), g["groups"])
+                        torch.mkldnn_convolution(padded(x), w, None, list(pad), list(stride), list(dilation), g["groups"])
         with torch.no_grad():
             y = fwd(x, w)
         gy = torch.randn_like(y)
