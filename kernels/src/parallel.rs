@@ -237,6 +237,7 @@ impl SharedMut {
         self.at(offset)
     }
     /// The pointer to element `offset`, which must be `<= len`.
+    #[inline]
     pub(crate) fn at(self, offset: usize) -> *mut f32 {
         assert!(
             offset <= self.len,

@@ -27,7 +27,9 @@
 //! spend half its FMAs on missing channels); where that tile runs two rows (the banded
 //! form on 16-lane ISAs), rows of 3.5 vectors or a little less (AlexNet's 56-pixel
 //! backward-data phases) pair the two rows' half-used last vectors into one, 21 FMAs a step
-//! instead of 24 (`RowJob::tile_paired`). The input is a zero-padded copy wide enough
+//! instead of 24 (`RowJob::tile_paired`); other rows whose tap rows step through the source a
+//! row at a time (the stems' backward-data phases) load each source row once for both
+//! rows (`few_channels_shared`). The input is a zero-padded copy wide enough
 //! for whole vectors. A row at least a tile wide ends with a tile shifted left to end at
 //! the row's end, so every vector it stores is whole; in a narrower row the partial
 //! vectors compute on padding and only their valid lanes are stored. In flat mode (narrow
@@ -541,6 +543,7 @@ fn forward<S: DirectIsa>(
                         bias: bias.map(|bias| &bias[oc0..oc0 + n_ch]),
                         relu,
                         stage: None,
+                        shared: None,
                     };
                     s.dispatch(&mut job);
                 });
@@ -605,6 +608,39 @@ pub(super) struct RowJob<'a> {
     /// Partial sums carried between reduction chunks, `None` when `red` is the whole
     /// reduction.
     pub stage: Option<Stage>,
+    /// How `red`'s tap rows step through the source rows, where two-row tiles can share
+    /// them (see [`SharedRows`]).
+    pub shared: Option<SharedRows>,
+}
+
+/// A reduction list (`RowJob::red`) that runs, per source channel, over `t` tap rows of `tx`
+/// taps each, every tap row reading the source row next to the one the tap row before it
+/// reads: the row below where `down` (`red[r + tx] == red[r] + row_step`: a forward pass's
+/// taps), the row above otherwise (backward-data's phases, whose taps run up the gradient).
+/// Two output rows `row_step` apart then read the same source rows a tap row apart, and
+/// the two-row tile loads each once for both ([`few_channels_shared`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct SharedRows {
+    pub t: usize,
+    pub tx: usize,
+    pub down: bool,
+}
+
+impl SharedRows {
+    /// The sharing `red` allows as `t` tap rows of `tx` taps per channel, output rows
+    /// `row_step` floats apart; `None` where its tap rows do not step by one source row (a
+    /// dilated or strided axis), or there is one tap row (nothing to share).
+    pub(super) fn find(red: &[usize], t: usize, tx: usize, row_step: usize) -> Option<Self> {
+        let steps = t.checked_mul(tx)?;
+        if t < 2 || steps == 0 || !red.len().is_multiple_of(steps) {
+            return None;
+        }
+        // Every step r of a tap row with a next one (r + tx) in the same channel.
+        let pairs = || (0..red.len()).filter(|r| r % steps / tx + 1 < t);
+        let down = pairs().all(|r| red[r].checked_add(row_step) == Some(red[r + tx]));
+        let up = pairs().all(|r| red[r + tx].checked_add(row_step) == Some(red[r]));
+        (down || up).then_some(SharedRows { t, tx, down })
+    }
 }
 
 /// Where a tile sits: its first output row and pixel, how many of its rows the job has, and
@@ -801,7 +837,23 @@ impl RowJob<'_> {
                 }
             }
         }
-        if J == NJ_FEW {
+        let shared = self.shared.filter(|_| J == NJ_FEW && UR == 2 && nrows == 2);
+        if let Some(SharedRows { t, tx, down }) = shared {
+            // Tap rows stepping down the source (forward passes): the rows' roles swap, row
+            // 1's tap row m reading what row 0's m + 1 reads.
+            let (a, b) = if down { (1, 0) } else { (0, 1) };
+            let pair = few_channels_shared::<S, J, NVEC>(
+                s,
+                [acc[a], acc[b]],
+                (src, w),
+                self.red.list,
+                (t, tx),
+                &[offs[a], offs[b]],
+                ox0,
+            );
+            acc[a] = pair[0];
+            acc[b] = pair[1];
+        } else if J == NJ_FEW {
             // A function of its own, taking and returning the tile by value: inline here,
             // the two-row tile's sums went through memory at every step.
             acc = few_channels::<S, UR, J, NVEC>(s, acc, (src, w), self.red.list, offs, ox0);
@@ -1130,6 +1182,81 @@ fn few_channels_paired<S: DirectIsa, const J: usize, const NF: usize>(
         }
     }
     (acc, ends)
+}
+
+/// [`few_channels`] for two rows over a reduction whose tap rows step up the source a row
+/// at a time ([`SharedRows`]; the caller swaps the rows where they step down): row 1's tap
+/// row `m + 1` reads the source row that row 0's tap row `m` reads, so each such row is
+/// loaded once for both, and each tap's weights broadcast once for both rows (row 1's at
+/// one source row, row 0's at the next). Per channel and tap column, `t + 1` source rows
+/// feed `2 * t` tap rows: the ResNet-50 stem's backward-data phases (`t` = 3 and 4) load
+/// 5/8 or 2/3 of the vectors [`few_channels`] does, 1.07x (AVX-512, 1 thread, in-process
+/// paired median). The sums run per channel over tap columns, then tap rows: another
+/// order than [`few_channels`]'s, so a job's tiles all take this path or none (a band's
+/// last single row aside, which is a tile of its own).
+/// The caller has checked the reads of the two-row tile (`in_bounds`); every load here is
+/// one that tile makes.
+#[inline(always)]
+fn few_channels_shared<S: DirectIsa, const J: usize, const NVEC: usize>(
+    s: S,
+    mut acc: [[[S::V; NVEC]; J]; 2],
+    (src, w): (*const f32, *const f32),
+    red: &[usize],
+    (t, tx): (usize, usize),
+    offs: &[usize; 2],
+    ox0: usize,
+) -> [[[S::V; NVEC]; J]; 2] {
+    let l = S::LANES;
+    let taps = t * tx;
+    if taps == 0 {
+        return acc;
+    }
+    let bcast = |r: usize| -> [S::V; J] {
+        // SAFETY: r*J + j < red.len()*J <= w.len() (checked by the caller).
+        std::array::from_fn(|j| unsafe { s.broadcast(w.add(r * J + j)) })
+    };
+    for base in (0..red.len()).step_by(taps) {
+        for kx in 0..tx {
+            let r = base + kx;
+            let mut wc = bcast(r);
+            // Row 1's first tap row, whose source row row 0 does not read.
+            let p1 = red[r] + offs[1] + ox0;
+            for v in 0..NVEC {
+                // SAFETY: row 1's read of step r (checked by the caller).
+                let x = unsafe { s.load(src.add(p1 + v * l)) };
+                for (a, wj) in acc[1].iter_mut().zip(&wc) {
+                    a[v] = s.mul_add(*wj, x, a[v]);
+                }
+            }
+            for m in 0..t - 1 {
+                let r0 = base + m * tx + kx;
+                let wn = bcast(r0 + tx);
+                let p0 = red[r0] + offs[0] + ox0;
+                for v in 0..NVEC {
+                    // SAFETY: row 0's read of step r0 (checked by the caller), which is also
+                    // row 1's of step r0 + tx.
+                    let x = unsafe { s.load(src.add(p0 + v * l)) };
+                    let [a0, a1] = &mut acc;
+                    for (((a0, a1), w0), w1) in a0.iter_mut().zip(a1).zip(&wc).zip(&wn) {
+                        a0[v] = s.mul_add(*w0, x, a0[v]);
+                        a1[v] = s.mul_add(*w1, x, a1[v]);
+                    }
+                }
+                wc = wn;
+            }
+            // Row 0's last tap row, whose source row row 1 does not read.
+            let r0 = base + (t - 1) * tx + kx;
+            let p0 = red[r0] + offs[0] + ox0;
+            for v in 0..NVEC {
+                // SAFETY: row 0's read of its last step in this column (checked by the caller).
+                let x = unsafe { s.load(src.add(p0 + v * l)) };
+                for (a, wj) in acc[0].iter_mut().zip(&wc) {
+                    a[v] = s.mul_add(*wj, x, a[v]);
+                }
+            }
+        }
+    }
+    acc
 }
 
 /// The few-channel tile's sums (`J = NJ_FEW`): per reduction step `J` weight broadcasts,

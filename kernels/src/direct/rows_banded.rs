@@ -42,7 +42,8 @@
 
 use super::DirectIsa;
 use super::rows::{
-    NJ_FEW, NV_FEW_NARROW, RedList, RowJob, Stage, UR_FEW_NARROW, UR_FEW_WIDE, nj_for, nv, ur_for,
+    NJ_FEW, NV_FEW_NARROW, RedList, RowJob, SharedRows, Stage, UR_FEW_NARROW, UR_FEW_WIDE, nj_for,
+    nv, ur_for,
 };
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
 use crate::params::ConvGeom;
@@ -522,6 +523,17 @@ fn run<S: DirectIsa>(
         .windows(2)
         .map(|at| RedList::new(&red_all[at[0]..at[1]]))
         .collect();
+    // Per (chunk, phase): whether the phase's tap rows step through the buffer a row at a
+    // time (undilated rows: every backward-data phase of the stems), which two-row tiles
+    // then load once for both rows.
+    let shared: Vec<Option<SharedRows>> =
+        p.y.taps
+            .iter()
+            .flat_map(|ty| p.x.taps.iter().map(move |tx| (ty.len(), tx.len())))
+            .cycle()
+            .zip(&reds)
+            .map(|((t, tx), red)| SharedRows::find(red.list(), t, tx, p.a * cols))
+            .collect();
     // Column phase e's columns c in lo..hi of a buffer row hold the source row's columns
     // from `from` (b * lo + e + d_min_x) on, every b-th; the rest are zeros.
     let seg_cols: Vec<(usize, usize, usize)> = (0..cols / phase_cols)
@@ -627,6 +639,7 @@ fn run<S: DirectIsa>(
                                     first: chunk == 0,
                                     last: chunk + 1 == chunks,
                                 }),
+                                shared: shared[chunk * phases + phase],
                             };
                             s.dispatch(&mut job);
                         }
