@@ -299,8 +299,9 @@ boundary_cases! {
     // forward with few output channels over planes past a band's bytes (a vertical stride,
     // dilation, asymmetric padding). Every banded pass splits into two or more bands; the
     // 64-channel sources span several reduction chunks at 8 and 16 lanes (emu16 on any
-    // host). At 16 lanes, bands of 4 rows or more run the 3-channel tile two rows at a
-    // time, loading each source row once for both where the tap rows step a source row at a
+    // host). At 16 lanes, bands of 4 rows or more run the 3- and 6-channel tiles two rows
+    // at a time (the 6-channel one: the 5-channel forward pass below), the 3-channel one
+    // loading each source row once for both where the tap rows step a source row at a
     // time (backward-data's phases upwards, the forward passes downwards, also the one with
     // stride 2 and dilation 2; a band's single last row alone): batches of 4 whose phases' 13 rows make bands of 6, 6 and 1 (the stem, in two
     // reduction chunks) and whose 7 rows make bands of 4 and 3 (11x11 stride 4, one chunk),

@@ -42,8 +42,8 @@
 
 use super::DirectIsa;
 use super::rows::{
-    NJ_FEW, NV_FEW_NARROW, RedList, RowJob, SharedRows, Stage, UR_FEW_NARROW, UR_FEW_WIDE, nj_for,
-    nv, ur_for,
+    NJ, NJ_FEW, NV_FEW_NARROW, RedList, RowJob, SharedRows, Stage, UR_FEW_NARROW, UR_FEW_WIDE,
+    UR_WIDE, nj_for, nv, ur_for,
 };
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
 use crate::params::ConvGeom;
@@ -440,6 +440,8 @@ fn run<S: DirectIsa>(
     // them where bands have 8; else 2 rows where bands have 4: the stems' backward-data
     // 1.15-1.25x (AVX-512, Zen 5).
     let wide = nj == NJ_FEW && S::LANES >= 16;
+    // Likewise the 6-channel shape, 2 rows where bands have 4.
+    let wide_nj = nj == NJ && S::LANES >= 16;
     let narrow_span = NV_FEW_NARROW * S::LANES;
     let narrow = (wide && cols_all <= narrow_span)
         .then(|| layout(narrow_span, UR_FEW_NARROW))
@@ -458,17 +460,26 @@ fn run<S: DirectIsa>(
         Some(l) => (narrow_span, l),
         None => {
             let span = nv(nj) * S::LANES;
-            (span, layout(span, if wide { UR_FEW_WIDE } else { 1 }))
+            let ur_max = if wide {
+                UR_FEW_WIDE
+            } else if wide_nj {
+                UR_WIDE
+            } else {
+                1
+            };
+            (span, layout(span, ur_max))
         }
     };
     let ur = if narrow_tile {
         UR_FEW_NARROW
     } else if wide && band >= 2 * UR_FEW_WIDE {
         UR_FEW_WIDE
+    } else if wide_nj && band >= 2 * UR_WIDE {
+        UR_WIDE
     } else {
         ur_for(nj)
     };
-    if nj == NJ_FEW {
+    if nj == NJ_FEW || wide_nj {
         band -= band % ur;
     }
     let bands = rows_all.div_ceil(band);
