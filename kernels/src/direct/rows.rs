@@ -641,10 +641,14 @@ impl SharedRows {
         if t < 2 || steps == 0 || !red.len().is_multiple_of(steps) {
             return None;
         }
-        // Every step r of a tap row with a next one (r + tx) in the same channel.
-        let pairs = || (0..red.len()).filter(|r| r % steps / tx + 1 < t);
-        let down = pairs().all(|r| red[r].checked_add(row_step) == Some(red[r + tx]));
-        let up = pairs().all(|r| red[r + tx].checked_add(row_step) == Some(red[r]));
+        // Each channel's steps against the same taps a tap row on (r and r + tx).
+        let (mut down, mut up) = (true, true);
+        for ch in red.chunks_exact(steps) {
+            for (&a, &b) in ch.iter().zip(&ch[tx..]) {
+                down &= a.checked_add(row_step) == Some(b);
+                up &= b.checked_add(row_step) == Some(a);
+            }
+        }
         (down || up).then_some(SharedRows { t, tx, down })
     }
 }
@@ -1300,4 +1304,71 @@ fn few_channels<S: DirectIsa, const UR: usize, const J: usize, const NVEC: usize
         }
     }
     acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SharedRows;
+
+    /// Offsets of `ch` channels `plane` floats apart, each with tap rows at `rows` (in
+    /// order) of `cols` floats and taps at columns `xs`.
+    fn list(ch: usize, plane: usize, rows: &[usize], cols: usize, xs: &[usize]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for c in 0..ch {
+            for &y in rows {
+                for &x in xs {
+                    out.push(c * plane + y * cols + x);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn shared_rows_follow_the_tap_rows_direction() {
+        let cols = 40;
+        // Backward-data's phases: tap rows running up the source.
+        let up = list(3, 1000, &[3, 2, 1, 0], cols, &[2, 1, 0]);
+        let found = SharedRows::find(&up, 4, 3, cols);
+        assert_eq!(
+            found,
+            Some(SharedRows {
+                t: 4,
+                tx: 3,
+                down: false
+            })
+        );
+        // Forward passes: down the source.
+        let down = list(2, 1000, &[0, 1, 2], cols, &[0, 1, 2, 3]);
+        let found = SharedRows::find(&down, 3, 4, cols);
+        assert_eq!(
+            found,
+            Some(SharedRows {
+                t: 3,
+                tx: 4,
+                down: true
+            })
+        );
+        // A vertical stride of 2 over a dilation of 2 steps both by two rows.
+        let strided = list(2, 1000, &[0, 2, 4], cols, &[0, 1]);
+        assert!(SharedRows::find(&strided, 3, 2, 2 * cols).is_some());
+    }
+
+    #[test]
+    fn shared_rows_refuse_other_steps() {
+        let cols = 40;
+        // Dilated tap rows (two source rows apart) under output rows one row apart.
+        let dilated = list(2, 1000, &[0, 2, 4], cols, &[0, 1, 2]);
+        assert_eq!(SharedRows::find(&dilated, 3, 3, cols), None);
+        // One tap row: nothing to share.
+        let one = list(2, 1000, &[0], cols, &[0, 1, 2]);
+        assert_eq!(SharedRows::find(&one, 1, 3, cols), None);
+        // A list that is not whole channels of the given taps.
+        let ragged = list(2, 1000, &[0, 1], cols, &[0, 1, 2]);
+        assert_eq!(SharedRows::find(&ragged[..5], 2, 3, cols), None);
+        // One channel whose rows break the step.
+        let mut broken = list(2, 1000, &[0, 1, 2], cols, &[0, 1]);
+        broken[8] += 1;
+        assert_eq!(SharedRows::find(&broken, 3, 2, cols), None);
+    }
 }
