@@ -61,7 +61,7 @@ use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
 use crate::simd::{F32Simd, LINE_FLOATS, prefetch_l2};
 use crate::{Algorithm, Isa, Pass};
-use pack::{blocks_len, pack_block, pad_planes, padded_len};
+use pack::{PadSplit, blocks_len, pack_block, pad_planes, padded_len};
 
 /// Output rows per task (rounded up to whole register tiles).
 const ROWS_PER_TASK: usize = 192;
@@ -804,8 +804,14 @@ fn pointwise_run<S: DirectIsa>(
 }
 
 /// The padded input a forward or backward-weight pass reads (every tap of every output
-/// pixel lands inside it), built in a scratch buffer and handed to `f`.
-fn with_padded_input<R>(g: &ConvGeom, x: &[f32], f: impl FnOnce(pack::Planes<'_>) -> R) -> R {
+/// pixel lands inside it), built in a scratch buffer (its work shared out as `split` says)
+/// and handed to `f`.
+fn with_padded_input<R>(
+    g: &ConvGeom,
+    x: &[f32],
+    split: PadSplit,
+    f: impl FnOnce(pack::Planes<'_>) -> R,
+) -> R {
     let rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
     let cols = (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1;
     let cols = if g.pad_t == 0 && g.pad_l == 0 && rows <= g.h && cols <= g.w {
@@ -818,7 +824,7 @@ fn with_padded_input<R>(g: &ConvGeom, x: &[f32], f: impl FnOnce(pack::Planes<'_>
         padded_len(planes, g.h, g.w, rows, cols, g.pad_t, g.pad_l),
         |buf| {
             f(pad_planes(
-                x, planes, g.h, g.w, rows, cols, g.pad_t, g.pad_l, buf,
+                x, planes, g.h, g.w, rows, cols, g.pad_t, g.pad_l, split, buf,
             ))
         },
     )
@@ -891,7 +897,7 @@ fn forward<S: DirectIsa>(
     let total = g.n * p;
     let (chunk, chunks) = row_chunks(total, ur);
     let out = SharedMut::new(y);
-    with_padded_input(g, x, |src| {
+    with_padded_input(g, x, PadSplit::Rows { images: g.n }, |src| {
         with_index_scratch(k, |red| {
             for (r, o) in red.iter_mut().enumerate() {
                 let (ic, ky, kx) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
@@ -1233,7 +1239,16 @@ fn backward_data<S: DirectIsa>(
         padded_len(planes, g.oh, g.ow, rows_q, cols_q, top, left),
         |pad_buf| {
             let src = pad_planes(
-                grad_y, planes, g.oh, g.ow, rows_q, cols_q, top, left, pad_buf,
+                grad_y,
+                planes,
+                g.oh,
+                g.ow,
+                rows_q,
+                cols_q,
+                top,
+                left,
+                PadSplit::Rows { images: g.n },
+                pad_buf,
             );
             // The phases, each with its taps and the offset of its blocks in the packed
             // weights. A stride of 2 across an even width pairs the two column phases of each
@@ -1642,7 +1657,7 @@ fn backward_weight<S: DirectIsa>(
     };
     let chunks = k.div_ceil(chunk);
     let out = SharedMut::new(grad_weight);
-    with_padded_input(g, x, |src| {
+    with_padded_input(g, x, PadSplit::Planes, |src| {
         with_index_scratch(2 * np + k, |idx| {
             let (red_src, idx) = idx.split_at_mut(np);
             let (red, taps) = idx.split_at_mut(np);

@@ -36,7 +36,7 @@
 //! planes, see `forward`) the copy is as wide as the taps need, followed by a vector tile
 //! of zeros, and a tile's vectors run across output rows.
 
-use super::pack::{Planes, pack_blocks, pad_planes, padded_len};
+use super::pack::{PadSplit, Planes, pack_blocks, pad_planes, padded_len};
 use super::{DirectIsa, SimdJob, rows_banded};
 use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
 use crate::params::{ConvGeom, ConvParams};
@@ -505,8 +505,18 @@ fn forward<S: DirectIsa>(
                         buf[..body].copy_from_slice(planes);
                         (g.w, g.h * g.w)
                     } else {
-                        let p =
-                            pad_planes(planes, c_in_g, g.h, g.w, rows, cols, g.pad_t, g.pad_l, buf);
+                        let p = pad_planes(
+                            planes,
+                            c_in_g,
+                            g.h,
+                            g.w,
+                            rows,
+                            cols,
+                            g.pad_t,
+                            g.pad_l,
+                            PadSplit::Planes,
+                            buf,
+                        );
                         (p.row, p.plane)
                     };
                     buf[body..].fill(0.0);
@@ -516,7 +526,18 @@ fn forward<S: DirectIsa>(
                         plane,
                     }
                 } else {
-                    pad_planes(planes, c_in_g, g.h, g.w, rows, cols, g.pad_t, g.pad_l, buf)
+                    pad_planes(
+                        planes,
+                        c_in_g,
+                        g.h,
+                        g.w,
+                        rows,
+                        cols,
+                        g.pad_t,
+                        g.pad_l,
+                        PadSplit::Planes,
+                        buf,
+                    )
                 };
                 with_index_scratch(k, |red| {
                     for (r, o) in red.iter_mut().enumerate() {
