@@ -194,7 +194,14 @@ fn candidates(t: Tolerance) -> impl Iterator<Item = Algorithm> {
 ///   channels, above): direct (1.1-1.4x im2col).
 pub fn heuristic(g: &ConvGeom, pass: Pass, t: Tolerance, prepared: bool) -> Algorithm {
     if Isa::detect() == Isa::Avx512F {
-        return heuristic_avx512(g, pass, t, prepared, crate::isa::amd_zen5_or_later());
+        let cpu = if crate::isa::amd_zen5_or_later() {
+            Avx512Cpu::Zen5
+        } else if crate::isa::amd_zen4() {
+            Avx512Cpu::Zen4
+        } else {
+            Avx512Cpu::Other
+        };
+        return heuristic_avx512(g, pass, t, prepared, cpu);
     }
     // The split only halves AVX2's FMAs: the portable and scalar kernels (capped runs) keep
     // the rules as calibrated.
@@ -428,6 +435,20 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   1.36-1.40x F(2x2) and 1.8-1.9x direct, prepared, 1 and 2 threads, medians of 3), F(2x2)
 ///   there where F(4x4) is not allowed; below 56x56 direct (1.2-2x Winograd at 28x28 and
 ///   14x14, 1.7x at 7x7 batch 8);
+/// - on AMD's Zen 4 ([`crate::isa::amd_zen4`]), whose 512-bit FMAs run as two halves
+///   (117 GFLOP/s a core, a 2-core EPYC 9004 guest), the same 3x3 convs: F(4x4) from 28x28
+///   or on batches of 32 4x4 tiles or more (1.6-3.0x direct at 28x28 to 224x224, ResNet-50's
+///   7x7 layer at batch 8 1.4x, 2.3x prepared, DenseNet-121's 128 -> 32 at 28x28 and 56x56
+///   1.4-2.1x, CIFAR's 32x32 at batch 16 1.6-1.75x); else F(2x2) from 12x12 with >= 64
+///   channels each side (ResNet-50's and VGG-16's 14x14 and AlexNet's 13x13 layers:
+///   1.1-1.5x direct unprepared, where F(4x4)'s filter transform per call made it 0.8-0.95x
+///   on 2 threads; 1.45-1.8x prepared), and with prepared weights F(2x2) from 7x7 (ResNet-50's
+///   7x7 layer at batch 1 1.6-2.0x, DenseNet's 128 -> 32 at 7x7 and 14x14 1.1-1.5x; 0.7-0.9x
+///   direct unprepared). `convnet bench` over 22 such layers, forward and backward-data, 1
+///   and 2 threads, prepared and not: these picks are the fastest or 0.69-0.81x of it (F(2x2)
+///   where F(4x4) led, on 1 thread, prepared; 2 threads unprepared: all but one row within
+///   0.9x), where the rules below had taken direct at 0.33-0.85x of the fastest on 33 of 44
+///   rows on 1 thread, prepared;
 /// - on AMD's Zen 5 ([`crate::isa::amd_zen5_or_later`]), the same 3x3 convs with >= 64
 ///   channels vectorised: F(4x4) from 28x28 (ahead of direct by 1.3-2.0x at 28x28 to
 ///   112x112 on 1 thread, 1.4-1.8x on 2 at 28x28, by 1.0-1.2x at 224x224: VGG-16's,
@@ -452,8 +473,9 @@ fn heuristic_avx512(
     pass: Pass,
     t: Tolerance,
     prepared: bool,
-    zen5: bool,
+    cpu: Avx512Cpu,
 ) -> Algorithm {
+    let zen5 = cpu == Avx512Cpu::Zen5;
     let (c_in_g, c_out_g) = (g.c_in_g(), g.c_out_g());
     let [kh, kw] = g.kernel_hw();
     let [sh, sw] = g.stride();
@@ -472,9 +494,19 @@ fn heuristic_avx512(
         let pixels = ph * pw;
         let f4 = Algorithm::Winograd(WinogradTile::F4);
         let f2 = Algorithm::Winograd(WinogradTile::F2);
+        // 4x4 output tiles of the whole batch.
+        let tiles4 = g.n() * ph.div_ceil(4) * pw.div_ceil(4);
+        if cpu == Avx512Cpu::Zen4 {
+            if (pixels >= 28 * 28 || tiles4 >= 32) && t.allows(f4) {
+                return f4;
+            }
+            let deep = c_in_g.min(c_out_g) >= 64 && pixels >= 12 * 12;
+            if (deep || (prepared && pixels >= 7 * 7)) && t.allows(f2) {
+                return f2;
+            }
+            return Algorithm::Direct;
+        }
         if zen5 && vectorised >= 64 {
-            // 4x4 output tiles of the whole batch.
-            let tiles4 = g.n() * ph.div_ceil(4) * pw.div_ceil(4);
             if (pixels >= 28 * 28 || (prepared && tiles4 >= 32)) && t.allows(f4) {
                 return f4;
             }
@@ -501,6 +533,17 @@ fn heuristic_avx512(
         }
     }
     Algorithm::Direct
+}
+
+/// The CPUs [`heuristic_avx512`] has rules of its own for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Avx512Cpu {
+    /// AMD's Zen 4 ([`crate::isa::amd_zen4`]): 512-bit FMAs at half width.
+    Zen4,
+    /// AMD's Zen 5 and later ([`crate::isa::amd_zen5_or_later`]).
+    Zen5,
+    /// Everything else: the rules measured on Sapphire Rapids.
+    Other,
 }
 
 /// Geometry, pass, tolerance and threads: a decision timed on one thread count need not
@@ -698,7 +741,7 @@ pub fn select_auto(
 
 #[cfg(test)]
 mod tests {
-    use super::{Tolerance, heuristic_avx2, heuristic_avx512};
+    use super::{Avx512Cpu, Tolerance, heuristic_avx2, heuristic_avx512};
     use crate::params::ConvGeom;
     use crate::{Algorithm, ConvParams, Pass, WinogradTile};
 
@@ -814,12 +857,12 @@ mod tests {
             let g = same(3, 1, c_in, hw, c_out);
             let shape = format!("{c_in}x{hw}x{hw} -> {c_out}, {pass:?}");
             assert_eq!(
-                heuristic_avx512(&g, pass, Tolerance::Standard, false, false),
+                heuristic_avx512(&g, pass, Tolerance::Standard, false, Avx512Cpu::Other),
                 standard,
                 "{shape}"
             );
             assert_eq!(
-                heuristic_avx512(&g, pass, Tolerance::Exact, false, false),
+                heuristic_avx512(&g, pass, Tolerance::Exact, false, Avx512Cpu::Other),
                 exact,
                 "{shape}, exact"
             );
@@ -859,17 +902,69 @@ mod tests {
             let g = same(3, 1, c_in, hw, c_out);
             let shape = format!("{c_in}x{hw}x{hw} -> {c_out}, {pass:?}, prepared {prepared}");
             let pick = |z| heuristic_avx512(&g, pass, Tolerance::Standard, prepared, z);
-            assert_eq!(pick(true), zen5, "{shape}, Zen 5");
-            assert_eq!(pick(false), other, "{shape}");
+            assert_eq!(pick(Avx512Cpu::Zen5), zen5, "{shape}, Zen 5");
+            assert_eq!(pick(Avx512Cpu::Other), other, "{shape}");
         }
         // At batch 8 (32 tiles of 4x4), F(4x4) with prepared weights, on both passes.
         let g = same(3, 8, 512, 7, 512);
         for pass in [Pass::Forward, Pass::BackwardData] {
             let pick = |p, z| heuristic_avx512(&g, pass, Tolerance::Standard, p, z);
-            assert_eq!(pick(true, true), f4, "batch 8, {pass:?}, prepared, Zen 5");
-            assert_eq!(pick(false, true), direct, "batch 8, {pass:?}, Zen 5");
-            assert_eq!(pick(true, false), direct, "batch 8, {pass:?}, prepared");
+            let (zen5, other) = (Avx512Cpu::Zen5, Avx512Cpu::Other);
+            assert_eq!(pick(true, zen5), f4, "batch 8, {pass:?}, prepared, Zen 5");
+            assert_eq!(pick(false, zen5), direct, "batch 8, {pass:?}, Zen 5");
+            assert_eq!(pick(true, other), direct, "batch 8, {pass:?}, prepared");
         }
+    }
+
+    #[test]
+    fn zen4_takes_winograd_on_nearly_every_3x3_layer() {
+        let (f2, f4, direct) = (F2, F4, Algorithm::Direct);
+        // (batch, c_in, plane, c_out, pass, prepared, pick on Zen 4), standard tolerance.
+        let cases = [
+            // From 28x28 (VGG-16's 224x224 layers, ResNet-50's 28x28 and CIFAR's 32x32
+            // ones, DenseNet-121's 128 -> 32 with 32 channels vectorised): F(4x4).
+            (1, 64, 224, 64, Pass::Forward, false, f4),
+            (1, 128, 28, 128, Pass::BackwardData, false, f4),
+            (1, 128, 56, 32, Pass::Forward, false, f4),
+            (16, 64, 32, 64, Pass::Forward, false, f4),
+            // 32 tiles of 4x4 or more: F(4x4) (ResNet-50's 7x7 layer at batch 8).
+            (8, 512, 7, 512, Pass::BackwardData, false, f4),
+            // From 12x12 with >= 64 channels each side: F(2x2) (ResNet-50's 14x14 and
+            // AlexNet's 13x13 layers), prepared or not.
+            (1, 256, 14, 256, Pass::Forward, false, f2),
+            (1, 256, 14, 256, Pass::Forward, true, f2),
+            (1, 192, 13, 384, Pass::BackwardData, false, f2),
+            // Below, or with 32 channels a side: F(2x2) with prepared weights only.
+            (1, 128, 14, 32, Pass::Forward, false, direct),
+            (1, 128, 14, 32, Pass::Forward, true, f2),
+            (1, 512, 7, 512, Pass::Forward, false, direct),
+            (1, 512, 7, 512, Pass::Forward, true, f2),
+            // Backward-weight stays direct.
+            (1, 512, 28, 512, Pass::BackwardWeight, true, direct),
+        ];
+        for (n, c_in, hw, c_out, pass, prepared, want) in cases {
+            let g = same(3, n, c_in, hw, c_out);
+            let shape = format!("{n}x{c_in}x{hw}x{hw} -> {c_out}, {pass:?}, prepared {prepared}");
+            let pick = |t| heuristic_avx512(&g, pass, t, prepared, Avx512Cpu::Zen4);
+            assert_eq!(pick(Tolerance::Standard), want, "{shape}");
+            // Exact results leave F(4x4) out.
+            assert_ne!(pick(Tolerance::Exact), f4, "{shape}, exact");
+        }
+        // A stride leaves Winograd out.
+        let g = ConvParams {
+            stride: [2, 2],
+            padding: [1; 4],
+            ..ConvParams::new(1, 128, 56, 56, 128, [3, 3])
+        };
+        let g = g.validate().expect("a valid conv");
+        let pick = heuristic_avx512(
+            &g,
+            Pass::Forward,
+            Tolerance::Standard,
+            true,
+            Avx512Cpu::Zen4,
+        );
+        assert_eq!(pick, direct, "stride 2");
     }
 
     #[test]
