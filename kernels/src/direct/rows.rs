@@ -500,44 +500,30 @@ fn forward<S: DirectIsa>(
             with_scratch(scratch, |buf| {
                 // Borrowed in place when no padding is needed (except in flat mode, whose
                 // tiles read past the last plane); plane and row strides say which.
-                let src = if flat {
+                let src = if need == 0 && !flat {
+                    Planes {
+                        data: planes,
+                        row: g.w,
+                        plane: g.h * g.w,
+                    }
+                } else {
                     let (row, plane) = if need == 0 {
                         buf[..body].copy_from_slice(planes);
                         (g.w, g.h * g.w)
                     } else {
-                        let p = pad_planes(
-                            planes,
-                            c_in_g,
-                            g.h,
-                            g.w,
-                            rows,
-                            cols,
-                            g.pad_t,
-                            g.pad_l,
-                            PadSplit::Planes,
-                            buf,
-                        );
+                        let (top, left) = (g.pad_t, g.pad_l);
+                        let split = PadSplit::Planes;
+                        let p =
+                            pad_planes(planes, c_in_g, g.h, g.w, rows, cols, top, left, split, buf);
                         (p.row, p.plane)
                     };
+                    // `buf` is `body` floats and, in flat mode, a tail the tiles read past.
                     buf[body..].fill(0.0);
                     Planes {
                         data: &*buf,
                         row,
                         plane,
                     }
-                } else {
-                    pad_planes(
-                        planes,
-                        c_in_g,
-                        g.h,
-                        g.w,
-                        rows,
-                        cols,
-                        g.pad_t,
-                        g.pad_l,
-                        PadSplit::Planes,
-                        buf,
-                    )
                 };
                 with_index_scratch(k, |red| {
                     for (r, o) in red.iter_mut().enumerate() {
