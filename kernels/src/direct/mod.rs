@@ -866,7 +866,7 @@ fn forward_order(g: &ConvGeom, order: &mut [usize]) {
 /// rows: the pixel form runs each class of rows over its band alone, so the taps over the
 /// zero padding above and below the input cost nothing. (oneDNN's direct kernel skips
 /// them too: on ResNet-50's 7x7 layers 18% of the taps.)
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct RowClass {
     /// Output rows (of every image).
     rows: Range<usize>,
@@ -877,10 +877,29 @@ struct RowClass {
     chunks: usize,
 }
 
+/// Most [`RowClass`]es a pass is split into (a 3x3 layer has 3; more distinct bands, from
+/// padding past the kernel's reach, run as one class): held inline, since a warm prepared
+/// pass allocates nothing.
+const MAX_ROW_CLASSES: usize = 16;
+
+/// Up to [`MAX_ROW_CLASSES`] row classes, in row order.
+struct RowClasses {
+    list: [RowClass; MAX_ROW_CLASSES],
+    len: usize,
+}
+
+impl std::ops::Deref for RowClasses {
+    type Target = [RowClass];
+    fn deref(&self) -> &[RowClass] {
+        &self.list[..self.len]
+    }
+}
+
 /// `g`'s forward rows in classes ([`RowClass`]) for tiles of `ur` pixels, or one class of
 /// every row and tap where the classes would save under 3% of the multiply-adds (their
-/// tiles start afresh per class: a few pixels a class would fill whole tiles).
-fn row_classes(g: &ConvGeom, ur: usize) -> Vec<RowClass> {
+/// tiles start afresh per class: a few pixels a class would fill whole tiles) or would
+/// number more than [`MAX_ROW_CLASSES`].
+fn row_classes(g: &ConvGeom, ur: usize) -> RowClasses {
     let class = |rows: Range<usize>, taps: Range<usize>| {
         let (chunk, chunks) = row_chunks(g.n * rows.len() * g.ow, ur);
         RowClass {
@@ -890,7 +909,11 @@ fn row_classes(g: &ConvGeom, ur: usize) -> Vec<RowClass> {
             chunks,
         }
     };
-    let whole = vec![class(0..g.oh, 0..g.kh)];
+    let mut whole = RowClasses {
+        list: std::array::from_fn(|_| RowClass::default()),
+        len: 1,
+    };
+    whole.list[0] = class(0..g.oh, 0..g.kh);
     if g.kh < 2 || g.n * g.oh * g.ow == 0 {
         return whole;
     }
@@ -904,11 +927,18 @@ fn row_classes(g: &ConvGeom, ur: usize) -> Vec<RowClass> {
         let hi = ceil_div(h - base, dh).clamp(0, kh) as usize;
         if lo < hi { lo..hi } else { 0..g.kh }
     };
-    let mut classes: Vec<RowClass> = Vec::new();
+    let mut classes = RowClasses {
+        list: std::array::from_fn(|_| RowClass::default()),
+        len: 0,
+    };
     let mut start = 0;
     for oy in 1..=g.oh {
         if oy == g.oh || taps(oy) != taps(start) {
-            classes.push(class(start..oy, taps(start)));
+            if classes.len == MAX_ROW_CLASSES {
+                return whole;
+            }
+            classes.list[classes.len] = class(start..oy, taps(start));
+            classes.len += 1;
             start = oy;
         }
     }
@@ -1031,7 +1061,7 @@ fn forward<S: DirectIsa>(
             let task = |grp: usize, ch: usize, blk: usize, vecs: &[f32]| {
                 // The chunk's class, and the chunk within it.
                 let (mut class, mut ch) = (&classes[0], ch);
-                for c in &classes {
+                for c in classes.iter() {
                     class = c;
                     if ch < c.chunks {
                         break;
@@ -1943,7 +1973,7 @@ mod tests {
                     taps,
                     chunk,
                     chunks,
-                } in &classes
+                } in classes.iter()
                 {
                     assert_eq!(rows.start, next, "{h}x{k}, pad {pad}: rows in order");
                     next = rows.end;
