@@ -931,15 +931,16 @@ fn row_classes(g: &ConvGeom, ur: usize) -> RowClasses {
         list: std::array::from_fn(|_| RowClass::default()),
         len: 0,
     };
-    let mut start = 0;
+    let (mut start, mut band) = (0, taps(0));
     for oy in 1..=g.oh {
-        if oy == g.oh || taps(oy) != taps(start) {
+        let next = if oy < g.oh { taps(oy) } else { 0..0 };
+        if next != band {
             if classes.len == MAX_ROW_CLASSES {
                 return whole;
             }
-            classes.list[classes.len] = class(start..oy, taps(start));
+            classes.list[classes.len] = class(start..oy, band);
             classes.len += 1;
-            start = oy;
+            (start, band) = (oy, next);
         }
     }
     // Multiply-adds per reduction step over a channel, tiles rounded up to whole.
@@ -1005,14 +1006,18 @@ fn forward<S: DirectIsa>(
     let total = g.n * p;
     let out = SharedMut::new(y);
     with_padded_input(g, x, PadSplit::Rows { images: g.n }, |src| {
+        // Source offset of tap `i` of a channel's `[ic][ky][kx]` weights.
+        let tap_offset = |i: usize| {
+            let (ic, ky, kx) = (i / (g.kh * g.kw), i / g.kw % g.kh, i % g.kw);
+            ic * src.plane + ky * g.dh * src.row + kx * g.dw
+        };
         with_index_scratch(k, |red| {
             let w = match weights {
                 Weights::Packed(_) | Weights::ToPack(_) => weights,
                 Weights::Raw(w) => {
                     // The column form's reduction: the caller's `[ic][ky][kx]` order.
                     for (r, o) in red.iter_mut().enumerate() {
-                        let (ic, ky, kx) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
-                        *o = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
+                        *o = tap_offset(r);
                     }
                     let red = &*red;
                     return with_index_scratch(2 * total, |idx| {
@@ -1042,15 +1047,10 @@ fn forward<S: DirectIsa>(
                     });
                 }
             };
-            // The packed weights' order, `[ky][ic][kx]` (see `forward_order`).
-            let mut r = 0;
-            for ky in 0..g.kh {
-                for ic in 0..c_in_g {
-                    for kx in 0..g.kw {
-                        red[r] = ic * src.plane + ky * g.dh * src.row + kx * g.dw;
-                        r += 1;
-                    }
-                }
+            // The packed weights' order, `[ky][ic][kx]`.
+            forward_order(g, red);
+            for o in red.iter_mut() {
+                *o = tap_offset(*o);
             }
             let red = &*red;
             let classes = row_classes(g, ur);
