@@ -862,15 +862,16 @@ fn forward_order(g: &ConvGeom, order: &mut [usize]) {
     }
 }
 
-/// Output rows of a forward pass whose taps inside the input are the same band of kernel
-/// rows: the pixel form runs each class of rows over its band alone, so the taps over the
-/// zero padding above and below the input cost nothing. (oneDNN's direct kernel skips
-/// them too: on ResNet-50's 7x7 layers 18% of the taps.)
+/// Output rows of a forward pass (or of a backward-data stride phase) whose taps inside
+/// the input (`grad_y`) are the same band of kernel rows: the pixel form runs each class of
+/// rows over its band alone, so the taps over the zero padding above and below the input
+/// cost nothing. (oneDNN's direct kernel skips them too: on ResNet-50's 7x7 layers 18% of
+/// the taps.)
 #[derive(Clone, Debug, Default, PartialEq)]
 struct RowClass {
-    /// Output rows (of every image).
+    /// Output rows (of every image; a phase's rows).
     rows: Range<usize>,
-    /// Kernel rows its reduction runs over.
+    /// Kernel rows its reduction runs over (a phase's: indices into its [`phase_taps`]).
     taps: Range<usize>,
     /// Its pixels over the batch run in `chunks` tasks of `chunk` (per channel block).
     chunk: usize,
@@ -903,13 +904,61 @@ impl std::ops::Deref for RowClasses {
 /// 1.033-1.039x; the layers without padding rows or with classes already 0.994-0.999x.
 const MIN_CLASS_SAVING: usize = 1;
 
-/// `g`'s forward rows in classes ([`RowClass`]) for tiles of `ur` pixels, or one class of
-/// every row and tap where the classes would save under [`MIN_CLASS_SAVING`] of the
-/// multiply-adds (their tiles start afresh per class: a few pixels a class would fill whole
-/// tiles) or would number more than [`MAX_ROW_CLASSES`].
+/// `g`'s forward rows in classes ([`RowClass`]) for tiles of `ur` pixels (see
+/// [`classes_by`]).
 fn row_classes(g: &ConvGeom, ur: usize) -> RowClasses {
+    // Kernel rows ky with 0 <= oy*sh + ky*dh - pad_t < h (i128: a stride may be near
+    // usize::MAX); rows whose taps all land in the padding keep every tap.
+    let (sh, dh, h, kh) = (g.sh as i128, g.dh as i128, g.h as i128, g.kh as i128);
+    let ceil_div = |a: i128, d: i128| -(-a).div_euclid(d);
+    classes_by(g.n, g.oh, g.ow, g.kh, ur, |oy| {
+        let base = oy as i128 * sh - g.pad_t as i128;
+        let lo = ceil_div(-base, dh).clamp(0, kh) as usize;
+        let hi = ceil_div(h - base, dh).clamp(0, kh) as usize;
+        lo..hi
+    })
+}
+
+/// The rows of backward-data's stride phase row `ry` (`na_y` rows of `na_x` pixels an
+/// image) in classes ([`RowClass`]) for tiles of `ur` pixels (see [`classes_by`]): `taps`
+/// index the phase's kernel rows ([`phase_taps`]), whose `grad_y` rows `a + q` must lie
+/// inside it. Vertical stride 1 only: ResNet-50's stride-2 3x3 layer (one phase row of 28
+/// loses one of its two taps) ran 1.013x on one thread but 0.91-0.93x on two (Zen 4,
+/// paired medians; not found why), where stride 1 gains on both (see `backward_data`).
+fn phase_row_classes(g: &ConvGeom, ry: usize, na_y: usize, na_x: usize, ur: usize) -> RowClasses {
+    let n_taps = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh).count();
+    classes_by(g.n, na_y, na_x, n_taps, ur, |a| {
+        if g.sh > 1 {
+            return 0..0; // every tap, so one class
+        }
+        // q falls as the tap rises, so the taps inside are one run.
+        let mut inside = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
+            .enumerate()
+            .filter(|(_, (_, q))| (0..g.oh as isize).contains(&(a as isize + q)))
+            .map(|(i, _)| i);
+        match inside.next() {
+            Some(lo) => lo..inside.last().map_or(lo, |hi| hi) + 1,
+            None => 0..0,
+        }
+    })
+}
+
+/// `rows` rows of `per_row` pixels in each of `n` images, in classes ([`RowClass`]) by the
+/// band `taps(row)` of their `n_taps` kernel rows (an empty band: every tap, which reads
+/// only padding), for tiles of `ur` pixels; or one class of every row and tap where the
+/// classes would save under [`MIN_CLASS_SAVING`] of the multiply-adds (their tiles start
+/// afresh per class: a few pixels a class would fill whole tiles) or would number more
+/// than [`MAX_ROW_CLASSES`].
+fn classes_by(
+    n: usize,
+    rows: usize,
+    per_row: usize,
+    n_taps: usize,
+    ur: usize,
+    taps: impl Fn(usize) -> Range<usize>,
+) -> RowClasses {
     let class = |rows: Range<usize>, taps: Range<usize>| {
-        let (chunk, chunks) = row_chunks(g.n * rows.len() * g.ow, ur);
+        let (chunk, chunks) = row_chunks(n * rows.len() * per_row, ur);
         RowClass {
             rows,
             taps,
@@ -921,40 +970,35 @@ fn row_classes(g: &ConvGeom, ur: usize) -> RowClasses {
         list: std::array::from_fn(|_| RowClass::default()),
         len: 1,
     };
-    whole.list[0] = class(0..g.oh, 0..g.kh);
-    if g.kh < 2 || g.n * g.oh * g.ow == 0 {
+    whole.list[0] = class(0..rows, 0..n_taps);
+    if n_taps < 2 || n * rows * per_row == 0 {
         return whole;
     }
-    // Kernel rows ky with 0 <= oy*sh + ky*dh - pad_t < h (i128: a stride may be near
-    // usize::MAX); rows whose taps all land in the padding keep every tap.
-    let (sh, dh, h, kh) = (g.sh as i128, g.dh as i128, g.h as i128, g.kh as i128);
-    let ceil_div = |a: i128, d: i128| -(-a).div_euclid(d);
-    let taps = |oy: usize| {
-        let base = oy as i128 * sh - g.pad_t as i128;
-        let lo = ceil_div(-base, dh).clamp(0, kh) as usize;
-        let hi = ceil_div(h - base, dh).clamp(0, kh) as usize;
-        if lo < hi { lo..hi } else { 0..g.kh }
+    let taps = |row: usize| {
+        Some(taps(row))
+            .filter(|t| !t.is_empty())
+            .unwrap_or(0..n_taps)
     };
     let mut classes = RowClasses {
         list: std::array::from_fn(|_| RowClass::default()),
         len: 0,
     };
     let (mut start, mut band) = (0, taps(0));
-    for oy in 1..=g.oh {
-        let next = if oy < g.oh { taps(oy) } else { 0..0 };
+    for row in 1..=rows {
+        let next = if row < rows { taps(row) } else { 0..0 };
         if next != band {
             if classes.len == MAX_ROW_CLASSES {
                 return whole;
             }
-            classes.list[classes.len] = class(start..oy, band);
+            classes.list[classes.len] = class(start..row, band);
             classes.len += 1;
-            (start, band) = (oy, next);
+            (start, band) = (row, next);
         }
     }
     // Multiply-adds per reduction step over a channel, tiles rounded up to whole.
     let cost = |c: &[RowClass]| -> usize {
         c.iter()
-            .map(|c| (g.n * c.rows.len() * g.ow).div_ceil(ur) * ur * c.taps.len())
+            .map(|c| (n * c.rows.len() * per_row).div_ceil(ur) * ur * c.taps.len())
             .sum()
     };
     if classes.len() > 1 && cost(&classes) * 100 <= cost(&whole) * (100 - MIN_CLASS_SAVING) {
@@ -1304,14 +1348,15 @@ fn phases(g: &ConvGeom) -> impl Iterator<Item = (usize, usize, usize, usize)> + 
     })
 }
 
-/// The reduction steps `(oc, ky, kx)` of stride phase `(ry, rx)` as offsets into the
+/// The reduction steps `(ky, oc, kx)` of stride phase `(ry, rx)` as offsets into the
 /// weights of input channel 0 of the group: step `r` reads `w[oc][ic][ky][kx]` at
-/// `ic*kh*kw + out[r]`.
+/// `ic*kh*kw + out[r]`. Kernel row outermost, so the taps of any band of the phase's kernel
+/// rows are one run ([`phase_row_classes`]).
 fn phase_weight_offsets(g: &ConvGeom, ry: usize, rx: usize, out: &mut [usize]) {
     let (c_in_g, c_out_g, khw) = (g.c_in / g.g, g.c_out / g.g, g.kh * g.kw);
     let mut r = 0;
-    for oc in 0..c_out_g {
-        for (ky, _) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
+    for (ky, _) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
+        for oc in 0..c_out_g {
             for (kx, _) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
                 out[r] = oc * c_in_g * khw + ky * g.kw + kx;
                 r += 1;
@@ -1320,7 +1365,8 @@ fn phase_weight_offsets(g: &ConvGeom, ry: usize, rx: usize, out: &mut [usize]) {
     }
 }
 
-/// Floats of the packed backward-data weights: every phase's `[grp][c_in block][oc][tap][nr]`.
+/// Floats of the packed backward-data weights: every phase's
+/// `[grp][c_in block][ky][oc][kx][nr]` (its taps).
 fn backward_packed_len(g: &ConvGeom, nr: usize) -> usize {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     phases(g)
@@ -1342,7 +1388,7 @@ fn pack_backward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, ou
     }
 }
 
-/// One stride phase's backward-data weights, `[grp][c_in block][oc][tap][nr]`, from the
+/// One stride phase's backward-data weights, `[grp][c_in block][ky][oc][kx][nr]`, from the
 /// phase's [`phase_weight_offsets`] `red_src`.
 fn pack_phase<S: DirectIsa>(
     s: S,
@@ -1423,29 +1469,29 @@ fn backward_data<S: DirectIsa>(
                 let npx_img = na_y * na_x;
                 let npx_all = g.n * npx_img;
                 // A paired task runs its rows twice, over the same chunk of them: halving the
-                // chunk was 0.98-1.01x.
-                let (chunk, chunks) = row_chunks(npx_all, ur);
+                // chunk was 0.98-1.01x. The rows go in classes by their band of the phase's
+                // kernel rows (both phases of a pair share theirs), chunked class by class.
+                let classes = phase_row_classes(g, ry, na_y, na_x, ur);
+                let chunks: usize = classes.iter().map(|c| c.chunks).sum();
+                // Reduction steps per kernel row of the phase, of each phase.
+                let n_ty = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh).count();
+                let per_ty = red_lens.map(|len| len.checked_div(n_ty).unwrap_or(0));
                 with_index_scratch(red_total, |red_all| {
-                    // Phase p's reduction: `red_lens[p]` source offsets, (oc, ky, kx) order.
+                    // Phase p's reduction: `red_lens[p]` source offsets, (ky, oc, kx)
+                    // order, as its weights ([`phase_weight_offsets`]).
                     let (red0, red1) = red_all.split_at_mut(red_lens[0]);
                     let mut reds = [red0, red1];
                     for (p, red) in reds.iter_mut().enumerate().take(ph.len()) {
-                        let (ry, rx, taps, _) = ph[p];
-                        let qys = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
-                            .map(|t| (t.1 + top as isize) as usize);
-                        let qxs: Vec<usize> = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
-                            .map(|t| (t.1 + left as isize) as usize)
-                            .collect();
+                        let (ry, rx, ..) = ph[p];
                         let mut r = 0;
-                        for qy in qys {
-                            for &qx in &qxs {
-                                red[r] = qy * src.row + qx;
-                                r += 1;
-                            }
-                        }
-                        for oc in 1..c_out_g {
-                            for t in 0..taps {
-                                red[oc * taps + t] = red[t] + oc * src.plane;
+                        for (_, qy) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
+                            let line = (qy + top as isize) as usize * src.row;
+                            for oc in 0..c_out_g {
+                                for (_, qx) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
+                                    let qx = (qx + left as isize) as usize;
+                                    red[r] = oc * src.plane + line + qx;
+                                    r += 1;
+                                }
                             }
                         }
                     }
@@ -1490,8 +1536,22 @@ fn backward_data<S: DirectIsa>(
                     // One task: row chunk `ch` of input-channel block `blk` of group `grp`,
                     // with the block's packed weights `vecs[p]` for each phase p of `ph`.
                     let task = |grp: usize, ch: usize, blk: usize, vecs: [&[f32]; 2]| {
-                        let px0 = ch * chunk;
-                        let npx = chunk.min(npx_all - px0);
+                        // The chunk's class, and the chunk within it.
+                        let (mut class, mut ch) = (&classes[0], ch);
+                        for c in classes.iter() {
+                            class = c;
+                            if ch < c.chunks {
+                                break;
+                            }
+                            ch -= c.chunks;
+                        }
+                        // Its pixels: `p_c` an image (the class's phase rows, from `a0`).
+                        let (a0, p_c) = (class.rows.start, class.rows.len() * na_x);
+                        let px0 = ch * class.chunk;
+                        let npx = class.chunk.min(g.n * p_c - px0);
+                        // Its taps: a run of the phase's kernel rows, in each phase.
+                        let taps =
+                            |p: usize| class.taps.start * per_ty[p]..class.taps.end * per_ty[p];
                         let c0 = grp * c_in_g + blk * nr;
                         let n_ch = nr.min(c_in_g - blk * nr);
                         with_index_scratch(2 * npx, |idx| {
@@ -1502,8 +1562,8 @@ fn backward_data<S: DirectIsa>(
                             // second phase reads the same grad_y pixels and writes the
                             // grad_x pixels one to the right.
                             let (img_src, img_dst) = (g.c_out * src.plane, g.c_in * hw);
-                            let (mut b, mut q) = (px0 / npx_img, px0 % npx_img);
-                            let (a, mut c) = (q / na_x, q % na_x);
+                            let (mut b, mut q) = (px0 / p_c, px0 % p_c);
+                            let (a, mut c) = (a0 + q / na_x, q % na_x);
                             let mut line_src = b * img_src + a * src.row;
                             let mut line_dst = b * img_dst + (ry + g.sh * a) * g.w + rx;
                             for (i, (r, o)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
@@ -1512,10 +1572,11 @@ fn backward_data<S: DirectIsa>(
                                     break; // no step past the last pixel (as forward)
                                 }
                                 (q, c) = (q + 1, c + 1);
-                                if q == npx_img {
+                                if q == p_c {
+                                    // The next image: the class's first row.
                                     (b, q, c) = (b + 1, 0, 0);
-                                    line_src = b * img_src;
-                                    line_dst = b * img_dst + ry * g.w + rx;
+                                    line_src = b * img_src + a0 * src.row;
+                                    line_dst = b * img_dst + (ry + g.sh * a0) * g.w + rx;
                                 } else if c == na_x {
                                     c = 0;
                                     line_src += src.row;
@@ -1538,8 +1599,8 @@ fn backward_data<S: DirectIsa>(
                                 for (p, buf) in buf.chunks_exact_mut(per_buf).enumerate() {
                                     let block = Block {
                                         src: &src.data[grp * c_out_g * src.plane..],
-                                        red: Red::List(reds[p]),
-                                        vecs: vecs[p],
+                                        red: Red::List(&reds[p][taps(p)]),
+                                        vecs: &vecs[p][taps(p).start * nr..taps(p).end * nr],
                                         vstride: nr,
                                         rows,
                                         accumulate: false,
@@ -1944,7 +2005,9 @@ impl PackedChunks<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{RED_CHUNK, RowClass, pixel_offsets, red_chunks, row_classes};
+    use super::{
+        RED_CHUNK, RowClass, phase_row_classes, phase_taps, pixel_offsets, red_chunks, row_classes,
+    };
     use crate::params::ConvParams;
 
     /// Row classes tile the output rows in order, each with a band of kernel rows; a
@@ -2023,6 +2086,64 @@ mod tests {
             row_classes(&g.validate().expect("a valid conv"), 12).len()
         };
         assert_eq!((classes_at(56), classes_at(224)), (3, 1));
+    }
+
+    /// Backward-data's phase row classes tile each phase's rows in order, each with a band
+    /// of the phase's kernel rows; a kernel row left out of a class reads a `grad_y` row
+    /// outside it for every row of the class; a vertical stride over 1 keeps one class.
+    #[test]
+    fn phase_row_classes_skip_only_taps_outside_grad_y() {
+        let mut split = 0;
+        for (h, k, stride, pad, dil) in [
+            (7, 3, 1, 1, 1),
+            (14, 3, 1, 1, 1),
+            (28, 3, 1, 2, 2),
+            (5, 5, 1, 2, 1),
+            (1, 3, 1, 3, 1),
+            (6, 2, 1, 1, 3),
+            (9, 3, 1, 0, 1),
+            (56, 3, 2, 1, 1),
+            (16, 4, 2, 1, 1),
+        ] {
+            for n in [1, 8] {
+                let p = ConvParams {
+                    stride: [stride, 1],
+                    padding: [pad, pad, 1, 1],
+                    dilation: [dil, 1],
+                    ..ConvParams::new(n, 4, h, 5, 8, [k, 3])
+                };
+                let g = p.validate().expect("a valid conv");
+                for ry in 0..g.sh.min(g.h) {
+                    let na_y = (g.h - ry).div_ceil(g.sh);
+                    let classes = phase_row_classes(&g, ry, na_y, g.w, 12);
+                    split += usize::from(classes.len() > 1);
+                    assert!(
+                        stride == 1 || classes.len() == 1,
+                        "stride {stride}: one class"
+                    );
+                    let qs: Vec<isize> = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
+                        .map(|(_, q)| q)
+                        .collect();
+                    let mut next = 0;
+                    for RowClass { rows, taps, .. } in classes.iter() {
+                        assert_eq!(rows.start, next, "{h}x{k} p{pad} d{dil}: rows in order");
+                        next = rows.end;
+                        assert!(taps.end <= qs.len() && (taps.start < taps.end || qs.is_empty()));
+                        for a in rows.clone() {
+                            for (_, q) in qs.iter().enumerate().filter(|(i, _)| !taps.contains(i)) {
+                                let iy = a as isize + q;
+                                assert!(
+                                    iy < 0 || iy >= g.oh as isize,
+                                    "{h}x{k} p{pad} d{dil}: phase row {a} skips a tap inside"
+                                );
+                            }
+                        }
+                    }
+                    assert_eq!(next, na_y, "{h}x{k}, pad {pad}: every row");
+                }
+            }
+        }
+        assert!(split >= 6, "only {split} phases split into classes");
     }
 
     /// The reduction's chunks cover `0..len` in order, without gaps or overlap, one chunk
