@@ -2006,17 +2006,18 @@ impl PackedChunks<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::{
-        RED_CHUNK, RowClass, phase_row_classes, phase_taps, pixel_offsets, red_chunks, row_classes,
+        ConvGeom, RED_CHUNK, RowClass, phase_row_classes, phase_taps, pixel_offsets, red_chunks,
+        row_classes,
     };
     use crate::params::ConvParams;
 
     /// Row classes tile the output rows in order, each with a band of kernel rows; a
     /// kernel row left out of a class lands in the padding for every row of it; each
     /// class's chunks cover its pixels over the batch.
-    #[test]
-    fn row_classes_skip_only_taps_in_the_padding() {
-        let mut split = 0;
-        for (h, k, stride, pad, dil) in [
+    /// Geometries for the class tests, `(label, geometry)`: vertical strides, dilations,
+    /// padding past the kernel's reach, batch 1 and 8 (5 columns, 3x3 wide kernels).
+    fn class_geometries() -> impl Iterator<Item = (String, ConvGeom)> {
+        [
             (7, 3, 1, 1, 1),
             (14, 3, 1, 1, 1),
             (28, 3, 1, 2, 2),
@@ -2027,42 +2028,54 @@ mod tests {
             (1, 3, 1, 3, 1),
             (9, 4, 3, 0, 1),
             (6, 2, 1, 1, 3),
-        ] {
-            for n in [1, 8] {
+            (9, 3, 1, 0, 1),
+            (16, 4, 2, 1, 1),
+        ]
+        .into_iter()
+        .flat_map(|(h, k, stride, pad, dil)| {
+            [1, 8].map(move |n| {
                 let p = ConvParams {
                     stride: [stride, 1],
                     padding: [pad, pad, 1, 1],
                     dilation: [dil, 1],
                     ..ConvParams::new(n, 4, h, 5, 8, [k, 3])
                 };
-                let g = p.validate().expect("a valid conv");
-                let classes = row_classes(&g, 12);
-                split += usize::from(classes.len() > 1);
-                let mut next = 0;
-                for RowClass {
-                    rows,
-                    taps,
-                    chunk,
-                    chunks,
-                } in classes.iter()
-                {
-                    assert_eq!(rows.start, next, "{h}x{k}, pad {pad}: rows in order");
-                    next = rows.end;
-                    assert!(taps.start < taps.end && taps.end <= g.kh);
-                    for oy in rows.clone() {
-                        for ky in (0..g.kh).filter(|ky| !taps.contains(ky)) {
-                            let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_t as isize;
-                            assert!(
-                                iy < 0 || iy >= g.h as isize,
-                                "{h}x{k} s{stride} p{pad} d{dil}: row {oy} skips tap {ky}"
-                            );
-                        }
+                let label = format!("{h}x{k} s{stride} p{pad} d{dil} n{n}");
+                (label, p.validate().expect("a valid conv"))
+            })
+        })
+    }
+
+    #[test]
+    fn row_classes_skip_only_taps_in_the_padding() {
+        let mut split = 0;
+        for (label, g) in class_geometries() {
+            let classes = row_classes(&g, 12);
+            split += usize::from(classes.len() > 1);
+            let mut next = 0;
+            for RowClass {
+                rows,
+                taps,
+                chunk,
+                chunks,
+            } in classes.iter()
+            {
+                assert_eq!(rows.start, next, "{label}: rows in order");
+                next = rows.end;
+                assert!(taps.start < taps.end && taps.end <= g.kh);
+                for oy in rows.clone() {
+                    for ky in (0..g.kh).filter(|ky| !taps.contains(ky)) {
+                        let iy = (oy * g.sh + ky * g.dh) as isize - g.pad_t as isize;
+                        assert!(
+                            iy < 0 || iy >= g.h as isize,
+                            "{label}: row {oy} skips tap {ky}"
+                        );
                     }
-                    let pixels = n * rows.len() * g.ow;
-                    assert!(chunk * chunks >= pixels && chunk * (chunks - 1) < pixels);
                 }
-                assert_eq!(next, g.oh, "{h}x{k}, pad {pad}: every row");
+                let pixels = g.n * rows.len() * g.ow;
+                assert!(chunk * chunks >= pixels && chunk * (chunks - 1) < pixels);
             }
+            assert_eq!(next, g.oh, "{label}: every row");
         }
         assert!(split >= 8, "only {split} geometries split into classes");
         // ResNet-50's 7x7 layer at batch 8: the first and last rows skip a kernel row.
@@ -2094,53 +2107,31 @@ mod tests {
     #[test]
     fn phase_row_classes_skip_only_taps_outside_grad_y() {
         let mut split = 0;
-        for (h, k, stride, pad, dil) in [
-            (7, 3, 1, 1, 1),
-            (14, 3, 1, 1, 1),
-            (28, 3, 1, 2, 2),
-            (5, 5, 1, 2, 1),
-            (1, 3, 1, 3, 1),
-            (6, 2, 1, 1, 3),
-            (9, 3, 1, 0, 1),
-            (56, 3, 2, 1, 1),
-            (16, 4, 2, 1, 1),
-        ] {
-            for n in [1, 8] {
-                let p = ConvParams {
-                    stride: [stride, 1],
-                    padding: [pad, pad, 1, 1],
-                    dilation: [dil, 1],
-                    ..ConvParams::new(n, 4, h, 5, 8, [k, 3])
-                };
-                let g = p.validate().expect("a valid conv");
-                for ry in 0..g.sh.min(g.h) {
-                    let na_y = (g.h - ry).div_ceil(g.sh);
-                    let classes = phase_row_classes(&g, ry, na_y, g.w, 12);
-                    split += usize::from(classes.len() > 1);
-                    assert!(
-                        stride == 1 || classes.len() == 1,
-                        "stride {stride}: one class"
-                    );
-                    let qs: Vec<isize> = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
-                        .map(|(_, q)| q)
-                        .collect();
-                    let mut next = 0;
-                    for RowClass { rows, taps, .. } in classes.iter() {
-                        assert_eq!(rows.start, next, "{h}x{k} p{pad} d{dil}: rows in order");
-                        next = rows.end;
-                        assert!(taps.end <= qs.len() && (taps.start < taps.end || qs.is_empty()));
-                        for a in rows.clone() {
-                            for (_, q) in qs.iter().enumerate().filter(|(i, _)| !taps.contains(i)) {
-                                let iy = a as isize + q;
-                                assert!(
-                                    iy < 0 || iy >= g.oh as isize,
-                                    "{h}x{k} p{pad} d{dil}: phase row {a} skips a tap inside"
-                                );
-                            }
+        for (label, g) in class_geometries() {
+            for ry in 0..g.sh.min(g.h) {
+                let na_y = (g.h - ry).div_ceil(g.sh);
+                let classes = phase_row_classes(&g, ry, na_y, g.w, 12);
+                split += usize::from(classes.len() > 1);
+                assert!(g.sh == 1 || classes.len() == 1, "{label}: one class");
+                let qs: Vec<isize> = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh)
+                    .map(|(_, q)| q)
+                    .collect();
+                let mut next = 0;
+                for RowClass { rows, taps, .. } in classes.iter() {
+                    assert_eq!(rows.start, next, "{label}: rows in order");
+                    next = rows.end;
+                    assert!(taps.end <= qs.len() && (taps.start < taps.end || qs.is_empty()));
+                    for a in rows.clone() {
+                        for (_, q) in qs.iter().enumerate().filter(|(i, _)| !taps.contains(i)) {
+                            let iy = a as isize + q;
+                            assert!(
+                                iy < 0 || iy >= g.oh as isize,
+                                "{label}: phase row {a} skips a tap inside"
+                            );
                         }
                     }
-                    assert_eq!(next, na_y, "{h}x{k}, pad {pad}: every row");
                 }
+                assert_eq!(next, na_y, "{label}: every row");
             }
         }
         assert!(split >= 6, "only {split} phases split into classes");
