@@ -889,6 +889,20 @@ struct RowClasses {
     len: usize,
 }
 
+impl RowClasses {
+    /// Chunk `ch` of the chunks of every class, class after class: its class, and its
+    /// index within that class.
+    fn chunk(&self, mut ch: usize) -> (&RowClass, usize) {
+        for c in self.iter() {
+            if ch < c.chunks {
+                return (c, ch);
+            }
+            ch -= c.chunks;
+        }
+        panic!("chunk {ch} past the classes' chunks")
+    }
+}
+
 impl std::ops::Deref for RowClasses {
     type Target = [RowClass];
     fn deref(&self) -> &[RowClass] {
@@ -1111,15 +1125,7 @@ fn forward<S: DirectIsa>(
             // One task: row chunk `ch` of channel block `blk` of group `grp`, with the
             // block's packed weights `vecs`.
             let task = |grp: usize, ch: usize, blk: usize, vecs: &[f32]| {
-                // The chunk's class, and the chunk within it.
-                let (mut class, mut ch) = (&classes[0], ch);
-                for c in classes.iter() {
-                    class = c;
-                    if ch < c.chunks {
-                        break;
-                    }
-                    ch -= c.chunks;
-                }
+                let (class, ch) = classes.chunk(ch);
                 // Its pixels: `p_c` a image (the class's rows), from row `row0`.
                 let (row0, p_c) = (class.rows.start, class.rows.len() * g.ow);
                 let q0 = ch * class.chunk;
@@ -1536,15 +1542,7 @@ fn backward_data<S: DirectIsa>(
                     // One task: row chunk `ch` of input-channel block `blk` of group `grp`,
                     // with the block's packed weights `vecs[p]` for each phase p of `ph`.
                     let task = |grp: usize, ch: usize, blk: usize, vecs: [&[f32]; 2]| {
-                        // The chunk's class, and the chunk within it.
-                        let (mut class, mut ch) = (&classes[0], ch);
-                        for c in classes.iter() {
-                            class = c;
-                            if ch < c.chunks {
-                                break;
-                            }
-                            ch -= c.chunks;
-                        }
+                        let (class, ch) = classes.chunk(ch);
                         // Its pixels: `p_c` an image (the class's phase rows, from `a0`).
                         let (a0, p_c) = (class.rows.start, class.rows.len() * na_x);
                         let px0 = ch * class.chunk;
