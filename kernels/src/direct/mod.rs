@@ -890,6 +890,11 @@ struct RowClasses {
 }
 
 impl RowClasses {
+    /// The chunks of every class.
+    fn chunks(&self) -> usize {
+        self.iter().map(|c| c.chunks).sum()
+    }
+
     /// Chunk `ch` of the chunks of every class, class after class: its class, and its
     /// index within that class.
     fn chunk(&self, mut ch: usize) -> (&RowClass, usize) {
@@ -1121,7 +1126,7 @@ fn forward<S: DirectIsa>(
             let red = &*red;
             let classes = row_classes(g, ur);
             // Row chunks over every class, class after class.
-            let chunks: usize = classes.iter().map(|c| c.chunks).sum();
+            let chunks = classes.chunks();
             // One task: row chunk `ch` of channel block `blk` of group `grp`, with the
             // block's packed weights `vecs`.
             let task = |grp: usize, ch: usize, blk: usize, vecs: &[f32]| {
@@ -1478,7 +1483,7 @@ fn backward_data<S: DirectIsa>(
                 // chunk was 0.98-1.01x. The rows go in classes by their band of the phase's
                 // kernel rows (both phases of a pair share theirs), chunked class by class.
                 let classes = phase_row_classes(g, ry, na_y, na_x, ur);
-                let chunks: usize = classes.iter().map(|c| c.chunks).sum();
+                let chunks = classes.chunks();
                 // Reduction steps per kernel row of the phase, of each phase.
                 let n_ty = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh).count();
                 let per_ty = red_lens.map(|len| len.checked_div(n_ty).unwrap_or(0));
@@ -2009,9 +2014,6 @@ mod tests {
     };
     use crate::params::ConvParams;
 
-    /// Row classes tile the output rows in order, each with a band of kernel rows; a
-    /// kernel row left out of a class lands in the padding for every row of it; each
-    /// class's chunks cover its pixels over the batch.
     /// Geometries for the class tests, `(label, geometry)`: vertical strides, dilations,
     /// padding past the kernel's reach, batch 1 and 8 (5 columns, 3x3 wide kernels).
     fn class_geometries() -> impl Iterator<Item = (String, ConvGeom)> {
@@ -2044,6 +2046,9 @@ mod tests {
         })
     }
 
+    /// Row classes tile the output rows in order, each with a band of kernel rows; a
+    /// kernel row left out of a class lands in the padding for every row of it; each
+    /// class's chunks cover its pixels over the batch.
     #[test]
     fn row_classes_skip_only_taps_in_the_padding() {
         let mut split = 0;
