@@ -47,7 +47,7 @@ mod tile;
 pub(crate) use depthwise::DirectDepthwise;
 #[cfg(feature = "testing")]
 pub(crate) use emulated::{Emu16, Emu16Masked, OddScalar};
-pub(crate) use pack::pack_blocks;
+pub(crate) use pack::{Entries, pack_blocks};
 pub(crate) use rows::{
     DirectRows, backward_data_fits as rows_backward_data_fits, forward_fits as rows_forward_fits,
 };
@@ -841,9 +841,11 @@ fn forward_packed_len(g: &ConvGeom, nr: usize) -> usize {
 fn pack_forward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
-    with_index_scratch(k, |red_src| {
-        forward_order(g, red_src);
-        pack_blocks(s, weight, g.g, c_out_g, nr, c_out_g * k, k, red_src, out);
+    with_index_scratch(3 * k, |idx| {
+        let (order, scratch) = idx.split_at_mut(k);
+        forward_order(g, order);
+        let red = Entries::by_source(order, scratch);
+        pack_blocks(s, weight, g.g, c_out_g, nr, c_out_g * k, k, red, out);
     });
 }
 
@@ -1225,15 +1227,16 @@ fn forward<S: DirectIsa>(
                 // and reading them back from memory; while there are blocks enough to keep
                 // every thread busy.
                 Weights::ToPack(w) if order.weights_major && g.g * blocks >= 2 * threads() => {
-                    with_index_scratch(k, |order| {
+                    with_index_scratch(3 * k, |idx| {
+                        let (order, scratch) = idx.split_at_mut(k);
                         forward_order(g, order);
-                        let order = &*order;
+                        let red = Entries::by_source(order, scratch);
                         for_each_task(g.g * blocks, |t| {
                             let (grp, blk) = (t / blocks, t % blocks);
                             let n_ch = nr.min(c_out_g - blk * nr);
                             let first = &w[(grp * c_out_g + blk * nr) * k..][..n_ch * k];
                             with_scratch(k * nr, |vecs| {
-                                pack_block(s, first, 0, n_ch, nr, k, order, vecs);
+                                pack_block(s, first, 0, n_ch, nr, k, red, vecs);
                                 for ch in 0..chunks {
                                     task(grp, ch, blk, vecs);
                                 }
@@ -1391,27 +1394,42 @@ fn pack_backward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, ou
     let mut at = 0;
     for (ry, rx, ty, tx) in phases(g) {
         let len = blocks_len(g.g, c_in_g, nr, c_out_g * ty * tx);
-        with_index_scratch(c_out_g * ty * tx, |red_src| {
-            phase_weight_offsets(g, ry, rx, red_src);
-            pack_phase(s, g, weight, nr, red_src, &mut out[at..at + len]);
+        let n = c_out_g * ty * tx;
+        with_index_scratch(3 * n, |idx| {
+            let red = phase_entries(g, ry, rx, n, idx);
+            pack_phase(s, g, weight, nr, red, &mut out[at..at + len]);
         });
         at += len;
     }
 }
 
+/// Stride phase `(ry, rx)`'s `len` reduction entries ([`phase_weight_offsets`]) as the
+/// packer reads them, listed in `idx` (at least `3 * len` long).
+fn phase_entries<'a>(
+    g: &ConvGeom,
+    ry: usize,
+    rx: usize,
+    len: usize,
+    idx: &'a mut [usize],
+) -> Entries<'a> {
+    let (red_src, scratch) = idx[..3 * len].split_at_mut(len);
+    phase_weight_offsets(g, ry, rx, red_src);
+    Entries::by_source(red_src, scratch)
+}
+
 /// One stride phase's backward-data weights, `[grp][c_in block][ky][oc][kx][nr]`, from the
-/// phase's [`phase_weight_offsets`] `red_src`.
+/// phase's [`phase_entries`].
 fn pack_phase<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
     weight: &[f32],
     nr: usize,
-    red_src: &[usize],
+    red: Entries<'_>,
     out: &mut [f32],
 ) {
     let (c_in_g, c_out_g, khw) = (g.c_in / g.g, g.c_out / g.g, g.kh * g.kw);
     let group_stride = c_out_g * c_in_g * khw;
-    pack_blocks(s, weight, g.g, c_in_g, nr, group_stride, khw, red_src, out);
+    pack_blocks(s, weight, g.g, c_in_g, nr, group_stride, khw, red, out);
 }
 
 /// Backward-data, pixel form with weights packed by the caller (see [`pack_backward`]) or
@@ -1653,13 +1671,17 @@ fn backward_data<S: DirectIsa>(
                         Weights::ToPack(w)
                             if order.weights_major && g.g * blocks >= 2 * threads() =>
                         {
-                            with_index_scratch(red_total, |red_src| {
-                                let (src0, src1) = red_src.split_at_mut(red_lens[0]);
-                                phase_weight_offsets(g, ry, rx, src0);
-                                if let Some(&(ry, rx, ..)) = ph.get(1) {
-                                    phase_weight_offsets(g, ry, rx, src1);
-                                }
-                                let red_srcs = [&*src0, &*src1];
+                            with_index_scratch(3 * red_total, |idx| {
+                                let (idx0, idx1) = idx.split_at_mut(3 * red_lens[0]);
+                                let reds = [
+                                    phase_entries(g, ry, rx, red_lens[0], idx0),
+                                    match ph.get(1) {
+                                        Some(&(ry, rx, ..)) => {
+                                            phase_entries(g, ry, rx, red_lens[1], idx1)
+                                        }
+                                        None => Entries::in_order(&[]),
+                                    },
+                                ];
                                 let khw = g.kh * g.kw;
                                 for_each_task(g.g * blocks, |t| {
                                     let (grp, blk) = (t / blocks, t % blocks);
@@ -1669,9 +1691,9 @@ fn backward_data<S: DirectIsa>(
                                     let first = &w[(grp * c_out_g * c_in_g + blk * nr) * khw..];
                                     with_scratch(red_total * nr, |vecs| {
                                         let (v0, v1) = vecs.split_at_mut(red_lens[0] * nr);
-                                        pack_block(s, first, 0, n_ch, nr, khw, red_srcs[0], v0);
+                                        pack_block(s, first, 0, n_ch, nr, khw, reds[0], v0);
                                         if ph.len() == 2 {
-                                            pack_block(s, first, 0, n_ch, nr, khw, red_srcs[1], v1);
+                                            pack_block(s, first, 0, n_ch, nr, khw, reds[1], v1);
                                         }
                                         for ch in 0..chunks {
                                             task(grp, ch, blk, [&*v0, &*v1]);
@@ -1688,9 +1710,9 @@ fn backward_data<S: DirectIsa>(
                                 for (p, (&(ry, rx, ..), part)) in
                                     ph.iter().zip([part0, part1]).enumerate()
                                 {
-                                    with_index_scratch(red_lens[p], |red_src| {
-                                        phase_weight_offsets(g, ry, rx, red_src);
-                                        pack_phase(s, g, w, nr, red_src, part);
+                                    with_index_scratch(3 * red_lens[p], |idx| {
+                                        let red = phase_entries(g, ry, rx, red_lens[p], idx);
+                                        pack_phase(s, g, w, nr, red, part);
                                     });
                                 }
                                 run_packed(packed, [0, len0]);
@@ -1757,7 +1779,8 @@ fn backward_weight_swapped<S: DirectIsa>(
                 g.sh.saturating_mul(g.w),
                 g.sw,
             );
-            pack_blocks(s, x, g.g, c_in_g, nr, c_in_g * hw, hw, red_src, packed);
+            let red = Entries::in_order(red_src);
+            pack_blocks(s, x, g.g, c_in_g, nr, c_in_g * hw, hw, red, packed);
         });
         let packed = &*packed;
         with_index_scratch(np + c_out_g, |idx| {
@@ -1888,7 +1911,8 @@ fn backward_weight<S: DirectIsa>(
             with_scratch(packed_len, |packed| {
                 // grad_y transposed into blocks: [grp][c_out block][b*p + px][nr].
                 if !fused {
-                    pack_blocks(s, grad_y, g.g, c_out_g, nr, c_out_g * p, p, red_src, packed);
+                    let red = Entries::in_order(red_src);
+                    pack_blocks(s, grad_y, g.g, c_out_g, nr, c_out_g * p, p, red, packed);
                 }
                 let packed = &*packed;
                 for_each_task(g.g * blocks * chunks, |t| {
@@ -1980,7 +2004,7 @@ impl PackedChunks<'_, '_> {
                 self.lanes,
                 nr,
                 self.ch_stride,
-                red_src,
+                Entries::in_order(red_src),
                 vecs,
             );
             // The next chunk's lines, asked for (into L2) while this chunk's tiles run: a

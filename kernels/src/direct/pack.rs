@@ -165,15 +165,76 @@ pub(crate) fn blocks_len(groups: usize, n: usize, nr: usize, red: usize) -> usiz
     groups * n.div_ceil(nr) * red * nr
 }
 
+/// A block's reduction entries as [`pack_blocks`] reads them: entry `i` is read at source
+/// offset `src[i]` into packed row `row[i]` (row `i` without `row`). Listed by increasing
+/// source offset ([`Entries::by_source`]), up to `LANES` entries within `LANES` floats of
+/// each other move in one register transpose whatever order the reduction takes them in:
+/// forward's `[ky][ic][kx]` rows out of the `[ic][ky][kx]` weights then come 16 taps a
+/// transpose, not the 6 (two channels' taps of one kernel row) that lie within 16 floats
+/// in row order; backward-data's `(ky, oc, kx)` phase rows an output channel's 9 taps, not
+/// a kernel row's 3.
+#[derive(Clone, Copy)]
+pub(crate) struct Entries<'a> {
+    /// Source offset of each entry.
+    pub src: &'a [usize],
+    /// Packed row of each entry (a permutation of `0..src.len()`), or entry order.
+    pub row: Option<&'a [usize]>,
+}
+
+impl<'a> Entries<'a> {
+    /// Row `r` from source offset `red_src[r]`, read in row order.
+    pub fn in_order(red_src: &'a [usize]) -> Self {
+        Entries {
+            src: red_src,
+            row: None,
+        }
+    }
+
+    /// The rows of `red_src` (row `r` from source offset `red_src[r]`) by increasing source
+    /// offset, listed in `scratch` (at least `2 * red_src.len()` long).
+    pub fn by_source(red_src: &[usize], scratch: &'a mut [usize]) -> Self {
+        let n = red_src.len();
+        let (src, row) = scratch[..2 * n].split_at_mut(n);
+        for (i, r) in row.iter_mut().enumerate() {
+            *r = i;
+        }
+        // A stable, run-adaptive sort: the reduction orders are a few increasing runs (one
+        // per kernel row), merged in linear time.
+        row.sort_by_key(|&r| red_src[r]);
+        for (s, &r) in src.iter_mut().zip(row.iter()) {
+            *s = red_src[r];
+        }
+        Entries {
+            src,
+            row: Some(row),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.src.len()
+    }
+
+    /// The packed row of entry `i`.
+    fn row(&self, i: usize) -> usize {
+        self.row.map_or(i, |r| r[i])
+    }
+
+    /// Whether entries `i0..i1` go to consecutive rows.
+    fn rows_in_order(&self, i0: usize, i1: usize) -> bool {
+        self.row
+            .is_none_or(|r| r[i0..i1].windows(2).all(|p| p[1] == p[0] + 1))
+    }
+}
+
 /// Packs an operand into channel blocks of `nr` in `out` (of [`blocks_len`] floats):
 ///
 /// ```text
-/// out[grp][blk][r][lane] = src[grp*group_stride + (blk*nr + lane)*ch_stride + red_src[r]]
-///                          for lane < n - blk*nr, else 0
+/// out[grp][blk][red.row(i)][lane] = src[grp*group_stride + (blk*nr + lane)*ch_stride + red.src[i]]
+///                                   for lane < n - blk*nr, else 0
 /// ```
 ///
-/// with `n` channels per group and `red_src.len()` reduction entries per channel; each
-/// block is packed on ISA `s` (its transposes in registers).
+/// with `n` channels per group and `red.len()` reduction entries per channel; each block is
+/// packed on ISA `s` (its transposes in registers).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_blocks<S: DirectIsa>(
     s: S,
@@ -183,11 +244,11 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
     nr: usize,
     group_stride: usize,
     ch_stride: usize,
-    red_src: &[usize],
+    red: Entries<'_>,
     out: &mut [f32],
 ) {
     let blocks = n.div_ceil(nr);
-    let per_block = red_src.len() * nr;
+    let per_block = red.len() * nr;
     if per_block == 0 {
         return;
     }
@@ -198,16 +259,16 @@ pub(crate) fn pack_blocks<S: DirectIsa>(
             let (grp, blk) = (gb / blocks, gb % blocks);
             let base = grp * group_stride + blk * nr * ch_stride;
             let lanes = nr.min(n - blk * nr);
-            pack_block(s, src, base, lanes, nr, ch_stride, red_src, blk_out);
+            pack_block(s, src, base, lanes, nr, ch_stride, red, blk_out);
         },
     );
 }
 
-/// One block of [`pack_blocks`], on the calling thread, into `out` (`red_src.len() * nr`
+/// One block of [`pack_blocks`], on the calling thread, into `out` (`red.len() * nr`
 /// floats):
 ///
 /// ```text
-/// out[r][lane] = src[base + lane*ch_stride + red_src[r]]   for lane < lanes, else 0
+/// out[red.row(i)][lane] = src[base + lane*ch_stride + red.src[i]]   for lane < lanes, else 0
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_block<S: DirectIsa>(
@@ -217,7 +278,7 @@ pub(crate) fn pack_block<S: DirectIsa>(
     lanes: usize,
     nr: usize,
     ch_stride: usize,
-    red_src: &[usize],
+    red: Entries<'_>,
     out: &mut [f32],
 ) {
     struct Job<'a> {
@@ -226,7 +287,7 @@ pub(crate) fn pack_block<S: DirectIsa>(
         lanes: usize,
         nr: usize,
         ch_stride: usize,
-        red_src: &'a [usize],
+        red: Entries<'a>,
         out: &'a mut [f32],
     }
     impl SimdJob for Job<'_> {
@@ -241,14 +302,15 @@ pub(crate) fn pack_block<S: DirectIsa>(
         lanes,
         nr,
         ch_stride,
-        red_src,
-        out: &mut out[..red_src.len() * nr],
+        red,
+        out: &mut out[..red.len() * nr],
     });
 
     /// The body of [`pack_block`], compiled for `S`.
     #[inline(always)]
     fn pack_block_on<S: F32Simd>(s: S, j: &mut Job<'_>) {
         let (src, base, lanes, nr, ch_stride) = (j.src, j.base, j.lanes, j.nr, j.ch_stride);
+        let red = j.red;
         let l = S::LANES;
         if l >= 8 && nr.is_multiple_of(l) {
             // Windows of up to LANES increasing entries within LANES floats of the first
@@ -256,22 +318,27 @@ pub(crate) fn pack_block<S: DirectIsa>(
             // output channel's 9 taps; a stride-2 phase: that channel's taps of the phase,
             // 2 or 4 of 9 or 16), each moved LANES lanes at a time by one register
             // transpose.
-            let red = j.red_src;
+            let offs_all = red.src;
             let mut r0 = 0;
-            while r0 < red.len() {
+            while r0 < offs_all.len() {
                 let mut len = 1;
                 while len < l
-                    && r0 + len < red.len()
-                    && red[r0 + len] > red[r0 + len - 1]
-                    && red[r0 + len] - red[r0] < l
+                    && r0 + len < offs_all.len()
+                    && offs_all[r0 + len] > offs_all[r0 + len - 1]
+                    && offs_all[r0 + len] - offs_all[r0] < l
                 {
                     len += 1;
                 }
-                if let Some(&ahead) = red.get(r0 + PACK_AHEAD) {
+                if let Some(&ahead) = offs_all.get(r0 + PACK_AHEAD) {
                     prefetch_lanes(src, base + ahead, lanes, ch_stride);
                 }
-                let offs = &red[r0..r0 + len];
-                let dst = &mut j.out[r0 * nr..(r0 + len) * nr];
+                let offs = &offs_all[r0..r0 + len];
+                // The window's rows: one slab from its first, or listed.
+                let (at, rows) = if red.rows_in_order(r0, r0 + len) {
+                    (red.row(r0) * nr, None)
+                } else {
+                    (0, red.row.map(|r| &r[r0..r0 + len]))
+                };
                 for l0 in (0..nr).step_by(l) {
                     segment(
                         s,
@@ -280,7 +347,8 @@ pub(crate) fn pack_block<S: DirectIsa>(
                         lanes.saturating_sub(l0),
                         ch_stride,
                         offs,
-                        &mut dst[l0..],
+                        rows,
+                        &mut j.out[at + l0..],
                         nr,
                     );
                 }
@@ -292,7 +360,20 @@ pub(crate) fn pack_block<S: DirectIsa>(
         // its channel's (usually contiguous) entries and the writes stay in a run x nr
         // patch, instead of a cache line per float read.
         let run = PACK_RUN;
-        for (dst, offs) in j.out.chunks_mut(run * nr).zip(j.red_src.chunks(run)) {
+        for (i0, offs) in (0..).step_by(run).zip(red.src.chunks(run)) {
+            if !red.rows_in_order(i0, i0 + offs.len()) {
+                for lane in 0..nr {
+                    for (i, &off) in (i0..).zip(offs) {
+                        j.out[red.row(i) * nr + lane] = if lane < lanes {
+                            src[base + lane * ch_stride + off]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+                continue;
+            }
+            let dst = &mut j.out[red.row(i0) * nr..][..offs.len() * nr];
             let square = offs.len() == run
                 && offs[run - 1] == offs[0] + run - 1
                 && lanes.is_multiple_of(run);
@@ -328,13 +409,17 @@ pub(crate) fn pack_block<S: DirectIsa>(
         }
     }
 
-    /// One segment of one group of `LANES` lanes: `dst[r*nr + i] = src[at + i*ch_stride +
-    /// offs[r]]` for `i < min(valid, LANES)`, else 0, for `r < offs.len() <= LANES`, with
-    /// `offs` increasing and within `LANES` of `offs[0]`. A single entry lane by lane; else
-    /// one register transpose of the window, straight from the source when all `LANES`
-    /// rows of `LANES` floats are there (a plain copy when the lanes are adjacent and the
-    /// entries consecutive), else from a square on the stack; entries with gaps between
-    /// them go through a transposed square.
+    /// One segment of one group of `LANES` lanes:
+    ///
+    /// ```text
+    /// dst[row(r)*nr + i] = src[at + i*ch_stride + offs[r]]   for i < min(valid, LANES), else 0
+    /// ```
+    ///
+    /// for `r < offs.len() <= LANES`, with `offs` increasing and within `LANES` of
+    /// `offs[0]`, and `row(r)` = `rows[r]`, or `r` without `rows`. A single entry lane by
+    /// lane; else one register transpose of the window, straight from the source when all
+    /// `LANES` rows of `LANES` floats are there (a plain copy when the lanes are adjacent and
+    /// the entries consecutive), else from a square on the stack.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn segment<S: F32Simd>(
@@ -344,25 +429,29 @@ pub(crate) fn pack_block<S: DirectIsa>(
         valid: usize,
         ch_stride: usize,
         offs: &[usize],
+        rows: Option<&[usize]>,
         dst: &mut [f32],
         nr: usize,
     ) {
         let l = S::LANES;
         let n = offs.len();
         assert!(n >= 1 && n <= l && l <= 16, "pack segment");
-        assert!(dst.len() >= (n - 1) * nr + l, "pack segment destination");
+        assert!(rows.is_none_or(|r| r.len() == n), "pack segment rows");
+        let row = |r: usize| rows.map_or(r, |rows| rows[r]);
+        let last = rows.map_or(n - 1, |r| r.iter().copied().max().unwrap_or(0));
+        assert!(dst.len() >= last * nr + l, "pack segment destination");
         let span = offs[n - 1] - offs[0] + 1;
         assert!(span >= n && span <= l, "pack segment window");
         if valid == 0 {
             for r in 0..n {
-                dst[r * nr..r * nr + l].fill(0.0);
+                dst[row(r) * nr..][..l].fill(0.0);
             }
             return;
         }
         let start = at + offs[0];
         if n == 1 {
             // A lone entry: LANES loads beat a transpose that keeps one column of LANES.
-            for (i, d) in dst[..l].iter_mut().enumerate() {
+            for (i, d) in dst[row(0) * nr..][..l].iter_mut().enumerate() {
                 *d = if i < valid {
                     src[start + i * ch_stride]
                 } else {
@@ -377,10 +466,11 @@ pub(crate) fn pack_block<S: DirectIsa>(
             // entry, no transpose.
             for r in 0..n {
                 // SAFETY: reads l floats at src[start + r..] (start + r + l <= src.len(),
-                // checked); writes l floats at dst[r*nr..] (checked above).
+                // checked); writes l floats at dst[row(r)*nr..] (row(r) <= last, checked
+                // above).
                 unsafe {
                     s.store(
-                        dst[r * nr..].as_mut_ptr(),
+                        dst[row(r) * nr..].as_mut_ptr(),
                         s.load(src[start + r..].as_ptr()),
                     )
                 };
@@ -391,7 +481,7 @@ pub(crate) fn pack_block<S: DirectIsa>(
         // (zeroed only then: a memset of 1 KiB per window was 2% of the samples of a conv4
         // forward pass).
         let mut sq;
-        let (rows, stride) = if valid >= l && start + (l - 1) * ch_stride + l <= src.len() {
+        let (src_rows, stride) = if valid >= l && start + (l - 1) * ch_stride + l <= src.len() {
             (&src[start..], ch_stride)
         } else {
             sq = [0.0f32; 16 * 16];
@@ -404,31 +494,48 @@ pub(crate) fn pack_block<S: DirectIsa>(
             }
             (&sq[..], l)
         };
-        if consecutive {
-            // SAFETY: reads rows i < l of l floats at rows[i*stride..] (in src, checked
+        if consecutive && rows.is_none() {
+            // SAFETY: reads rows i < l of l floats at src_rows[i*stride..] (in src, checked
             // above, or the l x l square); writes rows r < n of l floats at dst[r*nr..]
             // (checked).
             unsafe {
-                s.transpose_store(rows.as_ptr(), stride, dst.as_mut_ptr(), nr, None, n, false)
+                s.transpose_store(
+                    src_rows.as_ptr(),
+                    stride,
+                    dst.as_mut_ptr(),
+                    nr,
+                    None,
+                    n,
+                    false,
+                )
             };
             return;
         }
-        let mut cols = [0.0f32; 16 * 16];
-        // SAFETY: reads as above; writes rows j < span <= l of l floats into cols (l <= 16).
-        unsafe {
-            s.transpose_store(
-                rows.as_ptr(),
-                stride,
-                cols.as_mut_ptr(),
-                l,
-                None,
-                span,
-                false,
-            )
-        };
+        // Gaps between the entries, or rows out of order: the window's columns in
+        // registers, each entry's stored at its row.
+        let mut ptrs = [std::ptr::null::<f32>(); 16];
+        for (i, p) in ptrs.iter_mut().enumerate().take(l) {
+            *p = src_rows.as_ptr().wrapping_add(i * stride);
+        }
+        let mut cols = [s.zero(); 16];
+        if n == l {
+            // LANES consecutive entries (forward's 16 taps of [ic][ky][kx] weights): a
+            // constant trip count, so the columns stay in registers (1.4% of a 14x14x256
+            // forward pass with its weights packed per call, AVX-512 on Zen 4).
+            // SAFETY: as below, with l outputs.
+            unsafe { s.gather_transpose(&ptrs[..l], &mut cols[..l]) };
+            for (r, &c) in cols.iter().enumerate().take(l) {
+                // SAFETY: l floats at dst[row(r)*nr..] (row(r) <= last, checked above).
+                unsafe { s.store(dst[row(r) * nr..].as_mut_ptr(), c) };
+            }
+            return;
+        }
+        // SAFETY: rows i < l of l floats at src_rows[i*stride..] are readable (checked
+        // above, or the square); span <= l <= 16 outputs.
+        unsafe { s.gather_transpose(&ptrs[..l], &mut cols[..span]) };
         for (r, &off) in offs.iter().enumerate() {
-            let col = (off - offs[0]) * l;
-            dst[r * nr..][..l].copy_from_slice(&cols[col..][..l]);
+            // SAFETY: l floats at dst[row(r)*nr..] (row(r) <= last, checked above).
+            unsafe { s.store(dst[row(r) * nr..].as_mut_ptr(), cols[off - offs[0]]) };
         }
     }
 }
@@ -446,7 +553,7 @@ mod tests {
     /// the end must be copied before their transpose.
     fn check_pack<S: DirectIsa>(s: S) {
         let l = S::LANES;
-        let patterns: [(&str, Vec<usize>); 5] = [
+        let patterns: [(&str, Vec<usize>); 7] = [
             ("run", (0..20).collect()),
             (
                 "4x4 phase",
@@ -463,8 +570,35 @@ mod tests {
             ("lone", (0..7).map(|c| c * 40 + 4).collect()),
             // A gapped window exactly LANES floats wide (0 and LANES - 1), then a run.
             ("wide gap", vec![0, l - 1, 40, 41, 42]),
+            // Row orders that are not the source's: forward's [ky][ic][kx] of [ic][ky][kx]
+            // weights, a stride-2 backward-data phase's (ky, oc, kx).
+            (
+                "kernel rows first",
+                (0..3)
+                    .flat_map(|ky| {
+                        (0..5).flat_map(move |ic| (0..3).map(move |kx| ic * 9 + ky * 3 + kx))
+                    })
+                    .collect(),
+            ),
+            (
+                "phase rows first",
+                [0, 6]
+                    .into_iter()
+                    .flat_map(|ky| (0..5).flat_map(move |oc| [0, 2].map(|kx| oc * 40 + ky + kx)))
+                    .collect(),
+            ),
         ];
-        for (name, red) in &patterns {
+        // Each pattern read in row order and by source offset.
+        let mut scratch = vec![0; 2 * patterns.iter().map(|p| p.1.len()).max().unwrap()];
+        for (name, red, by_source) in patterns
+            .iter()
+            .flat_map(|(name, red)| [(name, red, false), (name, red, true)])
+        {
+            let entries = if by_source {
+                Entries::by_source(red, &mut scratch)
+            } else {
+                Entries::in_order(red)
+            };
             for (n, nr) in [(l, l), (2 * l + 3, 2 * l), (3, l.max(2)), (5, 2 * l)] {
                 if !nr.is_multiple_of(l) {
                     continue;
@@ -484,7 +618,7 @@ mod tests {
                         nr,
                         group_stride,
                         ch_stride,
-                        red,
+                        entries,
                         &mut out,
                     );
                     let blocks = n.div_ceil(nr);
@@ -499,7 +633,8 @@ mod tests {
                         };
                         assert_eq!(
                             *got, want,
-                            "{l} lanes, {name}, n {n}, nr {nr}, ch_stride {ch_stride}: \
+                            "{l} lanes, {name} (by source {by_source}), n {n}, nr {nr}, \
+                             ch_stride {ch_stride}: \
                              group {grp} block {blk} entry {r} lane {lane}"
                         );
                     }

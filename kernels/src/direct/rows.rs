@@ -36,7 +36,7 @@
 //! planes, see `forward`) the copy is as wide as the taps need, followed by a vector tile
 //! of zeros, and a tile's vectors run across output rows.
 
-use super::pack::{PadSplit, Planes, pack_blocks, pad_planes, padded_len};
+use super::pack::{Entries, PadSplit, Planes, pack_blocks, pad_planes, padded_len};
 use super::{DirectIsa, SimdJob, rows_banded};
 use crate::parallel::{SharedMut, for_each_task, with_index_scratch, with_scratch};
 use crate::params::{ConvGeom, ConvParams};
@@ -417,7 +417,8 @@ fn pack<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], out: &mut [f32]) {
         for (r, o) in red_src.iter_mut().enumerate() {
             *o = r;
         }
-        pack_blocks(s, weight, g.g, c_out_g, nj(g), c_out_g * k, k, red_src, out);
+        let red = Entries::in_order(red_src);
+        pack_blocks(s, weight, g.g, c_out_g, nj(g), c_out_g * k, k, red, out);
     });
 }
 

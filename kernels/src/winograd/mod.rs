@@ -28,7 +28,7 @@
 
 mod transforms;
 
-use crate::direct::{Block, DirectIsa, Red, SimdJob, pack_blocks};
+use crate::direct::{Block, DirectIsa, Entries, Red, SimdJob, pack_blocks};
 use crate::parallel::{SharedMut, for_each_task, threads, with_index_scratch, with_scratch};
 use crate::params::ConvGeom;
 use crate::registry::ConvKernel;
@@ -305,6 +305,7 @@ fn transform_filters_a<S: DirectIsa, const A: usize>(s: S, p: &Problem<'_>, u: &
             let base = (grp * k_g + k0) * ch_stride;
             let lanes = nr.min(k_g - k0);
             with_scratch(c_g * 9 * nr, |taps| {
+                let red = Entries::in_order(red);
                 pack_blocks(s, &p.weight[base..], 1, lanes, nr, 0, ch_stride, red, taps);
                 s.dispatch(&mut FilterJob::<A> {
                     c_g,
