@@ -842,11 +842,17 @@ fn pack_forward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
     with_index_scratch(3 * k, |idx| {
-        let (order, scratch) = idx.split_at_mut(k);
-        forward_order(g, order);
-        let red = Entries::by_source(order, scratch);
+        let red = forward_entries(g, k, idx);
         pack_blocks(s, weight, g.g, c_out_g, nr, c_out_g * k, k, red, out);
     });
+}
+
+/// The forward reduction's `k` entries ([`forward_order`]) as the packer reads them, listed
+/// in `idx` (at least `3 * k` long).
+fn forward_entries<'a>(g: &ConvGeom, k: usize, idx: &'a mut [usize]) -> Entries<'a> {
+    let (order, scratch) = idx[..3 * k].split_at_mut(k);
+    forward_order(g, order);
+    Entries::by_source(order, scratch)
 }
 
 /// `order[r]`: the index in an output channel's `[ic][ky][kx]` weights of the forward pixel
@@ -1228,9 +1234,7 @@ fn forward<S: DirectIsa>(
                 // every thread busy.
                 Weights::ToPack(w) if order.weights_major && g.g * blocks >= 2 * threads() => {
                     with_index_scratch(3 * k, |idx| {
-                        let (order, scratch) = idx.split_at_mut(k);
-                        forward_order(g, order);
-                        let red = Entries::by_source(order, scratch);
+                        let red = forward_entries(g, k, idx);
                         for_each_task(g.g * blocks, |t| {
                             let (grp, blk) = (t / blocks, t % blocks);
                             let n_ch = nr.min(c_out_g - blk * nr);
