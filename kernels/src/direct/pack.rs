@@ -198,9 +198,48 @@ impl<'a> Entries<'a> {
         for (i, r) in row.iter_mut().enumerate() {
             *r = i;
         }
-        // A stable, run-adaptive sort: the reduction orders are a few increasing runs (one
-        // per kernel row), merged in linear time.
-        row.sort_by_key(|&r| red_src[r]);
+        // The reduction orders are a few increasing runs of offsets (one per kernel row):
+        // merged pairwise, back and forth between the two halves of the scratch, so a call
+        // allocates nothing (the library's stable sort allocates past 512 entries).
+        let key = |r: usize| red_src[r];
+        // The end of the run of non-decreasing keys from `i`.
+        let run_end = |a: &[usize], i: usize| {
+            (i + 1..a.len())
+                .find(|&j| key(a[j]) < key(a[j - 1]))
+                .unwrap_or(a.len())
+        };
+        let mut in_row = true;
+        loop {
+            let (from, to) = if in_row {
+                (&*row, &mut *src)
+            } else {
+                (&*src, &mut *row)
+            };
+            let (mut i, mut runs) = (0, 0);
+            while i < n {
+                let mid = run_end(from, i);
+                let end = if mid < n { run_end(from, mid) } else { n };
+                // Stable: on equal keys the first run's entry goes first.
+                let (mut a, mut b) = (i, mid);
+                for out in &mut to[i..end] {
+                    let take_b = a == mid || (b < end && key(from[b]) < key(from[a]));
+                    *out = if take_b { from[b] } else { from[a] };
+                    if take_b {
+                        b += 1;
+                    } else {
+                        a += 1;
+                    }
+                }
+                (i, runs) = (end, runs + 1);
+            }
+            in_row = !in_row;
+            if runs <= 1 {
+                break;
+            }
+        }
+        if !in_row {
+            row.copy_from_slice(src);
+        }
         for (s, &r) in src.iter_mut().zip(row.iter()) {
             *s = red_src[r];
         }
@@ -640,6 +679,34 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// `Entries::by_source` lists every row once, by non-decreasing offset, equal offsets in
+    /// row order: on one run, many runs (descending), a few runs of unequal length, equal
+    /// keys, and none.
+    #[test]
+    fn by_source_lists_rows_by_offset() {
+        let kernel_rows: Vec<usize> = (0..7)
+            .flat_map(|ky| (0..5).flat_map(move |ic| (0..7).map(move |kx| ic * 49 + ky * 7 + kx)))
+            .collect();
+        let orders: [Vec<usize>; 6] = [
+            (0..40).collect(),
+            (0..40).rev().collect(),
+            kernel_rows,
+            vec![5, 9, 1, 2, 3, 4, 0, 6, 7, 8],
+            vec![3, 1, 3, 0, 1, 2, 2],
+            vec![],
+        ];
+        for red in &orders {
+            let mut scratch = vec![usize::MAX; 2 * red.len() + 3];
+            let e = Entries::by_source(red, &mut scratch);
+            let rows = e.row.expect("by_source lists rows");
+            let mut want: Vec<usize> = (0..red.len()).collect();
+            want.sort_by_key(|&r| red[r]);
+            assert_eq!(rows, &want[..], "rows of {red:?}");
+            let offsets: Vec<usize> = want.iter().map(|&r| red[r]).collect();
+            assert_eq!(e.src, &offsets[..], "offsets of {red:?}");
         }
     }
 
