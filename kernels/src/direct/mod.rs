@@ -154,13 +154,19 @@ pub(super) fn red_chunks(
         0 => 0,
         _ => (len / chunk + usize::from(2 * (len % chunk) >= chunk)).max(1),
     };
-    // The first `len % chunks` chunks one step longer; no bound exceeds `len`.
-    let (q, rem) = (
-        len.checked_div(chunks).unwrap_or(0),
-        len.checked_rem(chunks).unwrap_or(0),
-    );
-    let start = move |i: usize| i * q + i.min(rem);
+    let start = move |i: usize| even_start(len, chunks, i);
     (0..chunks).map(move |i| (start(i), start(i + 1)))
+}
+
+/// Where part `i` (of `0..=parts`) starts when `len` items are shared out in `parts` parts as
+/// evenly as they go: the first `len % parts` parts one longer. No bound exceeds `len`, and
+/// nothing overflows (`i * (len / parts)` is at most `len`).
+fn even_start(len: usize, parts: usize, i: usize) -> usize {
+    let (q, rem) = (
+        len.checked_div(parts).unwrap_or(0),
+        len.checked_rem(parts).unwrap_or(0),
+    );
+    i * q + i.min(rem)
 }
 
 /// Runs `whole` (a task's rows over the whole reduction) in the chunks of [`red_chunks`].
@@ -881,9 +887,30 @@ struct RowClass {
     rows: Range<usize>,
     /// Kernel rows its reduction runs over (a phase's: indices into its [`phase_taps`]).
     taps: Range<usize>,
-    /// Its pixels over the batch run in `chunks` tasks of `chunk` (per channel block).
-    chunk: usize,
+    /// Its pixels over the batch (its rows of every image, image after image), run in
+    /// `chunks` tasks (per channel block) of whole tiles of `ur` ([`RowClass::chunk`]).
+    pixels: usize,
+    ur: usize,
     chunks: usize,
+}
+
+impl RowClass {
+    /// Pixels `(first, count)` of chunk `ch` of the class: its tiles shared out evenly, so
+    /// chunks differ by at most one tile (the last also holds the partial one).
+    ///
+    /// Cut into chunks of one rounded-up size instead, the last took the remainder: a
+    /// stride-2 backward-data phase's 784 pixels in 4 x 168 + 112, a task a third shorter
+    /// than the rest. Two threads split the tasks in halves of unequal work and then stole
+    /// whole tasks to even them, and one waited out the other's last task. Shared evenly
+    /// (13-14 tiles a chunk), 2 threads, Zen 4: ResNet-50's stride-2 3x3 layer backward-data
+    /// 1.10x (AVX-512; 1.06x on AVX2), its 56x56x64 layer 1.02-1.03x, VGG's 56x56
+    /// 1.01-1.03x, forward 56x56x64 1.01-1.03x, the rest within 1%; one thread within 1%
+    /// (blocks of 6-12 calls per variant, alternated, median of block medians).
+    fn chunk(&self, ch: usize) -> (usize, usize) {
+        let tiles = self.pixels.div_ceil(self.ur);
+        let start = |i: usize| (even_start(tiles, self.chunks, i) * self.ur).min(self.pixels);
+        (start(ch), start(ch + 1) - start(ch))
+    }
 }
 
 /// Most [`RowClass`]es a pass is split into (a 3x3 layer has 3; more distinct bands, from
@@ -905,7 +932,7 @@ impl RowClasses {
 
     /// Chunk `ch` of the chunks of every class, class after class: its class, and its
     /// index within that class.
-    fn chunk(&self, mut ch: usize) -> (&RowClass, usize) {
+    fn class_chunk(&self, mut ch: usize) -> (&RowClass, usize) {
         for c in self.iter() {
             if ch < c.chunks {
                 return (c, ch);
@@ -985,12 +1012,13 @@ fn classes_by(
     taps: impl Fn(usize) -> Range<usize>,
 ) -> RowClasses {
     let class = |rows: Range<usize>, taps: Range<usize>| {
-        let (chunk, chunks) = row_chunks(n * rows.len() * per_row, ur);
+        let pixels = n * rows.len() * per_row;
         RowClass {
             rows,
             taps,
-            chunk,
-            chunks,
+            pixels,
+            ur,
+            chunks: row_chunks(pixels, ur),
         }
     };
     let mut whole = RowClasses {
@@ -1138,11 +1166,10 @@ fn forward<S: DirectIsa>(
             // One task: row chunk `ch` of channel block `blk` of group `grp`, with the
             // block's packed weights `vecs`.
             let task = |grp: usize, ch: usize, blk: usize, vecs: &[f32]| {
-                let (class, ch) = classes.chunk(ch);
+                let (class, ch) = classes.class_chunk(ch);
                 // Its pixels: `p_c` a image (the class's rows), from row `row0`.
                 let (row0, p_c) = (class.rows.start, class.rows.len() * g.ow);
-                let q0 = ch * class.chunk;
-                let npx = class.chunk.min(g.n * p_c - q0);
+                let (q0, npx) = class.chunk(ch);
                 // Its taps: a run of kernel rows of the `[ky][ic][kx]` reduction.
                 let per_ky = c_in_g * g.kw;
                 let (red, vecs) = (
@@ -1293,12 +1320,10 @@ impl TaskOrder {
     }
 }
 
-/// `(chunk, chunks)`: `total` rows in `chunks` tasks of about [`ROWS_PER_TASK`], balanced
-/// and rounded up to whole tiles of `ur` rows, so no task ends in a sliver.
-fn row_chunks(total: usize, ur: usize) -> (usize, usize) {
-    let chunks = total.div_ceil(ROWS_PER_TASK).max(1);
-    let chunk = total.div_ceil(chunks).div_ceil(ur).max(1) * ur;
-    (chunk, total.div_ceil(chunk))
+/// The tasks `total` rows run in: one per [`ROWS_PER_TASK`] begun, but no more than the
+/// whole tiles of `ur` rows they make ([`RowClass::chunk`] shares those out); none for none.
+fn row_chunks(total: usize, ur: usize) -> usize {
+    total.div_ceil(ROWS_PER_TASK).min(total.div_ceil(ur.max(1)))
 }
 
 /// `out[(b * oh + oy) * ow + ox] = b * img + oy * row + ox * col` for the pixels of
@@ -1569,11 +1594,10 @@ fn backward_data<S: DirectIsa>(
                     // One task: row chunk `ch` of input-channel block `blk` of group `grp`,
                     // with the block's packed weights `vecs[p]` for each phase p of `ph`.
                     let task = |grp: usize, ch: usize, blk: usize, vecs: [&[f32]; 2]| {
-                        let (class, ch) = classes.chunk(ch);
+                        let (class, ch) = classes.class_chunk(ch);
                         // Its pixels: `p_c` an image (the class's phase rows, from `a0`).
                         let (a0, p_c) = (class.rows.start, class.rows.len() * na_x);
-                        let px0 = ch * class.chunk;
-                        let npx = class.chunk.min(g.n * p_c - px0);
+                        let (px0, npx) = class.chunk(ch);
                         // Its taps: a run of the phase's kernel rows, in each phase.
                         let taps =
                             |p: usize| class.taps.start * per_ty[p]..class.taps.end * per_ty[p];
@@ -2037,8 +2061,8 @@ impl PackedChunks<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::{
-        ConvGeom, RED_CHUNK, RowClass, phase_row_classes, phase_taps, pixel_offsets, red_chunks,
-        row_classes,
+        ConvGeom, RED_CHUNK, ROWS_PER_TASK, RowClass, phase_row_classes, phase_taps, pixel_offsets,
+        red_chunks, row_chunks, row_classes,
     };
     use crate::params::ConvParams;
 
@@ -2087,8 +2111,9 @@ mod tests {
             for RowClass {
                 rows,
                 taps,
-                chunk,
-                chunks,
+                pixels,
+                ur,
+                ..
             } in classes.iter()
             {
                 assert_eq!(rows.start, next, "{label}: rows in order");
@@ -2103,8 +2128,11 @@ mod tests {
                         );
                     }
                 }
-                let pixels = g.n * rows.len() * g.ow;
-                assert!(chunk * chunks >= pixels && chunk * (chunks - 1) < pixels);
+                assert_eq!(
+                    (*pixels, *ur),
+                    (g.n * rows.len() * g.ow, 12),
+                    "{label}: pixels"
+                );
             }
             assert_eq!(next, g.oh, "{label}: every row");
         }
@@ -2130,6 +2158,53 @@ mod tests {
             row_classes(&g.validate().expect("a valid conv"), 12).len()
         };
         assert_eq!((classes_at(56), classes_at(224)), (3, 1));
+    }
+
+    /// A class's chunks tile its pixels in order, each starting on a whole tile of `ur` and
+    /// holding at least one, their whole tiles within one of each other: one chunk per
+    /// `ROWS_PER_TASK` pixels begun, unless there are fewer tiles.
+    #[test]
+    fn row_chunks_share_whole_tiles_evenly() {
+        for ur in [1, 4, 6, 12, 14, 16, 28] {
+            for pixels in (0..2000).chain([3136, 100_352]) {
+                let class = RowClass {
+                    pixels,
+                    ur,
+                    chunks: row_chunks(pixels, ur),
+                    ..RowClass::default()
+                };
+                let tiles = pixels.div_ceil(ur);
+                let label = format!("{pixels} pixels, ur {ur}");
+                assert_eq!(
+                    class.chunks,
+                    pixels.div_ceil(ROWS_PER_TASK).min(tiles),
+                    "{label}: chunks"
+                );
+                let (mut next, mut fewest, mut most) = (0, usize::MAX, 0);
+                for ch in 0..class.chunks {
+                    let (q0, n) = class.chunk(ch);
+                    assert_eq!(q0, next, "{label}: chunk {ch} starts where the last ended");
+                    assert!(q0 % ur == 0 && n > 0, "{label}: chunk {ch} at {q0} of {n}");
+                    let whole = n.div_ceil(ur);
+                    (fewest, most, next) = (fewest.min(whole), most.max(whole), q0 + n);
+                }
+                assert_eq!(next, pixels, "{label}: every pixel");
+                assert!(
+                    class.chunks == 0 || most - fewest <= 1,
+                    "{label}: {fewest}..{most}"
+                );
+            }
+        }
+        // A stride-2 backward-data phase of ResNet-50 (28x28): 66 tiles of 12, the last
+        // partial, in 5 chunks of 14, 13, 13, 13, 13 tiles (not 4 x 14 + 10).
+        let class = RowClass {
+            pixels: 784,
+            ur: 12,
+            chunks: row_chunks(784, 12),
+            ..RowClass::default()
+        };
+        let sizes: Vec<usize> = (0..class.chunks).map(|ch| class.chunk(ch).1).collect();
+        assert_eq!(sizes, [168, 156, 156, 156, 148]);
     }
 
     /// Backward-data's phase row classes tile each phase's rows in order, each with a band
