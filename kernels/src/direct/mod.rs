@@ -154,19 +154,25 @@ pub(super) fn red_chunks(
         0 => 0,
         _ => (len / chunk + usize::from(2 * (len % chunk) >= chunk)).max(1),
     };
-    let start = move |i: usize| even_start(len, chunks, i);
+    // The first `len % chunks` chunks one step longer; no bound exceeds `len`.
+    let (q, rem) = (
+        len.checked_div(chunks).unwrap_or(0),
+        len.checked_rem(chunks).unwrap_or(0),
+    );
+    let start = move |i: usize| i * q + i.min(rem);
     (0..chunks).map(move |i| (start(i), start(i + 1)))
 }
 
-/// Where part `i` (of `0..=parts`) starts when `len` items are shared out in `parts` parts as
-/// evenly as they go: the first `len % parts` parts one longer. No bound exceeds `len`, and
-/// nothing overflows (`i * (len / parts)` is at most `len`).
-fn even_start(len: usize, parts: usize, i: usize) -> usize {
-    let (q, rem) = (
-        len.checked_div(parts).unwrap_or(0),
-        len.checked_rem(parts).unwrap_or(0),
-    );
-    i * q + i.min(rem)
+/// Where part `i` (of `0..=parts`) starts when `len` items are spread over `parts` tasks
+/// as evenly as they go, the longer parts (by one) spaced out along the range rather than
+/// first: `i * len / parts` rounded down. Rayon gives each of two threads half of a task
+/// range (and halves of halves to more), and spaced out, every such half holds its share
+/// of the longer parts. 0 for no parts; computed in `u128`, so no product overflows.
+fn spread_start(len: usize, parts: usize, i: usize) -> usize {
+    match parts {
+        0 => 0,
+        _ => (i as u128 * len as u128 / parts as u128) as usize,
+    }
 }
 
 /// Runs `whole` (a task's rows over the whole reduction) in the chunks of [`red_chunks`].
@@ -895,8 +901,9 @@ struct RowClass {
 }
 
 impl RowClass {
-    /// Pixels `(first, count)` of chunk `ch` of the class: its tiles shared out evenly, so
-    /// chunks differ by at most one tile (the last also holds the partial one).
+    /// Pixels `(first, count)` of chunk `ch` of the class: its tiles spread evenly
+    /// ([`spread_start`]), so chunks differ by at most one tile (the last also holds the
+    /// partial one).
     ///
     /// Cut into chunks of one rounded-up size instead, the last took the remainder: a
     /// stride-2 backward-data phase's 784 pixels in 4 x 168 + 112, a task a third shorter
@@ -908,7 +915,7 @@ impl RowClass {
     /// (blocks of 6-12 calls per variant, alternated, median of block medians).
     fn chunk(&self, ch: usize) -> (usize, usize) {
         let tiles = self.pixels.div_ceil(self.ur);
-        let start = |i: usize| (even_start(tiles, self.chunks, i) * self.ur).min(self.pixels);
+        let start = |i: usize| (spread_start(tiles, self.chunks, i) * self.ur).min(self.pixels);
         (start(ch), start(ch + 1) - start(ch))
     }
 }
@@ -2196,7 +2203,7 @@ mod tests {
             }
         }
         // A stride-2 backward-data phase of ResNet-50 (28x28): 66 tiles of 12, the last
-        // partial, in 5 chunks of 14, 13, 13, 13, 13 tiles (not 4 x 14 + 10).
+        // partial, in 5 chunks of 13, 13, 13, 13, 14 tiles (not 4 x 14 + 10).
         let class = RowClass {
             pixels: 784,
             ur: 12,
@@ -2204,7 +2211,7 @@ mod tests {
             ..RowClass::default()
         };
         let sizes: Vec<usize> = (0..class.chunks).map(|ch| class.chunk(ch).1).collect();
-        assert_eq!(sizes, [168, 156, 156, 156, 148]);
+        assert_eq!(sizes, [156, 156, 156, 156, 160]);
     }
 
     /// Backward-data's phase row classes tile each phase's rows in order, each with a band

@@ -40,11 +40,11 @@
 //! buffer of at most [`BAND_BYTES`] (so the taps read L2, not memory), or of one band row
 //! where that alone is larger, and runs every channel block and phase over it.
 
-use super::DirectIsa;
 use super::rows::{
     NJ, NJ_FEW, NV_FEW_NARROW, RedList, RowJob, SharedRows, Stage, UR_FEW_NARROW, UR_FEW_WIDE,
     UR_WIDE, nj_for, nv, ur_for,
 };
+use super::{DirectIsa, spread_start};
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
 use crate::params::ConvGeom;
 
@@ -287,6 +287,22 @@ pub(super) fn backward_data<S: DirectIsa>(
     run(s, &Banded::backward(g), grad_y, packed, bias, false, grad_x);
 }
 
+/// Rows `p0..p1` of band `i` of `bands` over `rows` output rows: the rows' `unit`s (whole
+/// tiles, the last perhaps partial) spread over the bands ([`spread_start`]), so bands
+/// differ by at most a unit and the longer ones are spaced out. With `bands = rows.div_ceil(band)`
+/// and `band` a multiple of `unit`, no band is longer than `band`.
+///
+/// Cut every `band` rows instead, the last band held the remainder: AlexNet's
+/// backward-data, 9 bands of 6 of its 56 phase rows and one of 2, so that of two threads one
+/// ran 30 rows and the other 26 (a task timeline: 5 x 175 us against 4 x 175 + 57). Spread
+/// (bands of 4 and 6 rows, 2-row tiles), 2 threads, Zen 4: AlexNet backward-data 1.035x and
+/// 1.038x (blocks of calls per variant; in a timeline 1084 -> 1002 us a call), the other
+/// few-channel layers within the noise (1.00-1.02x); one thread 0.99-1.01x.
+fn band_rows(rows: usize, bands: usize, unit: usize, i: usize) -> (usize, usize) {
+    let start = |i: usize| (spread_start(rows.div_ceil(unit), bands, i) * unit).min(rows);
+    (start(i), start(i + 1))
+}
+
 /// Most input channels per group of a forward pass with a horizontal stride (RGB images
 /// and a spare): the stems of ResNet-50 (7x7 stride 2) and AlexNet (11x11 stride 4).
 const MAX_STRIDED_CHANNELS: usize = 4;
@@ -483,6 +499,8 @@ fn run<S: DirectIsa>(
         band -= band % ur;
     }
     let bands = rows_all.div_ceil(band);
+    // Bands are whole tiles of rows where `band` is (single rows else): see `band_rows`.
+    let unit = if band % ur == 0 { ur } else { 1 };
     // Each phase's first weight, per (group, block): phases in (ey, ex) order.
     let phase_w: Vec<usize> =
         p.y.taps
@@ -503,8 +521,9 @@ fn run<S: DirectIsa>(
     } else {
         0
     };
-    // Every task's buffer holds a whole band's rows of one chunk (the last band's rows past
-    // the source are zeros), so the reduction's offsets are the same in every task: listed
+    // Every task's buffer holds `band` rows' worth of one chunk (rows past the source are
+    // zeros; a band of fewer rows copies the next ones too, which it reads but never
+    // stores), so the reduction's offsets are the same in every task: listed
     // once per call, chunk by chunk and phase by phase (`reds[chunk * phases + phase]`).
     let plane = buf_rows(band) * cols;
     let mut red_all = Vec::with_capacity(p.red * p.y.total() * p.x.total());
@@ -565,8 +584,7 @@ fn run<S: DirectIsa>(
     let out = SharedMut::new(dst);
     for_each_task(p.n * p.groups * bands, |t| {
         let (b, grp, band_i) = (t / (p.groups * bands), t / bands % p.groups, t % bands);
-        let p0 = band_i * band;
-        let p1 = rows_all.min(p0 + band);
+        let (p0, p1) = band_rows(rows_all, bands, unit, band_i);
         with_scratch(kc * plane + blocks * phases * phase_stage, |scratch| {
             let (buf, stage) = scratch.split_at_mut(kc * plane);
             let src_plane = p.src_h * p.src_w;
@@ -666,4 +684,42 @@ fn run<S: DirectIsa>(
             }
         });
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::band_rows;
+
+    /// Bands tile the rows in order, each starting on a whole unit, none longer than `band`
+    /// (a multiple of the unit), their whole units within one of each other; AlexNet's 56
+    /// backward-data phase rows in bands of at most 6 (2-row tiles) split 28 / 28 between
+    /// the halves two threads take.
+    #[test]
+    fn bands_spread_whole_tiles_of_rows() {
+        for unit in [1, 2, 4, 8] {
+            for band in (unit..=64).step_by(unit) {
+                for rows in 1usize..300 {
+                    let bands = rows.div_ceil(band);
+                    let label = format!("{rows} rows, band {band}, unit {unit}");
+                    let (mut next, mut fewest, mut most) = (0, usize::MAX, 0);
+                    for i in 0..bands {
+                        let (p0, p1) = band_rows(rows, bands, unit, i);
+                        assert_eq!(p0, next, "{label}: band {i} starts where the last ended");
+                        assert!(p0 % unit == 0 && p0 < p1, "{label}: band {i} {p0}..{p1}");
+                        assert!(p1 - p0 <= band, "{label}: band {i} {p0}..{p1}");
+                        let units = (p1 - p0).div_ceil(unit);
+                        (fewest, most, next) = (fewest.min(units), most.max(units), p1);
+                    }
+                    assert_eq!(next, rows, "{label}: every row");
+                    assert!(most - fewest <= 1, "{label}: {fewest}..{most} units");
+                }
+            }
+        }
+        let sizes: Vec<usize> = (0..10)
+            .map(|i| band_rows(56, 10, 2, i))
+            .map(|(p0, p1)| p1 - p0)
+            .collect();
+        assert_eq!(sizes, [4, 6, 6, 6, 6, 4, 6, 6, 6, 6]);
+        assert_eq!(sizes[..5].iter().sum::<usize>(), 28);
+    }
 }
