@@ -297,7 +297,7 @@ pub(super) fn backward_data<S: DirectIsa>(
 /// ran 30 rows and the other 26 (a task timeline: 5 x 175 us against 4 x 175 + 57). Spread
 /// (bands of 4 and 6 rows, 2-row tiles), 2 threads, Zen 4: AlexNet backward-data 1.035x and
 /// 1.038x (blocks of calls per variant; in a timeline 1084 -> 1002 us a call), the other
-/// few-channel layers within the noise (1.00-1.02x); one thread 0.99-1.01x.
+/// few-channel layers 0.98-1.05x, within the noise; one thread, AlexNet 0.99-1.01x.
 fn band_rows(rows: usize, bands: usize, unit: usize, i: usize) -> (usize, usize) {
     let start = |i: usize| (spread_start(rows.div_ceil(unit), bands, i) * unit).min(rows);
     (start(i), start(i + 1))
