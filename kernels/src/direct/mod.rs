@@ -163,16 +163,17 @@ pub(super) fn red_chunks(
     (0..chunks).map(move |i| (start(i), start(i + 1)))
 }
 
-/// Where part `i` (of `0..=parts`) starts when `len` items are spread over `parts` tasks
-/// as evenly as they go, the longer parts (by one) spaced out along the range rather than
-/// first: `i * len / parts` rounded down. Rayon gives each of two threads half of a task
-/// range (and halves of halves to more), and spaced out, every such half holds its share
-/// of the longer parts. 0 for no parts; computed in `u128`, so no product overflows.
-fn spread_start(len: usize, parts: usize, i: usize) -> usize {
-    match parts {
-        0 => 0,
-        _ => (i as u128 * len as u128 / parts as u128) as usize,
-    }
+/// Items `(first, count)` of part `i` when `len` items, in whole units of `unit` (the last
+/// perhaps partial), are spread over `parts` parts as evenly as they go: part `i` starts
+/// at unit `i * units / parts` rounded down, so parts differ by at most a unit and the
+/// longer ones are spaced out along the range rather than first. Rayon gives each of two
+/// threads half of a task range (and halves of halves to more), and spaced out, every
+/// such half holds its share of the longer parts. Computed in `u128`, so no product
+/// overflows; `parts` and `unit` at least 1.
+fn spread_units(len: usize, unit: usize, parts: usize, i: usize) -> (usize, usize) {
+    let units = len.div_ceil(unit) as u128;
+    let start = |i: usize| ((i as u128 * units / parts as u128) as usize * unit).min(len);
+    (start(i), start(i + 1) - start(i))
 }
 
 /// Runs `whole` (a task's rows over the whole reduction) in the chunks of [`red_chunks`].
@@ -902,7 +903,7 @@ struct RowClass {
 
 impl RowClass {
     /// Pixels `(first, count)` of chunk `ch` of the class: its tiles spread evenly
-    /// ([`spread_start`]), so chunks differ by at most one tile (the last also holds the
+    /// ([`spread_units`]), so chunks differ by at most one tile (the last also holds the
     /// partial one).
     ///
     /// Cut into chunks of one rounded-up size instead, the last took the remainder: a
@@ -914,9 +915,7 @@ impl RowClass {
     /// 1.01-1.03x, forward 56x56x64 1.01-1.03x, the rest within 1%; one thread within 1%
     /// (blocks of 6-12 calls per variant, alternated, median of block medians).
     fn chunk(&self, ch: usize) -> (usize, usize) {
-        let tiles = self.pixels.div_ceil(self.ur);
-        let start = |i: usize| (spread_start(tiles, self.chunks, i) * self.ur).min(self.pixels);
-        (start(ch), start(ch + 1) - start(ch))
+        spread_units(self.pixels, self.ur, self.chunks, ch)
     }
 }
 

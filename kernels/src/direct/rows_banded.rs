@@ -44,7 +44,7 @@ use super::rows::{
     NJ, NJ_FEW, NV_FEW_NARROW, RedList, RowJob, SharedRows, Stage, UR_FEW_NARROW, UR_FEW_WIDE,
     UR_WIDE, nj_for, nv, ur_for,
 };
-use super::{DirectIsa, spread_start};
+use super::{DirectIsa, spread_units};
 use crate::parallel::{SharedMut, for_each_task, with_scratch};
 use crate::params::ConvGeom;
 
@@ -288,7 +288,7 @@ pub(super) fn backward_data<S: DirectIsa>(
 }
 
 /// Rows `p0..p1` of band `i` of `bands` over `rows` output rows: the rows' `unit`s (whole
-/// tiles, the last perhaps partial) spread over the bands ([`spread_start`]), so bands
+/// tiles, the last perhaps partial) spread over the bands ([`spread_units`]), so bands
 /// differ by at most a unit and the longer ones are spaced out. With `bands = rows.div_ceil(band)`
 /// and `band` a multiple of `unit`, no band is longer than `band`.
 ///
@@ -299,8 +299,8 @@ pub(super) fn backward_data<S: DirectIsa>(
 /// 1.038x (blocks of calls per variant; in a timeline 1084 -> 1002 us a call), the other
 /// few-channel layers 0.98-1.05x, within the noise; one thread, AlexNet 0.99-1.01x.
 fn band_rows(rows: usize, bands: usize, unit: usize, i: usize) -> (usize, usize) {
-    let start = |i: usize| (spread_start(rows.div_ceil(unit), bands, i) * unit).min(rows);
-    (start(i), start(i + 1))
+    let (p0, n) = spread_units(rows, unit, bands, i);
+    (p0, p0 + n)
 }
 
 /// Most input channels per group of a forward pass with a horizontal stride (RGB images
