@@ -15,8 +15,10 @@ Usage: scripts/benchmarks.py [--suite direct] [--threads 1,2] [--passes fwd,bwd_
 The sweeps of convnet and of PyTorch alternate, `--rounds` times each, and every cell is the
 median over the rounds: on a shared host whose speed changes from one minute to the next
 (other tenants' memory traffic), one sweep of each would compare them in different
-conditions. The default suite (`direct`: 15 shapes from real networks, one per shape family)
-takes about 1.5 minutes per round on 2 cores; `--suite all` (every distinct convolution of
+conditions. Each round also times the direct kernel alone, forward and backward-data, packing
+its weights per call and through a prepared plan (`convnet bench --prepared`), for the table
+of the two. The default suite (`direct`: 15 shapes from real networks, one per shape family)
+takes about 2 minutes per round on 2 cores; `--suite all` (every distinct convolution of
 the zoo's models, 107 shapes) takes proportionally longer. PyTorch's backward passes are
 timed alone: one forward pass builds the autograd graph, then each timed step computes only
 the requested gradient.
@@ -200,6 +202,35 @@ def yardstick(r):
     return tg, f"{tg:.1f} [{backend}]", False
 
 
+def prepared_table(prep_rounds):
+    """The direct kernel with its weights prepared once in a plan (as inference runs it) against
+    the same kernel packing them in every call (as a training step runs it), both timed alone."""
+    if not prep_rounds:
+        return []
+    lines = ["", "## direct through a prepared plan", "",
+             "The direct kernel's forward and backward-data passes packing their weights in every call (as a training step "
+             "runs them) and through a `ConvPlan` whose weights were packed once (`convnet bench --prepared`, as inference "
+             "runs them). Each is a sweep of the direct kernel alone, so each call follows the same kernel's call rather than "
+             "another algorithm's as in the tables above; both sweeps run in every round, and each cell is the median over "
+             "the rounds. The gap is the weight packing, largest where the weights outweigh the input (the 14x14 and 7x7 "
+             "layers).", "",
+             "| shape | pass | threads | per call | prepared | prepared / per call |", "| --- | --- | --- | --- | --- | --- |"]
+
+    def cell(rds, key):
+        first = rds[0][key]
+        ms = statistics.median(rd[key]["ms"] for rd in rds if key in rd)
+        scale = first["ms"] / ms
+        return first["gflops"] * scale, first["pct_peak"] * scale
+
+    for t, rds in prep_rounds.items():
+        for (sid, p, mode), first in rds[0].items():
+            if mode != "per_call" or (sid, p, "prepared") not in rds[0]:
+                continue
+            (g1, p1), (g2, p2) = cell(rds, (sid, p, "per_call")), cell(rds, (sid, p, "prepared"))
+            lines.append(f"| {first['shape']} | {p} | {t} | {g1:.1f} ({p1:.0f}%) | {g2:.1f} ({p2:.0f}%) | {g2 / g1:.2f} |")
+    return lines
+
+
 def scaling_table(rows, threads, passes):
     """The direct kernel's speed on the most threads over its speed on one, per pass and shape
     (issue 4 asks for >= 1.8x on shapes with >= 64 channels), beside PyTorch's."""
@@ -257,13 +288,30 @@ def main():
     measure_peaks()
     peak_runs = 1
     rows = []
+    # The direct kernel alone, per call and through a prepared plan (forward and backward-data;
+    # backward-weight has no operand to prepare): thread count -> per round,
+    # (shape id, pass, "per_call" or "prepared") -> convnet's row.
+    prep_passes = [p for p in passes if p in ("fwd", "bwd_data")]
+    prep_rounds = {}
     for t in threads:
         # Per round: (shape id, algo, pass) -> convnet's row, and (shape id, pass) -> PyTorch's ms.
         rounds, torch_rounds = [], []
         for k in range(args.rounds):
-            print(f"round {k + 1}/{args.rounds}: convnet bench --suite {args.suite} --threads {t}, then PyTorch ...", file=sys.stderr)
+            print(f"round {k + 1}/{args.rounds}: convnet bench --suite {args.suite} --threads {t} (per call, then prepared), then PyTorch ...", file=sys.stderr)
             sweep = convnet("bench", "--suite", args.suite, "--algos", ALGOS, "--pass", args.passes, "--threads", str(t))
             rounds.append({(r["id"], r["algo"], r["pass"]): r for r in sweep})
+            if prep_passes:
+                # The direct kernel alone, packing per call and then prepared: both sweeps time
+                # it after its own calls (in the sweep above it follows the other algorithms'),
+                # so their ratio is the packing's cost, not a change of company.
+                alone = {}
+                for mode in ("per_call", "prepared"):
+                    sweep_args = ["bench", "--suite", args.suite, "--algos", "direct", "--pass", ",".join(prep_passes),
+                                  "--threads", str(t)] + (["--prepared"] if mode == "prepared" else [])
+                    for r in convnet(*sweep_args):
+                        if r.get("prepared", False) == (mode == "prepared"):
+                            alone[r["id"], r["pass"], mode] = r
+                prep_rounds.setdefault(t, []).append(alone)
             torch_rounds.append(torch_times(sweep, t, passes))
         for key, first in rounds[0].items():
             ms = statistics.median(rd[key]["ms"] for rd in rounds if key in rd)
@@ -337,6 +385,7 @@ def main():
                         ratio = f"{best['gflops'] / y[0]:.2f}"
                         cells += [y[1], ratio if y[2] else f"({ratio})"]
                 lines.append("| " + " | ".join(cells) + " |")
+    lines += prepared_table(prep_rounds)
     lines += scaling_table(rows, threads, passes)
     lines += ["", f"![forward GFLOP/s per shape and algorithm]({os.path.basename(args.svg)})", ""]
     write_atomically(args.out, "\n".join(lines))
