@@ -252,6 +252,42 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
             *o = unsafe { self.load(v.as_ptr()) };
         }
     }
+    /// The transpose of the `LANES x LANES` block at `src` (row `i` at `src + i*src_stride`),
+    /// column `j` stored at row `rows[j]` of `dst`:
+    ///
+    /// ```text
+    ///   dst[rows[j]*dst_stride + i] = src[i*src_stride + j]   for i, j < LANES
+    /// ```
+    ///
+    /// (The packer's whole windows: `LANES` consecutive reduction entries of `LANES`
+    /// channels, each entry's vector to its packed row.)
+    ///
+    /// # Safety
+    /// `rows.len() >= LANES`; the `LANES` rows of `LANES` floats at `src` must be readable and
+    /// `LANES` floats at `dst + rows[j]*dst_stride` writable for `j < LANES`.
+    #[inline(always)]
+    unsafe fn transpose_to_rows(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        rows: &[usize],
+    ) {
+        let l = Self::LANES;
+        assert!(rows.len() >= l && l <= 16, "transpose_to_rows shape");
+        let mut ptrs = [std::ptr::null::<f32>(); 16];
+        for (i, p) in ptrs.iter_mut().enumerate().take(l) {
+            *p = src.wrapping_add(i * src_stride);
+        }
+        let mut cols = [self.zero(); 16];
+        // SAFETY: rows i < LANES of LANES floats at src are readable (the caller's guarantee).
+        unsafe { self.gather_transpose(&ptrs[..l], &mut cols[..l]) };
+        for (&c, &r) in cols.iter().zip(rows).take(l) {
+            // SAFETY: LANES floats at dst + r*dst_stride are writable (the caller's guarantee).
+            unsafe { self.store(dst.add(r * dst_stride), c) };
+        }
+    }
     /// [`transpose_store`](F32Simd::transpose_store) of the first `m` rows only, row `i`
     /// going to `dst + i*step` (the pixels of a stride phase, or a run cut short):
     ///
@@ -734,6 +770,44 @@ mod tests {
     #[test]
     fn gather_transpose_matches_its_formula_on_every_isa() {
         on_every_isa!(check_gather_transpose);
+    }
+
+    /// `transpose_to_rows` against its formula: a source block with a row stride wider than
+    /// a row, its columns stored to rows in a scrambled order (and, past `LANES`, rows the
+    /// call must not touch), every float of the destination checked.
+    fn check_transpose_to_rows<S: F32Simd>(s: S) {
+        let l = S::LANES;
+        let stride = l + 3;
+        let src: Vec<f32> = (0..l * stride).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let dst_stride = l + 5;
+        let n_rows = l + 2;
+        // Column j to row (7j + 1) mod (l + 2): l distinct rows of l + 2 (7 shares no factor
+        // with 3, 6, 10 or 18; asserted), two rows left alone.
+        let rows: Vec<usize> = (0..l).map(|j| (j * 7 + 1) % n_rows).collect();
+        let mut sorted = rows.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), l, "the test's rows are distinct");
+        let mut dst = vec![f32::NAN; n_rows * dst_stride];
+        // SAFETY: rows i < l of l floats at src + i*stride lie in src (l * stride floats); each
+        // rows[j] < n_rows, so l floats at dst + rows[j]*dst_stride lie in dst.
+        unsafe { s.transpose_to_rows(src.as_ptr(), stride, dst.as_mut_ptr(), dst_stride, &rows) };
+        for r in 0..n_rows {
+            for i in 0..dst_stride {
+                let got = dst[r * dst_stride + i];
+                match rows.iter().position(|&x| x == r) {
+                    Some(j) if i < l => {
+                        assert_eq!(got, src[i * stride + j], "{l} lanes: row {r} [{i}]")
+                    }
+                    _ => assert!(got.is_nan(), "{l} lanes: row {r} [{i}] written"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_to_rows_matches_its_formula_on_every_isa() {
+        on_every_isa!(check_transpose_to_rows);
     }
 
     #[test]

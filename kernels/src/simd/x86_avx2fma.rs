@@ -131,6 +131,29 @@ unsafe impl F32Simd for Avx2Fma {
         }
     }
     #[inline(always)]
+    unsafe fn transpose_to_rows(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        rows: &[usize],
+    ) {
+        assert!(rows.len() >= 8, "transpose_to_rows shape");
+        // SAFETY: AVX is present; reads rows i < 8 of 8 floats at src and writes 8 floats at
+        // dst + rows[j]*dst_stride, j < 8 (the caller's guarantee).
+        unsafe {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (i, r) in r.iter_mut().enumerate() {
+                *r = _mm256_loadu_ps(src.add(i * src_stride));
+            }
+            let u = quads(&r);
+            for (j, &row) in rows.iter().enumerate().take(8) {
+                _mm256_storeu_ps(dst.add(row * dst_stride), column(&u, j));
+            }
+        }
+    }
+    #[inline(always)]
     unsafe fn gather_transpose(self, rows: &[*const f32], out: &mut [__m256]) {
         assert!(rows.len() >= 8 && out.len() <= 8, "gather_transpose shape");
         // SAFETY: AVX is present; each rows[i] (i < 8) is readable for 8 floats (the

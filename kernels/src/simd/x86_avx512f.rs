@@ -140,6 +140,25 @@ unsafe impl F32Simd for Avx512F {
         }
     }
     #[inline(always)]
+    unsafe fn transpose_to_rows(
+        self,
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        rows: &[usize],
+    ) {
+        assert!(rows.len() >= 16, "transpose_to_rows shape");
+        // SAFETY: AVX-512F is present; reads rows i < 16 of 16 floats at src and writes 16
+        // floats at dst + rows[j]*dst_stride, j < 16 (the caller's guarantee).
+        unsafe {
+            let v = transpose_halves(src, src_stride);
+            for (j, &r) in rows.iter().enumerate().take(16) {
+                _mm512_storeu_ps(dst.add(r * dst_stride), column(&v, j));
+            }
+        }
+    }
+    #[inline(always)]
     unsafe fn transpose_store_spread(
         self,
         src: *const f32,
