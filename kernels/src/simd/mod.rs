@@ -252,19 +252,19 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
             *o = unsafe { self.load(v.as_ptr()) };
         }
     }
-    /// The transpose of the `LANES x LANES` block at `src` (row `i` at `src + i*src_stride`),
-    /// column `j` stored at row `rows[j]` of `dst`:
+    /// The first `rows.len()` columns of the transpose of the `LANES x LANES` block at `src`
+    /// (row `i` at `src + i*src_stride`), column `j` stored at row `rows[j]` of `dst`:
     ///
     /// ```text
-    ///   dst[rows[j]*dst_stride + i] = src[i*src_stride + j]   for i, j < LANES
+    ///   dst[rows[j]*dst_stride + i] = src[i*src_stride + j]   for i < LANES, j < rows.len()
     /// ```
     ///
-    /// (The packer's whole windows: `LANES` consecutive reduction entries of `LANES`
-    /// channels, each entry's vector to its packed row.)
+    /// (The packer's windows of consecutive reduction entries: `LANES` channels' entries,
+    /// each entry's vector to its packed row.)
     ///
     /// # Safety
-    /// `rows.len() >= LANES`; the `LANES` rows of `LANES` floats at `src` must be readable and
-    /// `LANES` floats at `dst + rows[j]*dst_stride` writable for `j < LANES`.
+    /// `rows.len() <= LANES`; the `LANES` rows of `LANES` floats at `src` must be readable
+    /// and `LANES` floats at `dst + rows[j]*dst_stride` writable for `j < rows.len()`.
     #[inline(always)]
     unsafe fn transpose_to_rows(
         self,
@@ -274,16 +274,17 @@ pub(crate) unsafe trait F32Simd: Copy + Send + Sync + 'static {
         dst_stride: usize,
         rows: &[usize],
     ) {
-        let l = Self::LANES;
-        assert!(rows.len() >= l && l <= 16, "transpose_to_rows shape");
+        let (l, n) = (Self::LANES, rows.len());
+        assert!(n <= l && l <= 16, "transpose_to_rows shape");
         let mut ptrs = [std::ptr::null::<f32>(); 16];
         for (i, p) in ptrs.iter_mut().enumerate().take(l) {
             *p = src.wrapping_add(i * src_stride);
         }
         let mut cols = [self.zero(); 16];
-        // SAFETY: rows i < LANES of LANES floats at src are readable (the caller's guarantee).
-        unsafe { self.gather_transpose(&ptrs[..l], &mut cols[..l]) };
-        for (&c, &r) in cols.iter().zip(rows).take(l) {
+        // SAFETY: rows i < LANES of LANES floats at src are readable (the caller's guarantee);
+        // n <= LANES outputs.
+        unsafe { self.gather_transpose(&ptrs[..l], &mut cols[..n]) };
+        for (&c, &r) in cols.iter().zip(rows) {
             // SAFETY: LANES floats at dst + r*dst_stride are writable (the caller's guarantee).
             unsafe { self.store(dst.add(r * dst_stride), c) };
         }
@@ -772,9 +773,10 @@ mod tests {
         on_every_isa!(check_gather_transpose);
     }
 
-    /// `transpose_to_rows` against its formula: a source block with a row stride wider than
-    /// a row, its columns stored to rows in a scrambled order (and, past `LANES`, rows the
-    /// call must not touch), every float of the destination checked.
+    /// `transpose_to_rows` against its formula, for every count of columns: a source block
+    /// with a row stride wider than a row, its columns stored to rows in a scrambled order,
+    /// every float of the destination checked (rows not listed, and floats past `LANES`,
+    /// must be left alone).
     fn check_transpose_to_rows<S: F32Simd>(s: S) {
         let l = S::LANES;
         let stride = l + 3;
@@ -782,24 +784,37 @@ mod tests {
         let dst_stride = l + 5;
         let n_rows = l + 2;
         // Column j to row (7j + 1) mod (l + 2): l distinct rows of l + 2 (7 shares no factor
-        // with 3, 6, 10 or 18; asserted), two rows left alone.
-        let rows: Vec<usize> = (0..l).map(|j| (j * 7 + 1) % n_rows).collect();
-        let mut sorted = rows.clone();
+        // with 3, 6, 10 or 18; asserted).
+        let all_rows: Vec<usize> = (0..l).map(|j| (j * 7 + 1) % n_rows).collect();
+        let mut sorted = all_rows.clone();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), l, "the test's rows are distinct");
-        let mut dst = vec![f32::NAN; n_rows * dst_stride];
-        // SAFETY: rows i < l of l floats at src + i*stride lie in src (l * stride floats); each
-        // rows[j] < n_rows, so l floats at dst + rows[j]*dst_stride lie in dst.
-        unsafe { s.transpose_to_rows(src.as_ptr(), stride, dst.as_mut_ptr(), dst_stride, &rows) };
-        for r in 0..n_rows {
-            for i in 0..dst_stride {
-                let got = dst[r * dst_stride + i];
-                match rows.iter().position(|&x| x == r) {
-                    Some(j) if i < l => {
-                        assert_eq!(got, src[i * stride + j], "{l} lanes: row {r} [{i}]")
+        for n in 0..=l {
+            let rows = &all_rows[..n];
+            let mut dst = vec![f32::NAN; n_rows * dst_stride];
+            // SAFETY: rows i < l of l floats at src + i*stride lie in src (l * stride floats);
+            // n <= l, and each rows[j] < n_rows, so l floats at dst + rows[j]*dst_stride lie
+            // in dst.
+            unsafe {
+                s.transpose_to_rows(src.as_ptr(), stride, dst.as_mut_ptr(), dst_stride, rows)
+            };
+            for r in 0..n_rows {
+                for i in 0..dst_stride {
+                    let got = dst[r * dst_stride + i];
+                    match rows.iter().position(|&x| x == r) {
+                        Some(j) if i < l => {
+                            assert_eq!(
+                                got,
+                                src[i * stride + j],
+                                "{l} lanes, {n} columns: row {r} [{i}]"
+                            )
+                        }
+                        _ => assert!(
+                            got.is_nan(),
+                            "{l} lanes, {n} columns: row {r} [{i}] written"
+                        ),
                     }
-                    _ => assert!(got.is_nan(), "{l} lanes: row {r} [{i}] written"),
                 }
             }
         }
