@@ -151,8 +151,8 @@ unsafe impl F32Simd for Avx2Fma {
             let u = quads(&r);
             // A constant trip count, so `column` picks its registers at compile time.
             for j in 0..8 {
-                if let Some(&r) = rows.get(j) {
-                    _mm256_storeu_ps(dst.add(r * dst_stride), column(&u, j));
+                if let Some(&row) = rows.get(j) {
+                    _mm256_storeu_ps(dst.add(row * dst_stride), column(&u, j));
                 }
             }
         }
