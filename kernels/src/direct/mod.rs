@@ -1680,24 +1680,30 @@ fn backward_data<S: DirectIsa>(
                     };
                     let order =
                         TaskOrder::new(chunks, blocks, red_total * nr, g.n * c_out_g * src.plane);
-                    // Block (grp, blk) of phase p in `packed` (phase p's blocks at `ats[p]`).
-                    let block_of = |ats: [usize; 2], p: usize, gb: usize| {
-                        let len = red_lens[p] * nr;
-                        ats[p] + gb * len..ats[p] + (gb + 1) * len
+                    // Block gb = (grp, blk) of phase p in `packed`: at ats[p] + gb*strides[p]
+                    // (each phase's blocks in a run of their own, or both phases' rows block
+                    // after block).
+                    let block_of = |ats: [usize; 2], strides: [usize; 2], p: usize, gb: usize| {
+                        let at = ats[p] + gb * strides[p];
+                        at..at + red_lens[p] * nr
                     };
-                    let run_packed = |packed: &[f32], ats: [usize; 2]| {
+                    let run_packed = |packed: &[f32], ats: [usize; 2], strides: [usize; 2]| {
                         for_each_task(g.g * chunks * blocks, |t| {
                             let (grp, ch, blk) = order.task(t);
                             let gb = grp * blocks + blk;
-                            let vecs =
-                                [&packed[block_of(ats, 0, gb)], &packed[block_of(ats, 1, gb)]];
+                            let vecs = [
+                                &packed[block_of(ats, strides, 0, gb)],
+                                &packed[block_of(ats, strides, 1, gb)],
+                            ];
                             task(grp, ch, blk, vecs);
                         });
                     };
                     match weights {
-                        Weights::Packed(packed) => {
-                            run_packed(packed, [ph[0].3, ph.get(1).map_or(0, |p| p.3)])
-                        }
+                        Weights::Packed(packed) => run_packed(
+                            packed,
+                            [ph[0].3, ph.get(1).map_or(0, |p| p.3)],
+                            [red_lens[0] * nr, red_lens[1] * nr],
+                        ),
                         // Weights outweigh grad_y (ResNet-50's 14x14 and 7x7 layers): each
                         // task packs one block of these phases into a buffer of its own,
                         // which stays in L2 while the task runs every row chunk over it, as
@@ -1739,18 +1745,20 @@ fn backward_data<S: DirectIsa>(
                         }
                         // Else these phases' blocks are packed together, then run.
                         Weights::ToPack(w) => {
-                            let len0 = blocks_len(g.g, c_in_g, nr, red_lens[0]);
+                            // Block by block, both phases' rows one after the other, packed
+                            // in one sweep as in the per-task packing above.
                             with_scratch(blocks_len(g.g, c_in_g, nr, red_total), |packed| {
-                                let (part0, part1) = packed.split_at_mut(len0);
-                                for (p, (&(ry, rx, ..), part)) in
-                                    ph.iter().zip([part0, part1]).enumerate()
-                                {
-                                    with_index_scratch(3 * red_lens[p], |idx| {
-                                        let red = phase_entries(g, ry, rx, red_lens[p], idx);
-                                        pack_phase(s, g, w, nr, red, part);
-                                    });
-                                }
-                                run_packed(packed, [0, len0]);
+                                with_index_scratch(3 * red_total, |idx| {
+                                    let (offs, scratch) = idx.split_at_mut(red_total);
+                                    let (offs0, offs1) = offs.split_at_mut(red_lens[0]);
+                                    phase_weight_offsets(g, ry, rx, offs0);
+                                    if let Some(&(ry, rx, ..)) = ph.get(1) {
+                                        phase_weight_offsets(g, ry, rx, offs1);
+                                    }
+                                    let both = Entries::by_source(offs, scratch);
+                                    pack_phase(s, g, w, nr, both, packed);
+                                });
+                                run_packed(packed, [0, red_lens[0] * nr], [red_total * nr; 2]);
                             })
                         }
                         Weights::Raw(_) => unreachable!("the column form returned above"),
