@@ -1452,6 +1452,27 @@ fn phase_entries<'a>(
     Entries::by_source(red_src, scratch)
 }
 
+/// The reduction entries of a task's phases `ph` (one, or two paired) as one list for the
+/// packer: `ph[0]`'s ([`phase_weight_offsets`], `lens[0]` of them), then `ph[1]`'s, so the
+/// second's rows follow the first's as a task's buffer holds them. An output channel's taps
+/// that two paired phases share out (a kernel row of a stride-2 layer) then move in one
+/// register transpose, not one per phase. `idx` is at least `3 * (lens[0] + lens[1])` long.
+fn paired_phase_entries<'a>(
+    g: &ConvGeom,
+    ph: &[(usize, usize, usize, usize)],
+    lens: [usize; 2],
+    idx: &'a mut [usize],
+) -> Entries<'a> {
+    let total = lens[0] + lens[1];
+    let (offs, scratch) = idx[..3 * total].split_at_mut(total);
+    let (offs0, offs1) = offs.split_at_mut(lens[0]);
+    phase_weight_offsets(g, ph[0].0, ph[0].1, offs0);
+    if let Some(&(ry, rx, ..)) = ph.get(1) {
+        phase_weight_offsets(g, ry, rx, offs1);
+    }
+    Entries::by_source(offs, scratch)
+}
+
 /// One stride phase's backward-data weights, `[grp][c_in block][ky][oc][kx][nr]`, from the
 /// phase's [`phase_entries`].
 fn pack_phase<S: DirectIsa>(
@@ -1712,20 +1733,11 @@ fn backward_data<S: DirectIsa>(
                             if order.weights_major && g.g * blocks >= 2 * threads() =>
                         {
                             with_index_scratch(3 * red_total, |idx| {
-                                // Both phases' entries as one list, the second's rows after
-                                // the first's, as the task's buffer holds them: an output
-                                // channel's taps that the two share out (a kernel row of a
-                                // stride-2 layer) move in one transpose, not one per phase.
-                                // DCGAN's 4x4 stride-2 transposed layer (256 -> 128 at 16x16),
-                                // its forward pass with weights packed per call, AVX-512 on
-                                // Zen 4, 1 thread: 1.065x.
-                                let (offs, scratch) = idx.split_at_mut(red_total);
-                                let (offs0, offs1) = offs.split_at_mut(red_lens[0]);
-                                phase_weight_offsets(g, ry, rx, offs0);
-                                if let Some(&(ry, rx, ..)) = ph.get(1) {
-                                    phase_weight_offsets(g, ry, rx, offs1);
-                                }
-                                let both = Entries::by_source(offs, scratch);
+                                // Both phases' entries in one sweep: DCGAN's 4x4 stride-2
+                                // transposed layer (256 -> 128 at 16x16), its forward pass
+                                // with weights packed per call, AVX-512 on Zen 4, 1 thread:
+                                // 1.065x.
+                                let both = paired_phase_entries(g, ph, red_lens, idx);
                                 let khw = g.kh * g.kw;
                                 for_each_task(g.g * blocks, |t| {
                                     let (grp, blk) = (t / blocks, t % blocks);
@@ -1749,13 +1761,7 @@ fn backward_data<S: DirectIsa>(
                             // in one sweep as in the per-task packing above.
                             with_scratch(blocks_len(g.g, c_in_g, nr, red_total), |packed| {
                                 with_index_scratch(3 * red_total, |idx| {
-                                    let (offs, scratch) = idx.split_at_mut(red_total);
-                                    let (offs0, offs1) = offs.split_at_mut(red_lens[0]);
-                                    phase_weight_offsets(g, ry, rx, offs0);
-                                    if let Some(&(ry, rx, ..)) = ph.get(1) {
-                                        phase_weight_offsets(g, ry, rx, offs1);
-                                    }
-                                    let both = Entries::by_source(offs, scratch);
+                                    let both = paired_phase_entries(g, ph, red_lens, idx);
                                     pack_phase(s, g, w, nr, both, packed);
                                 });
                                 run_packed(packed, [0, red_lens[0] * nr], [red_total * nr; 2]);
