@@ -385,6 +385,15 @@ boundary_cases! {
         conv(1, 128, [24, 23], 8, [3, 3], 2, 1, 1, 1),
         conv(1, 256, [12, 11], 16, [3, 3], 1, 1, 1, 2),
     ];
+    // Reductions of two chunks where a chunk is about 1024 steps (the direct kernel on
+    // AVX-512; 128 elsewhere, where the groups above cover several): forward over 200
+    // channels' 3x3 taps (1800 steps), backward-data over 200 output channels' 9 taps, and
+    // backward-weight over 1680 pixels.
+    long_reductions: [
+        conv(1, 200, [6, 5], 40, [3, 3], 1, 1, 1, 1),
+        conv(1, 40, [6, 5], 200, [3, 3], 1, 1, 1, 1),
+        conv(1, 3, [42, 40], 24, [3, 3], 1, 1, 1, 1),
+    ];
     batch_2: [conv(2, 3, [8, 8], 16, [3, 3], 1, 1, 1, 1), conv(2, 1, [12, 12], 6, [5, 5], 1, 0, 1, 1)];
     asymmetric: [ConvParams { padding: [0, 2, 1, 0], stride: [2, 1], dilation: [1, 2], ..ConvParams::new(1, 3, 7, 8, 5, [3, 3]) }];
     empty: [conv(0, 3, [5, 5], 4, [3, 3], 1, 1, 1, 1)];

@@ -23,6 +23,19 @@ unsafe impl DirectIsa for Avx512F {
         "winograd_f32_f63_12x32_avx512f",
     ];
     const TILES: [(usize, usize); 2] = [(24, 1), (12, 2)];
+    /// 1024 steps, not the default 128: a wide task's buffer (192 rows x 32 channels, 24
+    /// KiB) and a 128-step chunk of its vector operand (16 KiB) do not both fit beside its
+    /// input rows in Zen 4's 32 KiB L1, so each chunk's reload and store of every tile's
+    /// partial sums cost more than streaming the operand from L2 does. 1024 steps (128 KiB,
+    /// an eighth of Zen 4's 1 MiB L2) leave one chunk for any reduction up to 1535 steps.
+    /// Zen 4, per call, medians over 5 alternating runs of `convnet bench --suite direct`
+    /// against 128, 1 thread: forward 1.02-1.04x on every 3x3 layer (56x56x64 1.038,
+    /// 14x14x256 1.029, CIFAR 1.044, stride 2 1.023), AlexNet's 11x11 1.03x and DCGAN's
+    /// transposed layer 1.03x; backward-data 1.01-1.04x; backward-weight 1.02-1.04x; the
+    /// stem, 1x1, depthwise and LeNet layers within 1%. 2 threads (6 runs): 1.02-1.04x on
+    /// the 3x3 layers. AVX2 keeps 128: its 16-channel rows fit both in L1, and 1024 ran its
+    /// backward-data 0.90x.
+    const RED_CHUNK: usize = 1024;
     fn detect() -> Option<Self> {
         Avx512F::new()
     }

@@ -69,13 +69,13 @@ const ROWS_PER_TASK: usize = 192;
 /// Largest `LANES` of any ISA (the epilogue reads whole blocks of this many rows;
 /// backward-weight's lane sums).
 const MAX_LANES: usize = 16;
-/// Reduction steps per pass over a task's rows (about: [`run_chunked`] shares a reduction
-/// out in chunks of 96-191 steps, see [`red_chunks`]; the fused backward-weight packing and
-/// the column form cut at exactly this): the vector operand of one chunk (`RED_CHUNK * NR`
-/// floats, 8 KiB at NR = 16) stays in L1 beside the task's input rows while every tile of
-/// the task consumes it; partial sums wait in the task's buffer in vector form. 128
-/// measured best of {64, 96, 128, 256} on ResNet-50 conv2/conv4/conv5 and a CIFAR layer
-/// (best-of-3 minimum times, AVX2).
+/// Reduction steps per pass over a task's rows, by default (about: [`run_chunked`] shares a
+/// reduction out in chunks of `0.75..=1.25` times [`DirectIsa::RED_CHUNK`], see
+/// [`red_chunks`]; the fused backward-weight packing and the column form cut at exactly
+/// this): the vector operand of one chunk (`RED_CHUNK * NR` floats, 8 KiB at NR = 16) stays
+/// in L1 beside the task's input rows while every tile of the task consumes it; partial sums
+/// wait in the task's buffer in vector form. 128 measured best of {64, 96, 128, 256} on
+/// ResNet-50 conv2/conv4/conv5 and a CIFAR layer (best-of-3 minimum times, AVX2).
 const RED_CHUNK: usize = 128;
 /// Floats of a block's packed vector operand beyond which backward-weight packs it chunk
 /// by chunk inside its tasks, where its taps allow (256 KiB: a quarter of Zen 5's and
@@ -95,6 +95,10 @@ pub(crate) unsafe trait DirectIsa: F32Simd {
     const ISA: Isa;
     /// `(UR, NB)` of the narrow tile (`NB = 1`, for few channels) and the wide tile.
     const TILES: [(usize, usize); 2];
+    /// Reduction steps per chunk of [`run_chunked`] (about; see [`red_chunks`]): the
+    /// default keeps a chunk's vector operand in L1; AVX-512 streams it from L2 instead
+    /// (see its implementation).
+    const RED_CHUNK: usize = RED_CHUNK;
     /// Name of the pixel-vectorised kernel (`rows.rs`) on this ISA.
     const ROWS_NAME: &'static str;
     /// Name of the depthwise kernel (`depthwise.rs`) on this ISA.
@@ -130,10 +134,10 @@ pub(crate) fn tile_for<S: DirectIsa>(channels: usize) -> (bool, usize, usize) {
 }
 
 /// The chunks `(r0, r1)` a reduction of `len` steps is cut into, for chunks of about `chunk`
-/// steps ([`RED_CHUNK`] in [`run_chunked`]; the pointwise form's column chunks): `len /
-/// chunk` rounded to the nearest whole number (at least one; none for an empty reduction),
-/// the steps then shared out evenly, so no chunk is a sliver: one chunk below `1.5 * chunk`
-/// steps, else chunks of `0.75 * chunk` to `1.25 * chunk`.
+/// steps ([`DirectIsa::RED_CHUNK`] in [`run_chunked`]; the pointwise form's column
+/// chunks): `len / chunk` rounded to the nearest whole number (at least one; none for an
+/// empty reduction), the steps then shared out evenly, so no chunk is a sliver: one chunk
+/// below `1.5 * chunk` steps, else chunks of `0.75 * chunk` to `1.25 * chunk`.
 ///
 /// Each chunk costs every tile of the task a load and a store of its accumulators and a loop
 /// start; cut every 128 steps, the 7x7 stem's 147 made a second chunk of 19 (and LeNet's C3,
@@ -188,7 +192,7 @@ pub(crate) fn run_chunked<S: DirectIsa>(
         buf[..whole.rows.len() * nr].fill(0.0);
         return;
     }
-    for (r0, r1) in red_chunks(whole.red.len(), RED_CHUNK) {
+    for (r0, r1) in red_chunks(whole.red.len(), S::RED_CHUNK) {
         let block = Block {
             src: &whole.src[whole.red.src_shift(r0)..],
             red: whole.red.slice(r0, r1),
