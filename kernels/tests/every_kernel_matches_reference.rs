@@ -229,6 +229,8 @@ boundary_cases! {
         conv(1, 64, [4, 5], 260, [1, 1], 1, 0, 1, 2),
         conv(1, 30, [3, 4], 20, [1, 1], 1, 0, 1, 1),
         conv(1, 64, [5, 4], 300, [1, 1], 1, 0, 1, 1),
+        // Two chunks where a chunk is 1024 steps (AVX-512): 1100 output channels.
+        conv(1, 64, [5, 6], 1100, [1, 1], 1, 0, 1, 1),
     ];
     // The direct kernel's pointwise form (1x1, stride 1, unpadded, planes of >= 256 pixels
     // that fill whole vector columns up to 1/16; on backward-data at stride 1 on 16-lane

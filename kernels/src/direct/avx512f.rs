@@ -33,8 +33,10 @@ unsafe impl DirectIsa for Avx512F {
     /// 14x14x256 1.029, CIFAR 1.044, stride 2 1.023), AlexNet's 11x11 1.03x and DCGAN's
     /// transposed layer 1.03x; backward-data 1.01-1.04x; backward-weight 1.02-1.04x; the
     /// stem, 1x1, depthwise and LeNet layers within 1%. 2 threads (6 runs): 1.02-1.04x on
-    /// the 3x3 layers. AVX2 keeps 128: its 16-channel rows fit both in L1, and 1024 ran its
-    /// backward-data 0.90x.
+    /// the 3x3 layers. The column form (`columns.rs`) chunks by it too: ResNet-50's 7x7
+    /// layers at batch 1 (3x3, 3x3 stride 2 from 14x14, both 1x1) ran forward 1.03-1.04x
+    /// and backward-data 1.02-1.05x, on 1 thread and 2 (3 and 4 alternating runs). AVX2
+    /// keeps 128: its 16-channel rows fit both in L1, and 1024 ran its backward-data 0.90x.
     const RED_CHUNK: usize = 1024;
     fn detect() -> Option<Self> {
         Avx512F::new()

@@ -19,15 +19,16 @@
 //! offsets into its padded source, and where a channel's weights and outputs are.
 
 use super::tile::{Block, Red};
-use super::{DirectIsa, RED_CHUNK, SimdJob};
+use super::{DirectIsa, SimdJob};
 use crate::parallel::{
     SharedMut, for_each_chunk_mut, for_each_task, threads, with_index_scratch, with_scratch,
 };
 use crate::simd::{LINE_FLOATS as LINE, prefetch_l2};
 
 /// Row tiles (output channels) per task: the task's weights for one reduction chunk
-/// (`4 * 12` channels x [`RED_CHUNK`] floats = 24 KiB on AVX-512) stay in L1 beside one
-/// column's chunk of pixels (16 KiB).
+/// ([`DirectIsa::RED_CHUNK`] steps; `4 * 12` channels x 128 floats = 24 KiB) stay in L1
+/// beside one column's chunk of pixels (16 KiB); in L2 on AVX-512, whose chunks are 1024
+/// steps.
 const SLICE_TILES: usize = 4;
 /// Rows per task at least where the weights are gathered ([`GatherRows`], a 1x1 layer's
 /// backward-data): each step copies a run of this many adjacent floats from a row of
@@ -186,7 +187,7 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
                 for (i, o) in wrows.iter_mut().enumerate() {
                     *o = if gather { i } else { (r0 + i) * c.w_row };
                 }
-                let staged = if gather { RED_CHUNK * nrows } else { 0 };
+                let staged = if gather { S::RED_CHUNK * nrows } else { 0 };
                 with_scratch(ncols * nrows * nr + staged, |buf| {
                     let (buf, stage) = buf.split_at_mut(ncols * nrows * nr);
                     let w = &c.w[grp * c.w_grp..];
@@ -210,13 +211,13 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
                         _ => None,
                     };
                     if let Some(list) = ahead {
-                        prefetch_steps(w, list, 0..red_len.min(RED_CHUNK), r0, nrows, c.w_row);
+                        prefetch_steps(w, list, 0..red_len.min(S::RED_CHUNK), r0, nrows, c.w_row);
                     }
-                    for k0 in (0..red_len).step_by(RED_CHUNK) {
-                        let k1 = red_len.min(k0 + RED_CHUNK);
+                    for k0 in (0..red_len).step_by(S::RED_CHUNK) {
+                        let k1 = red_len.min(k0 + S::RED_CHUNK);
                         // The next chunk's steps, a share before each column's tiles: asked
                         // for all at once, the prefetches stalled on the miss buffers.
-                        let next = (k1, red_len.min(k1 + RED_CHUNK));
+                        let next = (k1, red_len.min(k1 + S::RED_CHUNK));
                         let share = (next.1 - next.0).div_ceil(ncols);
                         let (src, red) = match c.w_red {
                             Red::List(list) if gather => {
