@@ -502,10 +502,9 @@ fn direct_backward_weight_cases() {
 /// stores them interleaved. Phase rows of odd length (runs that end short of a vector), a
 /// batch of 2 (chunks across images), a partial channel block, 4x4 taps (two per phase), a
 /// vertical stride of 1 with dilation and groups, the per-task packing of weights that
-/// outweigh grad_y, both phases' in one sweep (3x3 taps, 128 -> 256 at 24x24; 4x4 taps, 128
-/// -> 32 at 12x12); and an odd width, which stays unpaired. Then a
-/// transposed conv's forward pass (the same path, with a bias: 24 -> 20 channels, 9x11 ->
-/// 18x22).
+/// outweigh grad_y, both phases' in one sweep (3x3 taps, 128 -> 256 at 24x24; 4x4 taps,
+/// 128 -> 32 at 12x12); and an odd width, which stays unpaired. Then a transposed conv's
+/// forward pass (the same path, with a bias: 24 -> 20 channels, 9x11 -> 18x22).
 #[test]
 fn direct_backward_data_paired_phases() {
     let s12 = ConvParams {

@@ -71,11 +71,12 @@ const ROWS_PER_TASK: usize = 192;
 const MAX_LANES: usize = 16;
 /// Reduction steps per pass over a task's rows, by default (about: [`run_chunked`] shares a
 /// reduction out in chunks of `0.75..=1.25` times [`DirectIsa::RED_CHUNK`], see
-/// [`red_chunks`]; the fused backward-weight packing and the column form cut at exactly
-/// this): the vector operand of one chunk (`RED_CHUNK * NR` floats, 8 KiB at NR = 16) stays
-/// in L1 beside the task's input rows while every tile of the task consumes it; partial sums
-/// wait in the task's buffer in vector form. 128 measured best of {64, 96, 128, 256} on
-/// ResNet-50 conv2/conv4/conv5 and a CIFAR layer (best-of-3 minimum times, AVX2).
+/// [`red_chunks`], and the column form cuts at exactly that; the fused backward-weight
+/// packing cuts at exactly this on every ISA): the vector operand of one chunk
+/// (`RED_CHUNK * NR` floats, 8 KiB at NR = 16) stays in L1 beside the task's input rows
+/// while every tile of the task consumes it; partial sums wait in the task's buffer in
+/// vector form. 128 measured best of {64, 96, 128, 256} on ResNet-50 conv2/conv4/conv5 and
+/// a CIFAR layer (best-of-3 minimum times, AVX2).
 const RED_CHUNK: usize = 128;
 /// Floats of a block's packed vector operand beyond which backward-weight packs it chunk
 /// by chunk inside its tasks, where its taps allow (256 KiB: a quarter of Zen 5's and
