@@ -297,6 +297,21 @@ fn bench_prints_every_row_and_rates_auto() {
             );
         }
     }
+    for l in &lines {
+        assert_eq!(l["cold"], false, "{l}");
+    }
+    // --cold: the same rows, each timed call after an eviction of the caches.
+    let cold_args = [
+        "bench", "--suite", "lenet", "--algos", "direct", "--reps", "1",
+    ];
+    let out = convnet(&[&cold_args[..], &["--json", "--cold"]].concat());
+    assert!(out.status.success(), "{out:?}");
+    let cold = json_lines(&out);
+    assert_eq!(cold.len(), 3);
+    for c in &cold {
+        assert_schema(c, &BENCH_SCHEMA);
+        assert_eq!(c["cold"], true, "{c}");
+    }
     fails_with(&["bench", "--suite", "nosuchsuite"], "nosuchsuite");
     fails_with(&["bench", "--threads", "0"], "--threads must be at least 1");
 }

@@ -30,9 +30,16 @@ pub struct BenchArgs {
     /// Threads (rayon pool size).
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Minimum timed rounds (after one warm-up run); more run until 0.5 s have passed.
+    /// Minimum timed calls per kernel (after one warm-up run); more run until 0.5 s have
+    /// passed.
     #[arg(long, default_value_t = 7)]
     reps: usize,
+    /// Evict the caches before every timed call (every thread reads a buffer several times
+    /// the last-level cache, which also pushes the buffers out of the TLB), as a layer in a
+    /// network meets them after the other layers ran. Without it, each timed call follows a
+    /// call of the same kernel, as in a loop over one layer.
+    #[arg(long)]
+    cold: bool,
     /// Time forward and backward-data through a plan whose weights were prepared (packed,
     /// transformed) once before timing, as inference and repeated calls run them; without
     /// it every call prepares its weights, as a training step with fresh weights does.
@@ -363,6 +370,56 @@ pub fn peak_gflops(threads: usize) -> f64 {
     peak::measure(Isa::detect(), threads, Duration::from_millis(300)).unwrap_or(f64::NAN)
 }
 
+/// Timed calls per kernel and round without `--cold`, after one untimed call.
+const WARM_CALLS: usize = 3;
+
+/// A buffer whose reading evicts the caches for `--cold`: four times the last-level cache
+/// (64 MiB to 1 GiB; 256 MiB when sysfs does not say), written once so that its pages are
+/// its own and not the kernel's shared zero page.
+struct Evict {
+    buf: Vec<u8>,
+}
+
+impl Evict {
+    fn new() -> Evict {
+        let llc = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index3/size")
+            .ok()
+            .and_then(|s| cache_bytes(&s));
+        let len = llc.map_or(256 << 20, |b| b.saturating_mul(4).clamp(64 << 20, 1 << 30));
+        Evict { buf: vec![1; len] }
+    }
+
+    /// Reads one byte of every cache line on every thread of `pool` (each core's own caches
+    /// and TLB, and the shared last level).
+    fn run(&self, pool: &rayon::ThreadPool) {
+        pool.broadcast(|_| {
+            let sum = self
+                .buf
+                .iter()
+                .step_by(64)
+                .fold(0u8, |a, &b| a.wrapping_add(b));
+            std::hint::black_box(sum);
+        });
+    }
+}
+
+/// Bytes of a sysfs cache size (`32768K`, `1M`, `512`).
+fn cache_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let (num, unit) = match s.strip_suffix(['K', 'M', 'G']) {
+        Some(n) => (n, &s[n.len()..]),
+        None => (s, ""),
+    };
+    let n: usize = num.parse().ok()?;
+    let shift = match unit {
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => 0,
+    };
+    n.checked_mul(1 << shift).filter(|&b| b > 0)
+}
+
 /// Auto counts as choosing well when it runs at this fraction of the best allowed
 /// algorithm's speed or better.
 const AUTO_WITHIN: f64 = 0.95;
@@ -381,6 +438,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
         .num_threads(args.threads)
         .build()?;
     let peak = peak_gflops(args.threads);
+    let evict = args.cold.then(Evict::new);
     if !args.json {
         outln!(
             "peak ({} threads, {}): {peak:.1} GFLOP/s",
@@ -461,15 +519,33 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                 for (k, _) in &kernels {
                     run_once(k, &conv, pass, &mut bufs)?;
                 }
+                // Rounds run every kernel in turn, so the host's noise hits them alike. A
+                // timed call never directly follows another kernel's: that one leaves its
+                // own working set in the caches and the TLB (Winograd F(6,3)'s weights on
+                // 14x14x256 alone are 17 MiB), and a kernel's time would depend on the list
+                // it is timed with. Zen 4, 1 thread, 14x14x256 timed right after the other
+                // four algorithms: the direct kernel's forward ran 0.95x its time alone and
+                // Winograd F(2,3)'s backward-data 0.79x its time after its own call. Warm,
+                // each kernel first runs once untimed, then `WARM_CALLS` timed calls; cold,
+                // every timed call follows an eviction.
+                let calls = if args.cold { 1 } else { WARM_CALLS };
                 let start = Instant::now();
                 let mut round = 0;
-                while round < args.reps.max(1)
+                while round * calls < args.reps.max(1)
                     || (start.elapsed() < Duration::from_millis(500) && round < 200)
                 {
                     for (k, times) in kernels.iter_mut() {
-                        let t0 = Instant::now();
-                        run_once(k, &conv, pass, &mut bufs)?;
-                        times.push(t0.elapsed().as_secs_f64() * 1e3);
+                        if !args.cold {
+                            run_once(k, &conv, pass, &mut bufs)?;
+                        }
+                        for _ in 0..calls {
+                            if let Some(evict) = &evict {
+                                evict.run(&pool);
+                            }
+                            let t0 = Instant::now();
+                            run_once(k, &conv, pass, &mut bufs)?;
+                            times.push(t0.elapsed().as_secs_f64() * 1e3);
+                        }
                     }
                     round += 1;
                 }
@@ -511,7 +587,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<ExitCode, CliError> {
                     outln!(
                         "{}",
                         json!({"shape": shape.name, "id": shape.params.id(), "params": params_json(&shape.params), "algo": algo.name(), "kernel": kernel.name(),
-                               "pass": pass.name(), "prepared": planned.contains(&kernel.name()), "threads": args.threads, "ms": ms, "gflops": gflops, "pct_peak": pct})
+                               "pass": pass.name(), "prepared": planned.contains(&kernel.name()), "cold": args.cold, "threads": args.threads, "ms": ms, "gflops": gflops, "pct_peak": pct})
                     );
                 } else {
                     outln!(
@@ -597,4 +673,28 @@ pub fn run_peak(args: &PeakArgs) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_bytes;
+
+    #[test]
+    fn cache_sizes_read_as_sysfs_writes_them() {
+        assert_eq!(cache_bytes("32768K\n"), Some(32 << 20));
+        assert_eq!(cache_bytes("1M"), Some(1 << 20));
+        assert_eq!(cache_bytes("2G"), Some(2 << 30));
+        assert_eq!(cache_bytes("512"), Some(512));
+        for bad in [
+            "",
+            "K",
+            "0K",
+            "12Q",
+            "-1K",
+            "99999999999999999999G",
+            "100000000000000G",
+        ] {
+            assert_eq!(cache_bytes(bad), None, "{bad:?}");
+        }
+    }
 }
