@@ -17,7 +17,8 @@ median over the rounds: on a shared host whose speed changes from one minute to 
 (other tenants' memory traffic), one sweep of each would compare them in different
 conditions. Each round also times the direct kernel alone, forward and backward-data, packing
 its weights per call and through a prepared plan (`convnet bench --prepared`), for the table
-of the two. The default suite (`direct`: 15 shapes from real networks, one per shape family)
+of the two, and, on the first thread count, the direct kernel and PyTorch with the caches
+evicted before every call (`convnet bench --cold`), for the table of warm against cold. The default suite (`direct`: 15 shapes from real networks, one per shape family)
 takes about 2 minutes per round on 2 cores; `--suite all` (every distinct convolution of
 the zoo's models, 107 shapes) takes proportionally longer. PyTorch's backward passes are
 timed alone: one forward pass builds the autograd graph, then each timed step computes only
@@ -56,11 +57,24 @@ def torch_backend(torch, x, w, stride, padding, dilation, transposed, output_pad
     return str(b).rsplit(".", 1)[-1].lower()
 
 
-def torch_times(rows, threads, passes):
+def evict_bytes():
+    """Bytes `convnet bench --cold` reads to evict the caches: four times the last-level cache
+    (64 MiB to 1 GiB; 256 MiB when sysfs does not say)."""
+    try:
+        s = open("/sys/devices/system/cpu/cpu0/cache/index3/size").read().strip()
+        n = int(s[:-1]) << {"K": 10, "M": 20, "G": 30}[s[-1]] if s[-1] in "KMG" else int(s)
+        return min(max(4 * n, 64 << 20), 1 << 30)
+    except (OSError, ValueError, IndexError, KeyError):
+        return 256 << 20
+
+
+def torch_times(rows, threads, passes, cold=False):
     """PyTorch on each (shape id, pass): `{(id, pass): (median ms, backend)}`, or {} without
     torch. The backend is the one `conv2d` / `conv_transpose2d` picked ("mkldnn" is oneDNN);
     where that is not oneDNN and the pass is a normal forward, oneDNN is timed too, called
-    directly, as `(id, "fwd_onednn")`.
+    directly, as `(id, "fwd_onednn")`. Each timed call follows the same call (untimed once,
+    then timed ones); `cold`, each follows an eviction of the caches instead, as in
+    `convnet bench --cold` (a read of a buffer of `evict_bytes()` on every thread).
 
     PyTorch 1.13 leaves oneDNN for its own im2col path (Slow2d) on a 1x1 layer at a batch
     under 16 on one thread, and always for transposed convolutions (SlowTranspose2d); Debian's
@@ -74,6 +88,7 @@ def torch_times(rows, threads, passes):
         print("PyTorch not found: install python3-torch and run with /usr/bin/python3 to compare", file=sys.stderr)
         return {}
     torch.set_num_threads(threads)
+    evict = torch.ones(evict_bytes(), dtype=torch.uint8) if cold else None
     results = {}
     shapes = {r["id"]: r["params"] for r in rows}
     for shape_id, g in sorted(shapes.items()):
@@ -131,6 +146,8 @@ def torch_times(rows, threads, passes):
             times = []
             start = time.perf_counter()
             while len(times) < 7 or (time.perf_counter() - start < 0.5 and len(times) < 200):
+                if evict is not None:
+                    evict.sum()
                 t0 = time.perf_counter()
                 step()
                 times.append((time.perf_counter() - t0) * 1e3)
@@ -210,9 +227,8 @@ def prepared_table(prep_rounds):
     lines = ["", "## direct through a prepared plan", "",
              "The direct kernel's forward and backward-data passes packing their weights in every call (as a training step "
              "runs them) and through a `ConvPlan` whose weights were packed once (`convnet bench --prepared`, as inference "
-             "runs them). Each is a sweep of the direct kernel alone, so each call follows the same kernel's call rather than "
-             "another algorithm's as in the tables above; both sweeps run in every round, and each cell is the median over "
-             "the rounds. The gap is the weight packing, largest where the weights outweigh the input (the 14x14 and 7x7 "
+             "runs them). Each is a sweep of the direct kernel alone; both sweeps run in every round, and each cell is the "
+             "median over the rounds. The gap is the weight packing, largest where the weights outweigh the input (the 14x14 and 7x7 "
              "layers).", "",
              "| shape | pass | threads | per call | prepared | prepared / per call |", "| --- | --- | --- | --- | --- | --- |"]
 
@@ -228,6 +244,45 @@ def prepared_table(prep_rounds):
                 continue
             (g1, p1), (g2, p2) = cell(rds, (sid, p, "per_call")), cell(rds, (sid, p, "prepared"))
             lines.append(f"| {first['shape']} | {p} | {t} | {g1:.1f} ({p1:.0f}%) | {g2:.1f} ({p2:.0f}%) | {g2 / g1:.2f} |")
+    return lines
+
+
+def cold_table(cold_rounds, rows):
+    """The direct kernel with the caches evicted before every call (`convnet bench --cold`, as
+    a layer in a network meets them) beside its warm time from the tables above, and PyTorch's
+    pick timed the same two ways."""
+    if not cold_rounds:
+        return []
+    t = cold_rounds[0]["threads"]
+    lines = ["", f"## direct with cold caches, {t} thread(s)", "",
+             "Each call of the direct kernel (packing its weights per call) after an eviction of the caches: every thread "
+             "reads a buffer of four times the last-level cache, which also leaves the kernel's buffers out of the TLB, as "
+             "a layer in a network meets them after the other layers ran (`convnet bench --cold`). Warm is the direct "
+             "column of the tables above, where each timed call follows a call of the same kernel. PyTorch's backend is "
+             "timed the same two ways (oneDNN; a bracketed backend is PyTorch's own). Medians over the rounds.", "",
+             "| shape | pass | direct warm | direct cold | cold / warm | pytorch warm | pytorch cold | cold / warm "
+             "| direct / pytorch, cold |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    warm = {(r["id"], r["pass"]): r for r in rows if r["threads"] == t and r["algo"] == "direct"}
+    for (sid, p), first in cold_rounds[0]["convnet"].items():
+        w = warm.get((sid, p))
+        if w is None:
+            continue
+        ms = statistics.median(rd["convnet"][sid, p]["ms"] for rd in cold_rounds if (sid, p) in rd["convnet"])
+        g = first["gflops"] * first["ms"] / ms
+        pct = first["pct_peak"] * first["ms"] / ms
+        cells = [first["shape"], p, f"{w['gflops']:.1f} ({w['pct_peak']:.0f}%)", f"{g:.1f} ({pct:.0f}%)",
+                 f"{g / w['gflops']:.2f}"]
+        tms = [rd["torch"][sid, p] for rd in cold_rounds if (sid, p) in rd["torch"]]
+        if tms and w.get("torch_ms"):
+            cold_ms, backend = statistics.median(x for x, _ in tms), tms[0][1]
+            flops = w["gflops"] * w["ms"]
+            tw, tc = flops / w["torch_ms"], flops / cold_ms
+            tag = "" if backend in ("mkldnn", None) else f" [{backend}]"
+            ratio = f"{g / tc:.2f}" if not tag else f"({g / tc:.2f})"
+            cells += [f"{tw:.1f}{tag}", f"{tc:.1f}{tag}", f"{tc / tw:.2f}", ratio]
+        else:
+            cells += ["-"] * 4
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -293,6 +348,9 @@ def main():
     # (shape id, pass, "per_call" or "prepared") -> convnet's row.
     prep_passes = [p for p in passes if p in ("fwd", "bwd_data")]
     prep_rounds = {}
+    # The direct kernel and PyTorch with cold caches, on the first thread count: per round,
+    # {"threads", "convnet": (shape id, pass) -> row, "torch": (shape id, pass) -> (ms, backend)}.
+    cold_rounds = []
     for t in threads:
         # Per round: (shape id, algo, pass) -> convnet's row, and (shape id, pass) -> PyTorch's ms.
         rounds, torch_rounds = [], []
@@ -313,6 +371,11 @@ def main():
                             alone[r["id"], r["pass"], mode] = r
                 prep_rounds.setdefault(t, []).append(alone)
             torch_rounds.append(torch_times(sweep, t, passes))
+            if t == threads[0]:
+                cold = convnet("bench", "--suite", args.suite, "--algos", "direct", "--pass", args.passes,
+                               "--threads", str(t), "--cold")
+                cold_rounds.append({"threads": t, "convnet": {(r["id"], r["pass"]): r for r in cold},
+                                    "torch": torch_times(cold, t, passes, cold=True)})
         for key, first in rounds[0].items():
             ms = statistics.median(rd[key]["ms"] for rd in rounds if key in rd)
             scale = first["ms"] / ms
@@ -337,7 +400,8 @@ def main():
         f"Generated by `scripts/benchmarks.py` on {time.strftime('%Y-%m-%d')}: {cpu}, {os.cpu_count()} cores, "
         "a shared, noisy machine, so read the ratios more than the absolute numbers. "
         f"Each cell is the median over {args.rounds} alternating sweeps of convnet and PyTorch (each sweep's time the median "
-        "of interleaved runs after a warm-up); GFLOP/s use the direct-convolution FLOP count "
+        "of its timed calls; convnet's sweep runs the algorithms in interleaved rounds, each algorithm once untimed and then "
+        "three timed calls, so that, as in PyTorch's loop, every timed call follows a call of the same kernel); GFLOP/s use the direct-convolution FLOP count "
         "for every algorithm (Winograd's are effective rates); % peak is against the peak `convnet bench` measures in its own run (the table below is the best of "
         f"{peak_runs} runs of `convnet peak`, at the start and after each thread count's sweeps).",
         "",
@@ -386,6 +450,7 @@ def main():
                         cells += [y[1], ratio if y[2] else f"({ratio})"]
                 lines.append("| " + " | ".join(cells) + " |")
     lines += prepared_table(prep_rounds)
+    lines += cold_table(cold_rounds, rows)
     lines += scaling_table(rows, threads, passes)
     lines += ["", f"![forward GFLOP/s per shape and algorithm]({os.path.basename(args.svg)})", ""]
     write_atomically(args.out, "\n".join(lines))
