@@ -216,6 +216,19 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Runs `convnet` with `args` (ending in `--json`), which must succeed and print `rows`
+/// lines of the bench schema; returns them.
+fn bench_rows(args: &[&str], rows: usize) -> Vec<serde_json::Value> {
+    let out = convnet(args);
+    assert!(out.status.success(), "{out:?}");
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), rows, "{args:?}");
+    for l in &lines {
+        assert_schema(l, &BENCH_SCHEMA);
+    }
+    lines
+}
+
 #[test]
 fn bench_prints_every_row_and_rates_auto() {
     // LeNet-5's 3 convs x 3 passes x {direct, im2col, auto}: a few seconds.
@@ -259,12 +272,9 @@ fn bench_prints_every_row_and_rates_auto() {
     );
 
     // --json: the DESIGN.md fields on every line, Auto's line naming the kernel it ran.
-    let out = convnet(&[&args[..], &["--json"]].concat());
-    assert!(out.status.success(), "{out:?}");
-    let lines = json_lines(&out);
-    assert_eq!(lines.len(), 27);
+    let lines = bench_rows(&[&args[..], &["--json"]].concat(), 27);
     for l in &lines {
-        assert_schema(l, &BENCH_SCHEMA);
+        assert_eq!(l["cold"], false, "{l}");
         assert!(["fwd", "bwd_data", "bwd_weight"].contains(&l["pass"].as_str().unwrap()));
     }
     let auto_kernels = lines.iter().filter(|l| l["algo"] == "auto");
@@ -279,12 +289,8 @@ fn bench_prints_every_row_and_rates_auto() {
     }
     // --prepared: forward and backward-data through plans, on the kernels the raw calls
     // ran (Auto's plan may pick another); backward-weight has nothing to prepare.
-    let out = convnet(&[&args[..], &["--json", "--prepared"]].concat());
-    assert!(out.status.success(), "{out:?}");
-    let planned = json_lines(&out);
-    assert_eq!(planned.len(), 27);
+    let planned = bench_rows(&[&args[..], &["--json", "--prepared"]].concat(), 27);
     for p in &planned {
-        assert_schema(p, &BENCH_SCHEMA);
         assert_eq!(p["prepared"], p["pass"] != "bwd_weight", "{p}");
         if p["algo"] != "auto" {
             assert!(
@@ -297,19 +303,12 @@ fn bench_prints_every_row_and_rates_auto() {
             );
         }
     }
-    for l in &lines {
-        assert_eq!(l["cold"], false, "{l}");
-    }
-    // --cold: the same rows, each timed call after an eviction of the caches.
+    // --cold: LeNet's three convs forward on the direct kernel, each timed call after an
+    // eviction of the caches.
     let cold_args = [
-        "bench", "--suite", "lenet", "--algos", "direct", "--reps", "1",
+        "bench", "--suite", "lenet", "--algos", "direct", "--reps", "1", "--json", "--cold",
     ];
-    let out = convnet(&[&cold_args[..], &["--json", "--cold"]].concat());
-    assert!(out.status.success(), "{out:?}");
-    let cold = json_lines(&out);
-    assert_eq!(cold.len(), 3);
-    for c in &cold {
-        assert_schema(c, &BENCH_SCHEMA);
+    for c in bench_rows(&cold_args, 3) {
         assert_eq!(c["cold"], true, "{c}");
     }
     fails_with(&["bench", "--suite", "nosuchsuite"], "nosuchsuite");
