@@ -18,9 +18,11 @@ median over the rounds: on a shared host whose speed changes from one minute to 
 conditions. Each round also times the direct kernel alone, forward and backward-data, packing
 its weights per call and through a prepared plan (`convnet bench --prepared`), for the table
 of the two, and, on the first thread count, the direct kernel and PyTorch with the caches
-evicted before every call (`convnet bench --cold`), for the table of warm against cold. The default suite (`direct`: 15 shapes from real networks, one per shape family)
-takes about 2 minutes per round on 2 cores; `--suite all` (every distinct convolution of
-the zoo's models, 107 shapes) takes proportionally longer. PyTorch's backward passes are
+evicted before every call (`convnet bench --cold`), for the table of warm against cold. The
+default suite (`direct`: 15 shapes from real networks, one per shape family) takes about 3.5
+minutes per round on 1 thread (with the cold sweeps) and 2.5 on 2, on 2 cores: 5 rounds of
+both, about 25 minutes; `--suite all` (every distinct convolution of the zoo's models, 107
+shapes) takes proportionally longer. PyTorch's backward passes are
 timed alone: one forward pass builds the autograd graph, then each timed step computes only
 the requested gradient.
 """
