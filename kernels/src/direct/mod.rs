@@ -1408,10 +1408,14 @@ fn phases(g: &ConvGeom) -> impl Iterator<Item = (usize, usize, usize, usize)> + 
 /// rows are one run ([`phase_row_classes`]).
 fn phase_weight_offsets(g: &ConvGeom, ry: usize, rx: usize, out: &mut [usize]) {
     let (c_in_g, c_out_g, khw) = (g.c_in / g.g, g.c_out / g.g, g.kh * g.kw);
+    // Listed once: each tap costs a 128-bit division.
+    let kxs: Vec<usize> = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
+        .map(|(kx, _)| kx)
+        .collect();
     let mut r = 0;
     for (ky, _) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
         for oc in 0..c_out_g {
-            for (kx, _) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
+            for &kx in &kxs {
                 out[r] = oc * c_in_g * khw + ky * g.kw + kx;
                 r += 1;
             }
@@ -1494,8 +1498,9 @@ fn pack_phase<S: DirectIsa>(
 }
 
 /// Backward-data, pixel form with weights packed by the caller (see [`pack_backward`]) or
-/// here, phase by phase ([`Weights::ToPack`]), or column form with the raw ones; `bias`
-/// serves a transposed conv's forward.
+/// here ([`Weights::ToPack`]: every phase's at once where tasks take some of the phases,
+/// else by each task), or column form with the raw ones; `bias` serves a transposed conv's
+/// forward.
 fn backward_data<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
@@ -1549,235 +1554,290 @@ fn backward_data<S: DirectIsa>(
             } else {
                 1
             };
-            for ph in list.chunks(per_task) {
-                let (ry, rx) = (ph[0].0, ph[0].1);
-                // Each phase's reduction length (0 for the second of an unpaired task).
-                let red_lens = [c_out_g * ph[0].2, ph.get(1).map_or(0, |p| c_out_g * p.2)];
-                let red_total = red_lens[0] + red_lens[1];
-                let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
-                // Rows span the batch, as in the forward pass.
-                let npx_img = na_y * na_x;
-                let npx_all = g.n * npx_img;
-                // A paired task runs its rows twice, over the same chunk of them: halving the
-                // chunk was 0.98-1.01x. The rows go in classes by their band of the phase's
-                // kernel rows (both phases of a pair share theirs), chunked class by class.
-                let classes = phase_row_classes(g, ry, na_y, na_x, ur);
-                let chunks = classes.chunks();
-                // Reduction steps per kernel row of the phase, of each phase.
-                let n_ty = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh).count();
-                let per_ty = red_lens.map(|len| len.checked_div(n_ty).unwrap_or(0));
-                with_index_scratch(red_total, |red_all| {
-                    // Phase p's reduction: `red_lens[p]` source offsets, (ky, oc, kx)
-                    // order, as its weights ([`phase_weight_offsets`]).
-                    let (red0, red1) = red_all.split_at_mut(red_lens[0]);
-                    let mut reds = [red0, red1];
-                    for (p, red) in reds.iter_mut().enumerate().take(ph.len()) {
-                        let (ry, rx, ..) = ph[p];
-                        let mut r = 0;
-                        for (_, qy) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
-                            let line = (qy + top as isize) as usize * src.row;
-                            for oc in 0..c_out_g {
-                                for (_, qx) in phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw) {
-                                    let qx = (qx + left as isize) as usize;
-                                    red[r] = oc * src.plane + line + qx;
-                                    r += 1;
+            // Reduction rows before phase i's in the rows of all phases, and in all.
+            let mut red_before: Vec<usize> = list.iter().map(|p| c_out_g * p.2).collect();
+            let red_every = prefix_sums(&mut red_before);
+            let run_phases = |hoisted: Option<&[f32]>| {
+                for (ci, ph) in list.chunks(per_task).enumerate() {
+                    let (ry, rx) = (ph[0].0, ph[0].1);
+                    // Each phase's reduction length (0 for the second of an unpaired task).
+                    let red_lens = [c_out_g * ph[0].2, ph.get(1).map_or(0, |p| c_out_g * p.2)];
+                    let red_total = red_lens[0] + red_lens[1];
+                    let (na_y, na_x) = ((g.h - ry).div_ceil(g.sh), (g.w - rx).div_ceil(g.sw));
+                    // Rows span the batch, as in the forward pass.
+                    let npx_img = na_y * na_x;
+                    let npx_all = g.n * npx_img;
+                    // A paired task runs its rows twice, over the same chunk of them: halving the
+                    // chunk was 0.98-1.01x. The rows go in classes by their band of the phase's
+                    // kernel rows (both phases of a pair share theirs), chunked class by class.
+                    let classes = phase_row_classes(g, ry, na_y, na_x, ur);
+                    let chunks = classes.chunks();
+                    // Reduction steps per kernel row of the phase, of each phase.
+                    let n_ty = phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh).count();
+                    let per_ty = red_lens.map(|len| len.checked_div(n_ty).unwrap_or(0));
+                    with_index_scratch(red_total, |red_all| {
+                        // Phase p's reduction: `red_lens[p]` source offsets, (ky, oc, kx)
+                        // order, as its weights ([`phase_weight_offsets`]).
+                        let (red0, red1) = red_all.split_at_mut(red_lens[0]);
+                        let mut reds = [red0, red1];
+                        for (p, red) in reds.iter_mut().enumerate().take(ph.len()) {
+                            let (ry, rx, ..) = ph[p];
+                            let qxs: Vec<usize> = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
+                                .map(|(_, qx)| (qx + left as isize) as usize)
+                                .collect();
+                            let mut r = 0;
+                            for (_, qy) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh) {
+                                let line = (qy + top as isize) as usize * src.row;
+                                for oc in 0..c_out_g {
+                                    for &qx in &qxs {
+                                        red[r] = oc * src.plane + line + qx;
+                                        r += 1;
+                                    }
                                 }
                             }
                         }
-                    }
-                    let reds = [&*reds[0], &*reds[1]];
-                    let red = reds[0];
-                    let red_len = red_lens[0];
-                    if let Weights::Raw(w) = weights {
-                        // Unpaired (see paired_phases).
-                        let khw = g.kh * g.kw;
-                        return with_index_scratch(red_len + 2 * npx_all, |idx| {
-                            let (w_red, rest) = idx.split_at_mut(red_len);
-                            let (pix, offs) = rest.split_at_mut(npx_all);
-                            phase_weight_offsets(g, ry, rx, w_red);
-                            for (q, (r, o)) in pix.iter_mut().zip(offs.iter_mut()).enumerate() {
-                                let (b, qq) = (q / npx_img, q % npx_img);
-                                let (a, c) = (qq / na_x, qq % na_x);
-                                *r = b * g.c_out * src.plane + a * src.row + c;
-                                *o = b * g.c_in * hw + (ry + g.sh * a) * g.w + rx + g.sw * c;
-                            }
-                            let pass = columns::Columns {
-                                src: src.data,
-                                src_grp: c_out_g * src.plane,
-                                red,
-                                pix,
-                                w,
-                                w_grp: c_out_g * c_in_g * khw,
-                                w_row: khw,
-                                w_red: Red::List(w_red),
-                                rows: c_in_g,
-                                groups: g.g,
-                                dst_offs: offs,
-                                ch_stride: hw,
-                                bias,
-                                relu: false,
-                            };
-                            // SAFETY: grad_x is borrowed (as `out`) for the whole call; this
-                            // phase's pixels are written by this call alone, each once (offs
-                            // lists each image and phase position once).
-                            unsafe { columns::run(s, &pass, out) };
-                        });
-                    }
-                    // One task: row chunk `ch` of input-channel block `blk` of group `grp`,
-                    // with the block's packed weights `vecs[p]` for each phase p of `ph`.
-                    let task = |grp: usize, ch: usize, blk: usize, vecs: [&[f32]; 2]| {
-                        let (class, ch) = classes.class_chunk(ch);
-                        // Its pixels: `p_c` an image (the class's phase rows, from `a0`).
-                        let (a0, p_c) = (class.rows.start, class.rows.len() * na_x);
-                        let (px0, npx) = class.chunk(ch);
-                        // Its taps: a run of the phase's kernel rows, in each phase.
-                        let taps =
-                            |p: usize| class.taps.start * per_ty[p]..class.taps.end * per_ty[p];
-                        let c0 = grp * c_in_g + blk * nr;
-                        let n_ch = nr.min(c_in_g - blk * nr);
-                        with_index_scratch(2 * npx, |idx| {
-                            let (rows, offs) = idx.split_at_mut(npx);
-                            // Image b, phase pixel q = (a, c), stepped without a division
-                            // per row (as in the forward pass): `line_src` and `line_dst`
-                            // are the offsets of phase row a's first pixel. A paired task's
-                            // second phase reads the same grad_y pixels and writes the
-                            // grad_x pixels one to the right.
-                            let (img_src, img_dst) = (g.c_out * src.plane, g.c_in * hw);
-                            let (mut b, mut q) = (px0 / p_c, px0 % p_c);
-                            let (a, mut c) = (a0 + q / na_x, q % na_x);
-                            let mut line_src = b * img_src + a * src.row;
-                            let mut line_dst = b * img_dst + (ry + g.sh * a) * g.w + rx;
-                            for (i, (r, o)) in rows.iter_mut().zip(offs.iter_mut()).enumerate() {
-                                (*r, *o) = (line_src + c, line_dst + g.sw * c);
-                                if i + 1 == npx {
-                                    break; // no step past the last pixel (as forward)
+                        let reds = [&*reds[0], &*reds[1]];
+                        let red = reds[0];
+                        let red_len = red_lens[0];
+                        if let Weights::Raw(w) = weights {
+                            // Unpaired (see paired_phases).
+                            let khw = g.kh * g.kw;
+                            return with_index_scratch(red_len + 2 * npx_all, |idx| {
+                                let (w_red, rest) = idx.split_at_mut(red_len);
+                                let (pix, offs) = rest.split_at_mut(npx_all);
+                                phase_weight_offsets(g, ry, rx, w_red);
+                                for (q, (r, o)) in pix.iter_mut().zip(offs.iter_mut()).enumerate() {
+                                    let (b, qq) = (q / npx_img, q % npx_img);
+                                    let (a, c) = (qq / na_x, qq % na_x);
+                                    *r = b * g.c_out * src.plane + a * src.row + c;
+                                    *o = b * g.c_in * hw + (ry + g.sh * a) * g.w + rx + g.sw * c;
                                 }
-                                (q, c) = (q + 1, c + 1);
-                                if q == p_c {
-                                    // The next image: the class's first row.
-                                    (b, q, c) = (b + 1, 0, 0);
-                                    line_src = b * img_src + a0 * src.row;
-                                    line_dst = b * img_dst + (ry + g.sh * a0) * g.w + rx;
-                                } else if c == na_x {
-                                    c = 0;
-                                    line_src += src.row;
-                                    line_dst += g.sh * g.w;
-                                }
-                            }
-                            let rows = &*rows;
-                            let per_buf = (npx + MAX_LANES - 1) * nr;
-                            with_scratch(ph.len() * per_buf, |buf| {
-                                let scatter = Scatter {
-                                    dst: out,
-                                    base: c0 * hw,
+                                let pass = columns::Columns {
+                                    src: src.data,
+                                    src_grp: c_out_g * src.plane,
+                                    red,
+                                    pix,
+                                    w,
+                                    w_grp: c_out_g * c_in_g * khw,
+                                    w_row: khw,
+                                    w_red: Red::List(w_red),
+                                    rows: c_in_g,
+                                    groups: g.g,
+                                    dst_offs: offs,
                                     ch_stride: hw,
-                                    offs,
-                                    n_ch,
-                                    bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
+                                    bias,
                                     relu: false,
                                 };
-                                scatter.prefetch(ph.len());
-                                for (p, buf) in buf.chunks_exact_mut(per_buf).enumerate() {
-                                    let block = Block {
-                                        src: &src.data[grp * c_out_g * src.plane..],
-                                        red: Red::List(&reds[p][taps(p)]),
-                                        vecs: &vecs[p][taps(p).start * nr..taps(p).end * nr],
-                                        vstride: nr,
-                                        rows,
-                                        accumulate: false,
-                                    };
-                                    run_chunked(s, wide, &block, nr, buf);
-                                }
-                                let (buf0, buf1) = buf.split_at(per_buf);
-                                // SAFETY: this task writes channels c0..c0+n_ch at the pixels
-                                // (image and position) of phase (ry, rx) in its chunk (and of
-                                // phase (ry, rx + 1), one to the right, if paired): disjoint
-                                // from every other task of the phases, and phases partition
-                                // the pixels.
-                                unsafe {
-                                    if ph.len() == 2 {
-                                        scatter.write_pair(s, buf0, buf1, nr)
-                                    } else {
-                                        scatter.write(s, buf0, nr)
-                                    }
-                                };
+                                // SAFETY: grad_x is borrowed (as `out`) for the whole call; this
+                                // phase's pixels are written by this call alone, each once (offs
+                                // lists each image and phase position once).
+                                unsafe { columns::run(s, &pass, out) };
                             });
-                        });
-                    };
-                    let order =
-                        TaskOrder::new(chunks, blocks, red_total * nr, g.n * c_out_g * src.plane);
-                    // Block gb = (grp, blk) of phase p in `packed`: at ats[p] + gb*strides[p]
-                    // (each phase's blocks in a run of their own, or both phases' rows block
-                    // after block).
-                    let block_of = |ats: [usize; 2], strides: [usize; 2], p: usize, gb: usize| {
-                        let at = ats[p] + gb * strides[p];
-                        at..at + red_lens[p] * nr
-                    };
-                    let run_packed = |packed: &[f32], ats: [usize; 2], strides: [usize; 2]| {
-                        for_each_task(g.g * chunks * blocks, |t| {
-                            let (grp, ch, blk) = order.task(t);
-                            let gb = grp * blocks + blk;
-                            let vecs = [
-                                &packed[block_of(ats, strides, 0, gb)],
-                                &packed[block_of(ats, strides, 1, gb)],
-                            ];
-                            task(grp, ch, blk, vecs);
-                        });
-                    };
-                    match weights {
-                        Weights::Packed(packed) => run_packed(
-                            packed,
-                            [ph[0].3, ph.get(1).map_or(0, |p| p.3)],
-                            [red_lens[0] * nr, red_lens[1] * nr],
-                        ),
-                        // Weights outweigh grad_y (ResNet-50's 14x14 and 7x7 layers): each
-                        // task packs one block of these phases into a buffer of its own,
-                        // which stays in L2 while the task runs every row chunk over it, as
-                        // in the forward pass.
-                        Weights::ToPack(w)
-                            if order.weights_major && g.g * blocks >= 2 * threads() =>
-                        {
-                            with_index_scratch(3 * red_total, |idx| {
-                                // Both phases' entries in one sweep: DCGAN's 4x4 stride-2
-                                // transposed layer (256 -> 128 at 16x16), its forward pass
-                                // with weights packed per call, AVX-512 on Zen 4, 1 thread:
-                                // 1.065x.
-                                let both = paired_phase_entries(g, ph, red_lens, idx);
-                                let khw = g.kh * g.kw;
-                                for_each_task(g.g * blocks, |t| {
-                                    let (grp, blk) = (t / blocks, t % blocks);
-                                    let n_ch = nr.min(c_in_g - blk * nr);
-                                    // Input channel blk*nr of the group: its weights start
-                                    // (blk*nr)*khw floats into the group's.
-                                    let first = &w[(grp * c_out_g * c_in_g + blk * nr) * khw..];
-                                    with_scratch(red_total * nr, |vecs| {
-                                        pack_block(s, first, 0, n_ch, nr, khw, both, vecs);
-                                        let (v0, v1) = vecs.split_at(red_lens[0] * nr);
-                                        for ch in 0..chunks {
-                                            task(grp, ch, blk, [v0, v1]);
+                        }
+                        // One task: row chunk `ch` of input-channel block `blk` of group `grp`,
+                        // with the block's packed weights `vecs[p]` for each phase p of `ph`.
+                        let task = |grp: usize, ch: usize, blk: usize, vecs: [&[f32]; 2]| {
+                            let (class, ch) = classes.class_chunk(ch);
+                            // Its pixels: `p_c` an image (the class's phase rows, from `a0`).
+                            let (a0, p_c) = (class.rows.start, class.rows.len() * na_x);
+                            let (px0, npx) = class.chunk(ch);
+                            // Its taps: a run of the phase's kernel rows, in each phase.
+                            let taps =
+                                |p: usize| class.taps.start * per_ty[p]..class.taps.end * per_ty[p];
+                            let c0 = grp * c_in_g + blk * nr;
+                            let n_ch = nr.min(c_in_g - blk * nr);
+                            with_index_scratch(2 * npx, |idx| {
+                                let (rows, offs) = idx.split_at_mut(npx);
+                                // Image b, phase pixel q = (a, c), stepped without a division
+                                // per row (as in the forward pass): `line_src` and `line_dst`
+                                // are the offsets of phase row a's first pixel. A paired task's
+                                // second phase reads the same grad_y pixels and writes the
+                                // grad_x pixels one to the right.
+                                let (img_src, img_dst) = (g.c_out * src.plane, g.c_in * hw);
+                                let (mut b, mut q) = (px0 / p_c, px0 % p_c);
+                                let (a, mut c) = (a0 + q / na_x, q % na_x);
+                                let mut line_src = b * img_src + a * src.row;
+                                let mut line_dst = b * img_dst + (ry + g.sh * a) * g.w + rx;
+                                for (i, (r, o)) in rows.iter_mut().zip(offs.iter_mut()).enumerate()
+                                {
+                                    (*r, *o) = (line_src + c, line_dst + g.sw * c);
+                                    if i + 1 == npx {
+                                        break; // no step past the last pixel (as forward)
+                                    }
+                                    (q, c) = (q + 1, c + 1);
+                                    if q == p_c {
+                                        // The next image: the class's first row.
+                                        (b, q, c) = (b + 1, 0, 0);
+                                        line_src = b * img_src + a0 * src.row;
+                                        line_dst = b * img_dst + (ry + g.sh * a0) * g.w + rx;
+                                    } else if c == na_x {
+                                        c = 0;
+                                        line_src += src.row;
+                                        line_dst += g.sh * g.w;
+                                    }
+                                }
+                                let rows = &*rows;
+                                let per_buf = (npx + MAX_LANES - 1) * nr;
+                                with_scratch(ph.len() * per_buf, |buf| {
+                                    let scatter = Scatter {
+                                        dst: out,
+                                        base: c0 * hw,
+                                        ch_stride: hw,
+                                        offs,
+                                        n_ch,
+                                        bias: bias.map(|bias| &bias[c0..c0 + n_ch]),
+                                        relu: false,
+                                    };
+                                    scatter.prefetch(ph.len());
+                                    for (p, buf) in buf.chunks_exact_mut(per_buf).enumerate() {
+                                        let block = Block {
+                                            src: &src.data[grp * c_out_g * src.plane..],
+                                            red: Red::List(&reds[p][taps(p)]),
+                                            vecs: &vecs[p][taps(p).start * nr..taps(p).end * nr],
+                                            vstride: nr,
+                                            rows,
+                                            accumulate: false,
+                                        };
+                                        run_chunked(s, wide, &block, nr, buf);
+                                    }
+                                    let (buf0, buf1) = buf.split_at(per_buf);
+                                    // SAFETY: this task writes channels c0..c0+n_ch at the pixels
+                                    // (image and position) of phase (ry, rx) in its chunk (and of
+                                    // phase (ry, rx + 1), one to the right, if paired): disjoint
+                                    // from every other task of the phases, and phases partition
+                                    // the pixels.
+                                    unsafe {
+                                        if ph.len() == 2 {
+                                            scatter.write_pair(s, buf0, buf1, nr)
+                                        } else {
+                                            scatter.write(s, buf0, nr)
                                         }
-                                    });
+                                    };
                                 });
-                            })
+                            });
+                        };
+                        let order = TaskOrder::new(
+                            chunks,
+                            blocks,
+                            red_total * nr,
+                            g.n * c_out_g * src.plane,
+                        );
+                        // Block gb = (grp, blk) of phase p in `packed`: at ats[p] + gb*strides[p]
+                        // (each phase's blocks in a run of their own, or both phases' rows block
+                        // after block).
+                        let block_of =
+                            |ats: [usize; 2], strides: [usize; 2], p: usize, gb: usize| {
+                                let at = ats[p] + gb * strides[p];
+                                at..at + red_lens[p] * nr
+                            };
+                        let run_packed = |packed: &[f32], ats: [usize; 2], strides: [usize; 2]| {
+                            for_each_task(g.g * chunks * blocks, |t| {
+                                let (grp, ch, blk) = order.task(t);
+                                let gb = grp * blocks + blk;
+                                let vecs = [
+                                    &packed[block_of(ats, strides, 0, gb)],
+                                    &packed[block_of(ats, strides, 1, gb)],
+                                ];
+                                task(grp, ch, blk, vecs);
+                            });
+                        };
+                        if let Some(packed) = hoisted {
+                            // Every phase's rows block after block, packed before the first.
+                            let i = ci * per_task;
+                            let at = |p: usize| red_before.get(i + p).map_or(0, |r| r * nr);
+                            return run_packed(packed, [at(0), at(1)], [red_every * nr; 2]);
                         }
-                        // Else these phases' blocks are packed together, then run.
-                        Weights::ToPack(w) => {
-                            // Block by block, both phases' rows one after the other, packed
-                            // in one sweep as in the per-task packing above.
-                            with_scratch(blocks_len(g.g, c_in_g, nr, red_total), |packed| {
+                        match weights {
+                            Weights::Packed(packed) => run_packed(
+                                packed,
+                                [ph[0].3, ph.get(1).map_or(0, |p| p.3)],
+                                [red_lens[0] * nr, red_lens[1] * nr],
+                            ),
+                            // Weights outweigh grad_y (ResNet-50's 14x14 and 7x7 layers): each
+                            // task packs one block of these phases into a buffer of its own,
+                            // which stays in L2 while the task runs every row chunk over it, as
+                            // in the forward pass.
+                            Weights::ToPack(w)
+                                if order.weights_major && g.g * blocks >= 2 * threads() =>
+                            {
                                 with_index_scratch(3 * red_total, |idx| {
+                                    // Both phases' entries in one sweep (where the phases
+                                    // are one task's: a pair of column phases). Measured
+                                    // before all phases were packed at once (below): DCGAN's
+                                    // 4x4 stride-2 transposed layer (256 -> 128 at 16x16),
+                                    // per call, AVX-512 on Zen 4, 1 thread: 1.065x.
                                     let both = paired_phase_entries(g, ph, red_lens, idx);
-                                    pack_phase(s, g, w, nr, both, packed);
-                                });
-                                run_packed(packed, [0, red_lens[0] * nr], [red_total * nr; 2]);
-                            })
+                                    let khw = g.kh * g.kw;
+                                    for_each_task(g.g * blocks, |t| {
+                                        let (grp, blk) = (t / blocks, t % blocks);
+                                        let n_ch = nr.min(c_in_g - blk * nr);
+                                        // Input channel blk*nr of the group: its weights start
+                                        // (blk*nr)*khw floats into the group's.
+                                        let first = &w[(grp * c_out_g * c_in_g + blk * nr) * khw..];
+                                        with_scratch(red_total * nr, |vecs| {
+                                            pack_block(s, first, 0, n_ch, nr, khw, both, vecs);
+                                            let (v0, v1) = vecs.split_at(red_lens[0] * nr);
+                                            for ch in 0..chunks {
+                                                task(grp, ch, blk, [v0, v1]);
+                                            }
+                                        });
+                                    });
+                                })
+                            }
+                            // Else these phases' blocks are packed together, then run.
+                            Weights::ToPack(w) => {
+                                // Block by block, both phases' rows one after the other, packed
+                                // in one sweep as in the per-task packing above.
+                                with_scratch(blocks_len(g.g, c_in_g, nr, red_total), |packed| {
+                                    with_index_scratch(3 * red_total, |idx| {
+                                        let both = paired_phase_entries(g, ph, red_lens, idx);
+                                        pack_phase(s, g, w, nr, both, packed);
+                                    });
+                                    run_packed(packed, [0, red_lens[0] * nr], [red_total * nr; 2]);
+                                })
+                            }
+                            Weights::Raw(_) => unreachable!("the column form returned above"),
                         }
-                        Weights::Raw(_) => unreachable!("the column form returned above"),
-                    }
-                });
+                    });
+                }
+            };
+            match weights {
+                // More than one task's phases (a stride of 2 or more): pack every phase's
+                // weights in one sweep, each output channel's taps moving in one register
+                // transpose, not one per task's phases (and each task's blocks packed once per
+                // call, not once per row of phases). DCGAN's 4x4 stride-2 transposed layer
+                // (256 -> 128 at 16x16), forward with weights packed per call, AVX-512 on
+                // Zen 4, 1 thread: 1.04x; ResNet-50's 3x3 stride-2 layers' backward-data
+                // (128 at 56x56, 256 at 28x28) 1.02x and 1.07x (with the taps listed once
+                // in `phase_weight_offsets`; 3-4 alternating runs).
+                Weights::ToPack(w) if list.len() > per_task => {
+                    with_scratch(blocks_len(g.g, c_in_g, nr, red_every), |packed| {
+                        with_index_scratch(3 * red_every, |idx| {
+                            let (offs, scratch) = idx.split_at_mut(red_every);
+                            for (i, &(ry, rx, ..)) in list.iter().enumerate() {
+                                let len =
+                                    red_before.get(i + 1).unwrap_or(&red_every) - red_before[i];
+                                phase_weight_offsets(g, ry, rx, &mut offs[red_before[i]..][..len]);
+                            }
+                            let every = Entries::by_source(offs, scratch);
+                            pack_phase(s, g, w, nr, every, packed);
+                        });
+                        run_phases(Some(packed));
+                    })
+                }
+                _ => run_phases(None),
             }
         },
     );
+}
+
+/// Turns `v` into its exclusive prefix sums; returns the total.
+fn prefix_sums(v: &mut [usize]) -> usize {
+    let mut total = 0;
+    for x in v.iter_mut() {
+        (*x, total) = (total, total + *x);
+    }
+    total
 }
 
 /// Backward-weight swaps its operands ([`backward_weight_swapped`]): a 1x1 unpadded layer
