@@ -1461,23 +1461,25 @@ fn phase_entries<'a>(
     Entries::by_source(red_src, scratch)
 }
 
-/// The reduction entries of a task's phases `ph` (one, or two paired) as one list for the
-/// packer: `ph[0]`'s ([`phase_weight_offsets`], `lens[0]` of them), then `ph[1]`'s, so the
-/// second's rows follow the first's as a task's buffer holds them. An output channel's taps
-/// that two paired phases share out (a kernel row of a stride-2 layer) then move in one
-/// register transpose, not one per phase. `idx` is at least `3 * (lens[0] + lens[1])` long.
-fn paired_phase_entries<'a>(
+/// The reduction entries of phases `ph` (`(ry, rx, taps, _)`, as `backward_data` lists
+/// them) as one list for the packer: each phase's ([`phase_weight_offsets`], `c_out / g *
+/// taps` of them) after the one before, so its rows follow the previous phase's as the
+/// packed weights hold them. An output channel's taps that the phases share out (a kernel
+/// row of a stride-2 layer over a task's two paired phases, or every tap over all the
+/// phases) then move in one register transpose, not one per phase. `idx` is at least
+/// three times the entries long.
+fn phases_entries<'a>(
     g: &ConvGeom,
     ph: &[(usize, usize, usize, usize)],
-    lens: [usize; 2],
     idx: &'a mut [usize],
 ) -> Entries<'a> {
-    let total = lens[0] + lens[1];
+    let c_out_g = g.c_out / g.g;
+    let total: usize = ph.iter().map(|p| c_out_g * p.2).sum();
     let (offs, scratch) = idx[..3 * total].split_at_mut(total);
-    let (offs0, offs1) = offs.split_at_mut(lens[0]);
-    phase_weight_offsets(g, ph[0].0, ph[0].1, offs0);
-    if let Some(&(ry, rx, ..)) = ph.get(1) {
-        phase_weight_offsets(g, ry, rx, offs1);
+    let mut at = 0;
+    for &(ry, rx, taps, _) in ph {
+        phase_weight_offsets(g, ry, rx, &mut offs[at..at + c_out_g * taps]);
+        at += c_out_g * taps;
     }
     Entries::by_source(offs, scratch)
 }
@@ -1766,7 +1768,7 @@ fn backward_data<S: DirectIsa>(
                                     // before all phases were packed at once (below): DCGAN's
                                     // 4x4 stride-2 transposed layer (256 -> 128 at 16x16),
                                     // per call, AVX-512 on Zen 4, 1 thread: 1.065x.
-                                    let both = paired_phase_entries(g, ph, red_lens, idx);
+                                    let both = phases_entries(g, ph, idx);
                                     let khw = g.kh * g.kw;
                                     for_each_task(g.g * blocks, |t| {
                                         let (grp, blk) = (t / blocks, t % blocks);
@@ -1790,7 +1792,7 @@ fn backward_data<S: DirectIsa>(
                                 // in one sweep as in the per-task packing above.
                                 with_scratch(blocks_len(g.g, c_in_g, nr, red_total), |packed| {
                                     with_index_scratch(3 * red_total, |idx| {
-                                        let both = paired_phase_entries(g, ph, red_lens, idx);
+                                        let both = phases_entries(g, ph, idx);
                                         pack_phase(s, g, w, nr, both, packed);
                                     });
                                     run_packed(packed, [0, red_lens[0] * nr], [red_total * nr; 2]);
@@ -1813,13 +1815,7 @@ fn backward_data<S: DirectIsa>(
                 Weights::ToPack(w) if list.len() > per_task => {
                     with_scratch(blocks_len(g.g, c_in_g, nr, red_every), |packed| {
                         with_index_scratch(3 * red_every, |idx| {
-                            let (offs, scratch) = idx.split_at_mut(red_every);
-                            for (i, &(ry, rx, ..)) in list.iter().enumerate() {
-                                let len =
-                                    red_before.get(i + 1).unwrap_or(&red_every) - red_before[i];
-                                phase_weight_offsets(g, ry, rx, &mut offs[red_before[i]..][..len]);
-                            }
-                            let every = Entries::by_source(offs, scratch);
+                            let every = phases_entries(g, &list, idx);
                             pack_phase(s, g, w, nr, every, packed);
                         });
                         run_phases(Some(packed));
