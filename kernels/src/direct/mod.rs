@@ -825,7 +825,8 @@ fn pointwise_run<S: DirectIsa>(
 /// The padded input a forward or backward-weight pass reads (every tap of every output
 /// pixel lands inside it), built in a scratch buffer (its work shared out as `split` says)
 /// and handed to `f`.
-fn with_padded_input<R>(
+fn with_padded_input<S: DirectIsa, R>(
+    s: S,
     g: &ConvGeom,
     x: &[f32],
     split: PadSplit,
@@ -843,7 +844,7 @@ fn with_padded_input<R>(
         padded_len(planes, g.h, g.w, rows, cols, g.pad_t, g.pad_l),
         |buf| {
             f(pad_planes(
-                x, planes, g.h, g.w, rows, cols, g.pad_t, g.pad_l, split, buf,
+                s, x, planes, g.h, g.w, rows, cols, g.pad_t, g.pad_l, split, buf,
             ))
         },
     )
@@ -1123,7 +1124,7 @@ fn forward<S: DirectIsa>(
     // them (ResNet-50's 7x7 layers at batch 8: 392 rows, not 8 tasks of 49).
     let total = g.n * p;
     let out = SharedMut::new(y);
-    with_padded_input(g, x, PadSplit::Rows { images: g.n }, |src| {
+    with_padded_input(s, g, x, PadSplit::Rows { images: g.n }, |src| {
         // Source offset of tap `i` of a channel's `[ic][ky][kx]` weights.
         let tap_offset = |i: usize| {
             let (ic, ky, kx) = (i / (g.kh * g.kw), i / g.kw % g.kh, i % g.kw);
@@ -1528,6 +1529,7 @@ fn backward_data<S: DirectIsa>(
         padded_len(planes, g.oh, g.ow, rows_q, cols_q, top, left),
         |pad_buf| {
             let src = pad_planes(
+                s,
                 grad_y,
                 planes,
                 g.oh,
@@ -2000,7 +2002,7 @@ fn backward_weight<S: DirectIsa>(
     };
     let chunks = k.div_ceil(chunk);
     let out = SharedMut::new(grad_weight);
-    with_padded_input(g, x, PadSplit::Planes, |src| {
+    with_padded_input(s, g, x, PadSplit::Planes, |src| {
         with_index_scratch(2 * np + k, |idx| {
             let (red_src, idx) = idx.split_at_mut(np);
             let (red, taps) = idx.split_at_mut(np);

@@ -5,6 +5,7 @@
 use super::{DirectIsa, SimdJob};
 use crate::parallel::{SharedMut, for_each_chunk_mut, for_each_task, threads};
 use crate::simd::{F32Simd, LINE_FLOATS as LINE, prefetch_l2};
+use std::ops::Range;
 
 /// A stack of NCHW planes of `row` floats per row and `plane` floats per plane, borrowed
 /// from the caller's tensor or from a scratch buffer.
@@ -56,7 +57,8 @@ const PAD_BANDS_PER_THREAD: usize = 4;
 /// pixel `(0, 0)` at `(top, left)`, written into `buf` (of [`padded_len`] floats) in
 /// parallel as `split` says; `src` itself when no padding or cropping is needed.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn pad_planes<'a>(
+pub(crate) fn pad_planes<'a, S: DirectIsa>(
+    s: S,
     src: &'a [f32],
     planes: usize,
     h: usize,
@@ -83,17 +85,15 @@ pub(crate) fn pad_planes<'a>(
     let len = w.min(cols - left);
     // Padded rows r0.. of plane p into `dst` (whole rows).
     let fill = |p: usize, r0: usize, dst: &mut [f32]| {
-        let s = &src[p * h * w..][..h * w];
-        for (r, row) in (r0..).zip(dst.chunks_mut(cols)) {
-            match r.checked_sub(top).filter(|&iy| iy < h) {
-                Some(iy) => {
-                    row[..left].fill(0.0);
-                    row[left..left + len].copy_from_slice(&s[iy * w..][..len]);
-                    row[left + len..].fill(0.0);
-                }
-                None => row.fill(0.0),
-            }
-        }
+        s.dispatch(&mut PadRows {
+            src: &src[p * h * w..][..h * w],
+            w,
+            rows: r0..r0 + dst.len() / cols,
+            top,
+            left,
+            len,
+            dst,
+        })
     };
     match split {
         PadSplit::Rows { images } if images > 0 && threads() > 1 && plane > 0 => {
@@ -126,6 +126,75 @@ pub(crate) fn pad_planes<'a>(
                 data,
                 row: cols,
                 plane,
+            }
+        }
+    }
+}
+
+/// Rows `rows` of a padded plane (`dst`, rows of `dst.len() / rows.len()` floats) of the
+/// `h x w` plane `src`: source row `r - top` at columns `left..left + len` of row `r`, zero
+/// around it. In vectors, not a `memcpy` and two `memset` calls per row: a small layer's
+/// rows are a few floats (9 in ResNet-50's 7x7 layers, where those calls took 1.7% of the
+/// forward and backward-data profile, this 1.0%). AVX-512 on Zen 4, 1 thread.
+struct PadRows<'a> {
+    src: &'a [f32],
+    w: usize,
+    rows: Range<usize>,
+    top: usize,
+    left: usize,
+    /// Source floats per row, `len <= w`.
+    len: usize,
+    dst: &'a mut [f32],
+}
+
+impl SimdJob for PadRows<'_> {
+    #[inline(always)]
+    fn run<S: DirectIsa>(&mut self, s: S) {
+        let (l, left, len, end) = (S::LANES, self.left, self.len, self.dst.len());
+        let cols = end.checked_div(self.rows.len()).unwrap_or(0);
+        assert!(
+            len <= self.w && left + len <= cols && l <= 16,
+            "padded rows hold their source"
+        );
+        let h = self.src.len().checked_div(self.w).unwrap_or(0);
+        let dst = self.dst.as_mut_ptr();
+        let mut tail = [0.0f32; 16];
+        for (i, r) in self.rows.clone().enumerate() {
+            let from = (r.checked_sub(self.top))
+                .filter(|&iy| iy < h)
+                .map(|iy| self.src[iy * self.w..][..len].as_ptr());
+            let at = i * cols;
+            for x in (0..cols).step_by(l) {
+                // Lanes lo..hi of the vector at column x come from the source row.
+                let (lo, hi) = (
+                    (left.saturating_sub(x)).min(l),
+                    (left + len).saturating_sub(x).min(l),
+                );
+                let v = match from {
+                    // SAFETY: lanes 0..l all fall in the source's columns (lo = 0: x >= left;
+                    // hi = l: x + l <= left + len), so from + (x - left) .. + l lies in its
+                    // row of len floats.
+                    Some(p) if lo == 0 && hi == l => unsafe { s.load(p.add(x - left)) },
+                    // SAFETY: lane i in lo..hi reads source column x + i - left, in 0..len.
+                    Some(p) if lo < hi => unsafe {
+                        s.load_range(p.wrapping_add(x).wrapping_sub(left), lo, hi)
+                    },
+                    _ => s.zero(),
+                };
+                if at + x + l <= end {
+                    // SAFETY: at + x + l <= dst.len(). Lanes past this row's end land on the
+                    // next row's first columns, which its own stores overwrite after this one.
+                    unsafe { s.store(dst.add(at + x), v) };
+                } else {
+                    // The last vector of the last row: through a buffer, so nothing past
+                    // `dst` is written.
+                    // SAFETY: tail holds 16 >= l floats (asserted above).
+                    unsafe { s.store(tail.as_mut_ptr(), v) };
+                    for (j, &t) in tail.iter().enumerate().take(end - at - x) {
+                        // SAFETY: at + x + j < end = dst.len().
+                        unsafe { *dst.add(at + x + j) = t };
+                    }
+                }
             }
         }
     }

@@ -514,8 +514,9 @@ fn forward<S: DirectIsa>(
                     } else {
                         let (top, left) = (g.pad_t, g.pad_l);
                         let split = PadSplit::Planes;
-                        let p =
-                            pad_planes(planes, c_in_g, g.h, g.w, rows, cols, top, left, split, buf);
+                        let p = pad_planes(
+                            s, planes, c_in_g, g.h, g.w, rows, cols, top, left, split, buf,
+                        );
                         (p.row, p.plane)
                     };
                     // `buf` is `body` floats and, in flat mode, a tail the tiles read past.
