@@ -860,18 +860,28 @@ fn forward_packed_len(g: &ConvGeom, nr: usize) -> usize {
 fn pack_forward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, out: &mut [f32]) {
     let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
     let k = c_in_g * g.kh * g.kw;
-    with_index_scratch(3 * k, |idx| {
+    with_index_scratch(2 * k, |idx| {
         let red = forward_entries(g, k, idx);
         pack_blocks(s, weight, g.g, c_out_g, nr, c_out_g * k, k, red, out);
     });
 }
 
-/// The forward reduction's `k` entries ([`forward_order`]) as the packer reads them, listed
-/// in `idx` (at least `3 * k` long).
+/// The forward reduction's `k` entries as the packer reads them, by source offset, listed
+/// in `idx` (at least `2 * k` long): an output channel's weights `[ic][ky][kx]` in order,
+/// each into its row of the `[ky][ic][kx]` reduction ([`forward_order`]).
 fn forward_entries<'a>(g: &ConvGeom, k: usize, idx: &'a mut [usize]) -> Entries<'a> {
-    let (order, scratch) = idx[..3 * k].split_at_mut(k);
-    forward_order(g, order);
-    Entries::by_source(order, scratch)
+    let c_in_g = g.c_in / g.g;
+    let (src, row) = idx[..2 * k].split_at_mut(k);
+    let mut i = 0;
+    for ic in 0..c_in_g {
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                (src[i], row[i]) = (i, (ky * c_in_g + ic) * g.kw + kx);
+                i += 1;
+            }
+        }
+    }
+    Entries::sorted(src, row)
 }
 
 /// `order[r]`: the index in an output channel's `[ic][ky][kx]` weights of the forward pixel
@@ -1272,7 +1282,7 @@ fn forward<S: DirectIsa>(
                 // and reading them back from memory; while there are blocks enough to keep
                 // every thread busy.
                 Weights::ToPack(w) if order.weights_major && g.g * blocks >= 2 * threads() => {
-                    with_index_scratch(3 * k, |idx| {
+                    with_index_scratch(2 * k, |idx| {
                         let red = forward_entries(g, k, idx);
                         for_each_task(g.g * blocks, |t| {
                             let (grp, blk) = (t / blocks, t % blocks);
@@ -1440,53 +1450,64 @@ fn pack_backward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, ou
     for (ry, rx, ty, tx) in phases(g) {
         let len = blocks_len(g.g, c_in_g, nr, c_out_g * ty * tx);
         let n = c_out_g * ty * tx;
-        with_index_scratch(3 * n, |idx| {
-            let red = phase_entries(g, ry, rx, n, idx);
+        with_index_scratch(2 * n, |idx| {
+            let red = phases_entries(g, &[(ry, rx, ty * tx, at)], idx);
             pack_phase(s, g, weight, nr, red, &mut out[at..at + len]);
         });
         at += len;
     }
 }
 
-/// Stride phase `(ry, rx)`'s `len` reduction entries ([`phase_weight_offsets`]) as the
-/// packer reads them, listed in `idx` (at least `3 * len` long).
-fn phase_entries<'a>(
-    g: &ConvGeom,
-    ry: usize,
-    rx: usize,
-    len: usize,
-    idx: &'a mut [usize],
-) -> Entries<'a> {
-    let (red_src, scratch) = idx[..3 * len].split_at_mut(len);
-    phase_weight_offsets(g, ry, rx, red_src);
-    Entries::by_source(red_src, scratch)
-}
-
 /// The reduction entries of phases `ph` (`(ry, rx, taps, _)`, as `backward_data` lists
-/// them) as one list for the packer: each phase's ([`phase_weight_offsets`], `c_out / g *
-/// taps` of them) after the one before, so its rows follow the previous phase's as the
-/// packed weights hold them. An output channel's taps that the phases share out (a kernel
-/// row of a stride-2 layer over a task's two paired phases, or every tap over all the
-/// phases) then move in one register transpose, not one per phase. `idx` is at least
-/// three times the entries long.
+/// them) as one list for the packer, by source offset, listed in `idx` (at least twice the
+/// entries long). Each phase's rows ([`phase_weight_offsets`], `c_out / g * taps` of them)
+/// follow the phase before's, as the packed weights hold them. By source offset, an output
+/// channel's taps that the phases share out (a kernel row of a stride-2 layer over a
+/// task's two paired phases, or every tap over all the phases) move in one register
+/// transpose, not one per phase.
+///
+/// Listed straight in that order, output channel by output channel, each tap to its row,
+/// not sorted: merging the phases' runs of offsets had taken 1.3% of DCGAN's 4x4 stride-2
+/// transposed forward (256 -> 128 at 16x16; all 16 taps, 4096 entries), on the calling
+/// thread while the others waited. AVX-512 on Zen 4, 1 thread: 1.026x (4 alternating runs,
+/// with forward's entries listed the same way).
 fn phases_entries<'a>(
     g: &ConvGeom,
     ph: &[(usize, usize, usize, usize)],
     idx: &'a mut [usize],
 ) -> Entries<'a> {
-    let c_out_g = g.c_out / g.g;
-    let total: usize = ph.iter().map(|p| c_out_g * p.2).sum();
-    let (offs, scratch) = idx[..3 * total].split_at_mut(total);
+    let (c_in_g, c_out_g, khw) = (g.c_in / g.g, g.c_out / g.g, g.kh * g.kw);
+    // Tap ky * kw + kx of the phases: (the tap, its row for output channel 0, the rows
+    // between output channels: its phase's taps in a kernel row), by tap.
+    let mut taps: Vec<(usize, usize, usize)> = Vec::new();
     let mut at = 0;
-    for &(ry, rx, taps, _) in ph {
-        phase_weight_offsets(g, ry, rx, &mut offs[at..at + c_out_g * taps]);
-        at += c_out_g * taps;
+    for &(ry, rx, n_taps, _) in ph {
+        let kxs: Vec<usize> = phase_taps(rx, g.sw, g.dw, g.pad_l, g.kw)
+            .map(|(kx, _)| kx)
+            .collect();
+        let tx = kxs.len();
+        for (iy, (ky, _)) in phase_taps(ry, g.sh, g.dh, g.pad_t, g.kh).enumerate() {
+            for (ix, &kx) in kxs.iter().enumerate() {
+                taps.push((ky * g.kw + kx, at + iy * c_out_g * tx + ix, tx));
+            }
+        }
+        at += c_out_g * n_taps;
     }
-    Entries::by_source(offs, scratch)
+    taps.sort_unstable();
+    let (src, row) = idx[..2 * at].split_at_mut(at);
+    let mut i = 0;
+    for oc in 0..c_out_g {
+        for &(tap, row0, tx) in &taps {
+            (src[i], row[i]) = (oc * c_in_g * khw + tap, row0 + oc * tx);
+            i += 1;
+        }
+    }
+    debug_assert_eq!(i, at, "phases_entries: every row");
+    Entries::sorted(src, row)
 }
 
 /// One stride phase's backward-data weights, `[grp][c_in block][ky][oc][kx][nr]`, from the
-/// phase's [`phase_entries`].
+/// phases' [`phases_entries`].
 fn pack_phase<S: DirectIsa>(
     s: S,
     g: &ConvGeom,
@@ -1764,7 +1785,7 @@ fn backward_data<S: DirectIsa>(
                             Weights::ToPack(w)
                                 if order.weights_major && g.g * blocks >= 2 * threads() =>
                             {
-                                with_index_scratch(3 * red_total, |idx| {
+                                with_index_scratch(2 * red_total, |idx| {
                                     // Both phases' entries in one sweep (where the phases
                                     // are one task's: a pair of column phases). Measured
                                     // before all phases were packed at once (below): DCGAN's
@@ -1793,7 +1814,7 @@ fn backward_data<S: DirectIsa>(
                                 // Block by block, both phases' rows one after the other, packed
                                 // in one sweep as in the per-task packing above.
                                 with_scratch(blocks_len(g.g, c_in_g, nr, red_total), |packed| {
-                                    with_index_scratch(3 * red_total, |idx| {
+                                    with_index_scratch(2 * red_total, |idx| {
                                         let both = phases_entries(g, ph, idx);
                                         pack_phase(s, g, w, nr, both, packed);
                                     });
@@ -1816,7 +1837,7 @@ fn backward_data<S: DirectIsa>(
                 // in `phase_weight_offsets`; 3-4 alternating runs).
                 Weights::ToPack(w) if list.len() > per_task => {
                     with_scratch(blocks_len(g.g, c_in_g, nr, red_every), |packed| {
-                        with_index_scratch(3 * red_every, |idx| {
+                        with_index_scratch(2 * red_every, |idx| {
                             let every = phases_entries(g, &list, idx);
                             pack_phase(s, g, w, nr, every, packed);
                         });
@@ -2145,7 +2166,8 @@ impl PackedChunks<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::{
-        ConvGeom, RED_CHUNK, ROWS_PER_TASK, RowClass, phase_row_classes, phase_taps, pixel_offsets,
+        ConvGeom, RED_CHUNK, ROWS_PER_TASK, RowClass, forward_entries, forward_order,
+        phase_row_classes, phase_taps, phase_weight_offsets, phases, phases_entries, pixel_offsets,
         red_chunks, row_chunks, row_classes,
     };
     use crate::params::ConvParams;
@@ -2180,6 +2202,73 @@ mod tests {
                 (label, p.validate().expect("a valid conv"))
             })
         })
+    }
+
+    /// `(offset, row)` of every row of a reduction whose row `r` reads `red[r]`, by offset:
+    /// what the entry builders list, sorted here the plain way.
+    fn sorted_by_offset(red: &[usize]) -> Vec<(usize, usize)> {
+        let mut want: Vec<(usize, usize)> = red.iter().enumerate().map(|(r, &o)| (o, r)).collect();
+        want.sort_unstable();
+        want
+    }
+
+    /// The packer's entry lists are the reductions' rows by source offset, each row once:
+    /// forward's `[ky][ic][kx]` rows, and backward-data's rows of one stride phase, of a
+    /// pair of column phases and of every phase, whose rows follow one phase after another.
+    #[test]
+    fn entry_lists_are_the_reductions_by_source_offset() {
+        let mut checked = 0;
+        for (label, g) in class_geometries().chain([{
+            // DCGAN's 4x4 stride-2 transposed layer, as its backward-data, with groups.
+            let p = ConvParams {
+                stride: [2, 2],
+                padding: [1; 4],
+                groups: 2,
+                ..ConvParams::new(1, 6, 32, 32, 4, [4, 4])
+            };
+            ("dcgan".to_string(), p.validate().expect("a valid conv"))
+        }]) {
+            let (c_in_g, c_out_g) = (g.c_in / g.g, g.c_out / g.g);
+            let k = c_in_g * g.kh * g.kw;
+            let mut order = vec![0; k];
+            forward_order(&g, &mut order);
+            let mut idx = vec![usize::MAX; 2 * k];
+            let e = forward_entries(&g, k, &mut idx);
+            let got: Vec<(usize, usize)> = e
+                .src
+                .iter()
+                .copied()
+                .zip(e.row.unwrap().iter().copied())
+                .collect();
+            assert_eq!(got, sorted_by_offset(&order), "{label}: forward");
+            let list: Vec<(usize, usize, usize, usize)> = phases(&g)
+                .map(|(ry, rx, ty, tx)| (ry, rx, ty * tx, 0))
+                .collect();
+            let runs = (1..=list.len())
+                .map(|n| &list[..n])
+                .chain(list.windows(2))
+                .chain(list.chunks(1));
+            for ph in runs {
+                // The phases' rows one after another, as the packed weights hold them.
+                let mut red = Vec::new();
+                for &(ry, rx, taps, _) in ph {
+                    let mut offs = vec![0; c_out_g * taps];
+                    phase_weight_offsets(&g, ry, rx, &mut offs);
+                    red.extend(offs);
+                }
+                let mut idx = vec![usize::MAX; 2 * red.len()];
+                let e = phases_entries(&g, ph, &mut idx);
+                let got: Vec<(usize, usize)> = e
+                    .src
+                    .iter()
+                    .copied()
+                    .zip(e.row.unwrap().iter().copied())
+                    .collect();
+                assert_eq!(got, sorted_by_offset(&red), "{label}: phases {ph:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} phase runs");
     }
 
     /// Row classes tile the output rows in order, each with a band of kernel rows; a

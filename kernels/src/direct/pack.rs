@@ -236,7 +236,7 @@ pub(crate) fn blocks_len(groups: usize, n: usize, nr: usize, red: usize) -> usiz
 
 /// A block's reduction entries as [`pack_blocks`] reads them: entry `i` is read at source
 /// offset `src[i]` into packed row `row[i]` (row `i` without `row`). Listed by increasing
-/// source offset ([`Entries::by_source`]), up to `LANES` entries within `LANES` floats of
+/// source offset ([`Entries::sorted`]), up to `LANES` entries within `LANES` floats of
 /// each other move in one register transpose whatever order the reduction takes them in:
 /// forward's `[ky][ic][kx]` rows out of the `[ic][ky][kx]` weights then come 16 taps a
 /// transpose, not the 6 (two channels' taps of one kernel row) that lie within 16 floats
@@ -262,59 +262,10 @@ impl<'a> Entries<'a> {
         }
     }
 
-    /// The rows of `red_src` (row `r` from source offset `red_src[r]`) by increasing source
-    /// offset, listed in `scratch` (at least `2 * red_src.len()` long).
-    pub fn by_source(red_src: &[usize], scratch: &'a mut [usize]) -> Self {
-        let n = red_src.len();
-        let (src, row) = scratch[..2 * n].split_at_mut(n);
-        for (i, r) in row.iter_mut().enumerate() {
-            *r = i;
-        }
-        // The reduction orders are a few increasing runs of offsets (one per kernel row):
-        // merged pairwise, back and forth between the two halves of the scratch, so a call
-        // allocates nothing (the library's stable sort allocates past 512 entries).
-        let key = |r: usize| red_src[r];
-        // The end of the run of non-decreasing keys from `i`.
-        let run_end = |a: &[usize], i: usize| {
-            (i + 1..a.len())
-                .find(|&j| key(a[j]) < key(a[j - 1]))
-                .unwrap_or(a.len())
-        };
-        let mut in_row = true;
-        loop {
-            let (from, to) = if in_row {
-                (&*row, &mut *src)
-            } else {
-                (&*src, &mut *row)
-            };
-            let (mut i, mut runs) = (0, 0);
-            while i < n {
-                let mid = run_end(from, i);
-                let end = if mid < n { run_end(from, mid) } else { n };
-                // Stable: on equal keys the first run's entry goes first.
-                let (mut a, mut b) = (i, mid);
-                for out in &mut to[i..end] {
-                    let take_b = a == mid || (b < end && key(from[b]) < key(from[a]));
-                    *out = if take_b { from[b] } else { from[a] };
-                    if take_b {
-                        b += 1;
-                    } else {
-                        a += 1;
-                    }
-                }
-                (i, runs) = (end, runs + 1);
-            }
-            in_row = !in_row;
-            if runs <= 1 {
-                break;
-            }
-        }
-        if !in_row {
-            row.copy_from_slice(src);
-        }
-        for (s, &r) in src.iter_mut().zip(row.iter()) {
-            *s = red_src[r];
-        }
+    /// Entries listed by increasing source offset: entry `i` read at `src[i]` into packed
+    /// row `row[i]` (a permutation of `0..src.len()`).
+    pub fn sorted(src: &'a [usize], row: &'a [usize]) -> Self {
+        debug_assert!(src.len() == row.len() && src.windows(2).all(|p| p[0] < p[1]));
         Entries {
             dense: is_dense(src),
             src,
@@ -791,7 +742,7 @@ mod tests {
             .flat_map(|(name, red)| [(name, red, false), (name, red, true)])
         {
             let entries = if by_source {
-                Entries::by_source(red, &mut scratch)
+                listed_by_source(red, &mut scratch)
             } else {
                 Entries::in_order(red)
             };
@@ -847,32 +798,18 @@ mod tests {
         }
     }
 
-    /// `Entries::by_source` lists every row once, by non-decreasing offset, equal offsets in
-    /// row order: on one run, many runs (descending), a few runs of unequal length, equal
-    /// keys, and none.
-    #[test]
-    fn by_source_lists_rows_by_offset() {
-        let kernel_rows: Vec<usize> = (0..7)
-            .flat_map(|ky| (0..5).flat_map(move |ic| (0..7).map(move |kx| ic * 49 + ky * 7 + kx)))
-            .collect();
-        let orders: [Vec<usize>; 6] = [
-            (0..40).collect(),
-            (0..40).rev().collect(),
-            kernel_rows,
-            vec![5, 9, 1, 2, 3, 4, 0, 6, 7, 8],
-            vec![3, 1, 3, 0, 1, 2, 2],
-            vec![],
-        ];
-        for red in &orders {
-            let mut scratch = vec![usize::MAX; 2 * red.len() + 3];
-            let e = Entries::by_source(red, &mut scratch);
-            let rows = e.row.expect("by_source lists rows");
-            let mut want: Vec<usize> = (0..red.len()).collect();
-            want.sort_by_key(|&r| red[r]);
-            assert_eq!(rows, &want[..], "rows of {red:?}");
-            let offsets: Vec<usize> = want.iter().map(|&r| red[r]).collect();
-            assert_eq!(e.src, &offsets[..], "offsets of {red:?}");
+    /// `red`'s entries (row `r` read at `red[r]`, offsets distinct) by source offset, as
+    /// the reduction builders list them, in `scratch` (at least `2 * red.len()` long).
+    fn listed_by_source<'a>(red: &[usize], scratch: &'a mut [usize]) -> Entries<'a> {
+        let (src, row) = scratch[..2 * red.len()].split_at_mut(red.len());
+        for (i, r) in row.iter_mut().enumerate() {
+            *r = i;
         }
+        row.sort_by_key(|&r| red[r]);
+        for (s, &r) in src.iter_mut().zip(row.iter()) {
+            *s = red[r];
+        }
+        Entries::sorted(src, row)
     }
 
     #[test]
@@ -902,7 +839,7 @@ mod tests {
         assert!(Entries::in_order(&[3, 4, 5, 6]).dense);
         assert!(!Entries::in_order(&[3, 4, 6]).dense);
         let mut scratch = [0; 8];
-        assert!(Entries::by_source(&[2, 3, 0, 1], &mut scratch).dense);
+        assert!(listed_by_source(&[2, 3, 0, 1], &mut scratch).dense);
         for lanes in [4, 8, 16] {
             for start in [0, 5, 16] {
                 let offs: Vec<usize> = (start..start + 100).collect();
