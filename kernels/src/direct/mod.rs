@@ -1466,11 +1466,12 @@ fn pack_backward<S: DirectIsa>(s: S, g: &ConvGeom, weight: &[f32], nr: usize, ou
 /// task's two paired phases, or every tap over all the phases) move in one register
 /// transpose, not one per phase.
 ///
-/// Listed straight in that order, output channel by output channel, each tap to its row,
-/// not sorted: merging the phases' runs of offsets had taken 1.3% of DCGAN's 4x4 stride-2
-/// transposed forward (256 -> 128 at 16x16; all 16 taps, 4096 entries), on the calling
-/// thread while the others waited. AVX-512 on Zen 4, 1 thread: 1.026x (4 alternating runs,
-/// with forward's entries listed the same way).
+/// Listed straight in that order, output channel by output channel, each tap to its row
+/// (only the kernel's few taps are sorted, once), not merge-sorted entry by entry: merging
+/// the phases' runs of offsets had taken 1.3% of DCGAN's 4x4 stride-2 transposed forward
+/// (256 -> 128 at 16x16; all 16 taps, 4096 entries), on the calling thread while the
+/// others waited. AVX-512 on Zen 4, 1 thread: 1.026x (4 alternating runs, with forward's
+/// entries listed the same way).
 fn phases_entries<'a>(
     g: &ConvGeom,
     ph: &[(usize, usize, usize, usize)],
@@ -2166,7 +2167,7 @@ impl PackedChunks<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::{
-        ConvGeom, RED_CHUNK, ROWS_PER_TASK, RowClass, forward_entries, forward_order,
+        ConvGeom, Entries, RED_CHUNK, ROWS_PER_TASK, RowClass, forward_entries, forward_order,
         phase_row_classes, phase_taps, phase_weight_offsets, phases, phases_entries, pixel_offsets,
         red_chunks, row_chunks, row_classes,
     };
@@ -2212,6 +2213,12 @@ mod tests {
         want
     }
 
+    /// `(offset, row)` of every entry, as listed.
+    fn listed(e: &Entries<'_>) -> Vec<(usize, usize)> {
+        let rows = e.row.expect("the builders list rows");
+        e.src.iter().copied().zip(rows.iter().copied()).collect()
+    }
+
     /// The packer's entry lists are the reductions' rows by source offset, each row once:
     /// forward's `[ky][ic][kx]` rows, and backward-data's rows of one stride phase, of a
     /// pair of column phases and of every phase, whose rows follow one phase after another.
@@ -2234,13 +2241,7 @@ mod tests {
             forward_order(&g, &mut order);
             let mut idx = vec![usize::MAX; 2 * k];
             let e = forward_entries(&g, k, &mut idx);
-            let got: Vec<(usize, usize)> = e
-                .src
-                .iter()
-                .copied()
-                .zip(e.row.unwrap().iter().copied())
-                .collect();
-            assert_eq!(got, sorted_by_offset(&order), "{label}: forward");
+            assert_eq!(listed(&e), sorted_by_offset(&order), "{label}: forward");
             let list: Vec<(usize, usize, usize, usize)> = phases(&g)
                 .map(|(ry, rx, ty, tx)| (ry, rx, ty * tx, 0))
                 .collect();
@@ -2258,13 +2259,7 @@ mod tests {
                 }
                 let mut idx = vec![usize::MAX; 2 * red.len()];
                 let e = phases_entries(&g, ph, &mut idx);
-                let got: Vec<(usize, usize)> = e
-                    .src
-                    .iter()
-                    .copied()
-                    .zip(e.row.unwrap().iter().copied())
-                    .collect();
-                assert_eq!(got, sorted_by_offset(&red), "{label}: phases {ph:?}");
+                assert_eq!(listed(&e), sorted_by_offset(&red), "{label}: phases {ph:?}");
                 checked += 1;
             }
         }

@@ -183,11 +183,13 @@ impl SimdJob for PadRows<'_> {
                 };
                 if at + x + l <= end {
                     // SAFETY: at + x + l <= dst.len(). Lanes past this row's end land on the
-                    // next row's first columns, which its own stores overwrite after this one.
+                    // following rows' first columns (several rows when cols < l), which
+                    // their own stores overwrite after this one.
                     unsafe { s.store(dst.add(at + x), v) };
                 } else {
-                    // The last vector of the last row: through a buffer, so nothing past
-                    // `dst` is written.
+                    // A vector that would cross the end of `dst` (the last row's last,
+                    // or more when cols < l): through a buffer, so nothing past it is
+                    // written.
                     // SAFETY: tail holds 16 >= l floats (asserted above).
                     unsafe { s.store(tail.as_mut_ptr(), v) };
                     for (j, &t) in tail.iter().enumerate().take(end - at - x) {
@@ -706,7 +708,7 @@ mod tests {
             ),
             ("lone", (0..7).map(|c| c * 40 + 4).collect()),
             // A gapped window exactly LANES floats wide (0 and LANES - 1), then a run.
-            ("wide gap", vec![0, l - 1, 40, 41, 42]),
+            ("wide gap", vec![0, l.max(2) - 1, 40, 41, 42]),
             // Row orders that are not the source's: forward's [ky][ic][kx] of [ic][ky][kx]
             // weights, a stride-2 backward-data phase's (ky, oc, kx).
             (
