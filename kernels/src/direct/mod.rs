@@ -2420,7 +2420,7 @@ mod tests {
         for chunk in [RED_CHUNK, 1, 3, 64, 128, 256, 512, 4096] {
             let check = |len: usize, r0: usize, r1: usize| {
                 let steps = r1.checked_sub(r0).expect("ordered bounds");
-                if 2 * len < 3 * chunk {
+                if len.saturating_mul(2) < 3 * chunk {
                     assert_eq!((r0, steps), (0, len), "len {len}, chunk {chunk}: one chunk");
                 } else {
                     assert!(
