@@ -2205,14 +2205,6 @@ mod tests {
         })
     }
 
-    /// `(offset, row)` of every row of a reduction whose row `r` reads `red[r]`, by offset:
-    /// what the entry builders list, sorted here the plain way.
-    fn sorted_by_offset(red: &[usize]) -> Vec<(usize, usize)> {
-        let mut want: Vec<(usize, usize)> = red.iter().enumerate().map(|(r, &o)| (o, r)).collect();
-        want.sort_unstable();
-        want
-    }
-
     /// `(offset, row)` of every entry, as listed.
     fn listed(e: &Entries<'_>) -> Vec<(usize, usize)> {
         let rows = e.row.expect("the builders list rows");
@@ -2239,9 +2231,10 @@ mod tests {
             let k = c_in_g * g.kh * g.kw;
             let mut order = vec![0; k];
             forward_order(&g, &mut order);
-            let mut idx = vec![usize::MAX; 2 * k];
+            let (mut idx, mut want) = (vec![usize::MAX; 2 * k], vec![0; 2 * k]);
             let e = forward_entries(&g, k, &mut idx);
-            assert_eq!(listed(&e), sorted_by_offset(&order), "{label}: forward");
+            let want = Entries::by_sorting(&order, &mut want);
+            assert_eq!(listed(&e), listed(&want), "{label}: forward");
             let list: Vec<(usize, usize, usize, usize)> = phases(&g)
                 .map(|(ry, rx, ty, tx)| (ry, rx, ty * tx, 0))
                 .collect();
@@ -2257,9 +2250,10 @@ mod tests {
                     phase_weight_offsets(&g, ry, rx, &mut offs);
                     red.extend(offs);
                 }
-                let mut idx = vec![usize::MAX; 2 * red.len()];
+                let (mut idx, mut want) = (vec![usize::MAX; 2 * red.len()], vec![0; 2 * red.len()]);
                 let e = phases_entries(&g, ph, &mut idx);
-                assert_eq!(listed(&e), sorted_by_offset(&red), "{label}: phases {ph:?}");
+                let want = Entries::by_sorting(&red, &mut want);
+                assert_eq!(listed(&e), listed(&want), "{label}: phases {ph:?}");
                 checked += 1;
             }
         }

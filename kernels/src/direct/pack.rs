@@ -275,6 +275,22 @@ impl<'a> Entries<'a> {
         }
     }
 
+    /// `red`'s entries (row `r` read at `red[r]`, offsets distinct) by source offset, as
+    /// the reduction builders list them, but sorted the plain way (the tests' reference),
+    /// in `scratch` (at least `2 * red.len()` long).
+    #[cfg(test)]
+    pub(crate) fn by_sorting(red: &[usize], scratch: &'a mut [usize]) -> Self {
+        let (src, row) = scratch[..2 * red.len()].split_at_mut(red.len());
+        for (i, r) in row.iter_mut().enumerate() {
+            *r = i;
+        }
+        row.sort_by_key(|&r| red[r]);
+        for (s, &r) in src.iter_mut().zip(row.iter()) {
+            *s = red[r];
+        }
+        Entries::sorted(src, row)
+    }
+
     pub fn len(&self) -> usize {
         self.src.len()
     }
@@ -744,7 +760,7 @@ mod tests {
             .flat_map(|(name, red)| [(name, red, false), (name, red, true)])
         {
             let entries = if by_source {
-                listed_by_source(red, &mut scratch)
+                Entries::by_sorting(red, &mut scratch)
             } else {
                 Entries::in_order(red)
             };
@@ -800,20 +816,6 @@ mod tests {
         }
     }
 
-    /// `red`'s entries (row `r` read at `red[r]`, offsets distinct) by source offset, as
-    /// the reduction builders list them, in `scratch` (at least `2 * red.len()` long).
-    fn listed_by_source<'a>(red: &[usize], scratch: &'a mut [usize]) -> Entries<'a> {
-        let (src, row) = scratch[..2 * red.len()].split_at_mut(red.len());
-        for (i, r) in row.iter_mut().enumerate() {
-            *r = i;
-        }
-        row.sort_by_key(|&r| red[r]);
-        for (s, &r) in src.iter_mut().zip(row.iter()) {
-            *s = red[r];
-        }
-        Entries::sorted(src, row)
-    }
-
     #[test]
     fn pack_blocks_matches_its_formula_on_every_isa() {
         check_pack(Scalar);
@@ -841,7 +843,7 @@ mod tests {
         assert!(Entries::in_order(&[3, 4, 5, 6]).dense);
         assert!(!Entries::in_order(&[3, 4, 6]).dense);
         let mut scratch = [0; 8];
-        assert!(listed_by_source(&[2, 3, 0, 1], &mut scratch).dense);
+        assert!(Entries::by_sorting(&[2, 3, 0, 1], &mut scratch).dense);
         for lanes in [4, 8, 16] {
             for start in [0, 5, 16] {
                 let offs: Vec<usize> = (start..start + 100).collect();
