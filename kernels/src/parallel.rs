@@ -11,36 +11,66 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Runs `f(0..tasks)`, in parallel on the current rayon pool when the `rayon` feature is on.
+#[cfg(feature = "rayon")]
+mod team;
+
+/// Runs `f(i)` once for each `i` in `0..tasks`, in parallel when the `rayon` feature is on
+/// and the current rayon pool has more than one thread: on the spinning team of
+/// `parallel/team.rs` when it is free, else on the rayon pool. A call made inside one of
+/// the team's tasks runs serially, as every worker is already busy.
 pub fn for_each_task<F: Fn(usize) + Send + Sync>(tasks: usize, f: F) {
     #[cfg(feature = "rayon")]
     {
-        use rayon::prelude::*;
-        (0..tasks).into_par_iter().for_each(f);
+        let workers = threads();
+        if tasks < 2 || workers < 2 || team::region_workers().is_some() {
+            (0..tasks).for_each(f);
+        } else if !team::run(tasks, workers, &f) {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().for_each(f);
+        }
     }
     #[cfg(not(feature = "rayon"))]
     (0..tasks).for_each(f);
 }
 
-/// Threads `for_each_task` spreads work over (the rayon pool's size; 1 without rayon).
+/// Threads `for_each_task` spreads work over: the rayon pool's size (inside a team task,
+/// the team region's), 1 without rayon.
 pub(crate) fn threads() -> usize {
     #[cfg(feature = "rayon")]
     {
-        rayon::current_num_threads()
+        team::region_workers().unwrap_or_else(rayon::current_num_threads)
     }
     #[cfg(not(feature = "rayon"))]
     1
 }
 
+/// The base of a slice whose elements [`for_each_mut`]'s tasks take one each.
+struct Items<T>(*mut T);
+
+// SAFETY: only `for_each_mut` makes one, and each of its tasks reaches a distinct element
+// through it; `T: Send` lets that element be used on another thread.
+unsafe impl<T: Send> Sync for Items<T> {}
+
+impl<T> Items<T> {
+    /// Element `i`.
+    ///
+    /// # Safety
+    /// `self.0` points to a live slice of more than `i` elements, and no other reference to
+    /// element `i` exists while this one lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self, i: usize) -> &mut T {
+        // SAFETY: the caller's contract.
+        unsafe { &mut *self.0.add(i) }
+    }
+}
+
 /// Runs `f(i, item)` for every item, in parallel like [`for_each_task`].
 pub fn for_each_mut<T: Send, F: Fn(usize, &mut T) + Send + Sync>(items: &mut [T], f: F) {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t));
-    }
-    #[cfg(not(feature = "rayon"))]
-    items.iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+    let n = items.len();
+    let base = Items(items.as_mut_ptr());
+    // SAFETY: `for_each_task` runs each `i < n` exactly once, so each element is borrowed by
+    // one task only, while `items` stays mutably borrowed for the whole call.
+    for_each_task(n, |i| f(i, unsafe { base.get(i) }));
 }
 
 static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
@@ -169,17 +199,14 @@ pub fn for_each_chunk_mut<F: Fn(usize, &mut [f32]) + Send + Sync>(
     if chunk == 0 {
         return;
     }
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        data.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-    }
-    #[cfg(not(feature = "rayon"))]
-    data.chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(i, c)| f(i, c));
+    let len = data.len();
+    let out = SharedMut::new(data);
+    for_each_task(len.div_ceil(chunk), |i| {
+        let start = i * chunk;
+        // SAFETY: task `i` alone takes elements `start..start + chunk` (clipped to the
+        // buffer), and the chunks are disjoint.
+        f(i, unsafe { out.slice_mut(start, chunk.min(len - start)) })
+    });
 }
 
 /// A raw output pointer that tasks writing *disjoint* elements may share across threads.
@@ -252,6 +279,47 @@ impl SharedMut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(feature = "rayon")]
+    fn nested_regions_run_serially_and_see_the_outer_threads() {
+        use std::sync::atomic::AtomicU32;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        // Other tests may hold the team, and then regions go to rayon: retry until one ran
+        // on it.
+        let mut on_team = false;
+        for _ in 0..1000 {
+            let runs: Vec<AtomicU32> = (0..64 * 8).map(|_| AtomicU32::new(0)).collect();
+            let mut seen: Vec<(usize, bool)> = vec![(0, false); 64];
+            pool.install(|| {
+                for_each_mut(&mut seen, |i, seen| {
+                    let team = team::region_workers().is_some();
+                    *seen = (threads(), team);
+                    let outer = std::thread::current().id();
+                    for_each_task(8, |j| {
+                        let here = std::thread::current().id();
+                        assert!(!team || here == outer, "nested task {i}.{j} moved");
+                        runs[i * 8 + j].fetch_add(1, Ordering::Relaxed);
+                    });
+                })
+            });
+            assert!(seen.iter().all(|&(t, _)| t == 2), "{seen:?}");
+            assert!(runs.iter().all(|r| r.load(Ordering::Relaxed) == 1));
+            on_team = seen.iter().all(|&(_, team)| team);
+            if on_team {
+                break;
+            }
+        }
+        assert!(on_team, "no region ran on the team");
+        let mut chunks = vec![0.0f32; 1001];
+        pool.install(|| for_each_chunk_mut(&mut chunks, 10, |i, c| c.fill(i as f32 + 1.0)));
+        for (k, v) in chunks.iter().enumerate() {
+            assert_eq!(*v, (k / 10) as f32 + 1.0, "element {k}");
+        }
+    }
 
     #[test]
     fn scratch_is_cache_line_aligned_and_exact() {
