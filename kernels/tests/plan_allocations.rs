@@ -42,6 +42,11 @@ fn warm_prepared_forward_allocates_nothing() {
         .num_threads(1)
         .build()
         .unwrap();
+    // Likewise the global pool: `conv.plan` runs outside `pool`, so its thread count is the
+    // global pool's, which starts its workers on first use, and they allocate as they start,
+    // also at moments of the scheduler's choosing. A broadcast returns once every one of
+    // them has run. (The kernels' own team starts its helpers synchronously.)
+    rayon::broadcast(|_| ());
     for (n, c, hw, k, r) in [(2, 32, 20, 48, 3), (1, 64, 4, 96, 3), (1, 16, 16, 24, 1)] {
         let conv = Conv2d::builder(n, c, hw, hw, k, [r, r])
             .padding(Padding::Same)

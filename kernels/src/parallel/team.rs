@@ -156,11 +156,23 @@ impl Team {
                 })
                 .collect(),
         }));
-        for index in 0..helpers {
-            // A failed start is handled as above.
-            let _ = std::thread::Builder::new()
-                .name(format!("convnet-team-{index}"))
-                .spawn(move || team.helper(index));
+        let started: Vec<usize> = (0..helpers)
+            .filter(|&index| {
+                // A failed start is handled as above.
+                std::thread::Builder::new()
+                    .name(format!("convnet-team-{index}"))
+                    .spawn(move || team.helper(index))
+                    .is_ok()
+            })
+            .collect();
+        // Wait until each started helper runs its own code: what a new thread allocates as
+        // it starts (the runtime's thread-local registrations) then happens here, not at a
+        // moment of the scheduler's choosing inside a later call that promises to allocate
+        // nothing (`tests/plan_allocations.rs`).
+        for index in started {
+            while team.helpers[index].thread.get().is_none() {
+                std::thread::yield_now();
+            }
         }
         team
     }
