@@ -7,25 +7,26 @@
 //! 30-50 us of scheduling delay on a 1.1 ms call, more on a busy host. OpenMP's threads,
 //! and so PyTorch's, spin between regions instead.
 //!
-//! The team: one helper OS thread per core but one (at least one), started on first use. The caller of a region
-//! (the *owner*) works too. Each of the region's `w` workers starts on its own contiguous
-//! `1/w` of the tasks, claims them from the front one at a time, and when its range runs
-//! out steals the back half of the fullest other range, as rayon's splitting does; a
-//! task's result never depends on the thread that runs it. Between regions a helper spins
-//! ([`SPIN`]), then yields while it waits ([`YIELD`]), so a rayon worker or another process
-//! that needs the core gets it, then parks until the next region.
+//! The team: one helper OS thread per core but one (at least one), started on first use.
+//! The caller of a region (the *owner*) works too. Each of the region's `w` workers starts
+//! on its own contiguous `1/w` of the tasks, claims them from the front one at a time, and
+//! when its range runs out steals the back half of the fullest other range, as rayon's
+//! splitting does; a task's result never depends on the thread that runs it. Between
+//! regions a helper spins ([`SPIN`]), then yields while it waits ([`YIELD`]), so a rayon
+//! worker or another process that needs the core gets it, then parks until the next region.
 //!
 //! The team serves one region at a time: a region opened while it is busy (another thread
-//! runs one) is refused and goes to rayon, and a region opened inside a team task runs
-//! serially on that thread, since every worker is already busy. (So kernels called from
-//! many rayon tasks at once run one region on the team and the rest on rayon, and for that
-//! while the team's helpers add to rayon's threads.)
+//! runs one), or with more workers than the team has, is refused and goes to rayon, and a
+//! region opened inside a team task runs serially on that thread, since every worker is
+//! already busy. (So kernels called from many rayon tasks at once run one region on the
+//! team and the rest on rayon, and for that while the team's helpers add to rayon's
+//! threads.)
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -88,7 +89,8 @@ struct Team {
     busy: AtomicBool,
     /// Set when a task panics: workers stop claiming.
     stop: AtomicBool,
-    /// The first panic of a helper's task, rethrown by the owner.
+    /// The first panic of a helper's task, rethrown by the owner unless its own task
+    /// panicked too.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     job: UnsafeCell<Job>,
     /// Unclaimed tasks of each worker (the owner's is 0, helper `i`'s is `i + 1`).
@@ -229,10 +231,16 @@ impl Team {
             self.stop.store(true, Ordering::Relaxed);
         }
         self.close();
-        let helper_panic = self.panic.lock().map(|mut p| p.take()).unwrap_or(None);
+        let helper_panic = self
+            .panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         self.busy.store(false, Ordering::Release);
-        // The owner's own panic first, as rayon would propagate it.
+        // The owner's own panic first, as rayon would propagate it. A helper's is dropped
+        // here, and a panic in its `Drop` is caught, not raised during the unwind.
         if let Err(payload) = ran {
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(helper_panic)));
             resume_unwind(payload);
         }
         if let Some(payload) = helper_panic {
@@ -281,9 +289,12 @@ impl Team {
                     self.stop.store(true, Ordering::Relaxed);
                     // Keep the first payload. A later one is dropped outside the lock, and a
                     // panic in its `Drop` is caught: the check-out below must happen.
-                    let extra = match self.panic.lock() {
-                        Ok(mut slot) if slot.is_none() => slot.replace(payload),
-                        _ => Some(payload),
+                    let extra = {
+                        let mut slot = self.panic.lock().unwrap_or_else(PoisonError::into_inner);
+                        match *slot {
+                            None => slot.replace(payload),
+                            Some(_) => Some(payload),
+                        }
                     };
                     let _ = catch_unwind(AssertUnwindSafe(move || drop(extra)));
                 }
