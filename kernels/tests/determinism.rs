@@ -75,9 +75,12 @@ fn large_problems_are_thread_count_invariant() {
             transposed: true,
             ..conv(1, 24, 12, 16, 4, 2, 1)
         },
-        // Winograd F(6,3) with 1 Mi floats of transformed filters: a chunk of tiles per
-        // thread (8 tiles in 1, 2 or 3 chunks).
+        // Winograd F(6,3) with 1 Mi floats of transformed filters, whose 8 tiles fit one
+        // chunk: its 4 blocks of 32 output channels (on AVX-512) in 1, 2 or 3 parts.
         conv(2, 128, 8, 128, 3, 1, 1),
+        // The same with one block of output channels (on AVX-512): its 4 tiles in 1, 2 or
+        // 3 chunks forward; backward-data's 512 output channels in 1, 2 or 3 parts.
+        conv(1, 512, 8, 32, 3, 1, 1),
     ] {
         let p = ConvProblem::new(Conv2d::new(params).unwrap(), DataKind::Real, 11, true);
         assert_thread_count_invariant(&p);

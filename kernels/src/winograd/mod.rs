@@ -17,10 +17,13 @@
 //! batch, and every chunk streams all of `U`: with small `U`, chunks whose `V` stays in L2
 //! (`V_BUDGET`); with large `U` (`U_LARGE`), a chunk per thread as far as the `c_g` rows of
 //! one `xi,nu` of `V` fit that budget, the GEMMs ordered by `xi,nu` so those rows serve
-//! every channel block. Tasks are (group, chunk), each writing only its own tiles. With large
-//! `U` the chunks depend on the thread count, but not a tile's sums: each GEMM row gets the
-//! same multiply-adds in the same order in a full register tile or a partial one, so
-//! results do not depend on the thread count (`tests/determinism.rs` has such a layer).
+//! every channel block. Tasks are (group, chunk, part of the channel blocks), each writing
+//! only its own tiles of its own channels; the blocks are split only with large `U` and
+//! fewer chunks than threads, where splitting the tiles further would stream all of `U` once
+//! per thread. With large `U` the chunks and parts depend on the thread count, but not a
+//! tile's sums: each GEMM row gets the same multiply-adds in the same order in a full
+//! register tile or a partial one, so results do not depend on the thread count
+//! (`tests/determinism.rs` has such a layer).
 //!
 //! Accuracy: the transforms amplify rounding (more for larger tiles); the measured constants
 //! are in [`crate::accuracy`]. One Inf or NaN input poisons its whole output tile (and its
@@ -41,13 +44,29 @@ use transforms::{filter_tile, sandwich};
 const V_BUDGET: usize = 1 << 16;
 /// Floats of one group's transformed filters (4 MiB) from which a chunk is as large as the
 /// `c_g` rows of one `e` of its `V` within [`V_BUDGET`] allow (and its scratch within
-/// [`E_OUTER_SCRATCH`]), with a chunk per thread. `V` and the GEMMs' results (every block's)
-/// then leave L2, but `U` is streamed once per chunk instead of once per two dozen tiles. Large / small chunks for every layer (AVX2
-/// Zen 3, 1 thread, pair medians of alternating runs on a loaded host): ResNet-50 conv5 at
-/// batch 8 (U of F(2,3) 16 MiB) forward 1.64-1.74x, backward-data 1.44-1.60x; conv4 (F(2,3)
-/// 4 MiB) 1.26-1.29x, F(4,3) 1.06-1.08x; VGG-16 conv3_1 F(4,3) (4.5 MiB) 1.28x; but VGG's
-/// F(2,3) (2 MiB) 0.88x, and a CIFAR layer of 64 channels at batch 16 (0.6 MiB) 0.48-0.73x.
+/// [`E_OUTER_SCRATCH`]). `V` and the GEMMs' results (every block's) then leave L2, but `U`
+/// is streamed once per chunk instead of once per two dozen tiles. Large / small chunks for
+/// every layer (AVX2 Zen 3, 1 thread, pair medians of alternating runs on a loaded host):
+/// ResNet-50 conv5 at batch 8 (U of F(2,3) 16 MiB) forward 1.64-1.74x, backward-data
+/// 1.44-1.60x; conv4 (F(2,3) 4 MiB) 1.26-1.29x, F(4,3) 1.06-1.08x; VGG-16 conv3_1 F(4,3)
+/// (4.5 MiB) 1.28x; but VGG's F(2,3) (2 MiB) 0.88x, and a CIFAR layer of 64 channels at
+/// batch 16 (0.6 MiB) 0.48-0.73x.
+///
+/// Each thread gets at least one task: where fewer chunks fit than there are threads, the
+/// tiles are split into a chunk per thread, or see [`SPLIT_TILES_FROM`].
 const U_LARGE: usize = 1 << 20;
+/// Tiles a thread from which a large-`U` layer with fewer chunks than threads gets a chunk
+/// of tiles per thread; below it, each chunk's channel blocks are split into a part per
+/// thread instead, a (chunk, part) a task. A part streams only its blocks' share of `U` and
+/// keeps every tile of the chunk in its GEMMs' rows, for one more input transform of the
+/// chunk per part. Zen 4, 2 threads, parts over chunks, paired medians of 4 alternating
+/// runs of `--suite all` on a quiet host, by tiles a thread under chunks: 2-12.5 tiles
+/// gained everywhere (ResNet-50's conv4 F(4,3) and F(6,3) 1.29-1.46x, its 7x7 layer at
+/// batch 1 1.17-1.27x, its 28x28 F(6,3) 1.03x, AlexNet's 13x13 layers F(4,3) and F(6,3)
+/// 1.29-1.66x, VGG-16's 14x14 layers F(4,3) and F(6,3) 1.16-1.33x, its 28x28 F(6,3)
+/// 1.05-1.29x); at 16 tiles ResNet-50's conv5 at batch 8, F(4,3) and F(6,3), lost
+/// (0.93-0.96x), and at 24.5 and more the rows ranged 0.80-1.25x.
+const SPLIT_TILES_FROM: usize = 16;
 /// Most floats of scratch (`V` and every block's GEMM results) for one task of a large-`U`
 /// layer (16 MiB, kept by the thread's scratch pool): F(6,3) at 512 x 512 channels would
 /// otherwise take 31 MiB per thread.
@@ -447,10 +466,19 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
     };
     // Chunk i holds tiles tiles*i/chunks .. tiles*(i+1)/chunks: balanced, so neither a
     // thread nor a stream of U goes to a handful of leftover tiles (49 tiles were 48 + 1).
-    let chunks = tiles
-        .div_ceil((budget / unit).max(1) * unit)
-        .max(parts)
-        .min(tiles);
+    let fit = tiles.div_ceil((budget / unit).max(1) * unit);
+    // With large U, fewer chunks than threads and few tiles, the threads share out the
+    // channel blocks instead of the tiles (see `SPLIT_TILES_FROM`).
+    let bparts = if fit < parts && tiles < SPLIT_TILES_FROM * parts {
+        (parts / fit).min(blocks)
+    } else {
+        1
+    };
+    let chunks = if bparts > 1 {
+        fit
+    } else {
+        fit.max(parts).min(tiles)
+    };
     let tc = tiles.div_ceil(chunks).div_ceil(unit) * unit;
     let slab = p.c_g * nr;
     assert_eq!(
@@ -464,11 +492,16 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
             *r = i;
         }
         let rows = &*rows;
-        for_each_task(p.groups * chunks, |task| {
-            let (grp, chunk) = (task / chunks, task % chunks);
+        for_each_task(p.groups * chunks * bparts, |task| {
+            let (grp, chunk, part) = (
+                task / (chunks * bparts),
+                task / bparts % chunks,
+                task % bparts,
+            );
             let t0 = tiles * chunk / chunks;
             let nt = tiles * (chunk + 1) / chunks - t0;
-            let slots = if e_outer { blocks } else { 1 };
+            let (b0, b1) = (blocks * part / bparts, blocks * (part + 1) / bparts);
+            let slots = if e_outer { b1 - b0 } else { 1 };
             with_index_scratch(3 * nt, |org| {
                 let [sh, sw] = p.src_hw;
                 for (tl, o) in org.chunks_exact_mut(3).enumerate() {
@@ -494,6 +527,8 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
                         rows,
                         org,
                         blocks,
+                        b0,
+                        b1,
                         e_outer,
                         nr,
                         wide,
@@ -557,7 +592,7 @@ impl<const A: usize> SimdJob for FilterJob<'_, A> {
 }
 
 /// One task: input transform of a chunk of tiles, the a^2 GEMMs and the output transform,
-/// for every channel block.
+/// for the task's channel blocks.
 struct TileJob<'a, 'p, const M: usize, const A: usize> {
     p: &'a Problem<'p>,
     grp: usize,
@@ -574,6 +609,9 @@ struct TileJob<'a, 'p, const M: usize, const A: usize> {
     /// its patch origin `y0`, `x0` (isize stored as usize).
     org: &'a [usize],
     blocks: usize,
+    /// The task's channel blocks, `b0..b1`.
+    b0: usize,
+    b1: usize,
     /// GEMMs with the e's outermost, every block's results kept (see `U_LARGE`).
     e_outer: bool,
     nr: usize,
@@ -680,16 +718,16 @@ impl<const M: usize, const A: usize> SimdJob for TileJob<'_, '_, M, A> {
             // The c_g rows of one e of V serve every block's GEMM from L2, so a chunk may
             // hold many tiles (see U_LARGE); every block keeps its results in its own slot.
             for e in 0..aa {
-                for blk in 0..self.blocks {
-                    self.gemm(s, blk, e, blk);
+                for blk in self.b0..self.b1 {
+                    self.gemm(s, blk, e, blk - self.b0);
                 }
             }
-            for blk in 0..self.blocks {
-                self.output(s, blk, blk);
+            for blk in self.b0..self.b1 {
+                self.output(s, blk, blk - self.b0);
             }
         } else {
             // The chunk's V stays in L2; the blocks take turns with one block's results.
-            for blk in 0..self.blocks {
+            for blk in self.b0..self.b1 {
                 for e in 0..aa {
                     self.gemm(s, blk, e, 0);
                 }
@@ -783,8 +821,8 @@ impl<const M: usize, const A: usize> TileJob<'_, '_, M, A> {
                             for (lane, v) in lane_vals.iter().enumerate().take(lanes) {
                                 // SAFETY: ch0*oh*ow + lane*oh*ow + px <= last < out.len()
                                 // (asserted); tile t of these channels belongs to this task
-                                // alone (tasks partition images, groups and tile chunks), and
-                                // dst stays borrowed for the call.
+                                // alone (tasks partition images, groups, tile chunks and
+                                // channel blocks), and dst stays borrowed for the call.
                                 unsafe { *first.add(lane * oh * ow + px) = *v };
                             }
                         }
