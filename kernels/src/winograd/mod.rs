@@ -14,16 +14,16 @@
 //! The GEMMs run on the direct kernel's register tile (`tile.rs`: rows = tiles, vectors =
 //! output channels, reduction = input channels), so each ISA gets its Winograd kernel from
 //! its direct instantiation. Tiles are processed in chunks, a chunk spanning images of the
-//! batch, and every chunk streams all of `U`: with small `U`, chunks whose `V` stays in L2
-//! (`V_BUDGET`); with large `U` (`U_LARGE`), a chunk per thread as far as the `c_g` rows of
-//! one `xi,nu` of `V` fit that budget, the GEMMs ordered by `xi,nu` so those rows serve
-//! every channel block. Tasks are (group, chunk, part of the channel blocks), each writing
-//! only its own tiles of its own channels; the blocks are split only with large `U` and
-//! fewer chunks than threads, where splitting the tiles further would stream all of `U` once
-//! per thread. With large `U` the chunks and parts depend on the thread count, but not a
-//! tile's sums: each GEMM row gets the same multiply-adds in the same order in a full
+//! batch: with small `U`, chunks whose `V` stays in L2 (`V_BUDGET`), each streaming all of
+//! `U`; with large `U` (`U_LARGE`), chunks as large as the `c_g` rows of one `xi,nu` of `V`
+//! within that budget allow, the GEMMs ordered by `xi,nu` so those rows serve every channel
+//! block. Where fewer of those fit than there are threads, the tiles are split into a chunk
+//! per thread, or, with few tiles, each chunk's channel blocks into parts
+//! (`SPLIT_TILES_FROM`). Tasks are (group, chunk, part), each writing only its own tiles of
+//! its own channels. With large `U` the chunks and parts depend on the thread count, but not
+//! a tile's sums: each GEMM row gets the same multiply-adds in the same order in a full
 //! register tile or a partial one, so results do not depend on the thread count
-//! (`tests/determinism.rs` has such a layer).
+//! (`tests/determinism.rs` has such layers).
 //!
 //! Accuracy: the transforms amplify rounding (more for larger tiles); the measured constants
 //! are in [`crate::accuracy`]. One Inf or NaN input poisons its whole output tile (and its
@@ -52,12 +52,13 @@ const V_BUDGET: usize = 1 << 16;
 /// (4.5 MiB) 1.28x; but VGG's F(2,3) (2 MiB) 0.88x, and a CIFAR layer of 64 channels at
 /// batch 16 (0.6 MiB) 0.48-0.73x.
 ///
-/// Each thread gets at least one task: where fewer chunks fit than there are threads, the
-/// tiles are split into a chunk per thread, or see [`SPLIT_TILES_FROM`].
+/// Where fewer chunks fit than there are threads, the tiles are split into a chunk per
+/// thread, or the chunks' channel blocks into parts (see [`SPLIT_TILES_FROM`]).
 const U_LARGE: usize = 1 << 20;
 /// Tiles a thread from which a large-`U` layer with fewer chunks than threads gets a chunk
-/// of tiles per thread; below it, each chunk's channel blocks are split into a part per
-/// thread instead, a (chunk, part) a task. A part streams only its blocks' share of `U` and
+/// of tiles per thread; below it, each chunk's channel blocks are split into `threads /
+/// chunks` parts instead (at most one per block; with one part, the tiles are split after
+/// all), a (chunk, part) a task. A part streams only its blocks' share of `U` and
 /// keeps every tile of the chunk in its GEMMs' rows, for one more input transform of the
 /// chunk per part. Zen 4, 2 threads, parts over chunks, paired medians of 4 alternating
 /// runs of `--suite all` on a quiet host, by tiles a thread under chunks: 2-12.5 tiles
@@ -452,7 +453,7 @@ fn run<S: DirectIsa, const M: usize, const A: usize>(
     }
     // Tiles per task chunk: a multiple of both the register tile and the vector width, with
     // the chunk's V (a^2 * c_g * tc floats) within V_BUDGET where possible; for large U, one
-    // e's slab of it (c_g * tc), and a chunk for each thread (see U_LARGE).
+    // e's slab of it (c_g * tc), and work for each thread (see U_LARGE).
     let unit = ur * S::LANES / gcd(ur, S::LANES);
     let e_outer = aa * p.c_g * p.k_g >= U_LARGE;
     let (budget, parts) = if e_outer {
