@@ -439,16 +439,18 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   (117 GFLOP/s a core, a 2-core EPYC 9004 guest), the same 3x3 convs: F(4x4) from 28x28
 ///   or on batches of 32 4x4 tiles or more (1.6-3.0x direct at 28x28 to 224x224, ResNet-50's
 ///   7x7 layer at batch 8 1.4x, 2.3x prepared, DenseNet-121's 128 -> 32 at 28x28 and 56x56
-///   1.4-2.1x, CIFAR's 32x32 at batch 16 1.6-1.75x); else F(2x2) from 12x12 with >= 64
-///   channels each side (ResNet-50's and VGG-16's 14x14 and AlexNet's 13x13 layers:
-///   1.1-1.5x direct unprepared, where F(4x4)'s filter transform per call made it 0.8-0.95x
-///   on 2 threads; 1.45-1.8x prepared), and with prepared weights F(2x2) from 7x7 (ResNet-50's
-///   7x7 layer at batch 1 1.6-2.0x, DenseNet's 128 -> 32 at 7x7 and 14x14 1.1-1.5x; 0.7-0.9x
-///   direct unprepared). `convnet bench` over 22 such layers, forward and backward-data, 1
-///   and 2 threads, prepared and not: these picks are the fastest or 0.69-0.81x of it (F(2x2)
-///   where F(4x4) led, on 1 thread, prepared; 2 threads unprepared: all but one row within
-///   0.9x), where the rules below had taken direct at 0.33-0.85x of the fastest on 33 of 44
-///   rows on 1 thread, prepared;
+///   1.4-2.1x, CIFAR's 32x32 at batch 16 1.6-1.75x); else from 12x12 with >= 64 channels
+///   each side (ResNet-50's and VGG-16's 14x14 and AlexNet's 13x13 layers) F(2x2) (1.1-1.5x
+///   direct unprepared, where F(4x4)'s filter transform per call made it 0.8-0.95x on 2
+///   threads), and F(4x4) with prepared weights (1.24-1.37x F(2x2) on 1 thread, 1.04-1.32x
+///   on 2, medians of 3 runs, once the Winograd kernel split few tiles by channel blocks
+///   across threads: before, F(2x2) led on 2 threads); and with prepared weights F(2x2) from
+///   7x7 (ResNet-50's 7x7 layer at batch 1 1.6-2.0x, 1.25-1.36x F(4x4); DenseNet's 128 -> 32
+///   at 7x7 and 14x14 1.1-1.5x; 0.7-0.9x direct unprepared). `convnet bench` over 22 such
+///   layers, forward and backward-data, 1 and 2 threads, prepared and not: these picks were
+///   the fastest or 0.69-0.81x of it (F(2x2) where F(4x4) led, on 1 thread, prepared, now
+///   F(4x4); 2 threads unprepared: all but one row within 0.9x), where the rules below had
+///   taken direct at 0.33-0.85x of the fastest on 33 of 44 rows on 1 thread, prepared;
 /// - on AMD's Zen 5 ([`crate::isa::amd_zen5_or_later`]), the same 3x3 convs with >= 64
 ///   channels vectorised: F(4x4) from 28x28 (ahead of direct by 1.3-2.0x at 28x28 to
 ///   112x112 on 1 thread, 1.4-1.8x on 2 at 28x28, by 1.0-1.2x at 224x224: VGG-16's,
@@ -501,6 +503,9 @@ fn heuristic_avx512(
                 return f4;
             }
             let deep = c_in_g.min(c_out_g) >= 64 && pixels >= 12 * 12;
+            if deep && prepared && t.allows(f4) {
+                return f4;
+            }
             if (deep || (prepared && pixels >= 7 * 7)) && t.allows(f2) {
                 return f2;
             }
@@ -929,11 +934,12 @@ mod tests {
             (16, 64, 32, 64, Pass::Forward, false, f4),
             // 32 tiles of 4x4 or more: F(4x4) (ResNet-50's 7x7 layer at batch 8).
             (8, 512, 7, 512, Pass::BackwardData, false, f4),
-            // From 12x12 with >= 64 channels each side: F(2x2) (ResNet-50's 14x14 and
-            // AlexNet's 13x13 layers), prepared or not.
+            // From 12x12 with >= 64 channels each side (ResNet-50's 14x14 and AlexNet's
+            // 13x13 layers): F(2x2), or F(4x4) with prepared weights.
             (1, 256, 14, 256, Pass::Forward, false, f2),
-            (1, 256, 14, 256, Pass::Forward, true, f2),
+            (1, 256, 14, 256, Pass::Forward, true, f4),
             (1, 192, 13, 384, Pass::BackwardData, false, f2),
+            (1, 192, 13, 384, Pass::BackwardData, true, f4),
             // Below, or with 32 channels a side: F(2x2) with prepared weights only.
             (1, 128, 14, 32, Pass::Forward, false, direct),
             (1, 128, 14, 32, Pass::Forward, true, f2),
