@@ -162,9 +162,12 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
         } else {
             SLICE_TILES * ur
         };
-        let slices = c.rows.div_ceil(slice);
         let col_chunk = COLS_PER_TASK.min(cols);
         let chunks = cols.div_ceil(col_chunk);
+        // Slices of whole tiles, as many as `slice` rows each need, rounded up so that the
+        // threads share the tasks evenly (see `even_slices`).
+        let row_tiles = c.rows.div_ceil(ur);
+        let slices = even_slices(row_tiles, slice / ur, c.groups * chunks, threads());
         // The batch's last column, if one vector covers its pixels, runs the narrow tile
         // (one vector, more rows): half the multiply-adds of the wide one, most of them on
         // padding (ResNet-50's 7x7 planes: 49 pixels in columns of 16 on AVX2, the last
@@ -178,8 +181,8 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
         // Slices innermost: neighbouring tasks share their columns of pixels.
         for_each_task(c.groups * chunks * slices, |t| {
             let (grp, ch, sl) = (t / (chunks * slices), t / slices % chunks, t % slices);
-            let r0 = sl * slice;
-            let nrows = slice.min(c.rows - r0);
+            let r0 = row_tiles * sl / slices * ur;
+            let nrows = (row_tiles * (sl + 1) / slices * ur).min(c.rows) - r0;
             let j0 = ch * col_chunk;
             let ncols = col_chunk.min(cols - j0);
             let thin_tail = narrow_tail && j0 + ncols == cols;
@@ -290,6 +293,23 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
             });
         });
     });
+}
+
+/// Slices of a task's `tiles` row tiles, each at most `per` tiles, for `tasks` (groups x
+/// column chunks) and `threads` threads: rounded up to a multiple of the threads where the
+/// tasks do not already share out evenly, the tiles then spread evenly over the slices
+/// (never more slices than tiles). ResNet-50's last 3x3 layer at batch 1 on 2 threads had
+/// 11 slices of 4 tiles, the last of 2.67: one thread ran 6 and the other 5 (272 rows
+/// against 240); 12 slices of 3-4 tiles give 252 and 260.
+fn even_slices(tiles: usize, per: usize, tasks: usize, threads: usize) -> usize {
+    let slices = tiles.div_ceil(per.max(1));
+    if threads <= 1 || (tasks * slices).is_multiple_of(threads) {
+        return slices;
+    }
+    // The fewest slices from `slices` up whose tasks the threads share evenly.
+    (slices..=tiles)
+        .find(|&n| (tasks * n).is_multiple_of(threads))
+        .unwrap_or(slices)
 }
 
 /// The most of `rows` rows `w_row` floats apart whose lines at one step share an L1 set.
