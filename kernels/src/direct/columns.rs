@@ -204,7 +204,9 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
                     // for while this one runs. On an AVX2-only Zen 3 EPYC (alternating
                     // runs, medians) ResNet-50's layer4 3x3 backward-data ran 1.04-1.05x at
                     // stride 1 and 1.08-1.27x at stride 2 (49-pixel phases) on 1 thread, but
-                    // 0.92-0.98x on 2 (cause not found): single-threaded only.
+                    // 0.92-0.98x on 2 (cause not found; Zen 4, 2 threads, 6 alternating
+                    // runs: 0.86-0.90x on the 3x3 layers' backward-data at batch 1, forward
+                    // and the 1x1 layers within 0.97-1.01x): single-threaded only.
                     let ahead = match c.w_red {
                         Red::List(list)
                             if !gather && threads() == 1 && nrows * c.w_row <= MAX_AHEAD_SPAN =>
