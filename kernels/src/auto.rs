@@ -447,10 +447,11 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 ///   across threads: before, F(2x2) led on 2 threads); and with prepared weights F(2x2) from
 ///   7x7 (ResNet-50's 7x7 layer at batch 1 1.6-2.0x, 1.25-1.36x F(4x4); DenseNet's 128 -> 32
 ///   at 7x7 and 14x14 1.1-1.5x; 0.7-0.9x direct unprepared). `convnet bench` over 22 such
-///   layers, forward and backward-data, 1 and 2 threads, prepared and not: these picks were
-///   the fastest or 0.69-0.81x of it (F(2x2) where F(4x4) led, on 1 thread, prepared, now
-///   F(4x4); 2 threads unprepared: all but one row within 0.9x), where the rules below had
-///   taken direct at 0.33-0.85x of the fastest on 33 of 44 rows on 1 thread, prepared;
+///   layers, forward and backward-data, 1 and 2 threads, prepared and not, before the
+///   prepared F(4x4) rule: these picks were the fastest or 0.69-0.81x of it (the rows below
+///   0.9x were F(2x2) where F(4x4) led, on 1 thread, prepared: the rule's layers; 2 threads
+///   unprepared: all but one row within 0.9x), where the rules below had taken direct at
+///   0.33-0.85x of the fastest on 33 of 44 rows on 1 thread, prepared;
 /// - on AMD's Zen 5 ([`crate::isa::amd_zen5_or_later`]), the same 3x3 convs with >= 64
 ///   channels vectorised: F(4x4) from 28x28 (ahead of direct by 1.3-2.0x at 28x28 to
 ///   112x112 on 1 thread, 1.4-1.8x on 2 at 28x28, by 1.0-1.2x at 224x224: VGG-16's,

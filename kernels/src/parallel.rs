@@ -2,10 +2,12 @@
 //!
 //! Kernels split work into tasks whose boundaries depend only on the geometry, never on the
 //! thread count, and each output element is produced by exactly one task in a fixed order:
-//! that is what makes results bitwise identical for any number of threads. (Two exceptions,
-//! whose results do not depend on the split: Winograd with large transformed filters takes
-//! a chunk of tiles per thread, whose sums do not depend on the chunk, see
-//! `winograd/mod.rs`; and the pointwise form's weight transpose, a copy, shares a large
+//! that is what makes results bitwise identical for any number of threads. (Three
+//! exceptions, whose results do not depend on the split: Winograd with large transformed
+//! filters splits its tiles or channel blocks by the threads, and a tile's sums do not
+//! depend on either, see `winograd/mod.rs`; the column form slices its channel tiles so the
+//! threads share them evenly, each channel's sums the same in any slice, see
+//! `direct/columns.rs`; and the pointwise form's weight transpose, a copy, shares a large
 //! group's rows among the threads, see `direct/pointwise.rs`.)
 
 use std::cell::RefCell;

@@ -181,8 +181,8 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
         // Slices innermost: neighbouring tasks share their columns of pixels.
         for_each_task(c.groups * chunks * slices, |t| {
             let (grp, ch, sl) = (t / (chunks * slices), t / slices % chunks, t % slices);
-            let r0 = row_tiles * sl / slices * ur;
-            let nrows = (row_tiles * (sl + 1) / slices * ur).min(c.rows) - r0;
+            let (r0, r1) = slice_rows(sl, slices, row_tiles, slice / ur, ur, c.rows);
+            let nrows = r1 - r0;
             let j0 = ch * col_chunk;
             let ncols = col_chunk.min(cols - j0);
             let thin_tail = narrow_tail && j0 + ncols == cols;
@@ -298,9 +298,9 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
 }
 
 /// Slices of a task's `tiles` row tiles, each at most `per` tiles, for `tasks` (groups x
-/// column chunks) and `threads` threads: rounded up to a multiple of the threads where the
-/// tasks do not already share out evenly, the tiles then spread evenly over the slices
-/// (never more slices than tiles). ResNet-50's last 3x3 layer at batch 1 on 2 threads had
+/// column chunks) and `threads` threads: where the tasks do not already share out evenly,
+/// rounded up until they do (never to more slices than tiles), the tiles then spread evenly
+/// over the slices ([`slice_rows`]). ResNet-50's last 3x3 layer at batch 1 on 2 threads had
 /// 11 slices of 4 tiles, the last of 2.67: one thread ran 6 and the other 5 (272 rows
 /// against 240); 12 slices of 3-4 tiles give 252 and 260.
 fn even_slices(tiles: usize, per: usize, tasks: usize, threads: usize) -> usize {
@@ -312,6 +312,25 @@ fn even_slices(tiles: usize, per: usize, tasks: usize, threads: usize) -> usize 
     (slices..=tiles)
         .find(|&n| (tasks * n).is_multiple_of(threads))
         .unwrap_or(slices)
+}
+
+/// Rows `r0..r1` of slice `sl` of `slices` over `tiles` tiles of `ur` of `rows` rows: `per`
+/// tiles a slice where [`even_slices`] kept their count (the last slice the rest, as on one
+/// thread), else the tiles spread evenly.
+fn slice_rows(
+    sl: usize,
+    slices: usize,
+    tiles: usize,
+    per: usize,
+    ur: usize,
+    rows: usize,
+) -> (usize, usize) {
+    let (t0, t1) = if slices == tiles.div_ceil(per.max(1)) {
+        (sl * per, (sl + 1) * per)
+    } else {
+        (tiles * sl / slices, tiles * (sl + 1) / slices)
+    };
+    ((t0 * ur).min(rows), (t1 * ur).min(rows))
 }
 
 /// The most of `rows` rows `w_row` floats apart whose lines at one step share an L1 set.
@@ -545,6 +564,51 @@ impl SimdJob for WriteColumns<'_> {
                             // SAFETY: pixel o of channel i is in dst (checked in write),
                             // exclusive to this call (write's caller).
                             unsafe { *first.add(at + o) = if self.relu { a.max(0.0) } else { a } };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{even_slices, slice_rows};
+
+    #[test]
+    fn slices_cover_every_row_once_and_share_out_evenly() {
+        for rows in 1..=100usize {
+            for ur in [3, 4, 12] {
+                let tiles = rows.div_ceil(ur);
+                for per in 1..=5 {
+                    for tasks in 1..=3 {
+                        for threads in 1..=4 {
+                            let n = even_slices(tiles, per, tasks, threads);
+                            let case = format!(
+                                "{rows} rows, ur {ur}, per {per}, tasks {tasks}, {threads} threads"
+                            );
+                            assert!(n >= tiles.div_ceil(per) && n <= tiles, "{case}: {n}");
+                            let even = (tasks * n).is_multiple_of(threads);
+                            let possible = (tiles.div_ceil(per)..=tiles)
+                                .any(|m| (tasks * m).is_multiple_of(threads));
+                            assert!(even || !possible, "{case}: {n} slices");
+                            let mut next = 0;
+                            for sl in 0..n {
+                                let (r0, r1) = slice_rows(sl, n, tiles, per, ur, rows);
+                                assert_eq!(r0, next, "{case}: slice {sl} starts");
+                                assert!(r1 > r0 && r1 - r0 <= per * ur, "{case}: slice {sl}");
+                                assert!(r0.is_multiple_of(ur), "{case}: slice {sl} tile");
+                                next = r1;
+                            }
+                            assert_eq!(next, rows, "{case}: rows covered");
+                            if threads == 1 {
+                                // One thread: `per` tiles a slice, the last the rest.
+                                assert_eq!(
+                                    slice_rows(0, n, tiles, per, ur, rows).1,
+                                    (per * ur).min(rows)
+                                );
+                            }
                         }
                     }
                 }
