@@ -481,8 +481,8 @@ mod tests {
                 }
             });
             assert_eq!(met.load(Ordering::Relaxed), 2, "round {round}");
-            // Long enough idle for the helper to park, so the next round must unpark it.
-            std::thread::sleep(SPIN + YIELD + Duration::from_millis(20));
+            // Wait until the helper has parked (its spin and yield phases over), so the next
+            // round must unpark it.
             assert!(
                 wait_for(|| team.helpers[0].asleep.0.load(Ordering::SeqCst)),
                 "round {round}: the helper never parked"
