@@ -68,7 +68,9 @@ const MAX_PIXELS: usize = 128;
 /// 1.3-2.0x; at 196 pixels 0.8-0.9x with 256 channels and a tie with 512. On AVX2
 /// backward-data gains 1.1-1.7x at 49-pixel phases; forward 1.08-1.31x at 7x7 on an
 /// AVX2-only Zen 3 EPYC (Sapphire Rapids capped at AVX2 had measured 0.8-1.06x; see
-/// `forward_in_columns` in `mod.rs`).
+/// `forward_in_columns` in `mod.rs`). These forward numbers predate the pixel form's
+/// packing block by block inside its tasks: on 16 lanes the forward pass now keeps the
+/// column form only for fewer pixels (`forward_in_columns`).
 pub(super) fn preferred(rows: usize, npx: usize) -> bool {
     npx <= MAX_PIXELS && rows >= npx
 }
@@ -175,9 +177,7 @@ pub(super) unsafe fn run<S: DirectIsa>(s: S, c: &Columns<'_>, out: SharedMut) {
         // has ways would read lines of one set at once: a 1x1 layer's forward with 1024 or
         // 2048 input channels (rows 4 or 8 KiB apart, all 12 AVX2 rows in one set) ran
         // 0.91-0.93x.
-        let narrow_tail = npx - (cols - 1) * nr <= S::LANES
-            && nr > S::LANES
-            && rows_per_l1_set(c.w_row, S::TILES[0].0) <= L1_WAYS;
+        let narrow_tail = narrow_tail::<S>(npx, c.w_row);
         // Slices innermost: neighbouring tasks share their columns of pixels.
         for_each_task(c.groups * chunks * slices, |t| {
             let (grp, ch, sl) = (t / (chunks * slices), t / slices % chunks, t % slices);
@@ -331,6 +331,29 @@ fn slice_rows(
         (tiles * sl / slices, tiles * (sl + 1) / slices)
     };
     ((t0 * ur).min(rows), (t1 * ur).min(rows))
+}
+
+/// Whether the last column of `npx` pixels runs the narrow tile (see [`run`]), with the
+/// weights' rows `w_row` floats apart.
+fn narrow_tail<S: DirectIsa>(npx: usize, w_row: usize) -> bool {
+    let nr = S::TILES[1].1 * S::LANES;
+    let cols = npx.div_ceil(nr);
+    cols > 0
+        && npx - (cols - 1) * nr <= S::LANES
+        && nr > S::LANES
+        && rows_per_l1_set(w_row, S::TILES[0].0) <= L1_WAYS
+}
+
+/// Vector lanes the column form's tiles span over `npx` pixels, with the weights' rows
+/// `w_row` floats apart: whole wide columns, the last narrow where [`narrow_tail`] runs it.
+pub(super) fn lanes_spanned<S: DirectIsa>(npx: usize, w_row: usize) -> usize {
+    let nr = S::TILES[1].1 * S::LANES;
+    let cols = npx.div_ceil(nr);
+    if narrow_tail::<S>(npx, w_row) {
+        (cols - 1) * nr + S::LANES
+    } else {
+        cols * nr
+    }
 }
 
 /// The most of `rows` rows `w_row` floats apart whose lines at one step share an L1 set.

@@ -600,8 +600,9 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
             // with the packing paid once the pixel form ran ResNet-50's 7x7 layers and
             // layer4 downsample (batch 1, 49-pixel phases) 1.06-1.60x faster on AVX-512
             // and 1.19-1.68x on AVX2 (Zen 5, medians of 4-5 alternating runs, A/A
-            // 0.97-1.04). Not forward: there it was 1.02-1.18x on four of those layers but
-            // 0.8x on the downsample.
+            // 0.97-1.04). Not forward, whose two forms sum in different orders (a plan
+            // must equal the one-shot call bit for bit), so it packs only where the
+            // one-shot call runs the pixel form (see `forward_in_columns`).
             Pass::Forward => {
                 let nr = tile_for::<S>(g.c_out / g.g).2;
                 let mut packed = vec![0.0; forward_packed_len(g, nr)];
@@ -1097,14 +1098,42 @@ enum Weights<'a> {
 }
 
 /// The forward pass runs in column form (`columns.rs`): few pixels, more output channels per
-/// group. On AVX2 too: on an AVX2-only Zen 3 EPYC it ran ResNet-50's and DenseNet-121's 7x7
-/// layers at 1.08-1.31x the pixel form (batch 1; 1x1 at batch 2 1.23x, 3x3 at batch 2 a
-/// tie; medians of 4 alternating pairs), though Sapphire Rapids capped at AVX2 had measured
-/// 0.8-1.06x: the AVX2 path is for AVX2-only CPUs, so the native one decides. Not on the
-/// narrower portable and scalar vectors, where it was never measured.
+/// group.
+///
+/// On AVX2: on an AVX2-only Zen 3 EPYC it ran ResNet-50's and DenseNet-121's 7x7 layers at
+/// 1.08-1.31x the pixel form (batch 1; 1x1 at batch 2 1.23x, 3x3 at batch 2 a tie; medians
+/// of 4 alternating pairs), though Sapphire Rapids capped at AVX2 had measured 0.8-1.06x:
+/// the AVX2 path is for AVX2-only CPUs, so the native one decides. Not on the narrower
+/// portable and scalar vectors, where it was never measured.
+///
+/// On 16 lanes only below [`COLUMN_PIXELS_16`] pixels whose columns fill at least 3/4 of
+/// the lanes they span. The column form was chosen against a pixel form that packed every
+/// block of the weights before it ran; since each task packs its own block into L2, the
+/// pixel form leads on Zen 4 wherever the column form's lanes run empty: ResNet-50's 7x7
+/// layers at batch 1 (49 pixels in 64 lanes) forward 1.00-1.12x on 1 thread and 1.04-1.23x
+/// on 2, at batch 2 1.14-1.30x and 1.17-1.36x, the layer-4 downsample 1.10x and 1.12x,
+/// DenseNet-121's 7x7 1x1 layer 1.13x and 1.50x; 36 pixels (in 64 lanes) 1.47-1.50x, 16
+/// pixels in a wide column (half its lanes) 1.25-1.47x, 4 and 9 pixels 1.5-2.5x. The column
+/// form keeps 25 and 32 pixels in 32 lanes and 16 in a narrow column (pixel form 0.76-0.91x
+/// there). Medians of 4 alternating runs. Prepared weights take the same form: the two forms
+/// sum in different orders, and a plan must equal the one-shot call bit for bit (prepared,
+/// the pixel form had led by 1.07-6.3x, but for 0.96x at 32 pixels on 1 thread).
 fn forward_in_columns<S: DirectIsa>(g: &ConvGeom) -> bool {
-    S::LANES >= 8 && columns::preferred(g.c_out / g.g, g.n * g.oh * g.ow)
+    let npx = g.n * g.oh * g.ow;
+    if S::LANES < 8 || !columns::preferred(g.c_out / g.g, npx) {
+        return false;
+    }
+    if S::LANES < 16 {
+        return true;
+    }
+    let w_row = g.c_in / g.g * g.kh * g.kw;
+    npx < COLUMN_PIXELS_16 && 4 * npx >= 3 * columns::lanes_spanned::<S>(npx, w_row)
 }
+
+/// Pixels from which a 16-lane forward pass takes the pixel form (see
+/// [`forward_in_columns`]): 48 pixels are four whole tiles of 12 rows; the column form's 64
+/// lanes (or 48, with a narrow last column) ran 0.61-0.92x of it there, 1 and 2 threads.
+const COLUMN_PIXELS_16: usize = 48;
 
 /// Backward-data runs in column form: few pixels in its largest stride phase, and more
 /// input channels per group.
@@ -2172,6 +2201,41 @@ mod tests {
         red_chunks, row_chunks, row_classes,
     };
     use crate::params::ConvParams;
+
+    #[test]
+    fn sixteen_lanes_keep_the_forward_column_form_for_few_well_filled_pixels() {
+        // (batch, c_in, h, w, c_out, kernel, column form on 16 lanes)
+        for (n, c, h, w, k, r, want) in [
+            // ResNet-50's 7x7 layers at batch 1 and 2: 49 and 98 pixels in 64 and 128 lanes.
+            (1, 512, 7, 7, 512, 3, false),
+            (2, 512, 7, 7, 512, 3, false),
+            (1, 2048, 7, 7, 512, 1, false),
+            // 32 pixels fill a wide column; 25 fill 25 of its 32 lanes.
+            (1, 512, 4, 8, 512, 3, true),
+            (1, 512, 5, 5, 512, 3, true),
+            // 36 pixels: a wide column and a narrow one (48 lanes), where the weights' rows
+            // (576 floats apart) spread over the L1 sets; 1024 channels of a 1x1 layer
+            // (rows 4 KiB apart) keep the wide tile, 64 lanes.
+            (1, 64, 6, 6, 100, 3, true),
+            (1, 1024, 6, 6, 1024, 1, false),
+            // 16 pixels: a narrow column with rows 9 KiB apart, a wide one with 18 KiB.
+            (1, 256, 4, 4, 256, 3, true),
+            (1, 512, 4, 4, 512, 3, false),
+            // From 48 pixels the pixel form.
+            (1, 64, 6, 8, 100, 3, false),
+            // More pixels than channels: the pixel form, as on every ISA.
+            (1, 16, 4, 8, 24, 3, false),
+        ] {
+            let g = ConvParams {
+                padding: [r / 2; 4],
+                ..ConvParams::new(n, c, h, w, k, [r, r])
+            }
+            .validate()
+            .expect("a valid conv");
+            let got = super::forward_in_columns::<super::Emu16>(&g);
+            assert_eq!(got, want, "{n}x{c}x{h}x{w} -> {k}, {r}x{r}");
+        }
+    }
 
     /// Geometries for the class tests, `(label, geometry)`: vertical strides, dilations,
     /// padding past the kernel's reach, batch 1 and 8 (5 columns, 3x3 wide kernels).
