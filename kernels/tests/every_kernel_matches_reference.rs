@@ -218,6 +218,11 @@ boundary_cases! {
         // below 48 pixels), over reductions of several chunks.
         conv(1, 300, [4, 6], 64, [3, 3], 1, 1, 1, 1),
         conv(1, 120, [6, 6], 64, [3, 3], 1, 1, 1, 1),
+        // Backward-data in column form on 16 lanes too (3x3 layers only where the pixels
+        // fill every lane): 32 pixels in a wide column; 16 in a narrow one, over two
+        // chunks of 1024 steps.
+        conv(1, 40, [4, 8], 32, [3, 3], 1, 1, 1, 1),
+        conv(1, 64, [4, 4], 120, [3, 3], 1, 1, 1, 1),
     ];
     // The direct kernel's column form on 1x1 backward-data, whose weights it copies in
     // reduction chunks: reductions of one and several chunks, a partial last slice of

@@ -552,7 +552,7 @@ unsafe impl<S: DirectIsa> ConvKernel for Direct<S> {
                 pointwise_run(self.0, g, pass, grad_y, wt, bias, false, grad_x)
             });
         }
-        if backward_in_columns(g) {
+        if backward_in_columns::<S>(g) {
             return backward_data(self.0, g, grad_y, Weights::Raw(weight), bias, grad_x);
         }
         backward_data(self.0, g, grad_y, Weights::ToPack(weight), bias, grad_x);
@@ -1136,9 +1136,29 @@ fn forward_in_columns<S: DirectIsa>(g: &ConvGeom) -> bool {
 const COLUMN_PIXELS_16: usize = 48;
 
 /// Backward-data runs in column form: few pixels in its largest stride phase, and more
-/// input channels per group.
-fn backward_in_columns(g: &ConvGeom) -> bool {
-    columns::preferred(g.c_in / g.g, g.n * g.h.div_ceil(g.sh) * g.w.div_ceil(g.sw))
+/// input channels per group; on 16 lanes, a 1x1 layer's (whose weights the column form
+/// gathers, see `columns::run`) or one whose pixels fill every lane of its columns, below
+/// [`COLUMN_PIXELS_16`].
+///
+/// As in the forward pass ([`forward_in_columns`]), the pixel form now packs block by block
+/// and leads on Zen 4 where the column form's lanes run partly empty: pixel / column form,
+/// medians of 3 alternating runs (a noisy host on 2 threads), 1 and 2 threads: ResNet-50's
+/// 3x3 layers at 7x7, batch 1 (49-pixel planes and stride-2 phases) 1.04-1.15x and
+/// 1.02-1.11x, batch 2 1.14-1.20x and 1.07x; 36 pixels in 48 lanes 1.28x and 1.21x, 25 in
+/// 32 1.07-1.12x and 0.98-1.17x, 4 and 9 pixels 1.08-1.7x. Full columns stay: 32 pixels
+/// 0.92x and 0.83x in the pixel form, 16 in a narrow column 1.0-1.01x and 0.93-1.11x. The
+/// 1x1 layers stay too (0.53-0.94x in the pixel form, batch 1 and 2, but for one tie at
+/// 1.03x).
+fn backward_in_columns<S: DirectIsa>(g: &ConvGeom) -> bool {
+    let npx = g.n * g.h.div_ceil(g.sh) * g.w.div_ceil(g.sw);
+    if !columns::preferred(g.c_in / g.g, npx) {
+        return false;
+    }
+    if S::LANES < 16 {
+        return true;
+    }
+    let khw = g.kh * g.kw;
+    khw == 1 || (npx < COLUMN_PIXELS_16 && npx == columns::lanes_spanned::<S>(npx, khw))
 }
 
 /// Forward pass, pixel form with weights packed by the caller (see [`pack_forward`]) or
@@ -2234,6 +2254,38 @@ mod tests {
             .expect("a valid conv");
             let got = super::forward_in_columns::<super::Emu16>(&g);
             assert_eq!(got, want, "{n}x{c}x{h}x{w} -> {k}, {r}x{r}");
+        }
+    }
+
+    #[test]
+    fn sixteen_lanes_keep_the_backward_column_form_for_1x1_and_full_columns() {
+        // (batch, c_in, h, w, c_out, kernel, stride, column form on 16 lanes)
+        for (n, c, h, w, k, r, s, want) in [
+            // ResNet-50's 3x3 layers at 7x7, batch 1: 49-pixel planes and stride-2 phases.
+            (1, 512, 7, 7, 512, 3, 1, false),
+            (1, 512, 14, 14, 512, 3, 2, false),
+            // Its 1x1 layers (the gathered weights), at batch 1 and 2.
+            (1, 2048, 7, 7, 512, 1, 1, true),
+            (2, 512, 7, 7, 2048, 1, 1, true),
+            // 32 pixels in a wide column, 16 in a narrow one (rows 9 floats apart).
+            (1, 40, 4, 8, 32, 3, 1, true),
+            (1, 256, 4, 4, 256, 3, 1, true),
+            // 36 pixels in 48 lanes, 25 in 32, 48 in 48.
+            (1, 64, 6, 6, 100, 3, 1, false),
+            (1, 512, 5, 5, 512, 3, 1, false),
+            (1, 64, 6, 8, 100, 3, 1, false),
+            // More pixels than input channels: the pixel form, as on every ISA.
+            (1, 16, 4, 8, 24, 3, 1, false),
+        ] {
+            let g = ConvParams {
+                padding: [r / 2; 4],
+                stride: [s, s],
+                ..ConvParams::new(n, c, h, w, k, [r, r])
+            }
+            .validate()
+            .expect("a valid conv");
+            let got = super::backward_in_columns::<super::Emu16>(&g);
+            assert_eq!(got, want, "{n}x{c}x{h}x{w} -> {k}, {r}x{r} stride {s}");
         }
     }
 
