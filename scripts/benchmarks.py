@@ -38,13 +38,24 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALGOS = "direct,im2col,winograd_f2,winograd_f4,winograd_f6,auto"
+# glibc's malloc gives each block of 128 KiB or more fresh pages from mmap and unmaps them on
+# free, so every PyTorch call pays a page fault per 4 KiB of its new output; on a KVM guest
+# with DAMON reclaiming (2026-12-06) that halved PyTorch's ResNet-50 stem forward (45 GFLOP/s
+# against 103-110 with the heap kept). convnet's bench reuses its buffers, so PyTorch runs
+# with glibc's heap kept too: the script re-executes itself with these tunables.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "4000000000",
+    "MALLOC_TRIM_THRESHOLD_": "8000000000",
+    "MALLOC_TOP_PAD_": "100000000",
+}
 
 
 def convnet(*args):
     """Runs the release convnet binary; returns its JSON lines."""
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, env=env, check=True)
     exe = os.path.join(ROOT, "target", "release", "convnet")
-    out = subprocess.run([exe, *args, "--json"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([exe, *args, "--json"], cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
@@ -411,7 +422,9 @@ def main():
         "batch under 16 on one thread, and for every transposed convolution (col2im); Debian's build runs those on a "
         "generic BLAS at 3-5 GFLOP/s. There a forward cell times oneDNN called directly (`torch.mkldnn_convolution`, NCHW "
         "in and out, marked [d], with what `conv2d` ran beside it); a backward pass cannot be forced onto oneDNN, so its "
-        "cell names the backend PyTorch ran, and the ratio, in parentheses, is no oneDNN comparison.",
+        "cell names the backend PyTorch ran, and the ratio, in parentheses, is no oneDNN comparison. PyTorch runs with "
+        "glibc's heap kept (`MALLOC_MMAP_THRESHOLD_` and friends), so that, like convnet's reused buffers, its fresh "
+        "outputs cost no page faults.",
         "",
         "| ISA | threads | peak GFLOP/s |",
         "| --- | --- | --- |",
@@ -461,4 +474,6 @@ def main():
 
 
 if __name__ == "__main__":
+    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
     main()
