@@ -42,9 +42,10 @@ ALGOS = "direct,im2col,winograd_f2,winograd_f4,winograd_f6,auto"
 # free, so every PyTorch call pays a page fault per 4 KiB of its new output; on a KVM guest
 # with DAMON reclaiming (2026-12-06) that halved PyTorch's ResNet-50 stem forward (45 GFLOP/s
 # against 103-110 with the heap kept). convnet's bench reuses its buffers, so PyTorch runs
-# with glibc's heap kept too: the script re-executes itself with these tunables.
+# with glibc's heap kept too: the script re-executes itself with these tunables (the mmap
+# threshold at 32 MiB, the most glibc accepts on 64-bit hosts: some releases ignore more).
 MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "4000000000",
+    "MALLOC_MMAP_THRESHOLD_": "33554432",
     "MALLOC_TRIM_THRESHOLD_": "8000000000",
     "MALLOC_TOP_PAD_": "100000000",
 }

@@ -470,7 +470,8 @@ fn few_channels(g: &ConvGeom, pass: Pass) -> Option<Algorithm> {
 /// - everything else, including 1x1 and strided convs and backward-weight: direct
 ///   (1.2-3x im2col). That includes backward-data over small stride phases with a deep
 ///   reduction (ResNet-50's and DenseNet's 7x7 layers), which went to im2col (1.05-1.8x)
-///   until the direct kernel's column form took them (1.1-1.5x im2col).
+///   until the direct kernel's column form took them (1.1-1.5x im2col; on AVX-512 its pixel
+///   form, which since leads the column form there on the 3x3 layers).
 fn heuristic_avx512(
     g: &ConvGeom,
     pass: Pass,

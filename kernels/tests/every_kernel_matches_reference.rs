@@ -214,20 +214,27 @@ boundary_cases! {
         conv(1, 8, [5, 6], 32, [3, 3], 1, 2, 2, 1),
         conv(3, 40, [3, 4], 40, [3, 3], 1, 1, 1, 1),
         // A last column of one vector (the narrow tile): 24 pixels at 16 lanes a column
-        // (8-lane ISAs), 36 at 32 (16-lane, whose forward pass keeps the column form only
-        // below 48 pixels), over reductions of several chunks.
+        // (8-lane ISAs), 40 at 32 (16-lane, whose forward pass keeps the column form only
+        // below 48 pixels that fill more than 3/4 of its lanes), over reductions of several
+        // chunks.
         conv(1, 300, [4, 6], 64, [3, 3], 1, 1, 1, 1),
-        conv(1, 120, [6, 6], 64, [3, 3], 1, 1, 1, 1),
+        conv(1, 120, [5, 8], 64, [3, 3], 1, 1, 1, 1),
         // Backward-data in column form on 16 lanes too (3x3 layers only where the pixels
         // fill every lane): 32 pixels in a wide column; 16 in a narrow one, over two
         // chunks of 1024 steps.
         conv(1, 40, [4, 8], 32, [3, 3], 1, 1, 1, 1),
         conv(1, 64, [4, 4], 120, [3, 3], 1, 1, 1, 1),
+        // Groups and stride-2 phases in column form on 16 lanes: 2 groups of 32 channels
+        // over 32 pixels both ways; backward-data's 16-pixel phases of an 8x8 input (and a
+        // forward pass of 16 pixels) in a narrow column.
+        conv(2, 64, [4, 4], 64, [3, 3], 1, 1, 1, 2),
+        conv(1, 48, [8, 8], 16, [3, 3], 2, 1, 1, 1),
     ];
     // The direct kernel's column form on 1x1 backward-data, whose weights it copies in
     // reduction chunks: reductions of one and several chunks, a partial last slice of
     // rows, whole slices before one (48 rows a slice), a stride (one phase with the tap),
-    // groups, a last column of 4 pixels (the narrow tile on 8-lane ISAs).
+    // groups, a last column of 4 pixels (in a wide tile: the gathered weights' rows, one
+    // float apart, share L1 sets, see `narrow_tail` in `columns.rs`).
     columns_1x1_backward: [
         conv(1, 64, [5, 6], 300, [1, 1], 1, 0, 1, 1),
         conv(1, 110, [3, 4], 150, [1, 1], 1, 0, 1, 1),

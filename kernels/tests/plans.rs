@@ -96,10 +96,11 @@ fn pointwise_prepared_passes_equal_unprepared() {
 #[test]
 fn column_form_prepared_passes_equal_unprepared() {
     // Few pixels, more channels (ResNet-50's 7x7 layers in small): unprepared, the direct
-    // kernel runs these in column form on the raw weights; prepared, the forward pass
-    // keeps that form and backward-data runs the pixel form on packed weights, which must
-    // sum in the same order. Stride 1 and 2 (phases of 4 and 16 pixels), 1x1 and 3x3,
-    // reductions of one and of several chunks.
+    // kernel runs these in column form on the raw weights (the 36- and 49-pixel layers'
+    // forward passes only on 8 lanes); prepared, the forward pass keeps that form and
+    // backward-data runs the pixel form on packed weights, which must sum in the same
+    // order. Stride 1 and 2 (phases of 4 and 16 pixels), 1x1 and 3x3, reductions of one
+    // and of several chunks.
     for (c, hw, k, r, s, pad) in [
         (64, 4, 96, 3, 1, 1),
         (96, 8, 64, 3, 2, 1),

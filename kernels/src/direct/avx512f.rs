@@ -35,7 +35,8 @@ unsafe impl DirectIsa for Avx512F {
     /// stem, 1x1, depthwise and LeNet layers within 1%. 2 threads (6 runs): 1.02-1.04x on
     /// the 3x3 layers. The column form (`columns.rs`) chunks by it too: ResNet-50's 7x7
     /// layers at batch 1 (3x3, 3x3 stride 2 from 14x14, both 1x1) ran forward 1.03-1.04x
-    /// and backward-data 1.02-1.05x, on 1 thread and 2 (3 and 4 alternating runs). AVX2
+    /// and backward-data 1.02-1.05x, on 1 thread and 2 (3 and 4 alternating runs), when
+    /// they still ran in that form (now only the 1x1 layers' backward-data does). AVX2
     /// keeps 128: its 16-channel rows fit both in L1, and 1024 ran its backward-data 0.90x.
     const RED_CHUNK: usize = 1024;
     fn detect() -> Option<Self> {

@@ -1,5 +1,7 @@
 //! The column form of the direct kernel's data passes, for layers with more output
-//! channels per group than pixels (ResNet-50's 7x7 and 14x14 layers at small batches).
+//! channels per group than pixels (ResNet-50's 7x7 layers at small batches; on 16-lane
+//! ISAs only where its vectors of pixels run nearly full, and 1x1 backward-data: see
+//! `forward_in_columns` and `backward_in_columns` in `mod.rs`).
 //!
 //! The pixel form (`mod.rs`) vectorises over channels: the weights are the vector operand,
 //! repacked `[block][r][NR]` on every call, and the tile's rows are pixels. When a group has
@@ -68,9 +70,10 @@ const MAX_PIXELS: usize = 128;
 /// 1.3-2.0x; at 196 pixels 0.8-0.9x with 256 channels and a tie with 512. On AVX2
 /// backward-data gains 1.1-1.7x at 49-pixel phases; forward 1.08-1.31x at 7x7 on an
 /// AVX2-only Zen 3 EPYC (Sapphire Rapids capped at AVX2 had measured 0.8-1.06x; see
-/// `forward_in_columns` in `mod.rs`). These forward numbers predate the pixel form's
-/// packing block by block inside its tasks: on 16 lanes the forward pass now keeps the
-/// column form only for fewer pixels (`forward_in_columns`).
+/// `forward_in_columns` in `mod.rs`). The AVX-512 numbers predate the pixel form's packing
+/// block by block inside its tasks: on 16 lanes both passes now keep the column form only
+/// for fewer pixels that fill its vectors, and backward-data for 1x1 layers
+/// (`forward_in_columns`, `backward_in_columns`).
 pub(super) fn preferred(rows: usize, npx: usize) -> bool {
     npx <= MAX_PIXELS && rows >= npx
 }

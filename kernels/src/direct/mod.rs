@@ -1106,7 +1106,7 @@ enum Weights<'a> {
 /// the AVX2 path is for AVX2-only CPUs, so the native one decides. Not on the narrower
 /// portable and scalar vectors, where it was never measured.
 ///
-/// On 16 lanes only below [`COLUMN_PIXELS_16`] pixels whose columns fill at least 3/4 of
+/// On 16 lanes only below [`COLUMN_PIXELS_16`] pixels whose columns fill more than 3/4 of
 /// the lanes they span. The column form was chosen against a pixel form that packed every
 /// block of the weights before it ran; since each task packs its own block into L2, the
 /// pixel form leads on Zen 4 wherever the column form's lanes run empty: ResNet-50's 7x7
@@ -1115,7 +1115,9 @@ enum Weights<'a> {
 /// DenseNet-121's 7x7 1x1 layer 1.13x and 1.50x; 36 pixels (in 64 lanes) 1.47-1.50x, 16
 /// pixels in a wide column (half its lanes) 1.25-1.47x, 4 and 9 pixels 1.5-2.5x. The column
 /// form keeps 25 and 32 pixels in 32 lanes and 16 in a narrow column (pixel form 0.76-0.91x
-/// there). Medians of 4 alternating runs. Prepared weights take the same form: the two forms
+/// there); at exactly 3/4 the pixel form led or tied (36 pixels in 48 lanes 1.13-1.47x, 24
+/// in 32 0.99x and 1.04x, 12 in a narrow column 0.92x and 1.42x). Medians of 4 alternating
+/// runs. Prepared weights take the same form: the two forms
 /// sum in different orders, and a plan must equal the one-shot call bit for bit (prepared,
 /// the pixel form had led by 1.07-6.3x, but for 0.96x at 32 pixels on 1 thread).
 fn forward_in_columns<S: DirectIsa>(g: &ConvGeom) -> bool {
@@ -1127,7 +1129,7 @@ fn forward_in_columns<S: DirectIsa>(g: &ConvGeom) -> bool {
         return true;
     }
     let w_row = g.c_in / g.g * g.kh * g.kw;
-    npx < COLUMN_PIXELS_16 && 4 * npx >= 3 * columns::lanes_spanned::<S>(npx, w_row)
+    npx < COLUMN_PIXELS_16 && 4 * npx > 3 * columns::lanes_spanned::<S>(npx, w_row)
 }
 
 /// Pixels from which a 16-lane forward pass takes the pixel form (see
@@ -1137,8 +1139,8 @@ const COLUMN_PIXELS_16: usize = 48;
 
 /// Backward-data runs in column form: few pixels in its largest stride phase, and more
 /// input channels per group; on 16 lanes, a 1x1 layer's (whose weights the column form
-/// gathers, see `columns::run`) or one whose pixels fill every lane of its columns, below
-/// [`COLUMN_PIXELS_16`].
+/// gathers, see `columns::run`) or one whose largest phase's pixels fill every lane of
+/// its columns, below [`COLUMN_PIXELS_16`] (smaller phases may leave lanes empty).
 ///
 /// As in the forward pass ([`forward_in_columns`]), the pixel form now packs block by block
 /// and leads on Zen 4 where the column form's lanes run partly empty: pixel / column form,
@@ -2222,6 +2224,7 @@ mod tests {
     };
     use crate::params::ConvParams;
 
+    #[cfg(feature = "testing")]
     #[test]
     fn sixteen_lanes_keep_the_forward_column_form_for_few_well_filled_pixels() {
         // (batch, c_in, h, w, c_out, kernel, column form on 16 lanes)
@@ -2233,10 +2236,11 @@ mod tests {
             // 32 pixels fill a wide column; 25 fill 25 of its 32 lanes.
             (1, 512, 4, 8, 512, 3, true),
             (1, 512, 5, 5, 512, 3, true),
-            // 36 pixels: a wide column and a narrow one (48 lanes), where the weights' rows
-            // (576 floats apart) spread over the L1 sets; 1024 channels of a 1x1 layer
-            // (rows 4 KiB apart) keep the wide tile, 64 lanes.
-            (1, 64, 6, 6, 100, 3, true),
+            // A wide column and a narrow one (48 lanes), where the weights' rows (576 floats
+            // apart) spread over the L1 sets: 40 pixels fill more than 3/4, 36 exactly 3/4;
+            // 1024 channels of a 1x1 layer (rows 4 KiB apart) keep the wide tile, 64 lanes.
+            (1, 64, 5, 8, 100, 3, true),
+            (1, 64, 6, 6, 100, 3, false),
             (1, 1024, 6, 6, 1024, 1, false),
             // 16 pixels: a narrow column with rows 9 KiB apart, a wide one with 18 KiB.
             (1, 256, 4, 4, 256, 3, true),
@@ -2257,6 +2261,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "testing")]
     #[test]
     fn sixteen_lanes_keep_the_backward_column_form_for_1x1_and_full_columns() {
         // (batch, c_in, h, w, c_out, kernel, stride, column form on 16 lanes)
