@@ -2224,6 +2224,18 @@ mod tests {
     };
     use crate::params::ConvParams;
 
+    /// A square `r x r` kernel padded by `r / 2` on every side, at stride `s`.
+    #[cfg(feature = "testing")]
+    fn same(n: usize, c: usize, [h, w]: [usize; 2], k: usize, r: usize, s: usize) -> ConvGeom {
+        ConvParams {
+            padding: [r / 2; 4],
+            stride: [s, s],
+            ..ConvParams::new(n, c, h, w, k, [r, r])
+        }
+        .validate()
+        .expect("a valid conv")
+    }
+
     #[cfg(feature = "testing")]
     #[test]
     fn sixteen_lanes_keep_the_forward_column_form_for_few_well_filled_pixels() {
@@ -2250,13 +2262,7 @@ mod tests {
             // More pixels than channels: the pixel form, as on every ISA.
             (1, 16, 4, 8, 24, 3, false),
         ] {
-            let g = ConvParams {
-                padding: [r / 2; 4],
-                ..ConvParams::new(n, c, h, w, k, [r, r])
-            }
-            .validate()
-            .expect("a valid conv");
-            let got = super::forward_in_columns::<super::Emu16>(&g);
+            let got = super::forward_in_columns::<super::Emu16>(&same(n, c, [h, w], k, r, 1));
             assert_eq!(got, want, "{n}x{c}x{h}x{w} -> {k}, {r}x{r}");
         }
     }
@@ -2282,14 +2288,7 @@ mod tests {
             // More pixels than input channels: the pixel form, as on every ISA.
             (1, 16, 4, 8, 24, 3, 1, false),
         ] {
-            let g = ConvParams {
-                padding: [r / 2; 4],
-                stride: [s, s],
-                ..ConvParams::new(n, c, h, w, k, [r, r])
-            }
-            .validate()
-            .expect("a valid conv");
-            let got = super::backward_in_columns::<super::Emu16>(&g);
+            let got = super::backward_in_columns::<super::Emu16>(&same(n, c, [h, w], k, r, s));
             assert_eq!(got, want, "{n}x{c}x{h}x{w} -> {k}, {r}x{r} stride {s}");
         }
     }
